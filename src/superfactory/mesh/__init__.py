@@ -1,0 +1,1 @@
+"""superfactory.mesh"""
