@@ -1,1 +1,1 @@
-"""superfactory.loop"""
+"""The decision loop (observe -> decide -> act) and the ports both worlds implement."""

@@ -1,1 +1,1 @@
-"""superfactory.sim"""
+"""The twin: a deterministic discrete-event simulation of the fleet that runs the real policies."""

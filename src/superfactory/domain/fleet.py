@@ -1,0 +1,111 @@
+"""What a policy sees (:class:`FleetSnapshot`) and what it returns (:class:`Plan`).
+
+A snapshot is an immutable picture of the fleet at ``now_s``. Per-node state is a ``bytes`` string per
+factory (one byte per node, :data:`NODE_FREE` / :data:`NODE_BUSY` / :data:`NODE_DOWN`): cheap to copy, cheap
+to scan with numpy, and impossible for a policy to mutate. A plan is a tuple of typed actions plus the
+reason each unplaced job waits; the actuator of each world (twin or live) carries the actions out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from superfactory.domain.factory import Factory, WanLink
+from superfactory.domain.job import TrainingJob
+
+NODE_FREE = 0
+NODE_BUSY = 1
+NODE_DOWN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class FactoryState:
+    """Dynamic state of one factory.
+
+    Attributes:
+        factory_id: which factory.
+        up: False during a whole-factory outage.
+        node_status: one byte per node (``NODE_FREE``, ``NODE_BUSY``, ``NODE_DOWN``).
+        price_usd_per_mwh: electricity price in force now.
+        carbon_g_per_kwh: grid carbon intensity now.
+        it_power_w: current IT load, W.
+    """
+
+    factory_id: str
+    up: bool
+    node_status: bytes
+    price_usd_per_mwh: float
+    carbon_g_per_kwh: float
+    it_power_w: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job as the policy sees it.
+
+    Attributes:
+        job: the declared job.
+        factory_id: where it runs, or ``None`` while pending.
+        nodes: node indices it holds in that factory (empty while pending).
+        progress_s: productive seconds retained (lost work already subtracted).
+        waiting_since_s: when it last became pending (pending jobs only; else -1).
+        last_factory_id: where it last ran, if anywhere.
+    """
+
+    job: TrainingJob
+    factory_id: str | None
+    nodes: tuple[int, ...]
+    progress_s: float
+    waiting_since_s: int
+    last_factory_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSnapshot:
+    """The fleet at one instant, aligned by index: ``states[i]`` describes ``factories[i]``."""
+
+    now_s: int
+    factories: tuple[Factory, ...]
+    states: tuple[FactoryState, ...]
+    links: tuple[WanLink, ...]
+    pending: tuple[JobView, ...]
+    running: tuple[JobView, ...]
+
+    def factory_index(self, factory_id: str) -> int:
+        for i, f in enumerate(self.factories):
+            if f.id == factory_id:
+                return i
+        raise KeyError(factory_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Start (or restart) a pending job on ``nodes`` of ``factory_id``."""
+
+    job_id: str
+    factory_id: str
+    nodes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Preempt:
+    """Stop a running job after a checkpoint and return it to the queue."""
+
+    job_id: str
+    reason: str
+
+
+Action = Place | Preempt
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A policy's decision.
+
+    Attributes:
+        actions: what to do, in order.
+        waiting: ``(job_id, reason)`` for every pending job left unplaced, in words a user can read.
+    """
+
+    actions: tuple[Action, ...] = ()
+    waiting: tuple[tuple[str, str], ...] = ()

@@ -1,0 +1,94 @@
+"""Baseline placement policies: price-aware greedy and home-region, both with first-fit nodes.
+
+These are the reference points the smarter policies are measured against. Neither migrates nor preempts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import numpy.typing as npt
+
+from superfactory.domain.fleet import FleetSnapshot, JobView, Place, Plan
+from superfactory.policy.feasibility import added_it_power_w, power_refusal, static_refusal
+from superfactory.policy.nodes import first_fit, nodes_needed
+from superfactory.policy.registry import register
+
+
+def _queue_order(pending: tuple[JobView, ...]) -> list[JobView]:
+    """Higher priority first, then earlier submission (a requeued job keeps its place), then id."""
+    return sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
+
+
+class _FirstFitPlanner(ABC):
+    """Shared machinery: walk the queue, try candidate factories in order, first-fit nodes.
+
+    Subclasses choose the candidate factories for each job (:meth:`candidates`). Within one call, capacity
+    and power taken by earlier placements are tracked so a plan never double-books a node or a megawatt.
+    Jobs that fit nowhere wait; later, smaller jobs may backfill around them.
+    """
+
+    name = "abstract"
+
+    @abstractmethod
+    def candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
+        """Factory indices to try for ``view``, best first."""
+
+    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
+        del rng  # deterministic
+        status: dict[int, npt.NDArray[np.uint8]] = {}
+        it_power = [s.it_power_w for s in snapshot.states]
+        actions: list[Place] = []
+        waiting: list[tuple[str, str]] = []
+        for view in _queue_order(snapshot.pending):
+            job = view.job
+            reasons: list[str] = []
+            placed = False
+            for i in self.candidates(snapshot, view):
+                f, st = snapshot.factories[i], snapshot.states[i]
+                refusal = static_refusal(job, f, st)
+                if refusal is not None:
+                    reasons.append(refusal)
+                    continue
+                extra_w = added_it_power_w(f, job.accelerator, nodes_needed(f, job.accelerator, job.gpus))
+                refusal = power_refusal(f, it_power[i], extra_w)
+                if refusal is not None:
+                    reasons.append(refusal)
+                    continue
+                if i not in status:
+                    status[i] = np.frombuffer(st.node_status, dtype=np.uint8).copy()
+                nodes = first_fit(f, status[i], job.accelerator, job.gpus)
+                if nodes is None:
+                    reasons.append(f"{f.id}: not enough free {job.accelerator} nodes")
+                    continue
+                status[i][list(nodes)] = 1
+                it_power[i] += extra_w
+                actions.append(Place(job.id, f.id, nodes))
+                placed = True
+                break
+            if not placed:
+                waiting.append((job.id, "; ".join(reasons) or "no candidate factory"))
+        return Plan(tuple(actions), tuple(waiting))
+
+
+@register("greedy")
+class GreedyCheapest(_FirstFitPlanner):
+    """Cheapest feasible factory now (price x PUE), first-fit nodes; never migrates."""
+
+    def candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
+        return sorted(
+            range(len(snapshot.factories)),
+            key=lambda i: (snapshot.states[i].price_usd_per_mwh * snapshot.factories[i].pue, i),
+        )
+
+
+@register("home-region")
+class HomeRegion(_FirstFitPlanner):
+    """Each job runs only in the factory it was submitted to, queueing when it is full (price-blind)."""
+
+    def candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
+        home = view.job.home_factory
+        if home is None:
+            return list(range(len(snapshot.factories)))
+        return [snapshot.factory_index(home)]

@@ -1,0 +1,245 @@
+"""Compile a structurally valid :class:`ScenarioSpec` into a runnable :class:`Scenario`.
+
+This pass checks what a schema cannot: unique ids, links and events that name known factories, markets and
+grids that exist, jobs that fit in at least one factory (accelerator type, size, sovereignty clearance),
+checkpoint intervals longer than their blocking time. Each problem is reported as ``(field path, message)``
+so the loader can point at the YAML line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from superfactory.domain.factory import Factory, WanLink, build_clusters
+from superfactory.domain.job import CheckpointSpec, InferenceService, RecoverySpec, TrainingJob
+from superfactory.domain.reliability import FailureModel, llama3_405b_model, model_from_table
+from superfactory.domain.signals import StepSeries
+from superfactory.domain.units import HOUR_S
+from superfactory.domain.accelerator import ACCELERATORS
+from superfactory.scenario import markets
+from superfactory.scenario.model import Scenario, ScenarioEvent
+from superfactory.scenario.schema import JobSpec, ScenarioSpec, SeriesCsv
+from superfactory.scenario.units import UnitError, parse_duration_s, parse_flop
+from superfactory.scenario.workload import generate_jobs
+
+Path_ = tuple[str | int, ...]
+
+
+class CompileErrors(Exception):
+    """Collected semantic errors: a list of ``(path, message)``."""
+
+    def __init__(self, errors: list[tuple[Path_, str]]) -> None:
+        super().__init__(f"{len(errors)} error(s)")
+        self.errors = errors
+
+
+def compile_scenario(spec: ScenarioSpec, base_dir: Path | None = None, source: str = "<built-in>") -> Scenario:
+    """Build the domain scenario; raise :class:`CompileErrors` listing every problem found."""
+    errors: list[tuple[Path_, str]] = []
+    factories = _factories(spec, errors)
+    ids = {f.id for f in factories}
+    links = _links(spec, ids, errors)
+    hours = -(-spec.duration // HOUR_S) + 24
+    prices, carbon = _signals(spec, factories, hours, base_dir, errors)
+    jobs = [_job(j, spec, ("jobs", i), factories, errors) for i, j in enumerate(spec.jobs)]
+    if spec.workload is not None and factories:
+        jobs.extend(generate_jobs(spec.workload, tuple(factories), spec.duration, spec.defaults))
+    seen: set[str] = set()
+    for i, j in enumerate(jobs):
+        if j is not None and j.id in seen:
+            errors.append((("jobs", i, "id"), f"duplicate job id {j.id!r}"))
+        if j is not None:
+            seen.add(j.id)
+    services = tuple(
+        InferenceService(s.id, s.model, s.weights, s.accelerator, s.gpus_per_replica, s.slo_p99_ms, tuple(s.pops))
+        for s in spec.services
+    )
+    events = _events(spec, ids, links, errors)
+    failure_model = _failure_model(spec, base_dir, errors)
+    if errors:
+        raise CompileErrors(errors)
+    return Scenario(
+        name=spec.name, description=spec.description, seed=spec.seed, duration_s=spec.duration,
+        factories=tuple(factories), links=tuple(links), jobs=tuple(j for j in jobs if j is not None),
+        services=services, prices=prices, carbon=carbon, failure_model=failure_model, events=tuple(events),
+        policy=spec.policy, policy_params=dict(spec.policy_params), source=source,
+    )
+
+
+def _factories(spec: ScenarioSpec, errors: list[tuple[Path_, str]]) -> list[Factory]:
+    out: list[Factory] = []
+    seen: set[str] = set()
+    for i, fs in enumerate(spec.factories):
+        if fs.id in seen:
+            errors.append((("factories", i, "id"), f"duplicate factory id {fs.id!r}"))
+        seen.add(fs.id)
+        out.append(Factory(
+            id=fs.id, region=fs.region, market=fs.market, grid=fs.grid or fs.market, power_cap_w=fs.power_cap,
+            cooling_capacity_w=fs.cooling_capacity, pue=fs.pue, clearances=frozenset(fs.clearances),
+            jurisdiction=fs.jurisdiction, clusters=build_clusters([(b.system, b.node_count()) for b in fs.systems]),
+            cloud_region=fs.cloud_region, timezone_offset_h=fs.timezone_offset_h,
+        ))
+        if fs.power_cap <= 0:
+            errors.append((("factories", i, "power_cap"), "must be positive"))
+        if fs.cooling_capacity <= 0:
+            errors.append((("factories", i, "cooling_capacity"), "must be positive"))
+    return out
+
+
+def _links(spec: ScenarioSpec, ids: set[str], errors: list[tuple[Path_, str]]) -> list[WanLink]:
+    out = []
+    for i, lk in enumerate(spec.links):
+        for end in ("a", "b"):
+            name = getattr(lk, end)
+            if name not in ids:
+                errors.append((("links", i, end), f"unknown factory {name!r}; factories are {sorted(ids)}"))
+        if lk.a == lk.b:
+            errors.append((("links", i), "a link must join two different factories"))
+        out.append(WanLink(lk.a, lk.b, lk.bandwidth, lk.latency, lk.egress_usd_per_gb))
+    return out
+
+
+def _csv_series(c: SeriesCsv, base_dir: Path | None, name: str, unit: str, path: Path_,
+                errors: list[tuple[Path_, str]]) -> StepSeries | None:
+    p = Path(c.csv)
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    scale = c.scale * (markets.LBS_PER_MWH_TO_G_PER_KWH if c.unit == "lbs_per_mwh" else 1.0)
+    try:
+        return markets.read_series_csv(p, c.column, c.step, name, unit, scale)
+    except FileNotFoundError:
+        errors.append(((*path, "csv"), f"file not found: {p}"))
+    except ValueError as e:
+        errors.append(((*path, "csv"), str(e)))
+    return None
+
+
+def _signals(spec: ScenarioSpec, factories: list[Factory], hours: int, base_dir: Path | None,
+             errors: list[tuple[Path_, str]]) -> tuple[dict[str, StepSeries], dict[str, StepSeries]]:
+    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0x5EED]))
+    prices: dict[str, StepSeries] = {}
+    carbon: dict[str, StepSeries] = {}
+    tz = {f.market: f.timezone_offset_h for f in factories}
+    tz_grid = {f.grid: f.timezone_offset_h for f in factories}
+    for i, f in enumerate(factories):
+        if f.market not in prices:
+            ms = spec.markets.get(f.market)
+            if ms is not None and ms.csv is not None:
+                s = _csv_series(ms.csv, base_dir, f"price:{f.market}", "USD/MWh", ("markets", f.market), errors)
+                if s is not None:
+                    prices[f.market] = s
+            elif f.market in markets.MARKETS:
+                prof = markets.MARKETS[f.market]
+                if ms is not None:
+                    prof = markets.with_overrides(prof, ms.mean_usd_per_mwh, ms.day_night_ratio)
+                prices[f.market] = markets.synthetic_prices(prof, hours, rng, tz[f.market])
+            else:
+                known = sorted(set(markets.MARKETS) | set(spec.markets))
+                errors.append(((
+                    "factories", i, "market"),
+                    f"unknown market {f.market!r}; built-in markets are {known} (or define it under 'markets:' "
+                    "with a csv)",
+                ))
+        if f.grid not in carbon:
+            gs = spec.grids.get(f.grid)
+            if gs is not None and gs.csv is not None:
+                s = _csv_series(gs.csv, base_dir, f"carbon:{f.grid}", "gCO2/kWh", ("grids", f.grid), errors)
+                if s is not None:
+                    carbon[f.grid] = s
+            elif f.grid in markets.GRIDS or (gs is not None and gs.mean_g_per_kwh is not None):
+                gprof = markets.GRIDS.get(f.grid, markets.GridProfile(f.grid, 0.0, 0.0, 0.05))
+                if gs is not None and gs.mean_g_per_kwh is not None:
+                    gprof = markets.GridProfile(f.grid, gs.mean_g_per_kwh, gprof.solar_dip, gprof.sigma)
+                carbon[f.grid] = markets.synthetic_carbon(gprof, hours, rng, tz_grid[f.grid])
+            else:
+                errors.append((("factories", i, "grid"),
+                               f"unknown grid {f.grid!r}; built-in grids are {sorted(markets.GRIDS)} (or define "
+                               "it under 'grids:' with mean_g_per_kwh or a csv)"))
+    return prices, carbon
+
+
+def _job(js: JobSpec, spec: ScenarioSpec, path: Path_, factories: list[Factory],
+         errors: list[tuple[Path_, str]]) -> TrainingJob | None:
+    d = spec.defaults
+    ck = js.checkpoint or d.checkpoint
+    rc = js.recovery or d.recovery
+    mfu = js.mfu or d.mfu
+    peak = ACCELERATORS[js.accelerator].bf16_dense_tflops * 1e12
+    try:
+        if isinstance(js.work, str) and js.work.strip()[-1:].isalpha() and not js.work.strip().endswith("FLOP"):
+            work_flop = parse_duration_s(js.work) * js.gpus * peak * mfu
+        else:
+            work_flop = parse_flop(js.work)
+    except UnitError as e:
+        errors.append(((*path, "work"), f"{e} (work is compute like '3.8e25FLOP' or productive time like '12d')"))
+        return None
+    if ck.blocking >= ck.interval:
+        errors.append(((*path, "checkpoint", "interval"),
+                       f"checkpoint interval ({ck.interval} s) must exceed its blocking time ({ck.blocking} s)"))
+    if js.tp_size > ACCELERATORS[js.accelerator].nvlink_domain_gpus:
+        errors.append(((*path, "tp_size"), f"tp_size {js.tp_size} exceeds the {js.accelerator} NVLink domain "
+                       f"({ACCELERATORS[js.accelerator].nvlink_domain_gpus} GPUs)"))
+    ids = {f.id for f in factories}
+    if js.home is not None and js.home not in ids:
+        errors.append(((*path, "home"), f"unknown factory {js.home!r}; factories are {sorted(ids)}"))
+    classes = frozenset(js.sovereignty)
+    fits = [f for f in factories if f.gpus_of(js.accelerator) >= js.gpus and classes <= f.clearances]
+    if factories and not fits:
+        biggest = max(factories, key=lambda f: f.gpus_of(js.accelerator))
+        why = (f"the largest {js.accelerator} factory is {biggest.id} with {biggest.gpus_of(js.accelerator)} GPUs"
+               if biggest.gpus_of(js.accelerator) < js.gpus else
+               f"no factory with enough {js.accelerator} GPUs is cleared for {sorted(classes)}")
+        errors.append(((*path, "gpus"), f"job {js.id!r} fits in no factory: needs {js.gpus} {js.accelerator} "
+                       f"GPUs{' cleared for ' + str(sorted(classes)) if classes else ''}; {why}"))
+    return TrainingJob(
+        id=js.id, accelerator=js.accelerator, gpus=js.gpus, work_flop=work_flop, mfu=mfu, submit_s=js.submit,
+        checkpoint=CheckpointSpec(ck.interval, ck.blocking, ck.size, ck.write_bandwidth),
+        recovery=RecoverySpec(rc.detect, rc.restart), priority=js.priority, migratable=js.migratable,
+        sovereignty=classes, carbon_budget_tco2=js.carbon_budget_tco2, home_factory=js.home, tp_size=js.tp_size,
+    )
+
+
+def _events(spec: ScenarioSpec, ids: set[str], links: list[WanLink],
+            errors: list[tuple[Path_, str]]) -> list[ScenarioEvent]:
+    out = []
+    pairs = {frozenset((lk.a, lk.b)) for lk in links}
+    for i, ev in enumerate(spec.events):
+        if ev.at >= spec.duration:
+            errors.append((("events", i, "at"), f"event at {ev.at} s is after the scenario ends ({spec.duration} s)"))
+        if ev.kind == "factory_outage":
+            assert ev.factory is not None
+            if ev.factory not in ids:
+                errors.append((("events", i, "factory"), f"unknown factory {ev.factory!r}; factories are {sorted(ids)}"))
+            out.append(ScenarioEvent(ev.at, ev.kind, ev.duration, factory=ev.factory))
+        else:
+            assert ev.link is not None
+            a, b = ev.link
+            if frozenset((a, b)) not in pairs:
+                errors.append((("events", i, "link"), f"no link between {a!r} and {b!r} in 'links'"))
+            out.append(ScenarioEvent(ev.at, ev.kind, ev.duration, link=(a, b)))
+    return sorted(out, key=lambda e: (e.at_s, e.kind, e.factory, e.link))
+
+
+def _failure_model(spec: ScenarioSpec, base_dir: Path | None, errors: list[tuple[Path_, str]]) -> FailureModel:
+    fs = spec.failures
+    if fs.table == "llama3-405b":
+        model = llama3_405b_model()
+    else:
+        from superfactory.domain.reliability import LLAMA3_GPUS, LLAMA3_HOURS, LLAMA3_NODES, LLAMA3_PLANNED
+        from superfactory.scenario.loaders import read_interruption_table
+
+        p = Path(fs.table)
+        if not p.is_absolute() and base_dir is not None:
+            p = base_dir / p
+        try:
+            rows = read_interruption_table(p)
+        except (OSError, KeyError, ValueError) as e:
+            errors.append((("failures", "table"), f"cannot read interruption table {p}: {e}"))
+            return llama3_405b_model()
+        model = model_from_table(rows, LLAMA3_GPUS, LLAMA3_NODES, LLAMA3_HOURS, LLAMA3_PLANNED)
+    model = model.scaled(fs.rate_scale)
+    if not fs.planned:
+        model = FailureModel(model.causes, 0.0)
+    return model

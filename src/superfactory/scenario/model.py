@@ -1,0 +1,42 @@
+"""A compiled, validated scenario: domain values the twin runs on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from superfactory.domain.factory import Factory, WanLink
+from superfactory.domain.job import InferenceService, TrainingJob
+from superfactory.domain.signals import StepSeries
+from superfactory.domain.reliability import FailureModel
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioEvent:
+    """A scripted disturbance: a whole-factory outage or a WAN partition, at ``at_s`` for ``duration_s``."""
+
+    at_s: int
+    kind: str
+    duration_s: int
+    factory: str = ""
+    link: tuple[str, str] = ("", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """Everything a twin run needs besides the seed and policy override."""
+
+    name: str
+    description: str
+    seed: int
+    duration_s: int
+    factories: tuple[Factory, ...]
+    links: tuple[WanLink, ...]
+    jobs: tuple[TrainingJob, ...]
+    services: tuple[InferenceService, ...]
+    prices: dict[str, StepSeries]
+    carbon: dict[str, StepSeries]
+    failure_model: FailureModel
+    events: tuple[ScenarioEvent, ...] = ()
+    policy: str = "greedy"
+    policy_params: dict[str, object] = field(default_factory=dict)
+    source: str = "<built-in>"

@@ -1,0 +1,214 @@
+"""The scenario file format: pydantic models that validate a parsed YAML document.
+
+Every model forbids unknown keys. Quantities with units are parsed here (see :mod:`.units`), so a wrong unit
+is reported at its field path. Cross-references (links to known factories, jobs that fit somewhere) are checked
+by :mod:`.compiler` after this structural pass. ``superfactory scenario schema`` exports the JSON schema of
+:class:`ScenarioSpec` for editors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from superfactory.domain.accelerator import ACCELERATORS, SYSTEMS
+from superfactory.scenario import units
+
+Duration = Annotated[int, BeforeValidator(units.parse_duration_s), Field(description="duration, e.g. '30min'")]
+Size = Annotated[float, BeforeValidator(units.parse_size_bytes), Field(description="size, e.g. '1.5TB'")]
+Bandwidth = Annotated[float, BeforeValidator(units.parse_bandwidth_gbps), Field(description="e.g. '400Gbps'")]
+Power = Annotated[float, BeforeValidator(units.parse_power_w), Field(description="power, e.g. '300MW'")]
+Latency = Annotated[float, BeforeValidator(units.parse_latency_ms), Field(description="latency, e.g. '15ms'")]
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+
+SystemName = Literal[tuple(SYSTEMS)]  # type: ignore[valid-type]
+AcceleratorName = Literal[tuple(ACCELERATORS)]  # type: ignore[valid-type]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SystemBlock(Strict):
+    """A block of identical systems: give ``nodes`` (hosts/trays) or ``racks`` (NVL72 racks of 18 trays)."""
+
+    system: SystemName
+    nodes: int | None = Field(default=None, gt=0)
+    racks: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_count(self) -> SystemBlock:
+        if (self.nodes is None) == (self.racks is None):
+            raise ValueError("give exactly one of 'nodes' or 'racks'")
+        return self
+
+    def node_count(self) -> int:
+        if self.nodes is not None:
+            return self.nodes
+        assert self.racks is not None
+        return self.racks * SYSTEMS[self.system].nodes_per_domain
+
+
+class FactorySpec(Strict):
+    id: Identifier
+    region: str
+    market: str = Field(description="electricity market, e.g. ERCOT, PJM, MISO, SERC, CAISO, NORDPOOL_SE2")
+    grid: str | None = Field(default=None, description="carbon-intensity zone; defaults to the market")
+    jurisdiction: str = "US"
+    clearances: list[str] = Field(default_factory=list)
+    power_cap: Power
+    cooling_capacity: Power
+    pue: float = Field(default=1.2, ge=1.0, le=3.0)
+    cloud_region: str | None = None
+    timezone_offset_h: float = Field(default=0.0, ge=-12, le=14)
+    systems: list[SystemBlock] = Field(min_length=1)
+
+
+class LinkSpec(Strict):
+    a: Identifier
+    b: Identifier
+    bandwidth: Bandwidth = Field(gt=0)
+    latency: Latency = Field(ge=0)
+    egress_usd_per_gb: float = Field(default=0.0, ge=0)
+
+
+class CheckpointSpecModel(Strict):
+    interval: Duration = Field(gt=0)
+    blocking: Duration = Field(ge=0)
+    size: Size = Field(ge=0)
+    write_bandwidth: Bandwidth = Field(default=0, ge=0)
+
+
+class RecoverySpecModel(Strict):
+    detect: Duration = Field(ge=0)
+    restart: Duration = Field(ge=0)
+
+
+class JobDefaults(Strict):
+    mfu: float = Field(default=0.40, gt=0, le=1)
+    checkpoint: CheckpointSpecModel = CheckpointSpecModel.model_validate(
+        {"interval": "30min", "blocking": "30s", "size": "1TB", "write_bandwidth": "800Gbps"}
+    )
+    recovery: RecoverySpecModel = RecoverySpecModel.model_validate({"detect": "2min", "restart": "5min"})
+
+
+class JobSpec(Strict):
+    """A training job. ``work`` is total compute (``3.8e25`` or ``3.8e25FLOP``) or productive time on the
+    declared gang (``12d``)."""
+
+    id: Identifier
+    accelerator: AcceleratorName
+    gpus: int = Field(gt=0)
+    work: str | float
+    mfu: float | None = Field(default=None, gt=0, le=1)
+    submit: Duration = Field(default=0, ge=0)
+    priority: int = 0
+    migratable: bool = True
+    sovereignty: list[str] = Field(default_factory=list)
+    carbon_budget_tco2: float | None = Field(default=None, gt=0)
+    home: Identifier | None = None
+    tp_size: int = Field(default=8, gt=0)
+    checkpoint: CheckpointSpecModel | None = None
+    recovery: RecoverySpecModel | None = None
+
+
+class SizeShare(Strict):
+    gpus: int = Field(gt=0)
+    weight: float = Field(gt=0)
+
+
+class WorkloadSpec(Strict):
+    """A synthetic mix of training jobs (see :mod:`.workload` for the model and its calibration)."""
+
+    kind: Literal["mixed-training"] = "mixed-training"
+    seed: int = 0
+    load: float = Field(default=0.9, gt=0, le=2.0, description="offered GPU demand / fleet GPUs")
+    backlog: float = Field(default=0.9, ge=0, le=2.0, description="demand already queued at t=0 / fleet GPUs")
+    sizes: list[SizeShare] = Field(min_length=1)
+    median_duration: Duration = Field(gt=0)
+    duration_sigma: float = Field(default=0.8, ge=0, le=3)
+    min_duration: Duration = Field(default="6h", gt=0)
+    max_duration: Duration = Field(default="20d", gt=0)
+    sovereign_share: float = Field(default=0.0, ge=0, le=1)
+    sovereign_class: str = "EU_PERSONAL"
+    priority_levels: int = Field(default=3, ge=1, le=10)
+    checkpoint_per_gpu: Size = Field(default="0.3GB", ge=0, description="checkpoint bytes per GPU of the gang")
+
+
+class ServiceSpec(Strict):
+    """An inference service (declared; served by the inference policy when present)."""
+
+    id: Identifier
+    model: str
+    weights: Size = Field(gt=0)
+    accelerator: AcceleratorName
+    gpus_per_replica: int = Field(gt=0)
+    slo_p99_ms: float = Field(gt=0)
+    pops: list[str] = Field(default_factory=list)
+
+
+class SeriesCsv(Strict):
+    """A signal read from a CSV file: one column of values at a fixed step (path relative to the scenario)."""
+
+    csv: str
+    column: str
+    step: Duration = Field(default="1h", gt=0)
+    unit: Literal["usd_per_mwh", "g_per_kwh", "lbs_per_mwh"] = "usd_per_mwh"
+    scale: float = Field(default=1.0, gt=0)
+
+
+class MarketSpec(Strict):
+    """Overrides of a built-in synthetic market, or a CSV of real prices."""
+
+    mean_usd_per_mwh: float | None = Field(default=None, gt=0)
+    day_night_ratio: float | None = Field(default=None, ge=1)
+    csv: SeriesCsv | None = None
+
+
+class GridSpec(Strict):
+    mean_g_per_kwh: float | None = Field(default=None, ge=0)
+    csv: SeriesCsv | None = None
+
+
+class FailureSpec(Strict):
+    table: str = Field(default="llama3-405b", description="'llama3-405b' or a CSV path in the same format")
+    rate_scale: float = Field(default=1.0, ge=0)
+    planned: bool = True
+
+
+class EventSpec(Strict):
+    at: Duration = Field(ge=0)
+    kind: Literal["factory_outage", "partition"]
+    duration: Duration = Field(gt=0)
+    factory: Identifier | None = None
+    link: list[Identifier] | None = Field(default=None, min_length=2, max_length=2)
+
+    @model_validator(mode="after")
+    def _target(self) -> EventSpec:
+        if self.kind == "factory_outage" and self.factory is None:
+            raise ValueError("a factory_outage needs 'factory'")
+        if self.kind == "partition" and self.link is None:
+            raise ValueError("a partition needs 'link: [a, b]'")
+        return self
+
+
+class ScenarioSpec(Strict):
+    """A whole scenario file."""
+
+    name: Identifier
+    description: str = ""
+    seed: int = 0
+    duration: Duration = Field(gt=0)
+    factories: list[FactorySpec] = Field(min_length=1)
+    links: list[LinkSpec] = Field(default_factory=list)
+    defaults: JobDefaults = JobDefaults()
+    jobs: list[JobSpec] = Field(default_factory=list)
+    workload: WorkloadSpec | None = None
+    services: list[ServiceSpec] = Field(default_factory=list)
+    markets: dict[str, MarketSpec] = Field(default_factory=dict)
+    grids: dict[str, GridSpec] = Field(default_factory=dict)
+    failures: FailureSpec = FailureSpec()
+    events: list[EventSpec] = Field(default_factory=list)
+    policy: str = "greedy"
+    policy_params: dict[str, object] = Field(default_factory=dict)

@@ -1,0 +1,105 @@
+"""Synthetic mixed training workloads.
+
+Model (per accelerator type ``a`` with ``C_a`` GPUs in the fleet):
+- a backlog submitted at t = 0 whose gangs add up to ``backlog x C_a`` GPUs (a busy fleet at the start of the
+  window, as in any real month);
+- then Poisson arrivals at rate ``load x C_a / E[gpus x duration]``, so the offered demand averages ``load`` of
+  the fleet's GPUs;
+- gang sizes drawn from the ``sizes`` mix; productive durations log-normal (median ``median_duration``,
+  log-std ``duration_sigma``) clipped to ``[min_duration, max_duration]``. Published LLM-cluster statistics
+  (AcmeTrace, NSDI'24: most GPU jobs are small but GPU time is dominated by jobs of hundreds to thousands of GPUs
+  running days) motivate a mix weighted to large gangs for a fleet-scale twin;
+- each job's home factory is drawn in proportion to that factory's GPUs of the job's type (among factories
+  cleared for its sovereignty class, for the ``sovereign_share`` of jobs that carry one).
+
+Generation is deterministic given ``WorkloadSpec.seed`` (independent of the run seed, which drives failures).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from superfactory.domain.accelerator import ACCELERATORS
+from superfactory.domain.factory import Factory
+from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
+from superfactory.scenario.schema import JobDefaults, WorkloadSpec
+
+
+def generate_jobs(spec: WorkloadSpec, factories: tuple[Factory, ...], duration_s: int,
+                  defaults: JobDefaults) -> tuple[TrainingJob, ...]:
+    """The jobs of a synthetic workload, sorted by submission time then id."""
+    rng = np.random.default_rng(spec.seed)
+    jobs: list[TrainingJob] = []
+    accelerators = sorted({a for f in factories for a in f.accelerators})
+    for acc in accelerators:
+        capacity = sum(f.gpus_of(acc) for f in factories)
+        max_single = max(f.gpus_of(acc) for f in factories)
+        sizes = [s for s in spec.sizes if s.gpus <= max_single // 2] or [min(spec.sizes, key=lambda s: s.gpus)]
+        gpus_opts = np.array([s.gpus for s in sizes])
+        weights = np.array([s.weight for s in sizes], dtype=float)
+        weights /= weights.sum()
+        mean_gpus = float((gpus_opts * weights).sum())
+        mu = math.log(spec.median_duration)
+        mean_dur = _clipped_lognormal_mean(mu, spec.duration_sigma, spec.min_duration, spec.max_duration, rng)
+        rate_per_s = spec.load * capacity / (mean_gpus * mean_dur)
+        t = 0.0
+        backlog_gpus = 0
+        n = 0
+        while True:
+            if backlog_gpus < spec.backlog * capacity:
+                submit = 0
+            else:
+                t += rng.exponential(1.0 / rate_per_s)
+                submit = int(t)
+                if submit >= duration_s:
+                    break
+            gpus = int(rng.choice(gpus_opts, p=weights))
+            dur = float(np.clip(rng.lognormal(mu, spec.duration_sigma), spec.min_duration, spec.max_duration))
+            sovereign = rng.random() < spec.sovereign_share
+            job = _make_job(f"{acc.lower()}-{n:04d}", acc, gpus, dur, submit, sovereign, spec, factories,
+                            defaults, rng)
+            if job is not None:
+                jobs.append(job)
+                if submit == 0:
+                    backlog_gpus += gpus
+            n += 1
+    return tuple(sorted(jobs, key=lambda j: (j.submit_s, j.id)))
+
+
+def _clipped_lognormal_mean(mu: float, sigma: float, lo: float, hi: float, rng: np.random.Generator) -> float:
+    sample = np.clip(rng.lognormal(mu, sigma, 20_000), lo, hi)
+    return float(sample.mean())
+
+
+def _make_job(job_id: str, acc: str, gpus: int, duration_s: float, submit_s: int, sovereign: bool,
+              spec: WorkloadSpec, factories: tuple[Factory, ...], defaults: JobDefaults,
+              rng: np.random.Generator) -> TrainingJob | None:
+    classes = frozenset({spec.sovereign_class}) if sovereign else frozenset()
+    homes = [f for f in factories if f.gpus_of(acc) >= gpus and classes <= f.clearances]
+    if not homes and classes:
+        # no cleared factory has this accelerator: the job carries no regulated data in this fleet
+        classes = frozenset()
+        homes = [f for f in factories if f.gpus_of(acc) >= gpus]
+    if not homes:
+        return None
+    w = np.array([f.gpus_of(acc) for f in homes], dtype=float)
+    home = homes[int(rng.choice(len(homes), p=w / w.sum()))]
+    mfu = defaults.mfu
+    flop = duration_s * gpus * ACCELERATORS[acc].bf16_dense_tflops * 1e12 * mfu
+    ck = defaults.checkpoint
+    rc = defaults.recovery
+    return TrainingJob(
+        id=job_id,
+        accelerator=acc,
+        gpus=gpus,
+        work_flop=flop,
+        mfu=mfu,
+        submit_s=submit_s,
+        checkpoint=CheckpointSpec(ck.interval, ck.blocking, spec.checkpoint_per_gpu * gpus, ck.write_bandwidth),
+        recovery=RecoverySpec(rc.detect, rc.restart),
+        priority=int(rng.integers(spec.priority_levels)),
+        sovereignty=classes,
+        home_factory=home.id,
+    )

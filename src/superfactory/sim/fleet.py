@@ -1,0 +1,440 @@
+"""The simulated fleet: job lifecycle, failures, outages and energy accounting on the event kernel.
+
+:class:`SimulatedFleet` is the twin's implementation of the loop ports: it builds snapshots
+(:class:`~superfactory.loop.ports.FleetView`), carries out plans (:class:`~superfactory.loop.ports.Actuator`)
+and emits domain events. Invalid plans (a node that is not free, a job that is not pending, too few GPUs) are
+policy bugs and raise :class:`~superfactory.errors.SimulationError` with the offending action, so property
+tests catch them instead of silently corrupting capacity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from superfactory.domain.events import Event, EventKind
+from superfactory.domain.factory import Factory, WanLink
+from superfactory.domain.fleet import (
+    NODE_FREE,
+    FactoryState,
+    FleetSnapshot,
+    JobView,
+    Place,
+    Plan,
+    Preempt,
+)
+from superfactory.domain.job import TrainingJob
+from superfactory.domain.signals import StepSeries
+from superfactory.domain.units import HOUR_S
+from superfactory.errors import SimulationError
+from superfactory.sim.factorystate import FactoryRuntime, HourRow
+from superfactory.domain.reliability import FailureModel
+from superfactory.sim.failures import FactoryFailureProcess
+from superfactory.sim.jobstate import HOLDS_NODES, JobRuntime, JobState
+from superfactory.sim.kernel import PRIO_DECIDE, PRIO_FAILURE, PRIO_JOB, PRIO_SIGNAL, Kernel
+
+
+class SimulatedFleet:
+    """Fleet state + the job state machine (see :mod:`superfactory.sim.jobstate`)."""
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        factories: tuple[Factory, ...],
+        links: tuple[WanLink, ...],
+        jobs: tuple[TrainingJob, ...],
+        prices: dict[str, StepSeries],
+        carbon: dict[str, StepSeries],
+        failure_model: FailureModel,
+        rng: np.random.Generator,
+        emit: Callable[[Event], None],
+    ) -> None:
+        self.k = kernel
+        self.factories = factories
+        self.links = links
+        self.links_down: set[tuple[str, str]] = set()
+        self.rt = [FactoryRuntime(f, i) for i, f in enumerate(factories)]
+        self.by_id = {f.id: i for i, f in enumerate(factories)}
+        self.jobs = [JobRuntime(j, i) for i, j in enumerate(jobs)]
+        self.job_by_id = {j.id: r for j, r in zip(jobs, self.jobs, strict=True)}
+        self.prices = prices
+        self.carbon = carbon
+        self.model = failure_model
+        self.emit = emit
+        self.pending: dict[int, JobRuntime] = {}  # insertion-ordered pending set
+        self.holding: dict[int, JobRuntime] = {}
+        self.hour_rows: list[HourRow] = []
+        self.request_decision: Callable[[], None] = lambda: None
+        seeds = np.random.SeedSequence(int(rng.integers(2**63))).spawn(len(factories) + 1)
+        self.planned_rng = np.random.default_rng(seeds[-1])
+        self.failures = [
+            FactoryFailureProcess(f, failure_model, np.random.default_rng(s))
+            for f, s in zip(factories, seeds, strict=False)
+        ]
+        self._hour_start_s = 0
+
+    # == start-up ==========================================================================================
+    def start(self) -> None:
+        """Schedule submissions, the first failure of each factory and the hourly accounting tick."""
+        for jr in self.jobs:
+            self.k.at(jr.job.submit_s, PRIO_JOB, self._submit, jr)
+        for i in range(len(self.factories)):
+            self._schedule_failure(i)
+        self._emit_prices(0)
+        self.k.at(HOUR_S, PRIO_SIGNAL, self._hour_tick)
+
+    # == FleetView ===========================================================================================
+    def snapshot(self) -> FleetSnapshot:
+        now = self.k.now_s()
+        states = tuple(
+            FactoryState(
+                r.factory.id,
+                r.up,
+                r.status.tobytes(),
+                self.prices[r.factory.market].at(now),
+                self.carbon[r.factory.grid].at(now),
+                r.it_power_w,
+            )
+            for r in self.rt
+        )
+        links = tuple(lk for lk in self.links if (lk.a, lk.b) not in self.links_down)
+        pending = tuple(self._view(jr, now) for jr in self.pending.values())
+        running = tuple(self._view(jr, now) for jr in self.holding.values())
+        return FleetSnapshot(now, self.factories, states, links, pending, running)
+
+    def _view(self, jr: JobRuntime, now: int) -> JobView:
+        progress = jr.progress_s + (now - jr.run_since_s if jr.state is JobState.RUNNING else 0)
+        return JobView(
+            jr.job,
+            self.factories[jr.factory].id if jr.factory >= 0 else None,
+            jr.nodes,
+            progress,
+            jr.waiting_since_s if jr.state is JobState.PENDING else -1,
+            self.factories[jr.last_factory].id if jr.last_factory >= 0 else None,
+        )
+
+    # == Actuator ============================================================================================
+    def apply(self, plan: Plan) -> None:
+        for action in plan.actions:
+            if isinstance(action, Place):
+                self._place(action)
+            elif isinstance(action, Preempt):
+                self._preempt(action)
+            else:  # pragma: no cover - Action is a closed union
+                raise SimulationError(f"unknown action {action!r}")
+
+    def _place(self, a: Place) -> None:
+        jr = self.job_by_id.get(a.job_id)
+        if jr is None or jr.state is not JobState.PENDING or not jr.submitted:
+            raise SimulationError(f"policy placed job {a.job_id!r} which is not pending")
+        fi = self.by_id.get(a.factory_id)
+        if fi is None:
+            raise SimulationError(f"policy placed job {a.job_id!r} on unknown factory {a.factory_id!r}")
+        r = self.rt[fi]
+        f = r.factory
+        if not r.up:
+            raise SimulationError(f"policy placed job {a.job_id!r} on {f.id}, which is down")
+        nodes = np.asarray(a.nodes, dtype=np.intp)
+        if nodes.size and (nodes.min() < 0 or nodes.max() >= f.nodes):
+            raise SimulationError(f"policy placed job {a.job_id!r} on nodes outside {f.id} (0..{f.nodes - 1})")
+        if np.unique(nodes).size != nodes.size:
+            raise SimulationError(f"policy gave job {a.job_id!r} duplicate nodes")
+        taken = nodes[r.status[nodes] != NODE_FREE]
+        if taken.size:
+            raise SimulationError(
+                f"policy placed job {a.job_id!r} on node {int(taken[0])} of {f.id}, which is not free"
+            )
+        gpus = 0
+        for ci in np.unique(r.node_cluster[nodes]):
+            c = f.clusters[int(ci)]
+            if c.accelerator != jr.job.accelerator:
+                raise SimulationError(f"job {a.job_id!r} needs {jr.job.accelerator}, got {c.accelerator} nodes")
+            gpus += int((r.node_cluster[nodes] == ci).sum()) * c.system.gpus_per_node
+        if gpus < jr.job.gpus:
+            raise SimulationError(f"policy gave job {a.job_id!r} {gpus} GPUs < {jr.job.gpus}")
+        now = self.k.now_s()
+        r.accrue(now)
+        r.hold(nodes, jr.index)
+        del self.pending[jr.index]
+        self.holding[jr.index] = jr
+        jr.factory, jr.nodes, jr.held_since_s = fi, a.nodes, now
+        if jr.first_start_s < 0:
+            jr.first_start_s = now
+        tok = jr.bump(JobState.STARTING)
+        self.emit(Event(now, EventKind.JOB_PLACED, jr.job.id, f.id, value=float(gpus)))
+        self.k.after(jr.job.recovery.restart_s, PRIO_JOB, self._begin_running, jr, tok)
+
+    def _preempt(self, a: Preempt) -> None:
+        jr = self.job_by_id.get(a.job_id)
+        if jr is None or jr.state not in (JobState.RUNNING, JobState.CHECKPOINTING):
+            raise SimulationError(f"policy preempted job {a.job_id!r} which is not running")
+        jr.preemptions += 1
+        self.emit(Event(self.k.now_s(), EventKind.JOB_PREEMPTED, jr.job.id, self._fid(jr), cause=a.reason))
+        self._drain(jr)
+
+    # == job lifecycle =======================================================================================
+    def _fid(self, jr: JobRuntime) -> str:
+        return self.factories[jr.factory].id if jr.factory >= 0 else ""
+
+    def _submit(self, jr: JobRuntime) -> None:
+        now = self.k.now_s()
+        jr.submitted = True
+        jr.waiting_since_s = now
+        self.pending[jr.index] = jr
+        self.emit(Event(now, EventKind.JOB_SUBMITTED, jr.job.id, jr.job.home_factory or "", value=jr.job.gpus))
+        self.request_decision()
+
+    def _begin_running(self, jr: JobRuntime, tok: int) -> None:
+        if jr.token != tok:
+            return
+        now = self.k.now_s()
+        if jr.recovering:
+            jr.recovery_s += jr.job.recovery.restart_s
+            jr.recovering = False
+        jr.run_since_s = now
+        tok = jr.bump(JobState.RUNNING)
+        self.emit(Event(now, EventKind.JOB_RUNNING, jr.job.id, self._fid(jr), value=jr.progress_s))
+        self._schedule_running(jr, tok, now + jr.job.checkpoint.interval_s)
+        if self.model.planned_rate_per_gpu_hour > 0:
+            rate_per_s = self.model.planned_rate_per_gpu_hour * jr.job.gpus / HOUR_S
+            gap = max(1, int(np.ceil(self.planned_rng.exponential(1.0 / rate_per_s))))
+            self.k.after(gap, PRIO_FAILURE, self._planned_stop, jr, jr.incarnation, jr.held_since_s)
+
+    def _schedule_running(self, jr: JobRuntime, tok: int, next_ckpt_s: int) -> None:
+        now = self.k.now_s()
+        remaining = jr.job.work_s - jr.progress_s
+        finish_s = now + max(0, int(np.ceil(remaining)))
+        if finish_s <= next_ckpt_s:
+            self.k.at(finish_s, PRIO_JOB, self._complete, jr, tok)
+        else:
+            self.k.at(next_ckpt_s, PRIO_JOB, self._checkpoint_begin, jr, tok)
+
+    def _checkpoint_begin(self, jr: JobRuntime, tok: int) -> None:
+        if jr.token != tok:
+            return
+        now = self.k.now_s()
+        jr.accrue_progress(now)
+        tok = jr.bump(JobState.CHECKPOINTING)
+        self.k.after(jr.job.checkpoint.blocking_s, PRIO_JOB, self._checkpoint_unblock, jr, tok, now, jr.progress_s)
+
+    def _checkpoint_unblock(self, jr: JobRuntime, tok: int, began_s: int, snap_progress_s: float) -> None:
+        if jr.token != tok:
+            return
+        now = self.k.now_s()
+        jr.checkpoint_stall_s += now - began_s
+        jr.run_since_s = now
+        tok = jr.bump(JobState.RUNNING)
+        write_s = jr.job.checkpoint.async_write_s
+        if write_s == 0:
+            self._checkpoint_commit(jr, jr.incarnation, snap_progress_s)
+        else:
+            self.k.after(write_s, PRIO_JOB - 1, self._checkpoint_commit, jr, jr.incarnation, snap_progress_s)
+        self._schedule_running(jr, tok, max(now + 1, began_s + jr.job.checkpoint.interval_s))
+
+    def _checkpoint_commit(self, jr: JobRuntime, incarnation: int, progress_s: float) -> None:
+        if jr.incarnation != incarnation or progress_s <= jr.committed_s:
+            return
+        jr.committed_s = progress_s
+        jr.checkpoints += 1
+        self.emit(Event(self.k.now_s(), EventKind.CHECKPOINT_COMMITTED, jr.job.id, self._fid(jr), value=progress_s))
+
+    def _complete(self, jr: JobRuntime, tok: int) -> None:
+        if jr.token != tok:
+            return
+        now = self.k.now_s()
+        jr.progress_s = jr.committed_s = jr.job.work_s
+        jr.completed_s = now
+        jr.bump(JobState.COMPLETED)
+        self.emit(Event(now, EventKind.JOB_COMPLETED, jr.job.id, self._fid(jr), value=jr.progress_s))
+        self._release(jr)
+        self.request_decision()
+
+    def _interrupt(self, jr: JobRuntime, cause: str, node: int) -> None:
+        """A component under the job failed: lose work since the last commit, detect, then requeue."""
+        if jr.state not in (JobState.STARTING, JobState.RUNNING, JobState.CHECKPOINTING):
+            return  # already detecting or draining: the same incident
+        now = self.k.now_s()
+        if jr.state is JobState.STARTING and jr.recovering:
+            jr.recovery_s += now - (jr.held_since_s)  # partial restart wasted
+        jr.accrue_progress(now)
+        lost = jr.progress_s - jr.committed_s
+        jr.lost_work_s += lost
+        jr.progress_s = jr.committed_s
+        jr.incarnation += 1
+        jr.interruptions += 1
+        jr.interruptions_by_cause[cause] = jr.interruptions_by_cause.get(cause, 0) + 1
+        tok = jr.bump(JobState.DETECTING)
+        self.emit(Event(now, EventKind.JOB_INTERRUPTED, jr.job.id, self._fid(jr), node, cause, lost))
+        jr.recovery_s += jr.job.recovery.detect_s
+        self.k.after(jr.job.recovery.detect_s, PRIO_JOB, self._requeue, jr, tok, True)
+
+    def _planned_stop(self, jr: JobRuntime, incarnation: int, held_since_s: int) -> None:
+        if (
+            jr.incarnation != incarnation
+            or jr.held_since_s != held_since_s
+            or jr.state not in (JobState.RUNNING, JobState.CHECKPOINTING)
+        ):
+            return
+        jr.planned_stops += 1
+        self.emit(Event(self.k.now_s(), EventKind.JOB_PLANNED_STOP, jr.job.id, self._fid(jr), cause="planned"))
+        self._drain(jr)
+
+    def _drain(self, jr: JobRuntime) -> None:
+        """Take a final checkpoint (blocking + write), then requeue with no work lost."""
+        now = self.k.now_s()
+        jr.accrue_progress(now)
+        jr.incarnation += 1  # in-flight async writes are superseded by the drain checkpoint
+        tok = jr.bump(JobState.DRAINING)
+        ck = jr.job.checkpoint
+        jr.checkpoint_stall_s += ck.blocking_s + ck.async_write_s
+        self.k.after(ck.blocking_s + ck.async_write_s, PRIO_JOB, self._drained, jr, tok)
+
+    def _drained(self, jr: JobRuntime, tok: int) -> None:
+        if jr.token != tok:
+            return
+        self._checkpoint_commit(jr, jr.incarnation, jr.progress_s)
+        self._requeue(jr, jr.token, False)
+
+    def _requeue(self, jr: JobRuntime, tok: int, after_failure: bool) -> None:
+        if jr.token != tok:
+            return
+        now = self.k.now_s()
+        self._release(jr)
+        jr.bump(JobState.PENDING)
+        jr.recovering = after_failure
+        jr.waiting_since_s = now
+        self.pending[jr.index] = jr
+        self.request_decision()
+
+    def _release(self, jr: JobRuntime) -> None:
+        now = self.k.now_s()
+        r = self.rt[jr.factory]
+        r.accrue(now)
+        self._accrue_job_energy(jr, now)
+        jr.held_gpu_s += (now - jr.held_since_s) * jr.job.gpus
+        r.release(np.asarray(jr.nodes, dtype=np.intp))
+        self.holding.pop(jr.index, None)
+        jr.last_factory, jr.factory, jr.nodes, jr.held_since_s = jr.factory, -1, (), -1
+
+    def _accrue_job_energy(self, jr: JobRuntime, now: int) -> None:
+        """Attribute facility energy, cost and carbon of the job's nodes since max(hold start, hour start)."""
+        start = max(jr.held_since_s, self._hour_start_s)
+        dt = now - start
+        if dt <= 0 or jr.factory < 0:
+            return
+        r = self.rt[jr.factory]
+        f = r.factory
+        power_w = float(r.node_power_busy_w[list(jr.nodes)].sum()) * f.pue if r.up else 0.0
+        e_j = power_w * dt
+        jr.energy_j += e_j
+        mwh = e_j / 3.6e9
+        jr.cost_usd += mwh * self.prices[f.market].at(start)
+        jr.carbon_g += mwh * 1000.0 * self.carbon[f.grid].at(start)  # MWh -> kWh, x g/kWh
+
+    # == failures, outages, partitions =======================================================================
+    def _schedule_failure(self, fi: int) -> None:
+        nxt = self.failures[fi].next_failure(self.k.now_s())
+        if nxt is not None:
+            t, node, cause = nxt
+            self.k.at(t, PRIO_FAILURE, self._node_failure, fi, node, cause)
+
+    def _node_failure(self, fi: int, node: int, cause_i: int) -> None:
+        self._schedule_failure(fi)
+        r = self.rt[fi]
+        if not r.up or r.down[node]:
+            return  # thinning: a down node cannot fail again
+        cause = self.model.causes[cause_i]
+        now = self.k.now_s()
+        r.accrue(now)
+        r.set_down(node, True)
+        self.emit(Event(now, EventKind.NODE_FAILED, "", r.factory.id, node, cause.name))
+        self.k.after(cause.repair_s, PRIO_FAILURE, self._node_repair, fi, node)
+        ji = int(r.node_job[node])
+        if ji >= 0:
+            self._interrupt(self.jobs[ji], cause.name, node)
+        self.request_decision()
+
+    def _node_repair(self, fi: int, node: int) -> None:
+        r = self.rt[fi]
+        r.accrue(self.k.now_s())
+        r.set_down(node, False)
+        self.emit(Event(self.k.now_s(), EventKind.NODE_REPAIRED, "", r.factory.id, node))
+        self.request_decision()
+
+    def factory_outage(self, factory_id: str, duration_s: int, cause: str = "factory outage") -> None:
+        """Take a whole factory out now for ``duration_s``; jobs there are interrupted."""
+        fi = self.by_id[factory_id]
+        r = self.rt[fi]
+        now = self.k.now_s()
+        r.accrue(now)
+        r.set_up(False)
+        self.emit(Event(now, EventKind.FACTORY_LOST, "", factory_id, cause=cause, value=duration_s))
+        for jr in [j for j in self.holding.values() if j.factory == fi]:
+            self._interrupt(jr, cause, -1)
+        self.k.after(duration_s, PRIO_FAILURE, self._factory_restore, fi)
+        self.request_decision()
+
+    def _factory_restore(self, fi: int) -> None:
+        r = self.rt[fi]
+        r.accrue(self.k.now_s())
+        r.set_up(True)
+        self.emit(Event(self.k.now_s(), EventKind.FACTORY_RESTORED, "", r.factory.id))
+        self.request_decision()
+
+    def partition(self, a: str, b: str, duration_s: int) -> None:
+        """Cut the WAN link a-b for ``duration_s`` (it disappears from snapshots meanwhile)."""
+        key = (a, b) if any((lk.a, lk.b) == (a, b) for lk in self.links) else (b, a)
+        self.links_down.add(key)
+        self.emit(Event(self.k.now_s(), EventKind.LINK_PARTITIONED, "", f"{key[0]}-{key[1]}", value=duration_s))
+        self.k.after(duration_s, PRIO_FAILURE, self._heal, key)
+        self.request_decision()
+
+    def _heal(self, key: tuple[str, str]) -> None:
+        self.links_down.discard(key)
+        self.emit(Event(self.k.now_s(), EventKind.LINK_RESTORED, "", f"{key[0]}-{key[1]}"))
+        self.request_decision()
+
+    # == hourly accounting ===================================================================================
+    def _emit_prices(self, now: int) -> None:
+        for market, series in sorted(self.prices.items()):
+            if now == 0 or series.index(now) != series.index(now - 1):
+                self.emit(Event(now, EventKind.PRICE_CHANGED, "", market, value=series.at(now)))
+
+    def _hour_tick(self) -> None:
+        now = self.k.now_s()
+        self.close_hour(now)
+        self._emit_prices(now)
+        self.k.after(HOUR_S, PRIO_SIGNAL, self._hour_tick)
+        self.request_decision()
+
+    def close_hour(self, now: int) -> None:
+        """Close the accounting period [hour start, now): one HourRow per factory."""
+        start = self._hour_start_s
+        span = now - start
+        if span <= 0:
+            return
+        for jr in self.holding.values():
+            self._accrue_job_energy(jr, now)
+        for r in self.rt:
+            r.accrue(now)
+            f = r.factory
+            it_mwh = r.hour_energy_j / 3.6e9
+            fac_mwh = it_mwh * f.pue
+            price = self.prices[f.market].at(start)
+            ci = self.carbon[f.grid].at(start)
+            gpus = f.gpus
+            self.hour_rows.append(
+                HourRow(
+                    f.id, start // HOUR_S, it_mwh, fac_mwh, price, ci, fac_mwh * price, fac_mwh * ci / 1000.0,
+                    r.hour_busy_gpu_s / (gpus * span) if gpus else 0.0, r.hour_busy_gpu_s / span,
+                )
+            )
+            r.total_busy_gpu_s += r.hour_busy_gpu_s
+            r.total_gpu_s += gpus * span
+            r.hour_energy_j = 0.0
+            r.hour_busy_gpu_s = 0.0
+        self._hour_start_s = now
+
+    def schedule_decision_at(self, when_s: int, fn: Callable[[], None]) -> None:
+        self.k.at(when_s, PRIO_DECIDE, fn)

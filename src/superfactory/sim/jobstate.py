@@ -1,0 +1,82 @@
+"""Per-job runtime state in the twin and the job state machine.
+
+States and transitions (``token`` increments on every transition so stale scheduled callbacks are ignored;
+``incarnation`` increments on every interruption so in-flight checkpoint writes of a dead incarnation never
+commit)::
+
+    PENDING --place--> STARTING --restart_s--> RUNNING <--> CHECKPOINTING (blocking_s)
+    RUNNING/CHECKPOINTING --done--> COMPLETED
+    STARTING/RUNNING/CHECKPOINTING --node failure--> DETECTING --detect_s--> PENDING (progress = last commit)
+    RUNNING/CHECKPOINTING --planned stop / preempt--> DRAINING (final checkpoint) --> PENDING (no loss)
+
+Progress is measured in productive seconds on the declared gang; it advances only in RUNNING.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from superfactory.domain.job import TrainingJob
+
+
+class JobState(str, Enum):
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    CHECKPOINTING = "checkpointing"
+    DETECTING = "detecting"
+    DRAINING = "draining"
+    COMPLETED = "completed"
+
+
+HOLDS_NODES = frozenset(
+    {JobState.STARTING, JobState.RUNNING, JobState.CHECKPOINTING, JobState.DETECTING, JobState.DRAINING}
+)
+
+
+@dataclass(slots=True)
+class JobRuntime:
+    """Mutable twin-side state of one training job (never shown to policies; they get JobView)."""
+
+    job: TrainingJob
+    index: int
+    state: JobState = JobState.PENDING
+    submitted: bool = False
+    factory: int = -1
+    nodes: tuple[int, ...] = ()
+    progress_s: float = 0.0
+    committed_s: float = 0.0
+    run_since_s: int = 0
+    token: int = 0
+    incarnation: int = 0
+    waiting_since_s: int = 0
+    last_factory: int = -1
+    first_start_s: int = -1
+    completed_s: int = -1
+    interruptions: int = 0
+    planned_stops: int = 0
+    preemptions: int = 0
+    lost_work_s: float = 0.0
+    recovery_s: float = 0.0  # time holding nodes while detecting/restarting after interruptions
+    checkpoints: int = 0
+    checkpoint_stall_s: float = 0.0
+    held_gpu_s: float = 0.0  # GPU-seconds allocated (busy power drawn)
+    held_since_s: int = -1
+    recovering: bool = False  # current STARTING is a restart after an interruption
+    energy_j: float = 0.0  # facility energy attributed to the job
+    cost_usd: float = 0.0
+    carbon_g: float = 0.0
+    interruptions_by_cause: dict[str, int] = field(default_factory=dict)
+
+    def bump(self, state: JobState) -> int:
+        """Move to ``state`` and invalidate every callback scheduled for earlier states."""
+        self.state = state
+        self.token += 1
+        return self.token
+
+    def accrue_progress(self, now_s: int) -> None:
+        """Fold the current RUNNING segment into ``progress_s``."""
+        if self.state is JobState.RUNNING:
+            self.progress_s += now_s - self.run_since_s
+            self.run_since_s = now_s
