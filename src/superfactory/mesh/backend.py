@@ -17,10 +17,14 @@ How a commit is atomic on each backend:
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import fsspec
 
 from superfactory.mesh.errors import StorageError
 
@@ -120,14 +124,10 @@ class _LocalSink(FragmentSink):
     def abort(self) -> None:
         if not self._closed:
             self._closed = True
-            try:
+            with contextlib.suppress(OSError):
                 os.close(self._fd)
-            except OSError:
-                pass
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
 
 
 def _fsync_dir(path: Path) -> None:
@@ -172,7 +172,7 @@ class LocalBackend(Backend):
 
     def open_read(self, path: str) -> BinaryIO:
         try:
-            return open(self._p(path), "rb", buffering=0)  # noqa: SIM115 - the caller owns the handle
+            return open(self._p(path), "rb", buffering=0)
         except OSError as exc:
             raise _fail("open", self.url, path, exc) from exc
 
@@ -188,8 +188,6 @@ class LocalBackend(Backend):
         return self._p(path).exists()
 
     def delete_tree(self, path: str) -> None:
-        import shutil
-
         try:
             shutil.rmtree(self._p(path))
         except FileNotFoundError:
@@ -228,18 +226,14 @@ class _FsspecSink(FragmentSink):
             else:
                 self._fh.close()
         finally:
-            try:
+            with contextlib.suppress(FileNotFoundError, OSError):
                 self._fs.rm(self._path)
-            except (FileNotFoundError, OSError):
-                pass
 
 
 class FsspecBackend(Backend):
     """Any fsspec filesystem. Objects appear whole on close; the MANIFEST marker, written last, commits."""
 
     def __init__(self, url: str) -> None:
-        import fsspec
-
         self.url = url
         self.fs, root = fsspec.core.url_to_fs(url)
         self.root = root.rstrip("/")

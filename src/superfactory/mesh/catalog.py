@@ -81,9 +81,9 @@ class Catalog:
                 found.setdefault(cid, {})[target.name] = names
         return found
 
-    def manifest_copies(self, checkpoint_id: str, holders: list[str] | None = None) -> tuple[
-        list[ManifestCopy], list[str]
-    ]:
+    def manifest_copies(
+        self, checkpoint_id: str, holders: list[str] | None = None
+    ) -> tuple[list[ManifestCopy], list[str]]:
         """Checksum-valid MANIFEST copies (fastest tier first) and a list of problems with the others."""
         names = holders if holders is not None else [t.name for t in self.config.targets]
         copies: list[ManifestCopy] = []
@@ -116,8 +116,19 @@ class Catalog:
             copies, _ = self.manifest_copies(cid, with_manifest) if with_manifest else ([], [])
             if copies:
                 m = copies[0].manifest
-                infos.append(CheckpointInfo(cid, m.step, "committed", m.created_at_unix_s, m.data_class,
-                                            m.payload_bytes, m.tiers, tuple(sorted(m.targets())), m.kek_id))
+                infos.append(
+                    CheckpointInfo(
+                        cid,
+                        m.step,
+                        "committed",
+                        m.created_at_unix_s,
+                        m.data_class,
+                        m.payload_bytes,
+                        m.tiers,
+                        tuple(sorted(m.targets())),
+                        m.kek_id,
+                    )
+                )
                 continue
             if not include_incomplete:
                 continue
@@ -129,7 +140,9 @@ class Catalog:
     def _intent_time(self, checkpoint_id: str, holders: list[str]) -> float:
         for name in holders:
             try:
-                return float(json.loads(self.backends[name].get(self.path(checkpoint_id, INTENT)))["at_unix_s"])
+                return float(
+                    json.loads(self.backends[name].get(self.path(checkpoint_id, INTENT)))["at_unix_s"]
+                )
             except (StorageError, ValueError, KeyError):
                 continue
         return 0.0
@@ -144,12 +157,14 @@ class Catalog:
             match = next((i for i in every if i.checkpoint_id == checkpoint_id), None)
             if match is not None and match.state == "incomplete":
                 raise IncompleteCheckpointError(
-                    f"checkpoint {checkpoint_id} was never committed (its save was interrupted); it cannot be "
+                    f"checkpoint {checkpoint_id} was never committed (its save was interrupted); it "
+                    f"cannot be "
                     f"restored. `superfactory ckpt gc` removes it."
                 )
             if match is None:
                 raise CheckpointNotFoundError(
-                    f"no checkpoint {checkpoint_id} in mesh {self.config.name!r}; `superfactory ckpt ls` lists them."
+                    f"no checkpoint {checkpoint_id} in mesh {self.config.name!r}; `superfactory "
+                    f"ckpt ls` lists them."
                 )
             return [checkpoint_id]  # damaged: let the caller report what is wrong with it
         pool = [i for i in committed if step is None or i.step == step]
@@ -157,7 +172,8 @@ class Catalog:
             what = f"at step {step}" if step is not None else "at all"
             raise CheckpointNotFoundError(
                 f"no committed checkpoint {what} in mesh {self.config.name!r} "
-                f"({len(committed)} committed in total); `superfactory ckpt ls --all` shows incomplete ones too."
+                f"({len(committed)} committed in total); `superfactory ckpt ls --all` shows "
+                f"incomplete ones too."
             )
         return [i.checkpoint_id for i in reversed(pool)]
 

@@ -86,7 +86,9 @@ class MeshConfig:
         for t in self.tiers:
             if t.name == name:
                 return t
-        raise MeshConfigError(f"unknown tier {name!r}; the config defines {', '.join(x.name for x in self.tiers)}")
+        raise MeshConfigError(
+            f"unknown tier {name!r}; the config defines {', '.join(x.name for x in self.tiers)}"
+        )
 
     def target(self, name: str) -> Target:
         """The target called ``name``; MeshConfigError if unknown."""
@@ -178,9 +180,7 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "<dict>"
     try:
         model = _MeshModel.model_validate(raw)
     except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        details = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise MeshConfigError(f"{source}: {details}. See docs/mesh.md for the config format.") from None
     classes = dict(DEFAULT_DATA_CLASSES)
     for name, p in model.data_classes.items():
@@ -198,7 +198,9 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "<dict>"
     targets = tuple(
         Target(
             name=t.name,
-            url=str(_resolve(base_dir, t.url)) if _is_local(t.url) and not t.url.startswith("file://") else t.url,
+            url=str(_resolve(base_dir, t.url))
+            if _is_local(t.url) and not t.url.startswith("file://")
+            else t.url,
             region=t.region,
             jurisdiction=t.jurisdiction,
             tier=t.tier,
@@ -209,9 +211,7 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "<dict>"
         return MeshConfig(
             name=model.name,
             targets=targets,
-            tiers=tuple(
-                Tier(t.name, t.kind, t.interval_steps, t.read_bandwidth_gbps) for t in model.tiers
-            ),
+            tiers=tuple(Tier(t.name, t.kind, t.interval_steps, t.read_bandwidth_gbps) for t in model.tiers),
             data_classes=classes,
             sovereignty=SovereigntyRules({k: frozenset(v) for k, v in model.sovereignty.items()}),
             keyring_path=_resolve(base_dir, model.keyring.path),

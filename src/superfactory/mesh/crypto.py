@@ -2,7 +2,8 @@
 
 Contract:
 
-* Every checkpoint gets a fresh random 256-bit data key (DEK); it is stored only wrapped by a key-encryption key
+* Every checkpoint gets a fresh random 256-bit data key (DEK); it is stored only wrapped by a
+key-encryption key
   (see :mod:`superfactory.mesh.keyring`).
 * Every stored chunk is ``AES-256-GCM(DEK, nonce, chunk, aad)`` with a 16-byte tag. The 96-bit nonce is
   ``fragment index (32 bit) ‖ stripe index (64 bit)``: distinct positions get distinct nonces, and because the

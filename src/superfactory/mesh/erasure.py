@@ -1,7 +1,9 @@
 """Erasure codes over GF(256): Reed–Solomon (k data + m parity), single XOR parity, or none.
 
-One :class:`ErasureCode` turns ``k`` equal-length data chunks of a stripe into ``m`` parity chunks and rebuilds
-missing data chunks from any ``k`` survivors. The coding matrix is systematic (data fragments are stored as-is),
+One :class:`ErasureCode` turns ``k`` equal-length data chunks of a stripe into ``m`` parity chunks and
+rebuilds
+missing data chunks from any ``k`` survivors. The coding matrix is systematic (data fragments are stored
+as-is),
 so a restore that finds every data fragment intact decodes nothing.
 
 Two interchangeable engines run the byte crunching:
@@ -53,7 +55,12 @@ def _load_isal() -> ctypes.CDLL | None:
         lib.ec_init_tables.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
         lib.ec_init_tables.restype = None
         lib.ec_encode_data.argtypes = [
-            ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         lib.ec_encode_data.restype = None
         return lib
@@ -105,7 +112,8 @@ class _Product:
 
 
 class ErasureCode:
-    """A systematic MDS code: ``k`` data chunks + ``m`` parity chunks per stripe; any ``k`` rebuild the stripe.
+    """A systematic MDS code: ``k`` data chunks + ``m`` parity chunks per stripe; any ``k`` rebuild the
+    stripe.
 
     Args:
         k: data fragments per stripe (≥ 1).

@@ -1,6 +1,7 @@
 """The checkpoint mesh's error family.
 
-Every error says what went wrong, where (checkpoint, stripe, fragment, target, file) and how to fix it. All derive
+Every error says what went wrong, where (checkpoint, stripe, fragment, target, file) and how to fix it.
+All derive
 from :class:`superfactory.errors.MeshError`, so the CLI prints them as one paragraph and exits 2.
 """
 
@@ -35,7 +36,9 @@ class StorageError(MeshError):
 
 
 class IntegrityError(MeshError):
-    """Stored bytes are not what was written (bit rot, truncation, tampering, a manifest that does not verify)."""
+    """Stored bytes are not what was written (bit rot, truncation, tampering, a manifest that does not
+    verify).
+    """
 
 
 class AuthenticationError(IntegrityError):

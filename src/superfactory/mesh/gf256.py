@@ -3,7 +3,8 @@
 This module is the reference implementation: pure numpy, always available, used for the small matrix work
 (building coding matrices, inverting decode matrices) and as the fallback data path when ISA-L cannot be
 loaded. Matrices are ``numpy.uint8`` arrays; row ``i`` of a coding matrix says how fragment ``i`` is made from
-the ``k`` data fragments. The Cauchy construction is byte-for-byte the one in ISA-L's ``gf_gen_cauchy1_matrix``
+the ``k`` data fragments. The Cauchy construction is byte-for-byte the one in ISA-L's
+``gf_gen_cauchy1_matrix``
 so that fragments written by either backend decode with the other.
 """
 

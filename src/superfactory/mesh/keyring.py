@@ -1,10 +1,13 @@
 """Key-encryption keys (KEKs): a small provider interface, and the default local keyring file.
 
-A checkpoint's data key is stored only wrapped by a KEK (AES key wrap, RFC 3394, which carries its own integrity
-check — unwrapping with the wrong key fails instead of returning garbage). The provider interface is the shape a
+A checkpoint's data key is stored only wrapped by a KEK (AES key wrap, RFC 3394, which carries its own
+integrity
+check — unwrapping with the wrong key fails instead of returning garbage). The provider interface is the
+shape a
 cloud KMS has: ``wrap``/``unwrap`` by key id, so KEK material never has to leave a KMS.
 
-:class:`LocalKeyring` keeps KEKs in one JSON file that must be private (mode 0600; it refuses anything looser).
+:class:`LocalKeyring` keeps KEKs in one JSON file that must be private (mode 0600; it refuses anything
+looser).
 Rotation adds a new current KEK and keeps the old ones, so old checkpoints stay restorable. Destroying a KEK
 erases its material from the file — every checkpoint wrapped by it becomes unrecoverable (crypto-shredding) —
 and keeps a tombstone so the error says "destroyed" rather than "unknown". The file is rewritten atomically
@@ -101,7 +104,8 @@ class LocalKeyring(KeyProvider):
             return {"format": 1, "current": None, "keys": []}
         if stat.S_IMODE(st.st_mode) & 0o077:
             raise KeyringError(
-                f"keyring {self.path} has permissions {stat.S_IMODE(st.st_mode):04o}; it holds secret keys and "
+                f"keyring {self.path} has permissions {stat.S_IMODE(st.st_mode):04o}; it holds "
+                f"secret keys and "
                 f"must be private. Run: chmod 600 {self.path}"
             )
         try:
@@ -157,7 +161,8 @@ class LocalKeyring(KeyProvider):
                     )
                 return base64.b64decode(str(entry["material_b64"]))
         raise KeyringError(
-            f"key {key_id} is not in keyring {self.path}. Point the mesh config's keyring.path at the keyring "
+            f"key {key_id} is not in keyring {self.path}. Point the mesh config's keyring.path at "
+            f"the keyring "
             f"that wrote this checkpoint."
         )
 
@@ -168,8 +173,11 @@ class LocalKeyring(KeyProvider):
             current = data.get("current")
             entry = next((e for e in self._entries(data) if e["id"] == current), None)
             age = None if entry is None else time.time() - float(str(entry["created_at_unix_s"]))
-            if entry is None or entry.get("destroyed") or (max_age_s is not None and age is not None
-                                                          and age > max_age_s):
+            if (
+                entry is None
+                or entry.get("destroyed")
+                or (max_age_s is not None and age is not None and age > max_age_s)
+            ):
                 key_id = self._new_key(data)
                 self._store(data)
                 return key_id, entry is not None
@@ -183,7 +191,8 @@ class LocalKeyring(KeyProvider):
             return aes_key_unwrap(self._material(key_id), wrapped)
         except InvalidUnwrap:
             raise WrongKeyError(
-                f"key {key_id} in {self.path} does not unwrap this checkpoint's data key: the keyring holds a "
+                f"key {key_id} in {self.path} does not unwrap this checkpoint's data key: the "
+                f"keyring holds a "
                 f"different key under that id, or the wrapped key was tampered with."
             ) from None
 
@@ -206,12 +215,18 @@ class LocalKeyring(KeyProvider):
                         data["current"] = None
                     self._store(data)
                     return
-        raise KeyringError(f"no key {key_id} in keyring {self.path}; `superfactory ckpt ls --keys` lists them.")
+        raise KeyringError(
+            f"no key {key_id} in keyring {self.path}; `superfactory ckpt ls --keys` lists them."
+        )
 
     def keys(self) -> list[KeyInfo]:
         data = self._load()
         return [
-            KeyInfo(str(e["id"]), float(str(e["created_at_unix_s"])), bool(e.get("destroyed")),
-                    e["id"] == data.get("current"))
+            KeyInfo(
+                str(e["id"]),
+                float(str(e["created_at_unix_s"])),
+                bool(e.get("destroyed")),
+                e["id"] == data.get("current"),
+            )
             for e in self._entries(data)
         ]

@@ -1,8 +1,10 @@
 """Stripe geometry and the scatter-gather input of a save.
 
 A payload of ``P`` bytes is cut into stripes of ``k · chunk_bytes`` input bytes. Stripe ``s`` holds ``k`` data
-chunks of ``chunk_len(s)`` bytes (the last stripe's chunks are ``ceil(rest / k)`` bytes, zero-padded), from which
-``m`` parity chunks are computed. Fragment ``i`` is the file holding chunk ``i`` of every stripe, each followed
+chunks of ``chunk_len(s)`` bytes (the last stripe's chunks are ``ceil(rest / k)`` bytes, zero-padded),
+from which
+``m`` parity chunks are computed. Fragment ``i`` is the file holding chunk ``i`` of every stripe, each
+followed
 by its 16-byte GCM tag, so chunk ``(s, i)`` sits at offset ``s · (chunk_bytes + 16)`` of fragment ``i``.
 """
 
@@ -57,7 +59,9 @@ class StripeLayout:
         return self.fragment_offset(self.n_stripes - 1) + self.chunk_len(self.n_stripes - 1) + TAG_BYTES
 
     def data_span(self, stripe: int, j: int) -> tuple[int, int]:
-        """``(payload offset, valid bytes)`` of data chunk ``j`` of ``stripe``; the rest of the chunk is padding."""
+        """``(payload offset, valid bytes)`` of data chunk ``j`` of ``stripe``; the rest of the chunk
+        is padding.
+        """
         length = self.chunk_len(stripe)
         start = stripe * self.stripe_input_bytes + j * length
         return start, max(0, min(length, self.payload_bytes - start))
@@ -66,7 +70,8 @@ class StripeLayout:
 class Payload:
     """The bytes of one save as a list of segments, read without joining them.
 
-    Segments are any C-contiguous buffers (bytes, bytearray, memoryview, numpy arrays, tensor storages viewed as
+    Segments are any C-contiguous buffers (bytes, bytearray, memoryview, numpy arrays, tensor storages
+    viewed as
     uint8); they are only read, and must not change until the save has taken what it needs (for a synchronous
     save: until it returns; an async save snapshots them first).
     """
@@ -75,7 +80,8 @@ class Payload:
 
     def __init__(self, segments: Sequence[Any]) -> None:
         self.segments: list[U8Array] = [
-            np.frombuffer(memoryview(s).cast("B"), dtype=np.uint8) if not isinstance(s, np.ndarray)
+            np.frombuffer(memoryview(s).cast("B"), dtype=np.uint8)
+            if not isinstance(s, np.ndarray)
             else s.reshape(-1).view(np.uint8)
             for s in segments
         ]
@@ -112,6 +118,8 @@ class Payload:
             out[pos:] = 0
 
     def copy_into(self, out: U8Array) -> None:
-        """Copy the whole payload into ``out`` (at least ``size_bytes`` long): the snapshot of an async save."""
+        """Copy the whole payload into ``out`` (at least ``size_bytes`` long): the snapshot of an
+        async save.
+        """
         for seg, start in zip(self.segments, self._starts, strict=True):
             out[int(start) : int(start) + seg.size] = seg

@@ -110,9 +110,7 @@ def parse(raw: bytes, where: str) -> tuple[Manifest, str]:
         d = json.loads(body)
         if d.pop("format") != FORMAT_VERSION:
             raise IntegrityError(f"manifest {where} has unsupported format; upgrade superfactory")
-        d["fragments"] = tuple(
-            FragmentEntry(int(f["index"]), tuple(f["locations"])) for f in d["fragments"]
-        )
+        d["fragments"] = tuple(FragmentEntry(int(f["index"]), tuple(f["locations"])) for f in d["fragments"])
         d["sovereignty_classes"] = tuple(d["sovereignty_classes"])
         d["tiers"] = tuple(d["tiers"])
         manifest = Manifest(**d)

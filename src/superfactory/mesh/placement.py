@@ -48,6 +48,7 @@ def _interleave_by_region(targets: list[Target]) -> list[Target]:
 def plan_placement(
     config: MeshConfig,
     policy: DataClassPolicy,
+    *,
     tiers: tuple[str, ...],
     sovereignty_classes: tuple[str, ...],
     audit: AuditLog,
@@ -86,7 +87,8 @@ def plan_placement(
             if refused_here:
                 names = ", ".join(f"{t.name} ({t.jurisdiction})" for t in refused_here)
                 raise SovereigntyError(
-                    f"{need} are cleared for sovereignty classes {list(sovereignty_classes)}; refused: {names}. "
+                    f"{need} are cleared for sovereignty classes {list(sovereignty_classes)}; "
+                    f"refused: {names}. "
                     f"Nothing was written. Add cleared targets to the tier, or relax the data class spread."
                 )
             raise PlacementError(

@@ -86,7 +86,9 @@ class _ChunkReader:
                 self.cipher.decrypt_into(loc.index, stripe, view, out)
                 return True
             except AuthenticationError:
-                self.failures.append(f"{loc.target}: fragment {loc.index} stripe {stripe} failed authentication")
+                self.failures.append(
+                    f"{loc.target}: fragment {loc.index} stripe {stripe} failed authentication"
+                )
             except OSError as exc:
                 self.failures.append(f"{loc.target}: fragment {loc.index} read error {exc}")
         return False
@@ -198,8 +200,9 @@ def check_fragment(location: Location, layout: StripeLayout, cipher: ChunkCipher
     plain = np.empty(layout.chunk_bytes, dtype=np.uint8)
     try:
         if reader._handle(0) is None:
-            return FragmentCheck(location.index, location.target, location.tier, "missing", (),
-                                 "; ".join(reader.failures))
+            return FragmentCheck(
+                location.index, location.target, location.tier, "missing", (), "; ".join(reader.failures)
+            )
         bad = tuple(s for s in range(layout.n_stripes) if not reader.read(s, plain[: layout.chunk_len(s)]))
         fh = reader.handles.get(0)
         extra = b""

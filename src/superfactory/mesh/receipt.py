@@ -62,7 +62,9 @@ class SaveReceipt:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         d = asdict(self)
-        d["audit_events"] = [{"kind": e.kind, "at_unix_s": e.at_unix_s, **e.details} for e in self.audit_events]
+        d["audit_events"] = [
+            {"kind": e.kind, "at_unix_s": e.at_unix_s, **e.details} for e in self.audit_events
+        ]
         return d
 
 

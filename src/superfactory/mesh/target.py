@@ -1,7 +1,8 @@
 """Value types that describe where checkpoints go: storage tiers, targets and data-class policies.
 
 A *target* is one named storage location (a directory standing for a site, an object-store prefix …) with a
-region, a jurisdiction and a tier. A *tier* groups targets of one speed class and carries the save interval for
+region, a jurisdiction and a tier. A *tier* groups targets of one speed class and carries the save
+interval for
 multi-tier checkpointing. A *data-class policy* says how a class of state is protected: its erasure scheme, k,
 m, the commit quorum, the barrier timeout and the spread it needs across targets and regions.
 """

@@ -22,6 +22,7 @@ than ``quorum`` fragments can still finish, the save fails with QuorumError and 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -78,8 +79,14 @@ class _Slot:
 
 
 class _FragmentThread(threading.Thread):
-    def __init__(self, job: FragmentJob, cipher: ChunkCipher, chunk_bytes: int,
-                 release: Callable[[_Slot], None], done: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        job: FragmentJob,
+        cipher: ChunkCipher,
+        chunk_bytes: int,
+        release: Callable[[_Slot], None],
+        done: Callable[[], None],
+    ) -> None:
         super().__init__(name=f"mesh-frag-{job.tier}-{job.index}", daemon=True)
         self.job = job
         self.cipher = cipher
@@ -98,7 +105,7 @@ class _FragmentThread(threading.Thread):
         sink: FragmentSink | None = None
         try:
             sink = self.job.backend.open_write(self.job.path)
-        except Exception as exc:  # noqa: BLE001 - any backend failure just loses this fragment
+        except Exception as exc:
             self.error = str(exc)
         while True:
             slot = self.queue.get()
@@ -116,7 +123,7 @@ class _FragmentThread(threading.Thread):
             if out is not None and sink is not None:
                 try:
                     sink.write(out)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     self.error = f"write failed: {exc}"
         try:
             if sink is not None:
@@ -125,12 +132,10 @@ class _FragmentThread(threading.Thread):
                     self.durable = not self.abandoned
                 else:
                     sink.abort()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.error = f"commit failed: {exc}"
-            try:
+            with contextlib.suppress(Exception):
                 sink.abort()
-            except Exception:  # noqa: BLE001, S110 - best-effort cleanup of a failed fragment
-                pass
         self.finished_s = time.monotonic()
         self._done()
 
@@ -157,6 +162,7 @@ def write_fragments(
     layout: StripeLayout,
     code: ErasureCode,
     cipher: ChunkCipher,
+    *,
     jobs: list[FragmentJob],
     quorum: int,
     timeout_s: float,
@@ -217,7 +223,7 @@ def write_fragments(
                             t.abandon(f"no progress for {timeout_s:g} s (target {t.job.target} hung?)")
                     if len(possible_indices()) < quorum:
                         give_up("quorum unreachable")
-                        raise _QuorumLost
+                        raise _QuorumLost from None
             length = layout.chunk_len(stripe)
             slot.stripe = stripe
             slot.length = length
@@ -263,9 +269,7 @@ def write_fragments(
                 cond.wait(timeout=min(remaining, 0.5))
                 continue
         on_quorum()  # outside the lock: writes the manifests while stragglers finish
-    return [
-        FragmentOutcome(t.job, t.durable and not t.abandoned, t.error, t.finished_s) for t in threads
-    ]
+    return [FragmentOutcome(t.job, t.durable and not t.abandoned, t.error, t.finished_s) for t in threads]
 
 
 class _QuorumLost(Exception):

@@ -1,0 +1,444 @@
+"""The checkpoint mesh: save (sync or async), restore, list — the library's front door.
+
+State machine of one checkpoint (see README.md)::
+
+    planned ──(placement ok, INTENT written)──▶ writing ──(quorum durable, MANIFEST written)──▶ committed
+       │ placement/sovereignty refused                │ quorum lost / timeout / crash
+       ▼                                              ▼
+    refused (nothing written)                      incomplete (invisible to restore; gc removes it)
+
+A save is "done" only when committed. Restore picks the newest committed checkpoint (or the one asked for),
+authenticates its manifest, then its chunks, fastest tier first, and decodes only what is lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from superfactory.mesh import maintenance
+from superfactory.mesh.audit import AuditLog
+from superfactory.mesh.backend import Backend
+from superfactory.mesh.catalog import INTENT, MANIFEST, Catalog, fragment_name
+from superfactory.mesh.config import MeshConfig
+from superfactory.mesh.crypto import ChunkCipher, new_data_key
+from superfactory.mesh.erasure import ErasureCode
+from superfactory.mesh.errors import (
+    InsufficientFragmentsError,
+    IntegrityError,
+    KeyDestroyedError,
+    QuorumError,
+    StorageError,
+)
+from superfactory.mesh.gf256 import U8Array
+from superfactory.mesh.keyring import KeyProvider, LocalKeyring
+from superfactory.mesh.layout import Payload
+from superfactory.mesh.manifest import FragmentEntry, Manifest, seal
+from superfactory.mesh.placement import plan_placement
+from superfactory.mesh.reader import Location, restore_payload
+from superfactory.mesh.receipt import (
+    CheckpointInfo,
+    FragmentReceipt,
+    Restored,
+    SaveReceipt,
+    VerifyReport,
+)
+from superfactory.mesh.writer import FragmentJob, write_fragments
+
+__all__ = ["CheckpointMesh", "SaveHandle"]
+
+Progress = Callable[[int], None]
+
+
+class SaveHandle:
+    """An async save in flight: ``stall_s`` is what the caller waited; ``result()`` waits for the commit."""
+
+    def __init__(self, future: Future[SaveReceipt], step: int, stall_s: float) -> None:
+        self._future = future
+        self.step = step
+        self.stall_s = stall_s
+
+    def done(self) -> bool:
+        """True once the save finished (committed or failed)."""
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> SaveReceipt:
+        """The receipt once the quorum is durable and the manifest written; re-raises a failed save's
+        error.
+        """
+        return self._future.result(timeout)
+
+
+class CheckpointMesh:
+    """Erasure-coded, encrypted, quorum-replicated, tiered checkpoints over a set of targets.
+
+    Args:
+        config: the mesh configuration.
+        keys: KEK provider; defaults to the local keyring file named in the config.
+        backends: backend per target name, overriding the URL in the config (tests, custom stores).
+    """
+
+    def __init__(
+        self, config: MeshConfig, keys: KeyProvider | None = None, backends: dict[str, Backend] | None = None
+    ) -> None:
+        self.config = config
+        self.keys = keys if keys is not None else LocalKeyring(config.keyring_path)
+        self.audit = AuditLog(config.audit_log_path)
+        self.catalog = Catalog(config, backends)
+        self._codes: dict[tuple[str, int, int], ErasureCode] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._staging: list[U8Array] = []
+        self._staging_lock = threading.Lock()
+        self._inflight: list[tuple[Future[SaveReceipt], U8Array]] = []
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def code(self, scheme: str, k: int, m: int) -> ErasureCode:
+        """A cached erasure code (decode matrices are cached inside it)."""
+        key = (scheme, k, m)
+        if key not in self._codes:
+            self._codes[key] = ErasureCode(k, m, scheme)
+        return self._codes[key]
+
+    def due_tiers(self, step: int) -> tuple[str, ...]:
+        """Tiers whose interval says ``step`` belongs on them."""
+        return tuple(t.name for t in self.config.tiers if t.is_due(step))
+
+    # -- save ----------------------------------------------------------------------------------------------
+    def save(
+        self,
+        data: Any,
+        step: int,
+        *,
+        data_class: str = "critical",
+        sovereignty: Sequence[str] = (),
+        tiers: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        progress: Progress | None = None,
+        _snapshot_s: float = 0.0,
+    ) -> SaveReceipt:
+        """Save ``data`` (a buffer, a sequence of buffers, or a :class:`Payload`) as the checkpoint of
+        ``step``.
+
+        ``tiers`` defaults to the tiers due at ``step`` (or the fastest tier when none is due). Placement and
+        sovereignty are checked before anything is written (PlacementError / SovereigntyError). Returns when
+        every fragment is durable or abandoned; ``receipt.committed`` says whether the quorum was met. A
+        non-best-effort data class raises QuorumError instead of returning an uncommitted receipt.
+        """
+        t0 = time.monotonic()
+        payload = (
+            data
+            if isinstance(data, Payload)
+            else Payload(list(data) if isinstance(data, list | tuple) else [data])
+        )
+        policy = self.config.policy(data_class)
+        if tiers is None:
+            tiers = self.due_tiers(step) or (self.config.tiers_fastest_first()[0].name,)
+        tier_names = tuple(self.config.tier(t).name for t in tiers)
+        classes = tuple(sorted(set(sovereignty)))
+        checkpoint_id = f"step-{step:012d}-{secrets.token_hex(4)}"
+        placement = plan_placement(
+            self.config,
+            policy,
+            tiers=tier_names,
+            sovereignty_classes=classes,
+            audit=self.audit,
+            checkpoint_id=checkpoint_id,
+        )
+        events = list(placement.refusals)
+
+        kek_id, rotated = self.keys.current_key_id(self.config.key_rotation_s)
+        if rotated:
+            events.append(self.audit.emit("key_rotated", key_id=kek_id, reason="rotation interval elapsed"))
+        data_key = new_data_key()
+        code = self.code(policy.scheme, policy.k, policy.m)
+        manifest = Manifest(
+            checkpoint_id=checkpoint_id,
+            mesh=self.config.name,
+            step=step,
+            created_at_unix_s=time.time(),
+            data_class=policy.name,
+            scheme=policy.scheme,
+            k=policy.k,
+            m=policy.m,
+            chunk_bytes=self.config.chunk_bytes,
+            payload_bytes=payload.size_bytes,
+            sovereignty_classes=classes,
+            tiers=tier_names,
+            fragments=tuple(
+                FragmentEntry(i, tuple(placement.by_tier[t][i].name for t in tier_names))
+                for i in range(code.n)
+            ),
+            kek_id=kek_id,
+            wrapped_key_b64=base64.b64encode(self.keys.wrap(kek_id, data_key)).decode(),
+            metadata=dict(metadata or {}),
+        )
+        layout = manifest.layout
+        holders = sorted({t.name for ts in placement.by_tier.values() for t in ts})
+        intent = json.dumps({"checkpoint_id": checkpoint_id, "step": step, "at_unix_s": time.time()}).encode()
+        for name in holders:
+            # a target that cannot take the INTENT will fail its fragment too, which counts against the quorum
+            with contextlib.suppress(StorageError):
+                self.catalog.backends[name].put_atomic(self.catalog.path(checkpoint_id, INTENT), intent)
+        jobs = [
+            FragmentJob(
+                i,
+                tier,
+                target.name,
+                self.catalog.backends[target.name],
+                self.catalog.path(checkpoint_id, fragment_name(i)),
+            )
+            for tier in tier_names
+            for i, target in enumerate(placement.by_tier[tier])
+        ]
+        sealed = seal(manifest, data_key)
+        commit_state: dict[str, Any] = {"at": None, "targets": []}
+
+        def commit() -> None:
+            for name in holders:
+                try:
+                    self.catalog.backends[name].put_atomic(self.catalog.path(checkpoint_id, MANIFEST), sealed)
+                    commit_state["targets"].append(name)
+                except StorageError:
+                    continue
+            if commit_state["targets"]:
+                commit_state["at"] = time.monotonic()
+
+        outcomes = write_fragments(
+            payload,
+            layout,
+            code,
+            ChunkCipher(data_key, checkpoint_id),
+            jobs=jobs,
+            quorum=policy.quorum,
+            timeout_s=policy.timeout_s,
+            on_quorum=commit,
+            progress=progress,
+        )
+        total_s = time.monotonic() - t0 + _snapshot_s
+        committed = commit_state["at"] is not None
+        fragments = tuple(
+            FragmentReceipt(
+                o.job.index, o.job.tier, o.job.target, o.job.path, layout.fragment_bytes, o.durable, o.error
+            )
+            for o in outcomes
+        )
+        durable = len({o.job.index for o in outcomes if o.durable})
+        fastest = self.config.tiers_fastest_first()
+        best_tier = next(t for t in fastest if t.name in tier_names)
+        estimate = layout.fragment_bytes / (best_tier.effective_read_gbps * 1e9)
+        error = None
+        if committed:
+            events.append(
+                self.audit.emit(
+                    "save_committed",
+                    checkpoint_id=checkpoint_id,
+                    step=step,
+                    data_class=policy.name,
+                    tiers=list(tier_names),
+                    durable_fragments=durable,
+                    manifest_targets=commit_state["targets"],
+                )
+            )
+        else:
+            errors = sorted({f"{o.job.target}: {o.error}" for o in outcomes if o.error})
+            error = (
+                f"checkpoint {checkpoint_id} (step {step}) not committed: {durable} of {code.n} "
+                f"fragments durable, "
+                f"quorum {policy.quorum} needed within {policy.timeout_s:g} s. Errors: "
+                f"{'; '.join(errors) or 'none'}. "
+                f"The previous checkpoint is untouched. Check the failing targets, or lower the quorum."
+            )
+            events.append(self.audit.emit("save_failed", checkpoint_id=checkpoint_id, step=step, error=error))
+            for name in holders:
+                with contextlib.suppress(StorageError):  # gc removes what is left
+                    self.catalog.backends[name].delete_tree(self.catalog.ckpt_dir(checkpoint_id))
+        receipt = SaveReceipt(
+            checkpoint_id=checkpoint_id,
+            step=step,
+            data_class=policy.name,
+            tiers=tier_names,
+            payload_bytes=payload.size_bytes,
+            stored_bytes=layout.fragment_bytes * len(jobs),
+            fragments=fragments,
+            committed=committed,
+            quorum=policy.quorum,
+            durable_fragments=durable,
+            kek_id=kek_id,
+            snapshot_s=_snapshot_s,
+            quorum_s=(commit_state["at"] - t0 + _snapshot_s) if committed else float("nan"),
+            total_s=total_s,
+            estimated_recovery_s=estimate,
+            audit_events=tuple(events),
+            error=error,
+        )
+        if not committed and not policy.best_effort:
+            raise QuorumError(error)
+        return receipt
+
+    def save_if_due(self, data: Any, step: int, **kwargs: Any) -> SaveReceipt | None:
+        """Save to the tiers due at ``step``; None (and nothing written) when no tier is due."""
+        tiers = self.due_tiers(step)
+        return self.save(data, step, tiers=tiers, **kwargs) if tiers else None
+
+    def _staging_buffer(self, size: int) -> U8Array:
+        """A snapshot buffer of at least ``size`` bytes, reused across async saves (at most two exist)."""
+        with self._staging_lock:
+            busy = {id(buf) for fut, buf in self._inflight if not fut.done()}
+            self._inflight = [(f, b) for f, b in self._inflight if not f.done()]
+            for buf in self._staging:
+                if id(buf) not in busy and buf.size >= size:
+                    return buf
+            if len(self._staging) < 2:
+                buf = np.empty(max(size, 1), dtype=np.uint8)
+                self._staging.append(buf)
+                return buf
+            oldest = self._inflight[0][0] if self._inflight else None
+        if oldest is not None:
+            oldest.exception()  # back-pressure: wait for a buffer to come free
+        with self._staging_lock:
+            self._staging = [b for b in self._staging if id(b) not in busy or b.size >= size][:1]
+        return self._staging_buffer(size)
+
+    def save_async(self, data: Any, step: int, **kwargs: Any) -> SaveHandle:
+        """Snapshot ``data`` into a reused host buffer, return, and finish the save in the background.
+
+        The caller may modify ``data`` as soon as this returns. ``handle.result()`` returns the receipt
+        when the
+        quorum is durable (or raises the save's error).
+        """
+        t0 = time.monotonic()
+        payload = (
+            data
+            if isinstance(data, Payload)
+            else Payload(list(data) if isinstance(data, list | tuple) else [data])
+        )
+        buf = self._staging_buffer(payload.size_bytes)
+        payload.copy_into(buf)
+        snapshot = Payload([buf[: payload.size_bytes]])
+        stall_s = time.monotonic() - t0
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mesh-async-save")
+        future = self._executor.submit(self.save, snapshot, step, _snapshot_s=stall_s, **kwargs)
+        with self._staging_lock:
+            self._inflight.append((future, buf))
+        return SaveHandle(future, step, stall_s)
+
+    def wait(self) -> None:
+        """Block until every async save finished."""
+        for fut, _ in list(self._inflight):
+            fut.exception()
+
+    def close(self) -> None:
+        """Wait for async saves and stop the background thread."""
+        self.wait()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __enter__(self) -> CheckpointMesh:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- restore and list ----------------------------------------------------------------------------------
+    def locations(self, manifest: Manifest) -> dict[int, list[Location]]:
+        """Every known copy of every fragment, fastest tier first."""
+        out: dict[int, list[Location]] = {}
+        for entry in manifest.fragments:
+            names = [n for n in entry.locations if n in self.catalog.backends]
+            names.sort(key=lambda n: self.catalog.target_rank[n])
+            out[entry.index] = [
+                Location(
+                    entry.index,
+                    n,
+                    self.config.target(n).tier,
+                    self.catalog.backends[n],
+                    self.catalog.path(manifest.checkpoint_id, fragment_name(entry.index)),
+                )
+                for n in names
+            ]
+        return out
+
+    def restore(
+        self, step: int | None = None, checkpoint_id: str | None = None, progress: Progress | None = None
+    ) -> Restored:
+        """Restore a checkpoint: the one named, the newest at ``step``, or the newest committed one.
+
+        With neither ``step`` nor ``checkpoint_id``, a newest checkpoint that cannot be rebuilt (damaged
+        beyond repair, or its key shredded) is skipped in favour of the next older one; ``Restored.skipped``
+        says why. Otherwise errors are raised: CheckpointNotFoundError, IncompleteCheckpointError,
+        IntegrityError, InsufficientFragmentsError, KeyDestroyedError, WrongKeyError.
+        """
+        t0 = time.monotonic()
+        candidates = self.catalog.resolve(checkpoint_id, step)
+        fallback = step is None and checkpoint_id is None
+        skipped: list[str] = []
+        for i, cid in enumerate(candidates):
+            try:
+                manifest, data_key, _ = self.catalog.load(cid, self.keys)
+                code = self.code(manifest.scheme, manifest.k, manifest.m)
+                data, stats = restore_payload(
+                    manifest.layout, code, ChunkCipher(data_key, cid), self.locations(manifest), progress
+                )
+            except (IntegrityError, InsufficientFragmentsError, KeyDestroyedError) as exc:
+                if not fallback or i == len(candidates) - 1:
+                    raise
+                skipped.append(f"{cid}: {exc}")
+                continue
+            self.audit.emit(
+                "restore",
+                checkpoint_id=cid,
+                step=manifest.step,
+                decoded_stripes=stats["decoded_stripes"],
+                skipped=skipped,
+            )
+            return Restored(
+                manifest,
+                data,
+                time.monotonic() - t0,
+                stats["decoded_stripes"],
+                stats["bytes_read"],
+                tuple(skipped),
+            )
+        raise AssertionError("unreachable: resolve() never returns an empty list")
+
+    def list(self, include_incomplete: bool = False) -> list[CheckpointInfo]:
+        """Checkpoints on the targets, oldest step first (see :class:`CheckpointInfo`)."""
+        return self.catalog.list(include_incomplete)
+
+    # -- maintenance (implemented in maintenance.py) --------------------------------------------------------
+    def verify(
+        self,
+        step: int | None = None,
+        checkpoint_id: str | None = None,
+        repair: bool = False,
+        progress: Progress | None = None,
+    ) -> VerifyReport:
+        """Re-read and authenticate every fragment and manifest copy; optionally rebuild what is damaged."""
+        return maintenance.verify(self, step, checkpoint_id, repair, progress)
+
+    def gc(self, keep: int, incomplete_grace_s: float = 3600.0) -> list[str]:
+        """Delete all but the ``keep`` newest committed checkpoints, and stale incomplete ones."""
+        return maintenance.gc(self, keep, incomplete_grace_s)
+
+    def rotate_keys(self, rewrap: bool = False) -> tuple[str, list[str]]:
+        """Start a new KEK; with ``rewrap`` re-wrap every checkpoint's data key under it."""
+        return maintenance.rotate_keys(self, rewrap)
+
+    def shred_key(self, key_id: str) -> list[str]:
+        """Destroy a KEK: every checkpoint wrapped by it becomes unrecoverable. Returns their ids."""
+        return maintenance.shred_key(self, key_id)
+
+    def shred_checkpoint(self, checkpoint_id: str) -> list[str]:
+        """Delete a checkpoint's manifests (its only wrapped key copies) and fragments on every target."""
+        return maintenance.shred_checkpoint(self, checkpoint_id)
