@@ -1,0 +1,67 @@
+"""Terminal rendering of run summaries and comparisons (rich tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("simulated_days", "simulated days", "{:.1f}"),
+    ("gpus", "GPUs", "{:,}"),
+    ("jobs", "training jobs", "{:,}"),
+    ("jobs_completed", "  completed", "{:,}"),
+    ("gpu_utilization", "GPU utilisation", "{:.1%}"),
+    ("ettr", "ETTR (GPU-h weighted)", "{:.3f}"),
+    ("interruptions", "unexpected interruptions", "{:,}"),
+    ("planned_interruptions", "planned interruptions", "{:,}"),
+    ("gpu_hours_lost_to_failures", "GPU-hours lost to failures", "{:,.0f}"),
+    ("energy_mwh", "facility energy (MWh)", "{:,.0f}"),
+    ("power_cost_usd", "power cost (USD)", "${:,.0f}"),
+    ("usd_per_productive_gpu_hour", "power USD / productive GPU-h", "${:.4f}"),
+    ("carbon_tco2", "carbon (tCO2)", "{:,.0f}"),
+    ("migrations", "migrations", "{:,}"),
+    ("wall_seconds", "wall time (s)", "{:.2f}"),
+)
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    t = Table(title=f"superfactory simulate {summary['scenario']} (policy {summary['policy']}, "
+                    f"seed {summary['seed']})", title_justify="left")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for key, label, fmt in SUMMARY_ROWS:
+        if key in summary:
+            t.add_row(label, fmt.format(summary[key]))
+    causes = summary.get("interruptions_by_cause", {})
+    if causes:
+        top = ", ".join(f"{c} {n}" for c, n in list(causes.items())[:4])
+        t.add_row("top causes", top)
+    return t
+
+
+COMPARE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("power_cost_usd", "power cost $", "{:,.0f}"),
+    ("usd_per_productive_gpu_hour", "$/productive GPU-h", "{:.4f}"),
+    ("carbon_tco2", "tCO2", "{:,.0f}"),
+    ("training_throughput", "productive GPU-h", "{:,.0f}"),
+    ("ettr", "ETTR", "{:.3f}"),
+    ("gpu_utilization", "util", "{:.1%}"),
+    ("migrations", "migrations", "{:,}"),
+    ("interruptions", "interruptions", "{:,}"),
+)
+
+
+def compare_table(scenario: str, rows: list[dict[str, Any]]) -> Table:
+    t = Table(title=f"superfactory compare {scenario}", title_justify="left")
+    t.add_column("policy")
+    extra = [c for c in ("inference_slo_attainment",) if any(c in r for r in rows)]
+    for _, label, _ in COMPARE_COLUMNS:
+        t.add_column(label, justify="right")
+    for c in extra:
+        t.add_column(c, justify="right")
+    for r in rows:
+        cells = [fmt.format(r[k]) if k in r else "-" for k, _, fmt in COMPARE_COLUMNS]
+        cells += [f"{r[c]:.4f}" if c in r else "-" for c in extra]
+        t.add_row(r["policy"], *cells)
+    return t

@@ -1,0 +1,184 @@
+"""The HTML report of a twin run: headline numbers, per-factory table and four plots.
+
+Self-contained (plots are embedded PNGs), so ``report.html`` can be mailed or opened from any folder. Plots:
+utilisation over time per factory, power cost per factory, ETTR per job, failure timeline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - backend must be chosen first
+from matplotlib.figure import Figure  # noqa: E402
+
+from superfactory.domain.events import EventKind  # noqa: E402
+from superfactory.domain.units import DAY_S  # noqa: E402
+from superfactory.observe.summary import job_ettr  # noqa: E402
+from superfactory.sim.twin import TwinResult  # noqa: E402
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plot_utilization(result: TwinResult) -> str:
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for h in result.hours:
+        series[h.factory].append((h.hour / 24.0, h.gpu_utilization * 100))
+    for name, pts in series.items():
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, lw=1.2)
+    ax.set_xlabel("simulated day")
+    ax.set_ylabel("GPUs allocated (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title("GPU utilisation per factory (hourly)")
+    ax.legend(loc="lower right", fontsize=8, ncol=3)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_cost(result: TwinResult) -> str:
+    cost: dict[str, float] = defaultdict(float)
+    price: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for h in result.hours:
+        cost[h.factory] += h.cost_usd
+        price[h.factory].append((h.hour / 24.0, h.price_usd_per_mwh))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 2]})
+    names = list(cost)
+    a1.bar(names, [cost[n] / 1e6 for n in names], color="#4a7ab5")
+    a1.set_ylabel("power cost (M USD)")
+    a1.set_title("Power cost per factory")
+    a1.tick_params(axis="x", rotation=30)
+    for n, pts in price.items():
+        a2.plot([p[0] for p in pts], [p[1] for p in pts], lw=0.8, label=n)
+    a2.set_xlabel("simulated day")
+    a2.set_ylabel("USD/MWh")
+    a2.set_title("Electricity price at each factory")
+    a2.legend(fontsize=8, ncol=3)
+    a2.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_ettr(result: TwinResult) -> str:
+    end = result.scenario.duration_s
+    vals = sorted(((e, j.job.id) for j in result.jobs if (e := job_ettr(j, end)) is not None), reverse=True)
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    if len(vals) <= 30:
+        ax.bar([v[1] for v in vals], [v[0] for v in vals], color="#5b9e5b")
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.set_ylim(min([v[0] for v in vals] + [0.8]) - 0.02, 1.0)
+    else:
+        ax.hist([v[0] for v in vals], bins=40, color="#5b9e5b")
+        ax.set_xlabel("ETTR")
+        ax.set_ylabel("jobs")
+    ax.set_title("Effective training time ratio per job")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_failures(result: TwinResult) -> str:
+    ints = [e for e in result.events if e.kind is EventKind.JOB_INTERRUPTED]
+    nodes = [e for e in result.events if e.kind is EventKind.NODE_FAILED]
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 4.4), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    causes = sorted({e.cause for e in ints})
+    y = {c: i for i, c in enumerate(causes)}
+    a1.scatter([e.time_s / DAY_S for e in ints], [y[e.cause] for e in ints], s=6, alpha=0.6, color="#c0504d")
+    a1.set_yticks(range(len(causes)), causes, fontsize=7)
+    a1.set_title(f"Job interruptions by cause ({len(ints)}) ")
+    a1.grid(alpha=0.3)
+    a2.plot([e.time_s / DAY_S for e in ints], range(1, len(ints) + 1), label="job interruptions", color="#c0504d")
+    a2.plot([e.time_s / DAY_S for e in nodes], range(1, len(nodes) + 1), label="node failures", color="#777")
+    a2.set_xlabel("simulated day")
+    a2.set_ylabel("cumulative")
+    a2.legend(fontsize=8)
+    a2.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4f}" if abs(v) < 10 else f"{v:,.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return html.escape(str(v))
+
+
+def factory_rows(result: TwinResult) -> list[dict[str, Any]]:
+    agg: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for h in result.hours:
+        a = agg[h.factory]
+        a["energy_mwh"] += h.facility_energy_mwh
+        a["power_cost_usd"] += h.cost_usd
+        a["carbon_tco2"] += h.carbon_t
+    rows = []
+    for f in result.scenario.factories:
+        a = agg[f.id]
+        total = result.factory_gpu_s.get(f.id, 0.0)
+        rows.append({
+            "factory": f.id, "market": f.market, "gpus": f.gpus,
+            "utilization": result.factory_busy_gpu_s.get(f.id, 0.0) / total if total else 0.0,
+            "energy_mwh": a["energy_mwh"], "power_cost_usd": a["power_cost_usd"],
+            "usd_per_mwh": a["power_cost_usd"] / a["energy_mwh"] if a["energy_mwh"] else 0.0,
+            "carbon_tco2": a["carbon_tco2"],
+        })
+    return rows
+
+
+def write_report(result: TwinResult, summary: dict[str, Any], path: Path) -> Path:
+    """Render ``report.html`` at ``path``."""
+    sc = result.scenario
+    headline = [
+        ("simulated days", summary["simulated_days"]), ("policy", summary["policy"]), ("seed", summary["seed"]),
+        ("GPUs", summary["gpus"]), ("jobs (completed)", f"{summary['jobs']} ({summary['jobs_completed']})"),
+        ("GPU utilisation", summary["gpu_utilization"]), ("ETTR (GPU-hour weighted)", summary["ettr"]),
+        ("unexpected interruptions", summary["interruptions"]),
+        ("planned interruptions", summary["planned_interruptions"]),
+        ("GPU-hours lost to failures", summary["gpu_hours_lost_to_failures"]),
+        ("facility energy (MWh)", summary["energy_mwh"]), ("power cost (USD)", summary["power_cost_usd"]),
+        ("USD per productive GPU-hour", summary["usd_per_productive_gpu_hour"]),
+        ("carbon (tCO2)", summary["carbon_tco2"]), ("migrations", summary["migrations"]),
+    ]
+    frows = factory_rows(result)
+    fcols = list(frows[0]) if frows else []
+    causes = summary["interruptions_by_cause"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>superfactory — {html.escape(sc.name)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1050px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+        "img{max-width:100%}.note{color:#555;font-size:0.9em}</style></head><body>",
+        f"<h1>Scenario <code>{html.escape(sc.name)}</code></h1><p>{html.escape(sc.description)}</p>",
+        "<h2>Headline</h2><table>",
+        *(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in headline),
+        "</table>",
+        "<p class='note'>ETTR = productive time / wall time since a job's first start, weighted by GPUs; "
+        "productive time excludes work lost to interruptions, checkpoint stalls, detection and restarts. "
+        "Energy is facility energy (IT x PUE); cost uses each factory's hourly market price.</p>",
+        "<h2>Factories</h2><table><tr>", *(f"<th>{c}</th>" for c in fcols), "</tr>",
+        *("<tr>" + "".join(f"<td>{_fmt(r[c])}</td>" for c in fcols) + "</tr>" for r in frows),
+        "</table>",
+        f"<h2>Utilisation</h2><img src='data:image/png;base64,{plot_utilization(result)}'>",
+        f"<h2>Cost</h2><img src='data:image/png;base64,{plot_cost(result)}'>",
+        f"<h2>ETTR per job</h2><img src='data:image/png;base64,{plot_ettr(result)}'>",
+        f"<h2>Failures</h2><img src='data:image/png;base64,{plot_failures(result)}'>",
+        "<h3>Interruptions by cause</h3><table><tr><th>cause</th><th>interruptions</th></tr>",
+        *(f"<tr><td>{html.escape(c)}</td><td>{n}</td></tr>" for c, n in causes.items()),
+        "</table>",
+        "<p class='note'>Tables: <code>summary.json</code>, <code>events.parquet</code>, <code>jobs.parquet</code>, "
+        "<code>factory_hours.parquet</code> in this folder (load with pandas or polars).</p>",
+        "</body></html>",
+    ]
+    path.write_text("\n".join(parts))
+    return path
