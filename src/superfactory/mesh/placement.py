@@ -86,6 +86,8 @@ def plan_placement(
             )
             if refused_here:
                 names = ", ".join(f"{t.name} ({t.jurisdiction})" for t in refused_here)
+                reasons = sorted({str(e.details["reason"]) for e in refusals if e.details["tier"] == tier})
+                names += f" because {'; '.join(reasons)}"
                 raise SovereigntyError(
                     f"{need} are cleared for sovereignty classes {list(sovereignty_classes)}; "
                     f"refused: {names}. "

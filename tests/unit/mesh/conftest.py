@@ -23,8 +23,13 @@ def mesh_dict(**overrides: Any) -> dict[str, Any]:
         "audit_log": "audit.jsonl",
         "tiers": [{"name": "nvme", "kind": "local_nvme"}],
         "targets": [
-            {"name": f"t{i}", "url": f"sites/t{i}", "region": REGIONS[i % 3], "jurisdiction": "EU",
-             "tier": "nvme"}
+            {
+                "name": f"t{i}",
+                "url": f"sites/t{i}",
+                "region": REGIONS[i % 3],
+                "jurisdiction": "EU",
+                "tier": "nvme",
+            }
             for i in range(6)
         ],
         "sovereignty": {"EU_PERSONAL": ["EU"]},

@@ -88,7 +88,9 @@ def test_two_different_fragments_damaged_in_each_stripe_restores_bit_exact(mesh:
 
 
 @pytest.mark.parametrize("lost", list(itertools.combinations(range(6), 3))[::4])
-def test_three_lost_fragments_is_a_clear_error_never_wrong_data(mesh: CheckpointMesh, lost: tuple[int, ...]) -> None:
+def test_three_lost_fragments_is_a_clear_error_never_wrong_data(
+    mesh: CheckpointMesh, lost: tuple[int, ...]
+) -> None:
     cid = _save(mesh)
     for frag in lost:
         _damage(frag_path(mesh, cid, frag), "lost" if frag % 2 else "corrupt", 1)
@@ -184,8 +186,9 @@ def test_forged_manifest_with_recomputed_checksum_fails_hmac(mesh: CheckpointMes
         body, _, trailer = path.read_bytes().rpartition(b"\n")
         forged = body.replace(b'"payload_bytes":', b'"payload_bytes":1')
         mac = json.loads(trailer)["hmac"]
-        new_trailer = json.dumps({"hmac": mac, "sha256": hashlib.sha256(forged).hexdigest()},
-                                 sort_keys=True, separators=(",", ":")).encode()
+        new_trailer = json.dumps(
+            {"hmac": mac, "sha256": hashlib.sha256(forged).hexdigest()}, sort_keys=True, separators=(",", ":")
+        ).encode()
         path.write_bytes(forged + b"\n" + new_trailer)
     with pytest.raises(IntegrityError, match="HMAC"):
         mesh.restore(checkpoint_id=cid)
