@@ -1,4 +1,4 @@
-"""Keys: wrong key detected, rotation keeps old checkpoints, shredding makes them unrecoverable, 0600 keyring."""
+"""Keys: wrong key detected, rotation keeps old checkpoints, shredding makes them unrecoverable."""
 
 from __future__ import annotations
 
@@ -71,9 +71,7 @@ def test_shredding_a_key_makes_its_checkpoints_unrecoverable(mesh: CheckpointMes
     assert affected == [doomed.checkpoint_id]
     with pytest.raises(KeyDestroyedError, match="crypto-shredded"):
         mesh.restore(step=1)
-    assert (
-        mesh.restore().checkpoint_id if False else mesh.restore().manifest.checkpoint_id == kept.checkpoint_id
-    )
+    assert mesh.restore().manifest.checkpoint_id == kept.checkpoint_id
     assert "material" not in json.dumps(
         [
             k

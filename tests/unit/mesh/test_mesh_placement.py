@@ -145,7 +145,6 @@ def test_two_failed_targets_still_commit_at_quorum(tmp_path: Path) -> None:
 
 def test_three_failed_targets_raise_and_leave_nothing_visible(tmp_path: Path) -> None:
     mesh = _mesh_with(tmp_path, dict.fromkeys(("t0", "t2", "t5"), _FailingBackend))
-    good = mesh.save  # noqa: F841 - keep a reference for readability
     with pytest.raises(QuorumError, match="not committed"):
         mesh.save(DATA, step=1)
     assert mesh.list(include_incomplete=True) == []
@@ -281,5 +280,5 @@ def test_fsync_path_is_durable_and_leaves_no_temp_files(
     start = time.monotonic()
     mesh.save(DATA, step=1)
     assert time.monotonic() >= start
-    assert not [p for p in (tmp_path / "sites").rglob("*.tmp-*")]
+    assert not list((tmp_path / "sites").rglob("*.tmp-*"))
     assert mesh.restore().tobytes() == DATA
