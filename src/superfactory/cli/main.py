@@ -28,7 +28,7 @@ app = typer.Typer(
 scenario_app = typer.Typer(help="Inspect, export and validate scenarios.", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
 
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 ScenarioArg = Annotated[str, typer.Argument(help="built-in scenario name (see `superfactory scenarios`) or a YAML file")]

@@ -8,7 +8,8 @@ reason each unplaced job waits; the actuator of each world (twin or live) carrie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from superfactory.domain.factory import Factory, WanLink
 from superfactory.domain.job import TrainingJob
@@ -50,6 +51,10 @@ class JobView:
         progress_s: productive seconds retained (lost work already subtracted).
         waiting_since_s: when it last became pending (pending jobs only; else -1).
         last_factory_id: where it last ran, if anywhere.
+        last_nodes: the nodes it held there (lets a policy hot-swap only the failed ones).
+        interrupted: True if the job is pending because a failure interrupted it.
+        committed_progress_s: productive seconds covered by its last durable checkpoint.
+        state: the twin/live state name (``pending``, ``running``, ``checkpointing``, ``migrating`` ...).
     """
 
     job: TrainingJob
@@ -58,11 +63,20 @@ class JobView:
     progress_s: float
     waiting_since_s: int
     last_factory_id: str | None = None
+    last_nodes: tuple[int, ...] = ()
+    interrupted: bool = False
+    committed_progress_s: float = 0.0
+    state: str = "pending"
 
 
 @dataclass(frozen=True, slots=True)
 class FleetSnapshot:
-    """The fleet at one instant, aligned by index: ``states[i]`` describes ``factories[i]``."""
+    """The fleet at one instant, aligned by index: ``states[i]`` describes ``factories[i]``.
+
+    ``price_history[market]`` / ``carbon_history[grid]`` hold one value per hour from hour 0 up to and
+    including the current hour, as realised (price shocks included). The snapshot carries no future signal
+    values at all: a policy that wants the future must forecast it from this history.
+    """
 
     now_s: int
     factories: tuple[Factory, ...]
@@ -70,6 +84,8 @@ class FleetSnapshot:
     links: tuple[WanLink, ...]
     pending: tuple[JobView, ...]
     running: tuple[JobView, ...]
+    price_history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    carbon_history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     def factory_index(self, factory_id: str) -> int:
         for i, f in enumerate(self.factories):
@@ -80,11 +96,28 @@ class FleetSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class Place:
-    """Start (or restart) a pending job on ``nodes`` of ``factory_id``."""
+    """Start (or restart) a pending job on ``nodes`` of ``factory_id``.
+
+    ``hot_swap=True`` restarts an interrupted job on its previous nodes with only the failed (down) ones
+    replaced, in the same factory; it pays ``RecoverySpec.hot_swap_s`` instead of the full ``restart_s``.
+    """
 
     job_id: str
     factory_id: str
     nodes: tuple[int, ...]
+    hot_swap: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Migrate:
+    """Move a running job to ``nodes`` of ``factory_id``: final checkpoint at the source, transfer of the
+    checkpoint over the WAN (size / link bandwidth), restart at the destination. The destination nodes are
+    reserved from the moment of the decision."""
+
+    job_id: str
+    factory_id: str
+    nodes: tuple[int, ...]
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +128,7 @@ class Preempt:
     reason: str
 
 
-Action = Place | Preempt
+Action = Place | Preempt | Migrate
 
 
 @dataclass(frozen=True, slots=True)

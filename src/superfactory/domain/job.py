@@ -46,10 +46,12 @@ class RecoverySpec:
     Attributes:
         detect_s: time from the fault until the job is declared failed (heartbeat/NCCL timeout), s.
         restart_s: time to relaunch on healthy nodes and load the last checkpoint, s.
+        hot_swap_s: restart time when only failed nodes are swapped for spares in place, s.
     """
 
     detect_s: int
     restart_s: int
+    hot_swap_s: int = 60
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,3 +92,16 @@ class HomeRegion(_FirstFitPlanner):
         if home is None:
             return list(range(len(snapshot.factories)))
         return [snapshot.factory_index(home)]
+
+
+@register("cheapest-static")
+class CheapestStatic(_FirstFitPlanner):
+    """Factory with the lowest average price so far (x PUE) first, first-fit nodes; ignores the hour."""
+
+    def candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
+        def avg(i: int) -> float:
+            hist = snapshot.price_history.get(snapshot.factories[i].market, ())
+            mean = sum(hist) / len(hist) if hist else snapshot.states[i].price_usd_per_mwh
+            return mean * snapshot.factories[i].pue
+
+        return sorted(range(len(snapshot.factories)), key=lambda i: (avg(i), i))

@@ -196,7 +196,7 @@ def _job(js: JobSpec, spec: ScenarioSpec, path: Path_, factories: list[Factory],
     return TrainingJob(
         id=js.id, accelerator=js.accelerator, gpus=js.gpus, work_flop=work_flop, mfu=mfu, submit_s=js.submit,
         checkpoint=CheckpointSpec(ck.interval, ck.blocking, ck.size, ck.write_bandwidth),
-        recovery=RecoverySpec(rc.detect, rc.restart), priority=js.priority, migratable=js.migratable,
+        recovery=RecoverySpec(rc.detect, rc.restart, rc.hot_swap), priority=js.priority, migratable=js.migratable,
         sovereignty=classes, carbon_budget_tco2=js.carbon_budget_tco2, home_factory=js.home, tp_size=js.tp_size,
     )
 
@@ -213,6 +213,13 @@ def _events(spec: ScenarioSpec, ids: set[str], links: list[WanLink],
             if ev.factory not in ids:
                 errors.append((("events", i, "factory"), f"unknown factory {ev.factory!r}; factories are {sorted(ids)}"))
             out.append(ScenarioEvent(ev.at, ev.kind, ev.duration, factory=ev.factory))
+        elif ev.kind == "price_shock":
+            assert ev.market is not None and ev.factor is not None
+            if ev.market not in {f.market for f in spec.factories}:
+                errors.append((("events", i, "market"),
+                               f"no factory is in market {ev.market!r}; markets are "
+                               f"{sorted({f.market for f in spec.factories})}"))
+            out.append(ScenarioEvent(ev.at, ev.kind, ev.duration, market=ev.market, factor=ev.factor))
         else:
             assert ev.link is not None
             a, b = ev.link

@@ -12,13 +12,16 @@ from superfactory.domain.reliability import FailureModel
 
 @dataclass(frozen=True, slots=True)
 class ScenarioEvent:
-    """A scripted disturbance: a whole-factory outage or a WAN partition, at ``at_s`` for ``duration_s``."""
+    """A scripted disturbance at ``at_s`` for ``duration_s``: a whole-factory outage (``factory``), a WAN
+    partition (``link``) or a price shock (``market`` price x ``factor``)."""
 
     at_s: int
     kind: str
     duration_s: int
     factory: str = ""
     link: tuple[str, str] = ("", "")
+    market: str = ""
+    factor: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)

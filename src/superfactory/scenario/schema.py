@@ -83,6 +83,7 @@ class CheckpointSpecModel(Strict):
 class RecoverySpecModel(Strict):
     detect: Duration = Field(ge=0)
     restart: Duration = Field(ge=0)
+    hot_swap: Duration = Field(default="1min", ge=0, description="restart time when only failed nodes are swapped")
 
 
 class JobDefaults(Strict):
@@ -178,11 +179,16 @@ class FailureSpec(Strict):
 
 
 class EventSpec(Strict):
+    """A scripted disturbance. ``factory_outage`` needs ``factory``; ``partition`` needs ``link: [a, b]``;
+    ``price_shock`` needs ``market`` and ``factor`` (times in whole hours: prices are hourly)."""
+
     at: Duration = Field(ge=0)
-    kind: Literal["factory_outage", "partition"]
+    kind: Literal["factory_outage", "partition", "price_shock"]
     duration: Duration = Field(gt=0)
     factory: Identifier | None = None
     link: list[Identifier] | None = Field(default=None, min_length=2, max_length=2)
+    market: str | None = None
+    factor: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _target(self) -> EventSpec:
@@ -190,6 +196,11 @@ class EventSpec(Strict):
             raise ValueError("a factory_outage needs 'factory'")
         if self.kind == "partition" and self.link is None:
             raise ValueError("a partition needs 'link: [a, b]'")
+        if self.kind == "price_shock":
+            if self.market is None or self.factor is None:
+                raise ValueError("a price_shock needs 'market' and 'factor'")
+            if self.at % 3600 or self.duration % 3600:
+                raise ValueError("a price_shock starts and lasts whole hours (prices are hourly), e.g. at: 10d")
         return self
 
 

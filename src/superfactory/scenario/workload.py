@@ -98,7 +98,7 @@ def _make_job(job_id: str, acc: str, gpus: int, duration_s: float, submit_s: int
         mfu=mfu,
         submit_s=submit_s,
         checkpoint=CheckpointSpec(ck.interval, ck.blocking, spec.checkpoint_per_gpu * gpus, ck.write_bandwidth),
-        recovery=RecoverySpec(rc.detect, rc.restart),
+        recovery=RecoverySpec(rc.detect, rc.restart, rc.hot_swap),
         priority=int(rng.integers(spec.priority_levels)),
         sovereignty=classes,
         home_factory=home.id,

@@ -16,10 +16,12 @@ import numpy as np
 from superfactory.domain.events import Event, EventKind
 from superfactory.domain.factory import Factory, WanLink
 from superfactory.domain.fleet import (
+    NODE_DOWN,
     NODE_FREE,
     FactoryState,
     FleetSnapshot,
     JobView,
+    Migrate,
     Place,
     Plan,
     Preempt,
@@ -33,6 +35,10 @@ from superfactory.domain.reliability import FailureModel
 from superfactory.sim.failures import FactoryFailureProcess
 from superfactory.sim.jobstate import HOLDS_NODES, JobRuntime, JobState
 from superfactory.sim.kernel import PRIO_DECIDE, PRIO_FAILURE, PRIO_JOB, PRIO_SIGNAL, Kernel
+
+
+#: bandwidth assumed between factories with no (up) dedicated path, Gb/s
+DEFAULT_WAN_GBPS = 100.0
 
 
 class SimulatedFleet:
@@ -73,6 +79,11 @@ class SimulatedFleet:
             for f, s in zip(factories, seeds, strict=False)
         ]
         self._hour_start_s = 0
+        # price shocks: market -> multiplier in force; realised hourly histories for snapshots
+        self.price_factor: dict[str, float] = {m: 1.0 for m in prices}
+        self._price_hist: dict[str, list[float]] = {m: [] for m in prices}
+        self._carbon_hist: dict[str, list[float]] = {g: [] for g in carbon}
+        self._hist_cache: tuple[int, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]] | None = None
 
     # == start-up ==========================================================================================
     def start(self) -> None:
@@ -92,7 +103,7 @@ class SimulatedFleet:
                 r.factory.id,
                 r.up,
                 r.status.tobytes(),
-                self.prices[r.factory.market].at(now),
+                self.price_at(r.factory.market, now),
                 self.carbon[r.factory.grid].at(now),
                 r.it_power_w,
             )
@@ -101,10 +112,27 @@ class SimulatedFleet:
         links = tuple(lk for lk in self.links if (lk.a, lk.b) not in self.links_down)
         pending = tuple(self._view(jr, now) for jr in self.pending.values())
         running = tuple(self._view(jr, now) for jr in self.holding.values())
-        return FleetSnapshot(now, self.factories, states, links, pending, running)
+        prices, carbon = self._histories(now)
+        return FleetSnapshot(now, self.factories, states, links, pending, running, prices, carbon)
+
+    def price_at(self, market: str, t_s: int) -> float:
+        """The price in force at ``t_s`` (scripted shocks applied); only ever asked for t <= now."""
+        return self.prices[market].at(t_s) * self.price_factor[market]
+
+    def _histories(self, now: int) -> tuple[dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]]:
+        """Realised hourly signals up to and including the current hour (cached per hour)."""
+        hour = now // HOUR_S
+        cache = self._hist_cache
+        if cache is not None and cache[0] == hour:
+            return cache[1], cache[2]
+        prices = {m: (*h, self.price_at(m, now)) for m, h in self._price_hist.items()}
+        carbon = {g: (*h, self.carbon[g].at(now)) for g, h in self._carbon_hist.items()}
+        if all(len(v) == hour + 1 for v in prices.values()):
+            self._hist_cache = (hour, prices, carbon)
+        return prices, carbon
 
     def _view(self, jr: JobRuntime, now: int) -> JobView:
-        progress = jr.progress_s + (now - jr.run_since_s if jr.state is JobState.RUNNING else 0)
+        progress = jr.progress_s + ((now - jr.run_since_s) * jr.speed if jr.state is JobState.RUNNING else 0)
         return JobView(
             jr.job,
             self.factories[jr.factory].id if jr.factory >= 0 else None,
@@ -112,6 +140,10 @@ class SimulatedFleet:
             progress,
             jr.waiting_since_s if jr.state is JobState.PENDING else -1,
             self.factories[jr.last_factory].id if jr.last_factory >= 0 else None,
+            jr.last_nodes,
+            jr.recovering and jr.state is JobState.PENDING,
+            jr.committed_s,
+            jr.state.value,
         )
 
     # == Actuator ============================================================================================
@@ -121,6 +153,8 @@ class SimulatedFleet:
                 self._place(action)
             elif isinstance(action, Preempt):
                 self._preempt(action)
+            elif isinstance(action, Migrate):
+                self._migrate(action)
             else:  # pragma: no cover - Action is a closed union
                 raise SimulationError(f"unknown action {action!r}")
 
@@ -128,31 +162,13 @@ class SimulatedFleet:
         jr = self.job_by_id.get(a.job_id)
         if jr is None or jr.state is not JobState.PENDING or not jr.submitted:
             raise SimulationError(f"policy placed job {a.job_id!r} which is not pending")
-        fi = self.by_id.get(a.factory_id)
-        if fi is None:
-            raise SimulationError(f"policy placed job {a.job_id!r} on unknown factory {a.factory_id!r}")
+        fi, nodes, gpus = self._check_nodes(jr, a.factory_id, a.nodes)
         r = self.rt[fi]
         f = r.factory
-        if not r.up:
-            raise SimulationError(f"policy placed job {a.job_id!r} on {f.id}, which is down")
-        nodes = np.asarray(a.nodes, dtype=np.intp)
-        if nodes.size and (nodes.min() < 0 or nodes.max() >= f.nodes):
-            raise SimulationError(f"policy placed job {a.job_id!r} on nodes outside {f.id} (0..{f.nodes - 1})")
-        if np.unique(nodes).size != nodes.size:
-            raise SimulationError(f"policy gave job {a.job_id!r} duplicate nodes")
-        taken = nodes[r.status[nodes] != NODE_FREE]
-        if taken.size:
-            raise SimulationError(
-                f"policy placed job {a.job_id!r} on node {int(taken[0])} of {f.id}, which is not free"
-            )
-        gpus = 0
-        for ci in np.unique(r.node_cluster[nodes]):
-            c = f.clusters[int(ci)]
-            if c.accelerator != jr.job.accelerator:
-                raise SimulationError(f"job {a.job_id!r} needs {jr.job.accelerator}, got {c.accelerator} nodes")
-            gpus += int((r.node_cluster[nodes] == ci).sum()) * c.system.gpus_per_node
-        if gpus < jr.job.gpus:
-            raise SimulationError(f"policy gave job {a.job_id!r} {gpus} GPUs < {jr.job.gpus}")
+        restart_s = jr.job.recovery.restart_s
+        if a.hot_swap:
+            self._check_hot_swap(jr, fi, nodes)
+            restart_s = jr.job.recovery.hot_swap_s
         now = self.k.now_s()
         r.accrue(now)
         r.hold(nodes, jr.index)
@@ -162,8 +178,51 @@ class SimulatedFleet:
         if jr.first_start_s < 0:
             jr.first_start_s = now
         tok = jr.bump(JobState.STARTING)
-        self.emit(Event(now, EventKind.JOB_PLACED, jr.job.id, f.id, value=float(gpus)))
-        self.k.after(jr.job.recovery.restart_s, PRIO_JOB, self._begin_running, jr, tok)
+        jr.restart_cost_s = restart_s
+        self.emit(Event(now, EventKind.JOB_PLACED, jr.job.id, f.id, cause="hot-swap" if a.hot_swap else "",
+                        value=float(gpus)))
+        self.k.after(restart_s, PRIO_JOB, self._begin_running, jr, tok)
+
+    def _check_nodes(self, jr: JobRuntime, factory_id: str, raw_nodes: tuple[int, ...]) -> tuple[int, np.ndarray, int]:
+        """Validate a node set for ``jr``: known up factory, in range, distinct, free, right accelerator,
+        enough GPUs. Returns ``(factory index, nodes array, GPUs)``; raises SimulationError on policy bugs."""
+        a_job_id = jr.job.id
+        fi = self.by_id.get(factory_id)
+        if fi is None:
+            raise SimulationError(f"policy placed job {a_job_id!r} on unknown factory {factory_id!r}")
+        r = self.rt[fi]
+        f = r.factory
+        if not r.up:
+            raise SimulationError(f"policy placed job {a_job_id!r} on {f.id}, which is down")
+        nodes = np.asarray(raw_nodes, dtype=np.intp)
+        if nodes.size and (nodes.min() < 0 or nodes.max() >= f.nodes):
+            raise SimulationError(f"policy placed job {a_job_id!r} on nodes outside {f.id} (0..{f.nodes - 1})")
+        if np.unique(nodes).size != nodes.size:
+            raise SimulationError(f"policy gave job {a_job_id!r} duplicate nodes")
+        taken = nodes[r.status[nodes] != NODE_FREE]
+        if taken.size:
+            raise SimulationError(
+                f"policy placed job {a_job_id!r} on node {int(taken[0])} of {f.id}, which is not free"
+            )
+        gpus = 0
+        for ci in np.unique(r.node_cluster[nodes]):
+            c = f.clusters[int(ci)]
+            if c.accelerator != jr.job.accelerator:
+                raise SimulationError(f"job {a_job_id!r} needs {jr.job.accelerator}, got {c.accelerator} nodes")
+            gpus += int((r.node_cluster[nodes] == ci).sum()) * c.system.gpus_per_node
+        if gpus < jr.job.gpus:
+            raise SimulationError(f"policy gave job {a_job_id!r} {gpus} GPUs < {jr.job.gpus}")
+        return fi, nodes, gpus
+
+    def _check_hot_swap(self, jr: JobRuntime, fi: int, nodes: np.ndarray) -> None:
+        """A hot swap keeps the job's previous nodes except ones now down, in the same factory."""
+        if not jr.recovering or jr.last_factory != fi:
+            raise SimulationError(f"hot swap of job {jr.job.id!r}: only an interrupted job, in the same factory")
+        r = self.rt[fi]
+        last = np.asarray(jr.last_nodes, dtype=np.intp)
+        replaced = np.setdiff1d(last, nodes)
+        if np.any(r.status[replaced] != NODE_DOWN):
+            raise SimulationError(f"hot swap of job {jr.job.id!r} replaced nodes that are not down")
 
     def _preempt(self, a: Preempt) -> None:
         jr = self.job_by_id.get(a.job_id)
@@ -190,7 +249,7 @@ class SimulatedFleet:
             return
         now = self.k.now_s()
         if jr.recovering:
-            jr.recovery_s += jr.job.recovery.restart_s
+            jr.recovery_s += jr.restart_cost_s
             jr.recovering = False
         jr.run_since_s = now
         tok = jr.bump(JobState.RUNNING)
@@ -203,8 +262,9 @@ class SimulatedFleet:
 
     def _schedule_running(self, jr: JobRuntime, tok: int, next_ckpt_s: int) -> None:
         now = self.k.now_s()
+        jr.next_ckpt_s = next_ckpt_s
         remaining = jr.job.work_s - jr.progress_s
-        finish_s = now + max(0, int(np.ceil(remaining)))
+        finish_s = now + max(0, int(np.ceil(remaining / jr.speed)))
         if finish_s <= next_ckpt_s:
             self.k.at(finish_s, PRIO_JOB, self._complete, jr, tok)
         else:
@@ -280,27 +340,114 @@ class SimulatedFleet:
         self.emit(Event(self.k.now_s(), EventKind.JOB_PLANNED_STOP, jr.job.id, self._fid(jr), cause="planned"))
         self._drain(jr)
 
-    def _drain(self, jr: JobRuntime) -> None:
-        """Take a final checkpoint (blocking + write), then requeue with no work lost."""
+    def _drain(self, jr: JobRuntime, migrate: bool = False) -> None:
+        """Take a final checkpoint (blocking + write), then requeue (or migrate) with no work lost."""
         now = self.k.now_s()
         jr.accrue_progress(now)
         jr.incarnation += 1  # in-flight async writes are superseded by the drain checkpoint
         tok = jr.bump(JobState.DRAINING)
         ck = jr.job.checkpoint
         jr.checkpoint_stall_s += ck.blocking_s + ck.async_write_s
-        self.k.after(ck.blocking_s + ck.async_write_s, PRIO_JOB, self._drained, jr, tok)
+        self.k.after(ck.blocking_s + ck.async_write_s, PRIO_JOB, self._drained, jr, tok, migrate)
 
-    def _drained(self, jr: JobRuntime, tok: int) -> None:
+    def _drained(self, jr: JobRuntime, tok: int, migrate: bool) -> None:
         if jr.token != tok:
             return
         self._checkpoint_commit(jr, jr.incarnation, jr.progress_s)
-        self._requeue(jr, jr.token, False)
+        if migrate:
+            self._transfer(jr)
+        else:
+            self._requeue(jr, jr.token, False)
+
+    # == migration ===========================================================================================
+    def _migrate(self, a: Migrate) -> None:
+        jr = self.job_by_id.get(a.job_id)
+        if jr is None or jr.state not in (JobState.RUNNING, JobState.CHECKPOINTING):
+            raise SimulationError(f"policy migrated job {a.job_id!r} which is not running")
+        if not jr.job.migratable:
+            raise SimulationError(f"policy migrated job {a.job_id!r} which is not migratable")
+        fi, nodes, _ = self._check_nodes(jr, a.factory_id, a.nodes)
+        if fi == jr.factory:
+            raise SimulationError(f"policy migrated job {a.job_id!r} to the factory it runs in")
+        now = self.k.now_s()
+        dest = self.rt[fi]
+        dest.accrue(now)
+        dest.hold(nodes, jr.index)  # reserve the destination now (it draws power while reserved)
+        jr.migrate_to, jr.migrate_nodes = fi, tuple(int(n) for n in nodes)
+        jr.migrations += 1
+        src = self.factories[jr.factory].id
+        seconds = self.transfer_s(src, a.factory_id, jr.job.checkpoint.size_bytes)
+        self.emit(Event(now, EventKind.JOB_MIGRATED, jr.job.id, a.factory_id, cause=f"{src}->{a.factory_id}"
+                        + (f": {a.reason}" if a.reason else ""), value=float(seconds)))
+        self._drain(jr, migrate=True)
+
+    def link_bandwidth_gbps(self, a: str, b: str) -> float:
+        """Usable bandwidth between two factories: the direct link if up, else the best two-hop path (its
+        narrowest link), else ``DEFAULT_WAN_GBPS`` over the public internet."""
+        up = [lk for lk in self.links if (lk.a, lk.b) not in self.links_down]
+        adj: dict[str, dict[str, float]] = {}
+        for lk in up:
+            adj.setdefault(lk.a, {})[lk.b] = lk.bandwidth_gbps
+            adj.setdefault(lk.b, {})[lk.a] = lk.bandwidth_gbps
+        direct = adj.get(a, {}).get(b)
+        if direct is not None:
+            return direct
+        two_hop = [min(bw, adj.get(mid, {}).get(b, 0.0)) for mid, bw in adj.get(a, {}).items()]
+        best = max(two_hop, default=0.0)
+        return best if best > 0 else DEFAULT_WAN_GBPS
+
+    def transfer_s(self, a: str, b: str, size_bytes: float) -> int:
+        """Seconds to move ``size_bytes`` from factory ``a`` to ``b`` now."""
+        return int(np.ceil(size_bytes * 8 / (self.link_bandwidth_gbps(a, b) * 1e9)))
+
+    def _transfer(self, jr: JobRuntime) -> None:
+        src, dst = self.factories[jr.factory].id, self.factories[jr.migrate_to].id
+        tok = jr.bump(JobState.MIGRATING)
+        self.k.after(self.transfer_s(src, dst, jr.job.checkpoint.size_bytes), PRIO_JOB, self._arrive, jr, tok)
+
+    def _arrive(self, jr: JobRuntime, tok: int) -> None:
+        if jr.token != tok:
+            return
+        now = self.k.now_s()
+        self._release(jr)  # source nodes
+        fi, nodes = jr.migrate_to, jr.migrate_nodes
+        jr.migrate_to, jr.migrate_nodes = -1, ()
+        jr.factory, jr.nodes, jr.held_since_s = fi, nodes, now
+        self.holding[jr.index] = jr
+        r = self.rt[fi]
+        if not r.up or np.any(r.down[list(nodes)]):
+            # the destination lost a node (or went down) during the transfer: requeue, nothing lost
+            self._requeue(jr, jr.token, False)
+            return
+        jr.restart_cost_s = jr.job.recovery.restart_s
+        tok = jr.bump(JobState.STARTING)
+        self.emit(Event(now, EventKind.JOB_PLACED, jr.job.id, r.factory.id, cause="migrated",
+                        value=float(jr.job.gpus)))
+        self.k.after(jr.job.recovery.restart_s, PRIO_JOB, self._begin_running, jr, tok)
+
+    # == degraded placements =================================================================================
+    def set_job_speed(self, job_index: int, speed: float) -> None:
+        """Change how fast a job progresses (productive s per s), e.g. on a degraded NVLink domain."""
+        if speed <= 0:
+            raise SimulationError(f"job speed must be positive, got {speed}")
+        jr = self.jobs[job_index]
+        now = self.k.now_s()
+        jr.accrue_progress(now)
+        jr.speed = speed
+        if jr.state is JobState.RUNNING:
+            tok = jr.bump(JobState.RUNNING)
+            self._schedule_running(jr, tok, max(now + 1, jr.next_ckpt_s))
 
     def _requeue(self, jr: JobRuntime, tok: int, after_failure: bool) -> None:
         if jr.token != tok:
             return
         now = self.k.now_s()
         self._release(jr)
+        if jr.migrate_to >= 0:  # interrupted between deciding a migration and arriving: free the reservation
+            dest = self.rt[jr.migrate_to]
+            dest.accrue(now)
+            dest.release(np.asarray(jr.migrate_nodes, dtype=np.intp))
+            jr.migrate_to, jr.migrate_nodes = -1, ()
         jr.bump(JobState.PENDING)
         jr.recovering = after_failure
         jr.waiting_since_s = now
@@ -315,7 +462,8 @@ class SimulatedFleet:
         jr.held_gpu_s += (now - jr.held_since_s) * jr.job.gpus
         r.release(np.asarray(jr.nodes, dtype=np.intp))
         self.holding.pop(jr.index, None)
-        jr.last_factory, jr.factory, jr.nodes, jr.held_since_s = jr.factory, -1, (), -1
+        jr.last_factory, jr.last_nodes = jr.factory, jr.nodes
+        jr.factory, jr.nodes, jr.held_since_s = -1, (), -1
 
     def _accrue_job_energy(self, jr: JobRuntime, now: int) -> None:
         """Attribute facility energy, cost and carbon of the job's nodes since max(hold start, hour start)."""
@@ -329,7 +477,7 @@ class SimulatedFleet:
         e_j = power_w * dt
         jr.energy_j += e_j
         mwh = e_j / 3.6e9
-        jr.cost_usd += mwh * self.prices[f.market].at(start)
+        jr.cost_usd += mwh * self.price_at(f.market, start)
         jr.carbon_g += mwh * 1000.0 * self.carbon[f.grid].at(start)  # MWh -> kWh, x g/kWh
 
     # == failures, outages, partitions =======================================================================
@@ -399,7 +547,23 @@ class SimulatedFleet:
     def _emit_prices(self, now: int) -> None:
         for market, series in sorted(self.prices.items()):
             if now == 0 or series.index(now) != series.index(now - 1):
-                self.emit(Event(now, EventKind.PRICE_CHANGED, "", market, value=series.at(now)))
+                self.emit(Event(now, EventKind.PRICE_CHANGED, "", market, value=self.price_at(market, now)))
+
+    def price_shock(self, market: str, factor: float, duration_s: int) -> None:
+        """Multiply ``market``'s price by ``factor`` from now for ``duration_s`` (whole hours)."""
+        self.price_factor[market] *= factor
+        self._hist_cache = None
+        self.emit(Event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause=f"shock x{factor:g}",
+                        value=self.price_at(market, self.k.now_s())))
+        self.k.after(duration_s, PRIO_SIGNAL - 1, self._end_shock, market, factor)
+        self.request_decision()
+
+    def _end_shock(self, market: str, factor: float) -> None:
+        self.price_factor[market] /= factor
+        self._hist_cache = None
+        self.emit(Event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause="shock ends",
+                        value=self.price_at(market, self.k.now_s())))
+        self.request_decision()
 
     def _hour_tick(self) -> None:
         now = self.k.now_s()
@@ -421,7 +585,7 @@ class SimulatedFleet:
             f = r.factory
             it_mwh = r.hour_energy_j / 3.6e9
             fac_mwh = it_mwh * f.pue
-            price = self.prices[f.market].at(start)
+            price = self.price_at(f.market, start)
             ci = self.carbon[f.grid].at(start)
             gpus = f.gpus
             self.hour_rows.append(
@@ -434,6 +598,10 @@ class SimulatedFleet:
             r.total_gpu_s += gpus * span
             r.hour_energy_j = 0.0
             r.hour_busy_gpu_s = 0.0
+        for m, hist in self._price_hist.items():
+            hist.extend(self.price_at(m, h * HOUR_S) for h in range(len(hist), now // HOUR_S))
+        for g, hist in self._carbon_hist.items():
+            hist.extend(self.carbon[g].at(h * HOUR_S) for h in range(len(hist), now // HOUR_S))
         self._hour_start_s = now
 
     def schedule_decision_at(self, when_s: int, fn: Callable[[], None]) -> None:

@@ -8,8 +8,10 @@ commit)::
     RUNNING/CHECKPOINTING --done--> COMPLETED
     STARTING/RUNNING/CHECKPOINTING --node failure--> DETECTING --detect_s--> PENDING (progress = last commit)
     RUNNING/CHECKPOINTING --planned stop / preempt--> DRAINING (final checkpoint) --> PENDING (no loss)
+    RUNNING/CHECKPOINTING --migrate--> DRAINING --> MIGRATING (WAN transfer) --> STARTING at the destination
 
-Progress is measured in productive seconds on the declared gang; it advances only in RUNNING.
+Progress is measured in productive seconds on the declared gang; it advances only in RUNNING, at ``speed``
+productive seconds per second (1.0 unless a placement is degraded).
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ class JobState(str, Enum):
     CHECKPOINTING = "checkpointing"
     DETECTING = "detecting"
     DRAINING = "draining"
+    MIGRATING = "migrating"
     COMPLETED = "completed"
 
 
 HOLDS_NODES = frozenset(
-    {JobState.STARTING, JobState.RUNNING, JobState.CHECKPOINTING, JobState.DETECTING, JobState.DRAINING}
+    {JobState.STARTING, JobState.RUNNING, JobState.CHECKPOINTING, JobState.DETECTING, JobState.DRAINING,
+     JobState.MIGRATING}
 )
 
 
@@ -52,6 +56,13 @@ class JobRuntime:
     incarnation: int = 0
     waiting_since_s: int = 0
     last_factory: int = -1
+    last_nodes: tuple[int, ...] = ()
+    speed: float = 1.0
+    next_ckpt_s: int = 0
+    migrate_to: int = -1
+    migrate_nodes: tuple[int, ...] = ()
+    migrations: int = 0
+    restart_cost_s: int = 0
     first_start_s: int = -1
     completed_s: int = -1
     interruptions: int = 0
@@ -78,5 +89,5 @@ class JobRuntime:
     def accrue_progress(self, now_s: int) -> None:
         """Fold the current RUNNING segment into ``progress_s``."""
         if self.state is JobState.RUNNING:
-            self.progress_s += now_s - self.run_since_s
+            self.progress_s += (now_s - self.run_since_s) * self.speed
             self.run_since_s = now_s
