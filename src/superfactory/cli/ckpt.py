@@ -1,0 +1,348 @@
+"""``superfactory ckpt``: save, restore, list, verify, gc, rotate keys and shred checkpoints on a mesh.
+
+Every command takes ``--config mesh.yaml`` (format in docs/mesh.md; default ``$SUPERFACTORY_MESH_CONFIG``
+or ``./mesh.yaml``). Transfers show a progress bar on stderr; ``--json`` prints machine-readable results
+on stdout. User errors (bad config, missing checkpoint, wrong key, not enough fragments …) print one paragraph on stderr
+and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from superfactory.errors import SuperfactoryError
+from superfactory.mesh import CheckpointMesh, MeshError, load_config
+
+app = typer.Typer(
+    name="ckpt",
+    help="Erasure-coded, encrypted, quorum-replicated checkpoints (the checkpoint mesh).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="SUPERFACTORY_MESH_CONFIG", help="mesh config YAML (docs/mesh.md)"),
+]
+StepOpt = Annotated[int | None, typer.Option(help="checkpoint step (default: newest)")]
+IdOpt = Annotated[str | None, typer.Option("--id", help="checkpoint id (see `ckpt ls`)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON on stdout")]
+
+
+def _friendly(fn: F) -> F:
+    """Turn SuperfactoryError into one paragraph on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SuperfactoryError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _mesh(config: Path) -> CheckpointMesh:
+    return CheckpointMesh(load_config(config))
+
+
+@contextmanager
+def _bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    if not enabled or total < 64 * 2**20:  # small transfers finish before a bar is worth drawing
+        yield None
+        return
+    progress = Progress(
+        TextColumn(f"[bold]{escape(label)}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(label, total=total)
+        yield lambda done: progress.update(task, completed=done)
+
+
+@app.command()
+@_friendly
+def save(  # noqa: PLR0917 - typer maps parameters to options
+    source: Annotated[Path, typer.Argument(help="file to checkpoint")],
+    step: Annotated[int, typer.Option(help="training step this checkpoint belongs to")],
+    config: ConfigOpt = Path("mesh.yaml"),
+    data_class: Annotated[
+        str, typer.Option(help="critical | recomputable | ephemeral | custom")
+    ] = "critical",
+    sovereignty: Annotated[list[str] | None, typer.Option(help="sovereignty class (repeatable)")] = None,
+    tier: Annotated[
+        list[str] | None, typer.Option(help="tier to write (repeatable; default: due tiers)")
+    ] = None,
+    json_out: JsonOpt = False,
+    progress: Annotated[bool, typer.Option(help="show a progress bar for large transfers")] = True,
+) -> None:
+    """Erasure-code, encrypt and spread a file over the mesh; print the receipt."""
+    mesh = _mesh(config)
+    try:
+        size = source.stat().st_size
+        data = np.memmap(source, dtype=np.uint8, mode="r") if size else b""
+    except OSError as exc:
+        raise MeshError(
+            f"cannot read {source}: {exc.strerror}. Pass an existing file to checkpoint."
+        ) from None
+    with _bar(f"saving step {step}", size, progress and not json_out) as bar:
+        receipt = mesh.save(
+            data, step, data_class=data_class, sovereignty=sovereignty or (), tiers=tier, progress=bar
+        )
+    if json_out:
+        out.print_json(json.dumps(receipt.to_dict()))
+        return
+    out.print(
+        f"[green]committed[/] {receipt.checkpoint_id}  step {receipt.step}  {receipt.data_class}  "
+        f"{receipt.payload_bytes:,} B in {receipt.total_s:.2f} s ({receipt.input_rate_gbps:.2f} GB/s)  "
+        f"durable {receipt.durable_fragments}/{len({f.index for f in receipt.fragments})} fragments, "
+        f"est. recovery {receipt.estimated_recovery_s:.2f} s"
+    )
+    for f in receipt.fragments:
+        state = "durable" if f.durable else f"[red]failed: {escape(f.error or '')}[/]"
+        out.print(f"  fragment {f.index} → {f.target} ({f.tier})  {f.size_bytes:,} B  {state}")
+
+
+@app.command()
+@_friendly
+def restore(
+    output: Annotated[Path, typer.Option("--out", "-o", help="where to write the restored bytes")],
+    config: ConfigOpt = Path("mesh.yaml"),
+    step: StepOpt = None,
+    checkpoint_id: IdOpt = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar for large transfers")] = True,
+) -> None:
+    """Rebuild a checkpoint (newest by default) from its fastest authentic fragments."""
+    mesh = _mesh(config)
+    wanted = mesh.catalog.resolve(checkpoint_id, step)[0]
+    total = next((i.payload_bytes for i in mesh.list() if i.checkpoint_id == wanted), 0)
+    with _bar("restoring", total, progress) as bar:
+        restored = mesh.restore(step=step, checkpoint_id=checkpoint_id, progress=bar)
+    tmp = output.with_name(output.name + ".partial")
+    with open(tmp, "wb") as fh:
+        fh.write(memoryview(restored.data))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, output)
+    for note in restored.skipped:
+        err.print(f"[yellow]skipped[/] {escape(note)}", soft_wrap=True)
+    out.print(
+        f"[green]restored[/] {restored.manifest.checkpoint_id} (step {restored.manifest.step}) → "
+        f"{output}  {restored.manifest.payload_bytes:,} B in {restored.duration_s:.2f} s, "
+        f"{restored.decoded_stripes} stripe(s) rebuilt from parity"
+    )
+
+
+@app.command("ls")
+@_friendly
+def list_checkpoints(
+    config: ConfigOpt = Path("mesh.yaml"),
+    all_: Annotated[bool, typer.Option("--all", help="include incomplete and damaged checkpoints")] = False,
+    keys: Annotated[bool, typer.Option("--keys", help="list key-encryption keys instead")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List checkpoints (or keys)."""
+    mesh = _mesh(config)
+    if keys:
+        infos = mesh.keys.keys()
+        if json_out:
+            out.print_json(
+                json.dumps(
+                    [
+                        {
+                            "id": k.key_id,
+                            "created_at_unix_s": k.created_at_unix_s,
+                            "destroyed": k.destroyed,
+                            "current": k.current,
+                        }
+                        for k in infos
+                    ]
+                )
+            )
+            return
+        for k in infos:
+            flags = " [green]current[/]" if k.current else (" [red]destroyed[/]" if k.destroyed else "")
+            out.print(f"{k.key_id}{flags}")
+        return
+    infos = mesh.list(include_incomplete=all_)
+    if json_out:
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        "id": i.checkpoint_id,
+                        "step": i.step,
+                        "state": i.state,
+                        "created_at_unix_s": i.created_at_unix_s,
+                        "data_class": i.data_class,
+                        "bytes": i.payload_bytes,
+                        "tiers": list(i.tiers),
+                        "kek_id": i.kek_id,
+                    }
+                    for i in infos
+                ]
+            )
+        )
+        return
+    table = Table("id", "step", "state", "class", "bytes", "tiers", "key")
+    for i in infos:
+        table.add_row(
+            i.checkpoint_id,
+            str(i.step),
+            i.state,
+            i.data_class,
+            f"{i.payload_bytes:,}",
+            ",".join(i.tiers),
+            i.kek_id,
+        )
+    out.print(table)
+
+
+@app.command()
+@_friendly
+def verify(
+    config: ConfigOpt = Path("mesh.yaml"),
+    step: StepOpt = None,
+    checkpoint_id: IdOpt = None,
+    repair: Annotated[bool, typer.Option(help="rebuild damaged or missing fragments and manifests")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-read and authenticate every fragment; report (and optionally repair) what is missing or damaged.
+
+    Exit code 0 when healthy or repaired, 1 when damage remains.
+    """
+    mesh = _mesh(config)
+    report = mesh.verify(step=step, checkpoint_id=checkpoint_id, repair=repair)
+    if json_out:
+        out.print_json(
+            json.dumps(
+                {
+                    "id": report.checkpoint_id,
+                    "step": report.step,
+                    "restorable": report.restorable,
+                    "healthy": report.healthy,
+                    "repaired": list(report.repaired),
+                    "manifests": report.manifests,
+                    "fragments": [
+                        {
+                            "index": c.index,
+                            "target": c.target,
+                            "tier": c.tier,
+                            "status": c.status,
+                            "bad_stripes": list(c.bad_stripes),
+                            "detail": c.detail,
+                        }
+                        for c in report.fragments
+                    ],
+                }
+            )
+        )
+    else:
+        table = Table("fragment", "target", "tier", "status", "bad stripes")
+        for c in report.fragments:
+            colour = "green" if c.status == "ok" else "red"
+            table.add_row(
+                str(c.index),
+                c.target,
+                c.tier,
+                f"[{colour}]{c.status}[/]",
+                ",".join(map(str, c.bad_stripes[:10])),
+            )
+        out.print(table)
+        bad_manifests = {t: s for t, s in report.manifests.items() if s != "ok"}
+        out.print(
+            f"{report.checkpoint_id}: {'healthy' if report.healthy else 'DAMAGED'}; "
+            f"restorable: {report.restorable}; manifests not ok: {bad_manifests or 'none'}"
+        )
+        for r in report.repaired:
+            out.print(f"[green]repaired[/] {r}")
+    if not report.healthy and not report.repaired:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_friendly
+def gc(
+    keep: Annotated[int, typer.Option(min=1, help="committed checkpoints to keep (newest)")],
+    config: ConfigOpt = Path("mesh.yaml"),
+    incomplete_grace_s: Annotated[
+        float, typer.Option(help="delete incomplete saves older than this")
+    ] = 3600.0,
+) -> None:
+    """Delete all but the newest KEEP committed checkpoints, and stale incomplete saves."""
+    deleted = _mesh(config).gc(keep, incomplete_grace_s)
+    out.print(f"deleted {len(deleted)} checkpoint(s)" + "".join(f"\n  {d}" for d in deleted))
+
+
+@app.command("rotate-keys")
+@_friendly
+def rotate_keys(
+    config: ConfigOpt = Path("mesh.yaml"),
+    rewrap: Annotated[bool, typer.Option(help="re-wrap existing checkpoints under the new key")] = False,
+) -> None:
+    """Start a new key-encryption key; old checkpoints stay restorable with their keys."""
+    new_id, rewrapped = _mesh(config).rotate_keys(rewrap=rewrap)
+    out.print(
+        f"new current key {new_id}" + (f"; re-wrapped {len(rewrapped)} checkpoint(s)" if rewrap else "")
+    )
+
+
+@app.command()
+@_friendly
+def shred(
+    config: ConfigOpt = Path("mesh.yaml"),
+    key: Annotated[
+        str | None, typer.Option(help="destroy this key: its checkpoints become unrecoverable")
+    ] = None,
+    checkpoint_id: IdOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Crypto-shred: destroy a key (every checkpoint it wraps) or delete one checkpoint everywhere."""
+    if (key is None) == (checkpoint_id is None):
+        raise MeshError("shred needs exactly one of --key KEY_ID or --id CHECKPOINT_ID.")
+    mesh = _mesh(config)
+    what = f"key {key}" if key else f"checkpoint {checkpoint_id}"
+    if not yes and not typer.confirm(f"Irrevocably destroy {what}?", err=True):
+        raise typer.Exit(1)
+    if key is not None:
+        affected = mesh.shred_key(key)
+        out.print(
+            f"destroyed key {key}; {len(affected)} checkpoint(s) are now unrecoverable"
+            + "".join(f"\n  {a}" for a in affected)
+        )
+    else:
+        mesh.shred_checkpoint(checkpoint_id)
+        out.print(f"shredded {checkpoint_id}")
