@@ -2,8 +2,8 @@
 
 Every command takes ``--config mesh.yaml`` (format in docs/mesh.md; default ``$SUPERFACTORY_MESH_CONFIG``
 or ``./mesh.yaml``). Transfers show a progress bar on stderr; ``--json`` prints machine-readable results
-on stdout. User errors (bad config, missing checkpoint, wrong key, not enough fragments …) print one paragraph on stderr
-and exit 2, never a traceback.
+on stdout. User errors (bad config, missing checkpoint, wrong key, not enough fragments …) print one
+paragraph on stderr and exit 2, never a traceback.
 """
 
 from __future__ import annotations

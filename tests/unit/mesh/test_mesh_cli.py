@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import mesh_dict
 from typer.testing import CliRunner
 
+from conftest import mesh_dict
 from superfactory.cli.ckpt import app
 
 runner = CliRunner()
