@@ -31,7 +31,9 @@ app.add_typer(scenario_app, name="scenario")
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
-ScenarioArg = Annotated[str, typer.Argument(help="built-in scenario name (see `superfactory scenarios`) or a YAML file")]
+ScenarioArg = Annotated[
+    str, typer.Argument(help="built-in scenario name (see `superfactory scenarios`) or a YAML file")
+]
 
 
 def _run(scenario_ref: str, seed: int | None, policy: str | None, progress: bool) -> tuple[Any, dict[str, Any]]:

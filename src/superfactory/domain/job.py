@@ -36,7 +36,7 @@ class CheckpointSpec:
         """Seconds from the end of the blocking snapshot until the checkpoint is durable."""
         if self.write_bandwidth_gbps <= 0:
             return 0
-        return int(round(self.size_bytes * 8 / (self.write_bandwidth_gbps * 1e9)))
+        return round(self.size_bytes * 8 / (self.write_bandwidth_gbps * 1e9))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +73,9 @@ class TrainingJob:
         carbon_budget_tco2: optional cap on the job's emissions, tCO2.
         home_factory: the factory it was submitted to (used by home-region policies), optional.
         tp_size: tensor-parallel group size (must fit in one NVLink domain).
+        segment_gpus: like Slurm ``--segment``: GPUs that must share an NVLink domain (if they fit in one) or a
+            leaf group; 0 = no constraint beyond TP groups.
+        preemptible: whether a higher-priority gang may evict it (after a checkpoint).
     """
 
     id: str
@@ -89,6 +92,8 @@ class TrainingJob:
     carbon_budget_tco2: float | None = None
     home_factory: str | None = None
     tp_size: int = 8
+    segment_gpus: int = 0
+    preemptible: bool = True
 
     @property
     def flop_per_s(self) -> float:

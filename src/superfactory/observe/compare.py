@@ -12,9 +12,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from superfactory.observe.console import COMPARE_COLUMNS  # noqa: E402
+from superfactory.observe.console import COMPARE_COLUMNS
 
 PLOTTED = ("power_cost_usd", "usd_per_productive_gpu_hour", "carbon_tco2", "training_throughput")
 

@@ -39,14 +39,11 @@ def explain_job(result: TwinResult, job_id: str, max_lines: int = 40) -> str:
         lines.append(f"  waiting because: {result.waiting_reasons[job_id]}")
     elif jr.first_start_s < 0:
         lines.append(f"  never started; last reason: {result.waiting_reasons.get(job_id, 'not yet submitted')}")
-    shown = 0
     kinds = {EventKind.JOB_SUBMITTED, EventKind.JOB_PLACED, EventKind.JOB_INTERRUPTED, EventKind.JOB_PLANNED_STOP,
              EventKind.JOB_PREEMPTED, EventKind.JOB_MIGRATED, EventKind.JOB_COMPLETED, EventKind.AUDIT_REFUSAL}
     events = [e for e in result.events if e.job == job_id and e.kind in kinds]
     lines.append(f"  timeline ({len(events)} events{', first ' + str(max_lines) if len(events) > max_lines else ''}):")
-    for e in events:
-        if shown >= max_lines:
-            break
+    for e in events[:max_lines]:
         detail = {
             EventKind.JOB_PLACED: f"placed on {e.factory} ({int(e.value)} GPUs)",
             EventKind.JOB_INTERRUPTED: f"interrupted on {e.factory} node {e.node}: {e.cause} "
@@ -55,5 +52,4 @@ def explain_job(result: TwinResult, job_id: str, max_lines: int = 40) -> str:
             EventKind.JOB_SUBMITTED: "submitted",
         }.get(e.kind, f"{e.kind.value} {e.factory} {e.cause}".strip())
         lines.append(f"    {_t(e.time_s)}  {detail}")
-        shown += 1
     return "\n".join(lines)

@@ -16,13 +16,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - backend must be chosen first
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
-from superfactory.domain.events import EventKind  # noqa: E402
-from superfactory.domain.units import DAY_S  # noqa: E402
-from superfactory.observe.summary import job_ettr  # noqa: E402
-from superfactory.sim.twin import TwinResult  # noqa: E402
+from superfactory.domain.events import EventKind
+from superfactory.domain.units import DAY_S
+from superfactory.observe.summary import job_ettr
+from superfactory.sim.twin import TwinResult
 
 
 def _png(fig: Figure) -> str:

@@ -12,13 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
+from superfactory.domain.accelerator import ACCELERATORS
 from superfactory.domain.factory import Factory, WanLink, build_clusters
 from superfactory.domain.job import CheckpointSpec, InferenceService, RecoverySpec, TrainingJob
-from superfactory.domain.reliability import FailureModel, llama3_405b_model, model_from_table
+from superfactory.domain.reliability import (
+    LLAMA3_GPUS,
+    LLAMA3_HOURS,
+    LLAMA3_NODES,
+    LLAMA3_PLANNED,
+    FailureModel,
+    llama3_405b_model,
+    model_from_table,
+)
 from superfactory.domain.signals import StepSeries
 from superfactory.domain.units import HOUR_S
-from superfactory.domain.accelerator import ACCELERATORS
 from superfactory.scenario import markets
+from superfactory.scenario.loaders import read_interruption_table
 from superfactory.scenario.model import Scenario, ScenarioEvent
 from superfactory.scenario.schema import JobSpec, ScenarioSpec, SeriesCsv
 from superfactory.scenario.units import UnitError, parse_duration_s, parse_flop
@@ -211,7 +220,8 @@ def _events(spec: ScenarioSpec, ids: set[str], links: list[WanLink],
         if ev.kind == "factory_outage":
             assert ev.factory is not None
             if ev.factory not in ids:
-                errors.append((("events", i, "factory"), f"unknown factory {ev.factory!r}; factories are {sorted(ids)}"))
+                errors.append((("events", i, "factory"),
+                               f"unknown factory {ev.factory!r}; factories are {sorted(ids)}"))
             out.append(ScenarioEvent(ev.at, ev.kind, ev.duration, factory=ev.factory))
         elif ev.kind == "price_shock":
             assert ev.market is not None and ev.factor is not None
@@ -234,9 +244,6 @@ def _failure_model(spec: ScenarioSpec, base_dir: Path | None, errors: list[tuple
     if fs.table == "llama3-405b":
         model = llama3_405b_model()
     else:
-        from superfactory.domain.reliability import LLAMA3_GPUS, LLAMA3_HOURS, LLAMA3_NODES, LLAMA3_PLANNED
-        from superfactory.scenario.loaders import read_interruption_table
-
         p = Path(fs.table)
         if not p.is_absolute() and base_dir is not None:
             p = base_dir / p

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from superfactory.domain.factory import Factory, WanLink
 from superfactory.domain.job import InferenceService, TrainingJob
-from superfactory.domain.signals import StepSeries
 from superfactory.domain.reliability import FailureModel
+from superfactory.domain.signals import StepSeries
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ def _parse(text: object, units: dict[str, float], what: str, example: str) -> fl
 
 def parse_duration_s(text: object) -> int:
     """A duration in whole seconds (rounded)."""
-    return int(round(_parse(text, DURATION_UNITS_S, "a duration", "30min")))
+    return round(_parse(text, DURATION_UNITS_S, "a duration", "30min"))
 
 
 def parse_size_bytes(text: object) -> float:

@@ -27,15 +27,14 @@ from superfactory.domain.fleet import (
     Preempt,
 )
 from superfactory.domain.job import TrainingJob
+from superfactory.domain.reliability import FailureModel
 from superfactory.domain.signals import StepSeries
 from superfactory.domain.units import HOUR_S
 from superfactory.errors import SimulationError
 from superfactory.sim.factorystate import FactoryRuntime, HourRow
-from superfactory.domain.reliability import FailureModel
 from superfactory.sim.failures import FactoryFailureProcess
-from superfactory.sim.jobstate import HOLDS_NODES, JobRuntime, JobState
-from superfactory.sim.kernel import PRIO_DECIDE, PRIO_FAILURE, PRIO_JOB, PRIO_SIGNAL, Kernel
-
+from superfactory.sim.jobstate import JobRuntime, JobState
+from superfactory.sim.kernel import PRIO_FAILURE, PRIO_JOB, PRIO_SIGNAL, Kernel
 
 #: bandwidth assumed between factories with no (up) dedicated path, Gb/s
 DEFAULT_WAN_GBPS = 100.0
@@ -80,7 +79,7 @@ class SimulatedFleet:
         ]
         self._hour_start_s = 0
         # price shocks: market -> multiplier in force; realised hourly histories for snapshots
-        self.price_factor: dict[str, float] = {m: 1.0 for m in prices}
+        self.price_factor: dict[str, float] = dict.fromkeys(prices, 1.0)
         self._price_hist: dict[str, list[float]] = {m: [] for m in prices}
         self._carbon_hist: dict[str, list[float]] = {g: [] for g in carbon}
         self._hist_cache: tuple[int, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]] | None = None
@@ -604,5 +603,30 @@ class SimulatedFleet:
             hist.extend(self.carbon[g].at(h * HOUR_S) for h in range(len(hist), now // HOUR_S))
         self._hour_start_s = now
 
-    def schedule_decision_at(self, when_s: int, fn: Callable[[], None]) -> None:
-        self.k.at(when_s, PRIO_DECIDE, fn)
+    # == invariants (tests) ==================================================================================
+    def check_invariants(self) -> None:
+        """Raise SimulationError if fleet state is inconsistent: a node held by two jobs or by a job that does
+        not list it, a running job on a down node, more GPUs held than exist, or counters out of sync."""
+        for r in self.rt:
+            expect = np.full(r.factory.nodes, -1, dtype=np.int32)
+            for jr in self.holding.values():
+                for fi, nodes in ((jr.factory, jr.nodes), (jr.migrate_to, jr.migrate_nodes)):
+                    if fi != r.index or not nodes:
+                        continue
+                    idx = np.asarray(nodes, dtype=np.intp)
+                    if np.any(expect[idx] >= 0):
+                        raise SimulationError(f"{r.factory.id}: a node is held by two jobs")
+                    expect[idx] = jr.index
+                    if jr.state in (JobState.RUNNING, JobState.CHECKPOINTING) and fi == jr.factory and (
+                        np.any(r.down[idx]) or not r.up
+                    ):
+                        raise SimulationError(f"job {jr.job.id} is {jr.state.value} on a failed node or down site")
+            if not np.array_equal(expect, r.node_job):
+                raise SimulationError(f"{r.factory.id}: node ownership out of sync with jobs")
+            held = (r.node_job >= 0) & ~r.down
+            busy = int(r.node_gpus[held].sum()) if r.up else 0
+            if busy != r.busy_gpus or busy > r.factory.gpus:
+                raise SimulationError(f"{r.factory.id}: busy GPU counter {r.busy_gpus} != {busy}")
+            status = np.where(r.down, NODE_DOWN, np.where(r.node_job >= 0, 1, NODE_FREE))
+            if not np.array_equal(status, r.status):
+                raise SimulationError(f"{r.factory.id}: node status bytes out of sync")

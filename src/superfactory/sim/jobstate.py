@@ -17,12 +17,12 @@ productive seconds per second (1.0 unless a placement is degraded).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from superfactory.domain.job import TrainingJob
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     PENDING = "pending"
     STARTING = "starting"
     RUNNING = "running"

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from superfactory.domain.events import Event
+from superfactory.errors import PolicyError
 from superfactory.loop.decision import DecisionLoop
 from superfactory.policy.registry import Policy, UnknownPolicyError, make_policy
-from superfactory.errors import PolicyError
 from superfactory.scenario.model import Scenario, ScenarioEvent
 from superfactory.sim.factorystate import HourRow
 from superfactory.sim.fleet import SimulatedFleet
@@ -70,6 +70,7 @@ def run_twin(
     policy: str | None = None,
     policy_params: dict[str, object] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    check_invariants: bool = False,
 ) -> TwinResult:
     """Simulate ``scenario`` and return its results.
 
@@ -79,6 +80,7 @@ def run_twin(
         policy: placement policy name; defaults to the scenario's.
         policy_params: keyword parameters for the policy; default the scenario's when the policy is too.
         on_progress: called as ``on_progress(now_s, until_s)`` while running.
+        check_invariants: verify fleet invariants after every event (slow; for tests).
     """
     t0 = time.perf_counter()
     seed = scenario.seed if seed is None else seed
@@ -120,7 +122,8 @@ def run_twin(
         kernel.at(ev.at_s, PRIO_SIGNAL, _scenario_event, fleet, ev)
     fleet.start()
     until = scenario.duration_s
-    kernel.run(until, (lambda now: on_progress(now, until)) if on_progress else None)
+    kernel.run(until, (lambda now: on_progress(now, until)) if on_progress else None,
+               fleet.check_invariants if check_invariants else None)
     fleet.close_hour(until)
     for jr in fleet.holding.values():
         jr.accrue_progress(until)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from superfactory.domain.accelerator import SYSTEMS
+from superfactory.domain.factory import Cluster, Factory
+from superfactory.domain.fleet import FactoryState, FleetSnapshot, JobView, Place
+from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
+from superfactory.policy.registry import UnknownPolicyError, available, make_policy
+
+
+def _factory(fid: str, nodes: int = 8, clearances: frozenset[str] = frozenset({"US"})) -> Factory:
+    return Factory(fid, "r", fid.upper(), fid.upper(), 1e9, 1e9, 1.2, clearances, "US",
+                   (Cluster(SYSTEMS["dgx-h100"], nodes),))
+
+
+def _job(jid: str, gpus: int = 16, home: str | None = None, sov: frozenset[str] = frozenset(),
+         priority: int = 0, submit: int = 0) -> TrainingJob:
+    return TrainingJob(jid, "H100-SXM", gpus, 1e21, 0.4, submit, CheckpointSpec(600, 10, 1e9, 0),
+                       RecoverySpec(60, 60), priority=priority, home_factory=home, sovereignty=sov)
+
+
+def _snap(factories: list[Factory], prices: list[float], jobs: list[TrainingJob],
+          status: list[bytes] | None = None) -> FleetSnapshot:
+    states = tuple(FactoryState(f.id, True, (status or [bytes(f.nodes)] * len(factories))[i], p, 100.0, 0.0)
+                   for i, (f, p) in enumerate(zip(factories, prices, strict=True)))
+    pending = tuple(JobView(j, None, (), 0.0, 0) for j in jobs)
+    return FleetSnapshot(0, tuple(factories), states, (), pending, ())
+
+
+def test_registry_lists_and_rejects() -> None:
+    assert {"greedy", "home-region", "cheapest-static"} <= set(available())
+    with pytest.raises(UnknownPolicyError, match="known policies"):
+        make_policy("nope")
+
+
+def test_greedy_picks_cheapest_and_first_fit_nodes() -> None:
+    fs = [_factory("a"), _factory("b")]
+    plan = make_policy("greedy").decide(_snap(fs, [50.0, 20.0], [_job("j")]), np.random.default_rng(0))
+    assert plan.actions == (Place("j", "b", (0, 1)),)
+
+
+def test_greedy_never_double_books_and_explains_waiting() -> None:
+    fs = [_factory("a", nodes=4)]
+    jobs = [_job("j1", gpus=24), _job("j2", gpus=16), _job("j3", gpus=8)]
+    plan = make_policy("greedy").decide(_snap(fs, [10.0], jobs), np.random.default_rng(0))
+    placed = {a.job_id: a.nodes for a in plan.actions if isinstance(a, Place)}
+    assert placed == {"j1": (0, 1, 2), "j3": (3,)}
+    assert dict(plan.waiting)["j2"] == "a: not enough free H100-SXM nodes"
+
+
+def test_home_region_stays_home_and_sovereignty_is_hard() -> None:
+    fs = [_factory("us"), _factory("eu", clearances=frozenset({"EU", "EU_PERSONAL"}))]
+    jobs = [_job("h", home="us"), _job("p", sov=frozenset({"EU_PERSONAL"}))]
+    plan = make_policy("home-region").decide(_snap(fs, [90.0, 10.0], jobs), np.random.default_rng(0))
+    assert {(a.job_id, a.factory_id) for a in plan.actions if isinstance(a, Place)} == {("h", "us"), ("p", "eu")}
+    full = [bytes([1] * 8), bytes([1] * 8)]
+    plan = make_policy("greedy").decide(_snap(fs, [10.0, 90.0], [jobs[1]], full), np.random.default_rng(0))
+    assert plan.actions == ()
+    assert "us lacks clearance for EU_PERSONAL" in dict(plan.waiting)["p"]
+
+
+def test_priority_then_submission_order() -> None:
+    fs = [_factory("a", nodes=2)]
+    jobs = [_job("low", priority=0), _job("high", priority=5, submit=10)]
+    plan = make_policy("greedy").decide(_snap(fs, [10.0], jobs), np.random.default_rng(0))
+    assert [a.job_id for a in plan.actions] == ["high"]
