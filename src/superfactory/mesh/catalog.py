@@ -140,9 +140,7 @@ class Catalog:
     def _intent_time(self, checkpoint_id: str, holders: list[str]) -> float:
         for name in holders:
             try:
-                return float(
-                    json.loads(self.backends[name].get(self.path(checkpoint_id, INTENT)))["at_unix_s"]
-                )
+                return float(json.loads(self.backends[name].get(self.path(checkpoint_id, INTENT)))["at_unix_s"])
             except (StorageError, ValueError, KeyError):
                 continue
         return 0.0
@@ -163,8 +161,7 @@ class Catalog:
                 )
             if match is None:
                 raise CheckpointNotFoundError(
-                    f"no checkpoint {checkpoint_id} in mesh {self.config.name!r}; `superfactory "
-                    f"ckpt ls` lists them."
+                    f"no checkpoint {checkpoint_id} in mesh {self.config.name!r}; `superfactory ckpt ls` lists them."
                 )
             return [checkpoint_id]  # damaged: let the caller report what is wrong with it
         pool = [i for i in committed if step is None or i.step == step]

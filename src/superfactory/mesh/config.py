@@ -86,18 +86,14 @@ class MeshConfig:
         for t in self.tiers:
             if t.name == name:
                 return t
-        raise MeshConfigError(
-            f"unknown tier {name!r}; the config defines {', '.join(x.name for x in self.tiers)}"
-        )
+        raise MeshConfigError(f"unknown tier {name!r}; the config defines {', '.join(x.name for x in self.tiers)}")
 
     def target(self, name: str) -> Target:
         """The target called ``name``; MeshConfigError if unknown."""
         for t in self.targets:
             if t.name == name:
                 return t
-        raise MeshConfigError(
-            f"unknown target {name!r}; the config defines {', '.join(x.name for x in self.targets)}"
-        )
+        raise MeshConfigError(f"unknown target {name!r}; the config defines {', '.join(x.name for x in self.targets)}")
 
     def policy(self, data_class: str) -> DataClassPolicy:
         """The policy of ``data_class``; MeshConfigError if unknown."""
@@ -198,9 +194,7 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "<dict>"
     targets = tuple(
         Target(
             name=t.name,
-            url=str(_resolve(base_dir, t.url))
-            if _is_local(t.url) and not t.url.startswith("file://")
-            else t.url,
+            url=str(_resolve(base_dir, t.url)) if _is_local(t.url) and not t.url.startswith("file://") else t.url,
             region=t.region,
             jurisdiction=t.jurisdiction,
             tier=t.tier,

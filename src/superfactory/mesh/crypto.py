@@ -43,9 +43,9 @@ def new_data_key() -> bytes:
 
 def manifest_mac(data_key: bytes, body: bytes) -> str:
     """Hex HMAC-SHA256 of a manifest body under a key derived from the checkpoint's data key."""
-    mac_key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"superfactory-mesh/manifest-mac/v1"
-    ).derive(data_key)
+    mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"superfactory-mesh/manifest-mac/v1").derive(
+        data_key
+    )
     return hmac.new(mac_key, body, hashlib.sha256).hexdigest()
 
 
@@ -73,9 +73,7 @@ class ChunkCipher:
     def encrypt_into(self, fragment: int, stripe: int, plaintext: Any, out: Any) -> None:
         """Write ciphertext‖tag of ``plaintext`` into ``out`` (len(plaintext) + 16 bytes)."""
         length = memoryview(plaintext).nbytes
-        self._aead.encrypt_into(
-            self.nonce(fragment, stripe), plaintext, self._aad(fragment, stripe, length), out
-        )
+        self._aead.encrypt_into(self.nonce(fragment, stripe), plaintext, self._aad(fragment, stripe, length), out)
 
     def decrypt_into(self, fragment: int, stripe: int, ciphertext: Any, out: Any) -> None:
         """Authenticate ``ciphertext`` (with its tag) and write the plaintext into ``out``.
@@ -85,9 +83,7 @@ class ChunkCipher:
         """
         length = memoryview(ciphertext).nbytes - TAG_BYTES
         try:
-            self._aead.decrypt_into(
-                self.nonce(fragment, stripe), ciphertext, self._aad(fragment, stripe, length), out
-            )
+            self._aead.decrypt_into(self.nonce(fragment, stripe), ciphertext, self._aad(fragment, stripe, length), out)
         except InvalidTag:
             raise AuthenticationError(
                 f"chunk of fragment {fragment}, stripe {stripe} failed AES-GCM authentication"

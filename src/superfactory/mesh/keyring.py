@@ -215,9 +215,7 @@ class LocalKeyring(KeyProvider):
                         data["current"] = None
                     self._store(data)
                     return
-        raise KeyringError(
-            f"no key {key_id} in keyring {self.path}; `superfactory ckpt ls --keys` lists them."
-        )
+        raise KeyringError(f"no key {key_id} in keyring {self.path}; `superfactory ckpt ls --keys` lists them.")
 
     def keys(self) -> list[KeyInfo]:
         data = self._load()

@@ -137,9 +137,7 @@ def gc(mesh: CheckpointMesh, keep: int, incomplete_grace_s: float) -> list[str]:
     doomed = [i.checkpoint_id for i in committed[: max(0, len(committed) - keep)]]
     now = time.time()
     doomed += [
-        i.checkpoint_id
-        for i in infos
-        if i.state != "committed" and now - i.created_at_unix_s > incomplete_grace_s
+        i.checkpoint_id for i in infos if i.state != "committed" and now - i.created_at_unix_s > incomplete_grace_s
     ]
     for cid in doomed:
         _delete_everywhere(mesh, cid)
@@ -166,9 +164,7 @@ def rotate_keys(mesh: CheckpointMesh, rewrap: bool) -> tuple[str, list[str]]:
         sealed = seal(fresh, data_key)
         for name in manifest.targets():
             try:
-                mesh.catalog.backends[name].put_atomic(
-                    mesh.catalog.path(info.checkpoint_id, MANIFEST), sealed
-                )
+                mesh.catalog.backends[name].put_atomic(mesh.catalog.path(info.checkpoint_id, MANIFEST), sealed)
             except StorageError:
                 continue
         rewrapped.append(info.checkpoint_id)

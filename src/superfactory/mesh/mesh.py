@@ -135,9 +135,7 @@ class CheckpointMesh:
         """
         t0 = time.monotonic()
         payload = (
-            data
-            if isinstance(data, Payload)
-            else Payload(list(data) if isinstance(data, list | tuple) else [data])
+            data if isinstance(data, Payload) else Payload(list(data) if isinstance(data, list | tuple) else [data])
         )
         policy = self.config.policy(data_class)
         if tiers is None:
@@ -174,8 +172,7 @@ class CheckpointMesh:
             sovereignty_classes=classes,
             tiers=tier_names,
             fragments=tuple(
-                FragmentEntry(i, tuple(placement.by_tier[t][i].name for t in tier_names))
-                for i in range(code.n)
+                FragmentEntry(i, tuple(placement.by_tier[t][i].name for t in tier_names)) for i in range(code.n)
             ),
             kek_id=kek_id,
             wrapped_key_b64=base64.b64encode(self.keys.wrap(kek_id, data_key)).decode(),
@@ -317,9 +314,7 @@ class CheckpointMesh:
         """
         t0 = time.monotonic()
         payload = (
-            data
-            if isinstance(data, Payload)
-            else Payload(list(data) if isinstance(data, list | tuple) else [data])
+            data if isinstance(data, Payload) else Payload(list(data) if isinstance(data, list | tuple) else [data])
         )
         buf = self._staging_buffer(payload.size_bytes)
         payload.copy_into(buf)

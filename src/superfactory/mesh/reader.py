@@ -86,9 +86,7 @@ class _ChunkReader:
                 self.cipher.decrypt_into(loc.index, stripe, view, out)
                 return True
             except AuthenticationError:
-                self.failures.append(
-                    f"{loc.target}: fragment {loc.index} stripe {stripe} failed authentication"
-                )
+                self.failures.append(f"{loc.target}: fragment {loc.index} stripe {stripe} failed authentication")
             except OSError as exc:
                 self.failures.append(f"{loc.target}: fragment {loc.index} read error {exc}")
         return False

@@ -62,9 +62,7 @@ class SaveReceipt:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         d = asdict(self)
-        d["audit_events"] = [
-            {"kind": e.kind, "at_unix_s": e.at_unix_s, **e.details} for e in self.audit_events
-        ]
+        d["audit_events"] = [{"kind": e.kind, "at_unix_s": e.at_unix_s, **e.details} for e in self.audit_events]
         return d
 
 
@@ -101,9 +99,7 @@ class VerifyReport:
     @property
     def healthy(self) -> bool:
         """Every fragment copy and manifest copy is intact."""
-        return all(f.status == "ok" for f in self.fragments) and all(
-            s == "ok" for s in self.manifests.values()
-        )
+        return all(f.status == "ok" for f in self.fragments) and all(s == "ok" for s in self.manifests.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ class _Pickler(pickle.Pickler):
         self.seen: dict[int, int] = {}
 
     def persistent_id(self, obj: Any) -> Any:
-        import torch  # noqa: PLC0415 - torch is optional: imported only when used
+        import torch
 
         if isinstance(obj, torch.Tensor):
             key = id(obj)
@@ -78,7 +78,7 @@ class _Unpickler(pickle.Unpickler):
 
 def state_dict_payload(state_dict: Any) -> Payload:
     """The mesh payload of ``state_dict`` (any picklable object with tensors); zero-copy on CPU."""
-    import torch  # noqa: PLC0415 - torch is optional: imported only when used
+    import torch
 
     tensors: list[torch.Tensor] = []
     skeleton = io.BytesIO()
@@ -92,9 +92,7 @@ def state_dict_payload(state_dict: Any) -> Payload:
             flat = flat.cpu()
         flat = flat.contiguous().reshape(-1)
         host.append(flat)
-        table.append(
-            (str(flat.dtype).removeprefix("torch."), tuple(t.shape), flat.numel() * flat.element_size())
-        )
+        table.append((str(flat.dtype).removeprefix("torch."), tuple(t.shape), flat.numel() * flat.element_size()))
     header = pickle.dumps(
         {"format": _FORMAT, "skeleton": skeleton.getvalue(), "tensors": table},
         protocol=pickle.HIGHEST_PROTOCOL,
@@ -114,7 +112,7 @@ def state_dict_payload(state_dict: Any) -> Payload:
 
 def state_dict_from_bytes(data: np.ndarray) -> Any:
     """Rebuild a state dict from a restored payload; tensors are views into ``data`` (uint8, writable)."""
-    import torch  # noqa: PLC0415 - torch is optional: imported only when used
+    import torch
 
     header_len = int.from_bytes(data[:8].tobytes(), "little")
     header = pickle.loads(data[8 : 8 + header_len].tobytes())
@@ -124,9 +122,7 @@ def state_dict_from_bytes(data: np.ndarray) -> Any:
     tensors = []
     for dtype_name, shape, nbytes in header["tensors"]:
         dtype = getattr(torch, dtype_name)
-        raw = (
-            torch.from_numpy(data[offset : offset + nbytes]) if nbytes else torch.empty(0, dtype=torch.uint8)
-        )
+        raw = torch.from_numpy(data[offset : offset + nbytes]) if nbytes else torch.empty(0, dtype=torch.uint8)
         tensors.append(raw.view(dtype).reshape(shape))
         offset = _align(offset + nbytes)
     return _Unpickler(io.BytesIO(header["skeleton"]), tensors).load()

@@ -78,6 +78,36 @@ class _Slot:
         return self.data[index] if index < k else self.parity[index - k][: self.length]
 
 
+class _SlotPool:
+    """Stripe slots kept between saves: big buffers are faulted in once, not on every checkpoint."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Slot] = []
+
+    def take(self, k: int, m: int, chunk_bytes: int, count: int) -> list[_Slot]:
+        with self._lock:
+            fits = [
+                s
+                for s in self._idle
+                if len(s.staging) == k
+                and len(s.parity) == m
+                and s.staging[0].size >= chunk_bytes
+                and s.staging[0].size <= 2 * chunk_bytes
+            ][:count]
+            for s in fits:
+                self._idle.remove(s)
+        return fits + [_Slot(k, m, chunk_bytes) for _ in range(count - len(fits))]
+
+    def give(self, slots: list[_Slot]) -> None:
+        with self._lock:
+            # keep a bounded number: enough for one save of the largest geometry seen recently
+            self._idle = (slots + self._idle)[:8]
+
+
+_POOL = _SlotPool()
+
+
 class _FragmentThread(threading.Thread):
     def __init__(
         self,
@@ -178,8 +208,9 @@ def write_fragments(
     k, m = code.k, code.m
     chunk_bytes = min(layout.chunk_bytes, max(1, layout.chunk_len(0) if layout.n_stripes else 1))
     free: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
-    for _ in range(max(1, min(slots, layout.n_stripes))):
-        free.put(_Slot(k, m, chunk_bytes))
+    owned = _POOL.take(k, m, chunk_bytes, max(1, min(slots, layout.n_stripes)))
+    for slot in owned:
+        free.put(slot)
     cond = threading.Condition()
 
     def release(slot: _Slot) -> None:
@@ -269,6 +300,8 @@ def write_fragments(
                 cond.wait(timeout=min(remaining, 0.5))
                 continue
         on_quorum()  # outside the lock: writes the manifests while stragglers finish
+    if all(not t.is_alive() for t in threads):  # a hung thread may still hold a slot: then drop them
+        _POOL.give(owned)
     return [FragmentOutcome(t.job, t.durable and not t.abandoned, t.error, t.finished_s) for t in threads]
 
 
