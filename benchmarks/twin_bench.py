@@ -1,0 +1,76 @@
+"""Twin speed: wall time, events/s and simulated-seconds per wall-second for the built-in scenarios.
+
+Baseline measured in the same run: a bare heap-driven event loop (the kernel with no-op callbacks) processing
+the same number of events, so ``kernel_overhead`` = twin events/s / bare-kernel events/s says how much of
+the raw event rate the fleet model keeps, independent of how fast this machine is today.
+
+Goals (issue 2): llama3-405b < 0.5 s, default < 30 s on the 2-core CI machines.
+
+Usage: python benchmarks/twin_bench.py [--repeat N]   (writes benchmarks/results/twin.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from superfactory.scenario.loader import load_scenario
+from superfactory.sim.kernel import Kernel
+from superfactory.sim.twin import run_twin
+
+GOALS_S = {"llama3-405b": 0.5, "default": 30.0}
+
+
+def bare_kernel_events_per_s(n: int) -> float:
+    """Events/s of the kernel alone: n no-op callbacks that each schedule the next (a chain)."""
+    k = Kernel()
+    count = [0]
+
+    def tick() -> None:
+        count[0] += 1
+        if count[0] < n:
+            k.after(7, 20, tick)
+
+    k.at(0, 20, tick)
+    t0 = time.perf_counter()
+    k.run(10**15)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "twin.json")
+    args = ap.parse_args()
+    rows = []
+    for name in GOALS_S:
+        sc = load_scenario(name)
+        walls, result = [], None
+        for _ in range(args.repeat):
+            result = run_twin(sc)
+            walls.append(result.wall_seconds)
+        assert result is not None
+        wall = statistics.median(walls)
+        eps = result.kernel_events / wall
+        bare = bare_kernel_events_per_s(result.kernel_events)
+        rows.append({
+            "scenario": name, "wall_s_median": wall, "wall_s_all": walls, "goal_s": GOALS_S[name],
+            "meets_goal": wall < GOALS_S[name], "kernel_events": result.kernel_events,
+            "domain_events": len(result.events), "events_per_s": eps, "bare_kernel_events_per_s": bare,
+            "kernel_overhead": eps / bare, "sim_s_per_wall_s": sc.duration_s / wall,
+        })
+    print(f"{'scenario':<13} {'wall s':>8} {'goal s':>7} {'events':>9} {'events/s':>10} {'vs bare':>8} "
+          f"{'sim-s/wall-s':>13}")
+    for r in rows:
+        print(f"{r['scenario']:<13} {r['wall_s_median']:>8.3f} {r['goal_s']:>7.1f} {r['kernel_events']:>9,} "
+              f"{r['events_per_s']:>10,.0f} {r['kernel_overhead']:>8.3f} {r['sim_s_per_wall_s']:>13,.0f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"benchmark": "twin", "rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
