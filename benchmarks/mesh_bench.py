@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 #: every save method runs this many times and reports its best (the same rule for all of them)
-REPEATS = 2
+REPEATS = 3
 RESULTS = Path(__file__).resolve().parent / "results" / "mesh.json"
 
 
@@ -201,12 +201,21 @@ def main() -> None:
             "disk_gbps": receipt.stored_bytes / mesh_s / 1e9,
         }
 
-        t0 = time.perf_counter()
-        loaded = load_state_dict(mesh, step=1)
-        restore_s = time.perf_counter() - t0
-        ok = all(torch.equal(loaded["model"][k], v) for k, v in state["model"].items())
-        results["mesh_restore"] = {"seconds": restore_s, "gbps": actual / restore_s / 1e9, "bit_exact": ok}
-        del loaded
+        restore_runs = []
+        ok = True
+        for _ in range(REPEATS):
+            t0 = time.perf_counter()
+            loaded = load_state_dict(mesh, step=1)
+            restore_runs.append(time.perf_counter() - t0)
+            ok = ok and all(torch.equal(loaded["model"][k], v) for k, v in state["model"].items())
+            del loaded
+        restore_s = min(restore_runs)
+        results["mesh_restore"] = {
+            "runs_s": restore_runs,
+            "seconds": restore_s,
+            "gbps": actual / restore_s / 1e9,
+            "bit_exact": ok,
+        }
         for name in ("t0", "t3"):  # lose two data fragments: every stripe is decoded
             shutil.rmtree(scratch / "mesh" / name / "bench")
         t0 = time.perf_counter()
@@ -268,7 +277,12 @@ def main() -> None:
         ("torch.save + fsync", torch_s, results["torch_save_fsync"]["gbps"], "1 plain copy"),
         ("DCP save", dcp_s, results["dcp_save"]["gbps"], "1 plain copy"),
         ("mesh save RS(4,2)+AES-GCM", mesh_s, results["mesh_save"]["input_gbps"], "6 targets, 1.5x bytes"),
-        ("mesh restore", restore_s, results["mesh_restore"]["gbps"], "page cache; no decode"),
+        (
+            "mesh restore",
+            restore_s,
+            results["mesh_restore"]["gbps"],
+            f"page cache; no decode; first run {restore_runs[0]:.2f} s",
+        ),
         ("mesh restore, 2 lost", degraded_s, results["mesh_restore_2_lost"]["gbps"], "page cache; decode all"),
     ]
     print(f"{'operation':<28}{'seconds':>9}{'GB/s':>8}  note")

@@ -95,7 +95,7 @@ def _bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[int], None
 
 @app.command()
 @_friendly
-def save(  # noqa: PLR0917 - typer maps parameters to options
+def save(
     source: Annotated[Path, typer.Argument(help="file to checkpoint")],
     step: Annotated[int, typer.Option(help="training step this checkpoint belongs to")],
     config: ConfigOpt = Path("mesh.yaml"),

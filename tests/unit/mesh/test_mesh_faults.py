@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import frag_path
 
+from conftest import frag_path
 from superfactory.mesh import (
     CheckpointMesh,
     InsufficientFragmentsError,

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import REGIONS, mesh_dict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import REGIONS, mesh_dict
 from superfactory.mesh import (
     CheckpointMesh,
     CheckpointNotFoundError,
