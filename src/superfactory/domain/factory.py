@@ -22,12 +22,19 @@ class Cluster:
         nodes: number of nodes (a GB200 NVL72 rack counts 18 nodes).
         node_offset: index of the first node in the factory's numbering.
         domain_offset: index of the first NVLink domain in the factory's numbering.
+        nodes_per_rack, nodes_per_leaf, leaves_per_hall: physical/network grouping of the cluster's nodes
+            (0 = the system's default; see :mod:`superfactory.domain.topology`).
+        oversubscription: leaf-uplink oversubscription of the rail-optimised leaf/spine fabric (>= 1).
     """
 
     system: SystemSpec
     nodes: int
     node_offset: int = 0
     domain_offset: int = 0
+    nodes_per_rack: int = 0
+    nodes_per_leaf: int = 0
+    leaves_per_hall: int = 0
+    oversubscription: float = 1.0
 
     @property
     def accelerator(self) -> str:
@@ -118,16 +125,20 @@ class Factory:
         return frozenset(c.accelerator for c in self.clusters)
 
 
-def build_clusters(blocks: list[tuple[str, int]]) -> tuple[Cluster, ...]:
+def build_clusters(blocks: list[tuple[str, int]],
+                   topology: list[tuple[int, int, int, float]] | None = None) -> tuple[Cluster, ...]:
     """Number ``(system_name, nodes)`` blocks contiguously into clusters.
 
-    Raises KeyError for an unknown system name (the scenario layer validates names first).
+    ``topology``, if given, holds ``(nodes_per_rack, nodes_per_leaf, leaves_per_hall, oversubscription)`` per
+    block (0 = system default). Raises KeyError for an unknown system name (the scenario layer validates names
+    first).
     """
     out: list[Cluster] = []
     node_offset = 0
     domain_offset = 0
-    for system_name, nodes in blocks:
-        c = Cluster(SYSTEMS[system_name], nodes, node_offset, domain_offset)
+    for bi, (system_name, nodes) in enumerate(blocks):
+        topo = topology[bi] if topology is not None else (0, 0, 0, 1.0)
+        c = Cluster(SYSTEMS[system_name], nodes, node_offset, domain_offset, *topo)
         out.append(c)
         node_offset += c.nodes
         domain_offset += c.domains

@@ -30,6 +30,8 @@ class FactoryState:
         price_usd_per_mwh: electricity price in force now.
         carbon_g_per_kwh: grid carbon intensity now.
         it_power_w: current IT load, W.
+        link_factors: ``(domain, fraction of nominal NVLink bandwidth)`` for domains whose all-reduce probe
+            measures below nominal (empty when all are healthy); see :mod:`superfactory.policy.allreduce`.
     """
 
     factory_id: str
@@ -38,6 +40,7 @@ class FactoryState:
     price_usd_per_mwh: float
     carbon_g_per_kwh: float
     it_power_w: float
+    link_factors: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from superfactory.domain.accelerator import ACCELERATORS
+from superfactory.domain.accelerator import ACCELERATORS, SYSTEMS
 from superfactory.domain.factory import Factory, WanLink, build_clusters
 from superfactory.domain.job import CheckpointSpec, InferenceService, RecoverySpec, TrainingJob
 from superfactory.domain.reliability import (
@@ -25,6 +25,7 @@ from superfactory.domain.reliability import (
     model_from_table,
 )
 from superfactory.domain.signals import StepSeries
+from superfactory.domain.topology import topology_problem
 from superfactory.domain.units import HOUR_S
 from superfactory.scenario import markets
 from superfactory.scenario.loaders import read_interruption_table
@@ -87,9 +88,16 @@ def _factories(spec: ScenarioSpec, errors: list[tuple[Path_, str]]) -> list[Fact
         out.append(Factory(
             id=fs.id, region=fs.region, market=fs.market, grid=fs.grid or fs.market, power_cap_w=fs.power_cap,
             cooling_capacity_w=fs.cooling_capacity, pue=fs.pue, clearances=frozenset(fs.clearances),
-            jurisdiction=fs.jurisdiction, clusters=build_clusters([(b.system, b.node_count()) for b in fs.systems]),
+            jurisdiction=fs.jurisdiction, clusters=build_clusters(
+                [(b.system, b.node_count()) for b in fs.systems],
+                [(b.nodes_per_rack or 0, b.nodes_per_leaf or 0, b.leaves_per_hall or 0, b.oversubscription)
+                 for b in fs.systems]),
             cloud_region=fs.cloud_region, timezone_offset_h=fs.timezone_offset_h,
         ))
+        for bi, c in enumerate(out[-1].clusters):
+            problem = topology_problem(c)
+            if problem is not None:
+                errors.append((("factories", i, "systems", bi), problem))
         if fs.power_cap <= 0:
             errors.append((("factories", i, "power_cap"), "must be positive"))
         if fs.cooling_capacity <= 0:
@@ -207,6 +215,7 @@ def _job(js: JobSpec, spec: ScenarioSpec, path: Path_, factories: list[Factory],
         checkpoint=CheckpointSpec(ck.interval, ck.blocking, ck.size, ck.write_bandwidth),
         recovery=RecoverySpec(rc.detect, rc.restart, rc.hot_swap), priority=js.priority, migratable=js.migratable,
         sovereignty=classes, carbon_budget_tco2=js.carbon_budget_tco2, home_factory=js.home, tp_size=js.tp_size,
+        segment_gpus=js.segment_gpus, preemptible=js.preemptible,
     )
 
 
@@ -230,6 +239,22 @@ def _events(spec: ScenarioSpec, ids: set[str], links: list[WanLink],
                                f"no factory is in market {ev.market!r}; markets are "
                                f"{sorted({f.market for f in spec.factories})}"))
             out.append(ScenarioEvent(ev.at, ev.kind, ev.duration, market=ev.market, factor=ev.factor))
+        elif ev.kind == "link_degradation":
+            assert ev.factory is not None and ev.domain is not None
+            fs = next((f for f in spec.factories if f.id == ev.factory), None)
+            if fs is None:
+                errors.append((("events", i, "factory"),
+                               f"unknown factory {ev.factory!r}; factories are {sorted(ids)}"))
+            else:
+                n_dom = sum(-(-b.node_count() // SYSTEMS[b.system].nodes_per_domain) for b in fs.systems)
+                if ev.domain >= n_dom:
+                    errors.append((("events", i, "domain"),
+                                   f"{ev.factory} has NVLink domains 0..{n_dom - 1}, not {ev.domain}"))
+            factor = ev.factor if ev.factor is not None else 0.125  # "8x less bandwidth"
+            if factor > 1:
+                errors.append((("events", i, "factor"), "a degradation factor is a fraction of nominal, <= 1"))
+            out.append(ScenarioEvent(ev.at, ev.kind, ev.duration, factory=ev.factory, factor=factor,
+                                     domain=ev.domain))
         else:
             assert ev.link is not None
             a, b = ev.link

@@ -22,6 +22,7 @@ class ScenarioEvent:
     link: tuple[str, str] = ("", "")
     market: str = ""
     factor: float = 1.0
+    domain: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,10 @@ class SystemBlock(Strict):
     system: SystemName
     nodes: int | None = Field(default=None, gt=0)
     racks: int | None = Field(default=None, gt=0)
+    nodes_per_rack: int | None = Field(default=None, gt=0, description="default: NVL72 rack / 4 DGX nodes")
+    nodes_per_leaf: int | None = Field(default=None, gt=0, description="nodes per rail-leaf group (SU)")
+    leaves_per_hall: int | None = Field(default=None, gt=0, description="leaf groups under one spine")
+    oversubscription: float = Field(default=1.0, ge=1.0, le=16.0, description="leaf-uplink taper, e.g. 2")
 
     @model_validator(mode="after")
     def _one_count(self) -> SystemBlock:
@@ -110,6 +114,8 @@ class JobSpec(Strict):
     carbon_budget_tco2: float | None = Field(default=None, gt=0)
     home: Identifier | None = None
     tp_size: int = Field(default=8, gt=0)
+    segment_gpus: int = Field(default=0, ge=0, description="GPUs that must share a domain/leaf (Slurm --segment)")
+    preemptible: bool = True
     checkpoint: CheckpointSpecModel | None = None
     recovery: RecoverySpecModel | None = None
 
@@ -117,6 +123,7 @@ class JobSpec(Strict):
 class SizeShare(Strict):
     gpus: int = Field(gt=0)
     weight: float = Field(gt=0)
+    tp_size: int | None = Field(default=None, gt=0, description="tensor-parallel size of these gangs")
 
 
 class WorkloadSpec(Strict):
@@ -180,15 +187,18 @@ class FailureSpec(Strict):
 
 class EventSpec(Strict):
     """A scripted disturbance. ``factory_outage`` needs ``factory``; ``partition`` needs ``link: [a, b]``;
-    ``price_shock`` needs ``market`` and ``factor`` (times in whole hours: prices are hourly)."""
+    ``price_shock`` needs ``market`` and ``factor`` (times in whole hours: prices are hourly);
+    ``link_degradation`` needs ``factory`` and ``domain`` (an NVLink domain index) and cuts its bandwidth to
+    ``factor`` (default 1/8) silently."""
 
     at: Duration = Field(ge=0)
-    kind: Literal["factory_outage", "partition", "price_shock"]
+    kind: Literal["factory_outage", "partition", "price_shock", "link_degradation"]
     duration: Duration = Field(gt=0)
     factory: Identifier | None = None
     link: list[Identifier] | None = Field(default=None, min_length=2, max_length=2)
     market: str | None = None
     factor: float | None = Field(default=None, gt=0)
+    domain: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _target(self) -> EventSpec:
@@ -196,6 +206,8 @@ class EventSpec(Strict):
             raise ValueError("a factory_outage needs 'factory'")
         if self.kind == "partition" and self.link is None:
             raise ValueError("a partition needs 'link: [a, b]'")
+        if self.kind == "link_degradation" and (self.factory is None or self.domain is None):
+            raise ValueError("a link_degradation needs 'factory' and 'domain' (NVLink domain index)")
         if self.kind == "price_shock":
             if self.market is None or self.factor is None:
                 raise ValueError("a price_shock needs 'market' and 'factor'")

@@ -55,11 +55,12 @@ def generate_jobs(spec: WorkloadSpec, factories: tuple[Factory, ...], duration_s
                 submit = int(t)
                 if submit >= duration_s:
                     break
-            gpus = int(rng.choice(gpus_opts, p=weights))
+            pick = int(rng.choice(len(sizes), p=weights))
+            gpus = int(gpus_opts[pick])
             dur = float(np.clip(rng.lognormal(mu, spec.duration_sigma), spec.min_duration, spec.max_duration))
             sovereign = rng.random() < spec.sovereign_share
             job = _make_job(f"{acc.lower()}-{n:04d}", acc, gpus, dur, submit, sovereign, spec, factories,
-                            defaults, rng)
+                            defaults, rng, sizes[pick].tp_size)
             if job is not None:
                 jobs.append(job)
                 if submit == 0:
@@ -75,7 +76,7 @@ def _clipped_lognormal_mean(mu: float, sigma: float, lo: float, hi: float, rng: 
 
 def _make_job(job_id: str, acc: str, gpus: int, duration_s: float, submit_s: int, sovereign: bool,
               spec: WorkloadSpec, factories: tuple[Factory, ...], defaults: JobDefaults,
-              rng: np.random.Generator) -> TrainingJob | None:
+              rng: np.random.Generator, tp_size: int | None = None) -> TrainingJob | None:
     classes = frozenset({spec.sovereign_class}) if sovereign else frozenset()
     homes = [f for f in factories if f.gpus_of(acc) >= gpus and classes <= f.clearances]
     if not homes and classes:
@@ -100,6 +101,7 @@ def _make_job(job_id: str, acc: str, gpus: int, duration_s: float, submit_s: int
         checkpoint=CheckpointSpec(ck.interval, ck.blocking, spec.checkpoint_per_gpu * gpus, ck.write_bandwidth),
         recovery=RecoverySpec(rc.detect, rc.restart, rc.hot_swap),
         priority=int(rng.integers(spec.priority_levels)),
+        tp_size=tp_size or 8,
         sovereignty=classes,
         home_factory=home.id,
     )

@@ -29,8 +29,10 @@ from superfactory.domain.fleet import (
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.reliability import FailureModel
 from superfactory.domain.signals import StepSeries
+from superfactory.domain.topology import topology_of
 from superfactory.domain.units import HOUR_S
 from superfactory.errors import SimulationError
+from superfactory.policy.allreduce import placement_throughput
 from superfactory.sim.factorystate import FactoryRuntime, HourRow
 from superfactory.sim.failures import FactoryFailureProcess
 from superfactory.sim.jobstate import JobRuntime, JobState
@@ -83,6 +85,8 @@ class SimulatedFleet:
         self._price_hist: dict[str, list[float]] = {m: [] for m in prices}
         self._carbon_hist: dict[str, list[float]] = {g: [] for g in carbon}
         self._hist_cache: tuple[int, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]] | None = None
+        # silently degraded NVLink domains per factory: domain -> fraction of nominal bandwidth (no alarm)
+        self.link_factors: list[dict[int, float]] = [{} for _ in factories]
 
     # == start-up ==========================================================================================
     def start(self) -> None:
@@ -105,6 +109,7 @@ class SimulatedFleet:
                 self.price_at(r.factory.market, now),
                 self.carbon[r.factory.grid].at(now),
                 r.it_power_w,
+                tuple(sorted(self.link_factors[r.index].items())),
             )
             for r in self.rt
         )
@@ -178,6 +183,7 @@ class SimulatedFleet:
             jr.first_start_s = now
         tok = jr.bump(JobState.STARTING)
         jr.restart_cost_s = restart_s
+        jr.speed = placement_throughput(topology_of(f), a.nodes, jr.job, self.link_factors[fi])
         self.emit(Event(now, EventKind.JOB_PLACED, jr.job.id, f.id, cause="hot-swap" if a.hot_swap else "",
                         value=float(gpus)))
         self.k.after(restart_s, PRIO_JOB, self._begin_running, jr, tok)
@@ -436,6 +442,26 @@ class SimulatedFleet:
         if jr.state is JobState.RUNNING:
             tok = jr.bump(JobState.RUNNING)
             self._schedule_running(jr, tok, max(now + 1, jr.next_ckpt_s))
+
+    def degrade_domain(self, factory_id: str, domain: int, factor: float, duration_s: int) -> None:
+        """Silently cut NVLink domain ``domain``'s bandwidth to ``factor`` of nominal for ``duration_s``: no
+        event, no alarm; gangs whose TP groups sit there slow down, and only an all-reduce probe sees it."""
+        fi = self.by_id[factory_id]
+        self.link_factors[fi][domain] = factor
+        self._respeed(fi, domain)
+        self.k.after(duration_s, PRIO_FAILURE, self._heal_domain, fi, domain)
+
+    def _heal_domain(self, fi: int, domain: int) -> None:
+        self.link_factors[fi].pop(domain, None)
+        self._respeed(fi, domain)
+
+    def _respeed(self, fi: int, domain: int) -> None:
+        topo = topology_of(self.factories[fi])
+        for jr in list(self.holding.values()):
+            if jr.factory == fi and jr.nodes and np.any(topo.node_domain[np.asarray(jr.nodes)] == domain):
+                speed = placement_throughput(topo, jr.nodes, jr.job, self.link_factors[fi])
+                if speed != jr.speed:
+                    self.set_job_speed(jr.index, speed)
 
     def _requeue(self, jr: JobRuntime, tok: int, after_failure: bool) -> None:
         if jr.token != tok:

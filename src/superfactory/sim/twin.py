@@ -153,5 +153,7 @@ def _scenario_event(fleet: SimulatedFleet, ev: ScenarioEvent) -> None:
         fleet.partition(ev.link[0], ev.link[1], ev.duration_s)
     elif ev.kind == "price_shock":
         fleet.price_shock(ev.market, ev.factor, ev.duration_s)
+    elif ev.kind == "link_degradation":
+        fleet.degrade_domain(ev.factory, ev.domain, ev.factor, ev.duration_s)
     else:  # validated at the edge; reaching here is a bug
         raise AssertionError(f"unhandled scenario event kind {ev.kind!r}")

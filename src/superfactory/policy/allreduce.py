@@ -1,0 +1,148 @@
+"""The all-reduce sanity check: a simulated NCCL probe run on a placement before a gang starts.
+
+Timing model (ring all-reduce, the alpha-beta model NCCL's own tuner uses): a message of ``S`` bytes over ``n``
+GPUs with per-step latency ``alpha`` and per-GPU bus bandwidth ``B`` takes
+``t = 2(n-1) alpha + 2(n-1)/n * S / B``; the *effective bus bandwidth* a probe reports is
+``2(n-1)/n * S / t`` (nccl-tests' ``busbw``).
+
+Calibration (``../shared/data/vidur-h100/all_reduce.csv``: measured NCCL all-reduce medians on one 8xH100 DGX
+for 2, 4 and 8 workers and 993 message sizes from 2 KiB to 64 MiB; ``size`` is bytes and times are ms). A
+least-squares fit of the model over *all* sizes, per worker count (reproduced by
+:func:`fit_alpha_beta`; a test refits the file and checks these constants):
+
+=========  ============  ===============  ======================  ==========
+ workers    alpha (us)    busbw (GB/s)     busbw / NVLink4 peak    mean |err|
+=========  ============  ===============  ======================  ==========
+ 2          12.00         305.0            0.68                    13.4 %
+ 4           4.65         353.4            0.79                     7.3 %
+ 8           2.48         365.9            0.81                     6.5 %
+=========  ============  ===============  ======================  ==========
+
+The 8-worker efficiency (measured busbw / 450 GB/s NVLink4 peak = 0.81) is applied to every link class: an
+NVLink domain of another generation gets 0.81 x its peak, the rail-optimised network 0.81 x the NIC rate
+divided by the oversubscription of the tier the gang spans (see :mod:`superfactory.domain.topology`). Network
+hops add an assumed 10 us per ring step (InfiniBand/RoCE switch + NIC latency; not in the profile).
+
+The check (:func:`probe_ratio`) probes the two collectives of a 3D-parallel gang with a 64 MiB message (the
+largest profiled size, a typical gradient bucket): the TP all-reduce inside each NVLink domain the gang uses,
+and the data-parallel all-reduce across the gang. It returns the worst ratio of measured to expected
+bandwidth; the ``gang`` policy rejects and redoes placements below 0.9. A degraded domain (the source
+material's "NVLink domain fragmentation": 8x less bandwidth, no alarm) measures ~1/8 and is caught; a TP group
+split across domains (a topology-blind placement) runs its TP traffic over the NIC and is caught too.
+:func:`placement_throughput` is the throughput such a gang then actually gets (40 % lower, per the same source).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+
+from superfactory.domain.job import TrainingJob
+from superfactory.domain.topology import FactoryTopology, split_tp_groups
+
+#: Fitted ``(alpha_s, busbw_gbps)`` per worker count (module docstring; GB/s x 8 = Gb/s).
+ALLREDUCE_FIT: dict[int, tuple[float, float]] = {
+    2: (12.00e-6, 305.0 * 8),
+    4: (4.65e-6, 353.4 * 8),
+    8: (2.48e-6, 365.9 * 8),
+}
+#: measured busbw / NVLink4 peak (450 GB/s per direction) at 8 workers.
+LINK_EFFICIENCY = 365.9 / 450.0
+NETWORK_ALPHA_S = 10e-6
+PROBE_BYTES = 64 * 2**20
+#: Throughput of a gang whose TP traffic runs on a degraded or foreign link (source material: "NVLink domain
+#: fragmentation: 8x less bandwidth, 40 % lower throughput").
+DEGRADED_THROUGHPUT = 0.6
+
+
+def ring_time_s(size_bytes: float, workers: int, alpha_s: float, busbw_gbps: float) -> float:
+    """Ring all-reduce time, s, of ``size_bytes`` over ``workers`` GPUs (module docstring)."""
+    if workers <= 1:
+        return 0.0
+    steps = 2 * (workers - 1)
+    return steps * alpha_s + steps / workers * size_bytes * 8 / (busbw_gbps * 1e9)
+
+
+def busbw_gbps(size_bytes: float, workers: int, time_s: float) -> float:
+    """The bus bandwidth, Gb/s, nccl-tests would report for that timing."""
+    if workers <= 1 or time_s <= 0:
+        return float("inf")
+    return 2 * (workers - 1) / workers * size_bytes * 8 / time_s / 1e9
+
+
+def _alpha_for(workers: int) -> float:
+    key = min(ALLREDUCE_FIT, key=lambda n: (abs(n - min(workers, 8)), n))
+    return ALLREDUCE_FIT[key][0]
+
+
+def fit_alpha_beta(rows: Iterable[tuple[int, float, float]]) -> dict[int, tuple[float, float, float]]:
+    """Least-squares fit of the ring model to ``(workers, size_bytes, time_s)`` rows.
+
+    Returns ``{workers: (alpha_s, busbw_gbps, mean_relative_error)}``.
+    """
+    by_n: dict[int, list[tuple[float, float]]] = {}
+    for n, size_b, time_s in rows:
+        by_n.setdefault(int(n), []).append((float(size_b), float(time_s)))
+    out: dict[int, tuple[float, float, float]] = {}
+    for n, pts in sorted(by_n.items()):
+        arr = np.asarray(pts)
+        size, t = arr[:, 0], arr[:, 1]
+        a = np.c_[np.full_like(size, 2 * (n - 1)), 2 * (n - 1) / n * size]
+        sol = np.linalg.lstsq(a, t, rcond=None)[0]
+        err = float(np.mean(np.abs(a @ sol - t) / t))
+        out[n] = (float(sol[0]), float(8 / sol[1] / 1e9), err)
+    return out
+
+
+def _ratio(workers: int, alpha_s: float, nominal_gbps: float, factor: float) -> float:
+    expect = ring_time_s(PROBE_BYTES, workers, alpha_s, nominal_gbps * LINK_EFFICIENCY)
+    got = ring_time_s(PROBE_BYTES, workers, alpha_s, nominal_gbps * LINK_EFFICIENCY * factor)
+    return expect / got if got > 0 else 1.0
+
+
+def probe_ratio(topo: FactoryTopology, nodes: tuple[int, ...], job: TrainingJob,
+                link_factor: dict[int, float]) -> tuple[float, list[int]]:
+    """Worst measured/expected bus-bandwidth ratio of the probe on ``nodes``, and the domains that fell short.
+
+    ``link_factor`` maps an NVLink domain to the fraction of its nominal bandwidth it delivers now (absent =
+    healthy): in the twin that is the true link state, in the live plane the per-domain result of nccl-tests.
+    """
+    if not nodes:
+        return 1.0, []
+    idx = np.asarray(nodes, dtype=np.intp)
+    ci = int(topo.node_cluster[idx[0]])
+    tp = max(1, min(job.tp_size, job.gpus))
+    worst, bad = 1.0, []
+    if tp > 1:
+        if split_tp_groups(topo, nodes, job.gpus, job.tp_size):
+            # TP traffic that should ride NVLink crosses the scale-out network
+            worst = min(worst, _ratio(tp, _alpha_for(tp), topo.nvlink_gbps[ci],
+                                      topo.nic_gbps[ci] / topo.nvlink_gbps[ci]))
+        doms: npt.NDArray[np.int32] = np.unique(topo.node_domain[idx])
+        for d in doms.tolist():
+            f = link_factor.get(int(d), 1.0)
+            if f < 1.0:
+                r = _ratio(tp, _alpha_for(tp), topo.nvlink_gbps[ci], f)
+                bad.append(int(d))
+                worst = min(worst, r)
+    # The data-parallel probe across the gang measures what its tier should give on healthy links, and a
+    # degraded domain's NVLink (>= 1/8 of 3.6-7.2 Tb/s) is still no slower than the 400 Gb/s NIC, so it never
+    # lowers the worst ratio; it is left out rather than computed as a constant 1.
+    return worst, bad
+
+
+def placement_throughput(topo: FactoryTopology, nodes: tuple[int, ...], job: TrainingJob,
+                         link_factor: dict[int, float]) -> float:
+    """Fraction of nominal throughput a gang on ``nodes`` gets: 1, or :data:`DEGRADED_THROUGHPUT` when a TP
+    group is split across domains or sits on a degraded domain (TP traffic is on the critical path)."""
+    if not nodes or max(1, min(job.tp_size, job.gpus)) == 1:
+        return 1.0
+    if split_tp_groups(topo, nodes, job.gpus, job.tp_size):
+        return DEGRADED_THROUGHPUT
+    if link_factor:
+        doms = np.unique(topo.node_domain[np.asarray(nodes, dtype=np.intp)])
+        if any(link_factor.get(int(d), 1.0) < 1.0 for d in doms.tolist()):
+            return DEGRADED_THROUGHPUT
+    return 1.0

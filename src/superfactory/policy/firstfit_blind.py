@@ -1,0 +1,77 @@
+"""The topology-blind first-fit baseline (policy ``firstfit-blind``): what a scheduler without a topology or
+backfill plugin does (Slurm ``sched/builtin`` with ``topology/flat``; a plain Kubernetes gang queue).
+
+Jobs are taken strictly in priority order (then submission, then id). Each gets the lowest-numbered free nodes
+of its accelerator, with no notion of NVLink domains, racks, leaves or halls, so a TP group may straddle two
+domains (the twin then runs it at the degraded throughput of :mod:`superfactory.policy.allreduce`). The first
+job that does not fit blocks the queue: no backfill, no reservations, no preemption, no hot-swap. The existing
+``greedy`` policy is the same node choice *with* unlimited backfill (and so it can starve big gangs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from superfactory.domain.fleet import FleetSnapshot, JobView, Place, Plan
+from superfactory.policy.feasibility import added_it_power_w, power_refusal, static_refusal
+from superfactory.policy.gang import queue_order
+from superfactory.policy.nodes import first_fit, nodes_needed
+from superfactory.policy.registry import register
+
+
+@register("firstfit-blind")
+class FirstFitBlind:
+    """Topology-blind first-fit in strict priority order (no backfill): the baseline for ``gang``."""
+
+    name = "firstfit-blind"
+
+    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
+        del rng  # deterministic
+        status: dict[int, npt.NDArray[np.uint8]] = {}
+        it_power = [s.it_power_w for s in snapshot.states]
+        actions: list[Place] = []
+        waiting: list[tuple[str, str]] = []
+        blocked_by: str | None = None
+        for view in queue_order(snapshot.pending):
+            if blocked_by is not None:
+                waiting.append((view.job.id, f"queued behind {blocked_by} (strict priority order, no backfill)"))
+                continue
+            placed = self._try(snapshot, view, status, it_power)
+            if isinstance(placed, Place):
+                actions.append(placed)
+            else:
+                waiting.append((view.job.id, placed))
+                blocked_by = view.job.id
+        return Plan(tuple(actions), tuple(waiting))
+
+    @staticmethod
+    def _try(snapshot: FleetSnapshot, view: JobView, status: dict[int, npt.NDArray[np.uint8]],
+             it_power: list[float]) -> Place | str:
+        job = view.job
+        home = view.last_factory_id or job.home_factory
+        order = list(range(len(snapshot.factories)))
+        if home is not None and any(f.id == home for f in snapshot.factories):
+            order.remove(snapshot.factory_index(home))
+            order.insert(0, snapshot.factory_index(home))
+        reasons: list[str] = []
+        for i in order:
+            f, st = snapshot.factories[i], snapshot.states[i]
+            refusal = static_refusal(job, f, st)
+            need = nodes_needed(f, job.accelerator, job.gpus)
+            extra_w = added_it_power_w(f, job.accelerator, need)
+            refusal = refusal or power_refusal(f, it_power[i], extra_w)
+            if refusal is not None:
+                reasons.append(refusal)
+                continue
+            if i not in status:
+                status[i] = np.frombuffer(st.node_status, dtype=np.uint8).copy()
+            nodes = first_fit(f, status[i], job.accelerator, job.gpus)
+            if nodes is None:
+                free = int((status[i] == 0).sum())
+                reasons.append(f"{f.id}: needs {need} free {job.accelerator} nodes, {free} free")
+                continue
+            status[i][list(nodes)] = 1
+            it_power[i] += extra_w
+            return Place(job.id, f.id, nodes)
+        return "; ".join(reasons) or "no candidate factory"

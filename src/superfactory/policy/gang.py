@@ -1,0 +1,441 @@
+"""The topology-aware gang scheduler (policy ``gang``): all-or-nothing gangs inside a factory.
+
+One decision walks the queue once (priority first, then submission, then id):
+
+1. **Hot-swap** (first, for jobs a failure just requeued): keep every healthy node of the job and replace each
+   failed one with a free node in the same NVLink domain (required when a TP group spans nodes), else the same
+   rack, else the same leaf group (the job's network position is unchanged). Spare-pool nodes are used first.
+   The twin charges ``RecoverySpec.hot_swap_s`` instead of a full restart. No spare -> the job is requeued
+   and placed like any other gang (a full restart from its last checkpoint).
+2. **Placement**: :func:`superfactory.policy.gangfit.place_gang` (smallest subtree, best fit, TP groups
+   inside domains, fragments first). Before a placement is emitted the simulated all-reduce probe of
+   :mod:`superfactory.policy.allreduce` compares effective bandwidth with what the topology should give; below
+   ``min_bandwidth_ratio`` the placement is rejected, the domains that failed are avoided, and it is redone.
+3. **Reservations and backfill** (EASY-style, topology-aware): the first ``reservations`` gangs that do not fit
+   get a reservation: the nodes they will take and the time ``t_r`` they will be free, from running jobs'
+   expected ends. A later job may use reserved nodes only if it is expected to finish before ``t_r``; so big
+   gangs do not starve and small ones still fill the holes.
+4. **Preemption**: a blocked gang may evict *preemptible* running gangs of strictly lower priority. Victims are
+   chosen greedily by lowest priority, then least lost work (GPUs x (drain + restart) time: the twin drains
+   each victim with a final checkpoint, so no progress is lost) and pruned to a minimal set; the freed nodes are
+   reserved for the preemptor.
+
+Every job left waiting gets a reason a user can read (``--explain``). Knobs (``policy_params``):
+``reservations``, ``backfill``, ``preemption``, ``preempt_after_s`` (a gang preempts only after waiting that
+long, so short waits never cost a checkpoint-and-restart), ``hot_swap``, ``spare_pool`` (nodes per NVLink
+domain kept for hot swaps when a domain has several nodes, else per leaf group), ``bandwidth_check``,
+``min_bandwidth_ratio``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from superfactory.domain.factory import Factory
+from superfactory.domain.fleet import NODE_DOWN, NODE_FREE, FleetSnapshot, JobView, Place, Plan, Preempt
+from superfactory.domain.job import TrainingJob
+from superfactory.domain.topology import FactoryTopology, topology_of
+from superfactory.policy.allreduce import probe_ratio
+from superfactory.policy.feasibility import added_it_power_w, power_refusal, static_refusal
+from superfactory.policy.gangfit import GangShape, place_gang, shape_of, units_available
+from superfactory.policy.registry import register
+
+BoolArray = npt.NDArray[np.bool_]
+RUNNING_STATES = ("running", "checkpointing")
+CLAIM_S = 3600  # how long nodes freed by preemption stay promised to the preemptor
+
+
+def queue_order(pending: tuple[JobView, ...]) -> list[JobView]:
+    """Higher priority first, then earlier submission (a requeued job keeps its place), then id."""
+    return sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
+
+
+def expected_run_s(job: TrainingJob, progress_s: float) -> float:
+    """Wall seconds a job needs from (re)start to finish: restart + remaining work + checkpoint stalls."""
+    ck = job.checkpoint
+    remaining = max(0.0, job.work_s - progress_s)
+    return job.recovery.restart_s + remaining * (1.0 + ck.blocking_s / ck.interval_s)
+
+
+@dataclass(slots=True)
+class _Site:
+    """Working state of one factory during one decision."""
+
+    index: int
+    factory: Factory
+    topo: FactoryTopology
+    status: npt.NDArray[np.uint8]
+    free: BoolArray  # free and not yet given away in this plan
+    spare: BoolArray  # withheld for hot swaps
+    bad_domains: set[int]
+    link_factor: dict[int, float]
+    it_power_w: float
+    reserved: list[tuple[BoolArray, float, str]] = field(default_factory=list)  # (nodes, start_s, job id)
+
+    def accel_mask(self, accelerator: str) -> BoolArray:
+        m = np.zeros(self.factory.nodes, dtype=bool)
+        for c in self.factory.clusters_of(accelerator):
+            m[c.node_offset : c.node_end] = True
+        return m
+
+
+@register("gang")
+class GangScheduler:
+    """Topology-aware gang scheduling: NVLink-domain TP groups, leaf/spine packing, reservations, backfill,
+    preemption, hot-swap and an all-reduce bandwidth check."""
+
+    name = "gang"
+
+    def __init__(self, reservations: int = 2, backfill: bool = True, preemption: bool = True,
+                 hot_swap: bool = True, spare_pool: int = 0, bandwidth_check: bool = True,
+                 min_bandwidth_ratio: float = 0.9, preempt_after_s: int = 1800) -> None:
+        if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
+            raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
+        self.reservations = reservations
+        self.backfill = backfill
+        self.preemption = preemption
+        self.hot_swap = hot_swap
+        self.spare_pool = spare_pool
+        self.bandwidth_check = bandwidth_check
+        self.min_bandwidth_ratio = min_bandwidth_ratio
+        self.preempt_after_s = preempt_after_s
+        self._victim_of: dict[str, str] = {}  # victim job id -> the gang it is draining for
+        # nodes a preemptor was promised (factory id, nodes, expiry): withheld from everyone else until it starts
+        self._claims: dict[str, tuple[str, tuple[int, ...], int]] = {}
+        #: counters a benchmark or report may read: placements, hot_swaps, bandwidth_rejections, preemptions
+        self.stats: dict[str, int] = {"placements": 0, "hot_swaps": 0, "bandwidth_rejections": 0,
+                                      "preemptions": 0}
+
+    # == decision ===========================================================================================
+    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
+        del rng  # deterministic
+        sites = [self._site(snapshot, i) for i in range(len(snapshot.factories))]
+        pending_ids = {v.job.id for v in snapshot.pending}
+        for jid, (fid, nodes, expires_s) in list(self._claims.items()):
+            if jid not in pending_ids or snapshot.now_s >= expires_s:
+                del self._claims[jid]
+                continue
+            site = sites[snapshot.factory_index(fid)]
+            mask = np.zeros(site.factory.nodes, dtype=bool)
+            mask[list(nodes)] = True
+            site.reserved.append((mask, float("inf"), jid))
+        actions: list[Place | Preempt] = []
+        waiting: list[tuple[str, str]] = []
+        running_by_site: dict[int, list[JobView]] = {}
+        for v in snapshot.running:
+            if v.factory_id is not None:
+                running_by_site.setdefault(snapshot.factory_index(v.factory_id), []).append(v)
+        victims: set[str] = set()
+        reserved_jobs = 0
+        head: str | None = None  # with backfill off, the first blocked job blocks the rest
+        for view in queue_order(snapshot.pending):
+            if head is not None:
+                waiting.append((view.job.id, f"queued behind {head} (strict priority order, backfill off)"))
+                continue
+            if view.interrupted and self.hot_swap:
+                swap = self._hot_swap(snapshot, sites, view)
+                if swap is not None:
+                    actions.append(swap)
+                    self.stats["hot_swaps"] += 1
+                    continue
+            placed, reason = self._place(snapshot, sites, view)
+            if placed is not None:
+                actions.append(placed)
+                self.stats["placements"] += 1
+                continue
+            if reserved_jobs < self.reservations:
+                reserved_jobs += 1
+                note, evict = self._reserve_or_preempt(snapshot, sites, running_by_site, view, victims)
+                actions.extend(evict)
+                reason = f"{reason}; {note}" if note else reason
+            elif self.reservations:
+                reason += "; behind the reserved gangs (may backfill when it fits and ends before them)"
+            waiting.append((view.job.id, reason))
+            if not self.backfill:
+                head = view.job.id
+        return Plan(tuple(actions), tuple(waiting))
+
+    # == per-factory state ===================================================================================
+    def _site(self, snapshot: FleetSnapshot, i: int) -> _Site:
+        f, st = snapshot.factories[i], snapshot.states[i]
+        topo = topology_of(f)
+        status = np.frombuffer(st.node_status, dtype=np.uint8)
+        free = status == NODE_FREE
+        spare = np.zeros(f.nodes, dtype=bool)
+        if self.spare_pool > 0 and f.nodes:
+            spare = self._spares(f, topo, free)
+        link_factor = dict(st.link_factors)
+        bad = {d for d, x in link_factor.items() if x < self.min_bandwidth_ratio}
+        return _Site(i, f, topo, status, free.copy(), spare, bad, link_factor, st.it_power_w)
+
+    def _spares(self, f: Factory, topo: FactoryTopology, free: BoolArray) -> BoolArray:
+        """The last ``spare_pool`` free nodes of every multi-node domain (else of every leaf group)."""
+        spare = np.zeros(f.nodes, dtype=bool)
+        for c in f.clusters:
+            sl = slice(c.node_offset, c.node_end)
+            group = topo.node_domain[sl] if c.system.nodes_per_domain > 1 else topo.node_leaf[sl]
+            idx = np.flatnonzero(free[sl])[::-1]
+            g = group[idx]
+            # rank of each free node within its group, counting from the group's highest-numbered free node
+            order = np.argsort(g, kind="stable")
+            gs = g[order]
+            first = np.r_[0, np.flatnonzero(gs[1:] != gs[:-1]) + 1]
+            rank = np.arange(gs.size) - np.repeat(first, np.diff(np.r_[first, gs.size]))
+            chosen = idx[order][rank < self.spare_pool]
+            spare[c.node_offset + chosen] = True
+        return spare
+
+    def _candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
+        first = view.last_factory_id or view.job.home_factory
+        order = list(range(len(snapshot.factories)))
+        if first is not None and any(f.id == first for f in snapshot.factories):
+            fi = snapshot.factory_index(first)
+            order.remove(fi)
+            order.insert(0, fi)
+        return order
+
+    # == placement ===========================================================================================
+    def _usable(self, site: _Site, job: TrainingJob, end_s: float) -> BoolArray:
+        usable = site.free & ~site.spare & site.accel_mask(job.accelerator)
+        for nodes, start_s, owner in site.reserved:
+            if end_s > start_s and owner != job.id:
+                usable &= ~nodes
+        if site.bad_domains:
+            usable &= ~np.isin(site.topo.node_domain, list(site.bad_domains))
+        return usable
+
+    def _shape(self, site: _Site, job: TrainingJob) -> GangShape | None:
+        clusters = site.factory.clusters_of(job.accelerator)
+        if not clusters:
+            return None
+        s = clusters[0].system
+        return shape_of(job, s.gpus_per_node, s.nodes_per_domain)
+
+    def _place(self, snapshot: FleetSnapshot, sites: list[_Site], view: JobView) -> tuple[Place | None, str]:
+        job = view.job
+        end_s = snapshot.now_s + expected_run_s(job, view.progress_s)
+        reasons: list[str] = []
+        for i in self._candidates(snapshot, view):
+            site = sites[i]
+            f, st = site.factory, snapshot.states[i]
+            refusal = static_refusal(job, f, st)
+            shape = self._shape(site, job)
+            if refusal is not None or shape is None:
+                reasons.append(refusal or f"{f.id} has no {job.accelerator}")
+                continue
+            extra_w = added_it_power_w(f, job.accelerator, shape.nodes)
+            refusal = power_refusal(f, site.it_power_w, extra_w)
+            if refusal is not None:
+                reasons.append(refusal)
+                continue
+            usable = self._usable(site, job, end_s)
+            nodes: tuple[int, ...] | None = None
+            for _attempt in range(4):
+                if int(usable.sum()) < shape.nodes:
+                    break
+                nodes = place_gang(site.topo, usable, shape)
+                if nodes is None or not self.bandwidth_check:
+                    break
+                ratio, bad = probe_ratio(site.topo, nodes, job, site.link_factor)
+                if ratio >= self.min_bandwidth_ratio:
+                    break
+                # rejected: avoid the domains whose probe fell short and redo the placement
+                self.stats["bandwidth_rejections"] += 1
+                site.bad_domains.update(bad)
+                usable &= ~np.isin(site.topo.node_domain, list(bad))
+                nodes = None
+            if nodes is None:
+                reasons.append(self._why_not(site, job, shape, usable))
+                continue
+            site.free[list(nodes)] = False
+            site.it_power_w += extra_w
+            return Place(job.id, f.id, nodes), ""
+        return None, "; ".join(reasons) or "no candidate factory"
+
+    def _why_not(self, site: _Site, job: TrainingJob, shape: GangShape, usable: BoolArray) -> str:
+        f = site.factory
+        unit = f"{shape.unit_nodes}-node TP groups in one NVLink domain" if shape.unit_nodes > 1 else "whole nodes"
+        acc = site.accel_mask(job.accelerator)
+        free_now = int((site.free & acc).sum())
+        held = free_now - int(usable.sum())
+        parts = [f"{f.id}: needs {shape.nodes} {job.accelerator} nodes as {unit}; {free_now} free"]
+        if held > 0:
+            parts.append(f"{held} of them held for spares, reservations of higher-priority gangs or failed "
+                         "bandwidth checks")
+        avail = units_available(site.topo, usable, shape) * shape.unit_nodes
+        if avail < free_now - held:
+            parts.append(f"only {avail} usable in whole TP groups (fragmented domains)")
+        return ", ".join(parts)
+
+    # == reservations & preemption =========================================================================
+    def _reserve_or_preempt(self, snapshot: FleetSnapshot, sites: list[_Site],
+                            running_by_site: dict[int, list[JobView]], view: JobView,
+                            victims: set[str]) -> tuple[str, list[Preempt]]:
+        job = view.job
+        for i in self._candidates(snapshot, view):
+            site = sites[i]
+            shape = self._shape(site, job)
+            if shape is None or static_refusal(job, site.factory, snapshot.states[i]) is not None:
+                continue
+            running = running_by_site.get(i, [])
+            waited_s = snapshot.now_s - view.waiting_since_s if view.waiting_since_s >= 0 else 0
+            if self.preemption and waited_s >= self.preempt_after_s:
+                evict = self._preempt_for(site, running, view, shape, victims, snapshot.now_s)
+                if evict:
+                    return (f"preempting {', '.join(p.job_id for p in evict)} (lower priority; they checkpoint "
+                            "first)"), evict
+                if evict is not None:
+                    return "waiting for the gangs it preempted to finish their checkpoints", []
+            res = self._reservation(snapshot, site, running, job, shape)
+            if res is not None:
+                nodes, start_s = res
+                site.reserved.append((nodes, start_s, job.id))
+                wait_h = (start_s - snapshot.now_s) / 3600
+                return (f"reserved {int(nodes.sum())} nodes on {site.factory.id} from t={int(start_s)} s "
+                        f"(~{wait_h:.1f} h, when running gangs are expected to end)"), []
+        return "", []
+
+    def _reservation(self, snapshot: FleetSnapshot, site: _Site, running: list[JobView], job: TrainingJob,
+                     shape: GangShape) -> tuple[BoolArray, float] | None:
+        """Nodes and expected start of ``job``'s reservation in ``site`` (running jobs end as expected)."""
+        base = site.free & ~site.spare & site.accel_mask(job.accelerator)
+        for nodes, _, owner in site.reserved:
+            if owner != job.id:
+                base &= ~nodes
+        if site.bad_domains:
+            base &= ~np.isin(site.topo.node_domain, list(site.bad_domains))
+        ends = sorted(
+            (snapshot.now_s + expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s, v.job.id, v.nodes)
+            for v in running
+        )
+        taken = np.zeros(site.factory.nodes, dtype=bool)
+        for nodes, _, owner in site.reserved:
+            if owner != job.id:
+                taken |= nodes
+        hypo = base.copy()
+        for end_s, _, job_nodes in ends:
+            idx = np.asarray(job_nodes, dtype=np.intp)
+            idx = idx[(site.status[idx] != NODE_DOWN) & ~taken[idx] & ~site.spare[idx]]
+            hypo[idx] = True
+            if int(hypo.sum()) < shape.nodes or units_available(site.topo, hypo, shape) < shape.units:
+                continue
+            chosen = place_gang(site.topo, hypo, shape)
+            if chosen is None:
+                continue
+            mask = np.zeros(site.factory.nodes, dtype=bool)
+            mask[list(chosen)] = True
+            return mask, max(float(snapshot.now_s), end_s)
+        return None
+
+    def _preempt_for(self, site: _Site, running: list[JobView], view: JobView, shape: GangShape,
+                     victims: set[str], now_s: int) -> list[Preempt] | None:
+        """Preempt actions that make room for ``view``; ``[]`` if victims already draining suffice (their
+        nodes are then reserved for it); ``None`` if preemption cannot make room."""
+        job = view.job
+        cands = [v for v in running if v.job.preemptible and v.job.priority < job.priority
+                 and v.state in RUNNING_STATES and v.job.id not in victims
+                 and v.job.accelerator == job.accelerator]
+        if not cands:
+            return None
+
+        def lost_gpu_s(v: JobView) -> float:
+            ck = v.job.checkpoint
+            return v.job.gpus * (ck.blocking_s + ck.async_write_s + v.job.recovery.restart_s)
+
+        cands.sort(key=lambda v: (v.job.priority, lost_gpu_s(v) / max(1, len(v.nodes)), v.job.id))
+        if job.id in self._claims:
+            return []  # it already preempted: wait for its claim rather than evict again
+        usable = site.free & ~site.spare & site.accel_mask(job.accelerator)
+        for nodes, _, owner in site.reserved:
+            if owner != job.id:
+                usable &= ~nodes
+        healthy = site.status != NODE_DOWN
+        if site.bad_domains:
+            healthy = healthy & ~np.isin(site.topo.node_domain, list(site.bad_domains))
+        usable &= healthy
+        # victims already draining for this gang count as free: never evict twice for one gang
+        for v in running:
+            if self._victim_of.get(v.job.id) == job.id and v.state == "draining":
+                usable[list(v.nodes)] = healthy[list(v.nodes)]
+        if units_available(site.topo, usable, shape) >= shape.units:
+            target = place_gang(site.topo, usable, shape)
+            if target is not None:
+                mask = np.zeros(site.factory.nodes, dtype=bool)
+                mask[list(target)] = True
+                site.reserved.append((mask, float("inf"), job.id))
+                return []
+        chosen: list[JobView] = []
+        hypo = usable.copy()
+        for v in cands:
+            chosen.append(v)
+            hypo[list(v.nodes)] = healthy[list(v.nodes)]
+            if units_available(site.topo, hypo, shape) >= shape.units:
+                break
+        else:
+            return None
+        # prune: drop the costliest victims that are not needed
+        for v in sorted(chosen, key=lost_gpu_s, reverse=True):
+            trial = usable.copy()
+            for w in chosen:
+                if w is not v:
+                    trial[list(w.nodes)] = healthy[list(w.nodes)]
+            if units_available(site.topo, trial, shape) >= shape.units:
+                chosen.remove(v)
+        hypo = usable.copy()
+        for v in chosen:
+            hypo[list(v.nodes)] = healthy[list(v.nodes)]
+        target = place_gang(site.topo, hypo, shape)
+        if target is None:
+            return None
+        mask = np.zeros(site.factory.nodes, dtype=bool)
+        mask[list(target)] = True
+        site.reserved.append((mask, float("inf"), job.id))  # nobody backfills onto the preemptor's nodes
+        self._claims[job.id] = (site.factory.id, target, now_s + CLAIM_S)
+        victims.update(v.job.id for v in chosen)
+        self._victim_of.update((v.job.id, job.id) for v in chosen)
+        self.stats["preemptions"] += len(chosen)
+        return [Preempt(v.job.id, f"preempted by {job.id} (priority {job.priority} > {v.job.priority})")
+                for v in chosen]
+
+    # == hot swap ============================================================================================
+    def _hot_swap(self, snapshot: FleetSnapshot, sites: list[_Site], view: JobView) -> Place | None:
+        if view.last_factory_id is None or not view.last_nodes:
+            return None
+        i = snapshot.factory_index(view.last_factory_id)
+        site = sites[i]
+        if not snapshot.states[i].up:
+            return None
+        last = np.asarray(view.last_nodes, dtype=np.intp)
+        down = site.status[last] == NODE_DOWN
+        if not np.all(site.free[last[~down]]) or not down.any():
+            return None  # a healthy node was taken meanwhile, or nothing failed (e.g. a factory outage)
+        shape = self._shape(site, view.job)
+        if shape is None:
+            return None
+        topo = site.topo
+        pool = site.free & site.accel_mask(view.job.accelerator)
+        if site.bad_domains:
+            pool &= ~np.isin(topo.node_domain, list(site.bad_domains))
+        pool[last] = False
+        new = last.copy()
+        for pos in np.flatnonzero(down):
+            node = int(last[pos])
+            levels = [topo.node_domain]
+            if shape.unit_nodes == 1:
+                levels += [topo.node_rack, topo.node_leaf]
+            spare = -1
+            for level in levels:
+                cand = np.flatnonzero(pool & (level == level[node]))
+                if cand.size:
+                    pref = cand[site.spare[cand]]  # spare-pool nodes first
+                    spare = int(pref[0] if pref.size else cand[0])
+                    break
+            if spare < 0:
+                return None
+            new[pos] = spare
+            pool[spare] = False
+        site.free[new] = False
+        return Place(view.job.id, site.factory.id, tuple(new.tolist()), hot_swap=True)
