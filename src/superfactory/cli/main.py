@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from superfactory.cli import ckpt
 from superfactory.errors import SuperfactoryError
 
 app = typer.Typer(
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 scenario_app = typer.Typer(help="Inspect, export and validate scenarios.", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
+app.add_typer(ckpt.app, name="ckpt", help="The checkpoint mesh: erasure-coded, encrypted, replicated checkpoints.")
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
