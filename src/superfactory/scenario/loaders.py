@@ -15,3 +15,17 @@ def read_interruption_table(path: Path) -> tuple[tuple[str, str, int], ...]:
         return tuple(
             (row["component"], row["category"], int(row["interruption_count"])) for row in csv.DictReader(fh)
         )
+
+
+def read_allreduce_profile(path: Path) -> tuple[tuple[int, float, float], ...]:
+    """Load a vidur collective profile (``vidur-h100/all_reduce.csv``) as ``(workers, size_bytes, time_s)`` rows.
+
+    Columns used: ``num_workers``, ``size`` (bytes) and ``time_stats.all_reduce.median`` (ms); rows of other
+    collectives are skipped. Raises KeyError naming a missing column.
+    """
+    with path.open(newline="") as fh:
+        return tuple(
+            (int(row["num_workers"]), float(row["size"]), float(row["time_stats.all_reduce.median"]) * 1e-3)
+            for row in csv.DictReader(fh)
+            if row.get("collective", "all_reduce") == "all_reduce"
+        )
