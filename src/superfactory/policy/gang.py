@@ -105,6 +105,8 @@ class GangScheduler:
         self._victim_of: dict[str, str] = {}  # victim job id -> the gang it is draining for
         # nodes a preemptor was promised (factory id, nodes, expiry): withheld from everyone else until it starts
         self._claims: dict[str, tuple[str, tuple[int, ...], int]] = {}
+        # reservations stick to their nodes across decisions, so backfill cannot keep pushing their start back
+        self._sticky: dict[str, tuple[str, tuple[int, ...]]] = {}
         #: counters a benchmark or report may read: placements, hot_swaps, bandwidth_rejections, preemptions
         self.stats: dict[str, int] = {"placements": 0, "hot_swaps": 0, "bandwidth_rejections": 0,
                                       "preemptions": 0}
@@ -114,6 +116,8 @@ class GangScheduler:
         del rng  # deterministic
         sites = [self._site(snapshot, i) for i in range(len(snapshot.factories))]
         pending_ids = {v.job.id for v in snapshot.pending}
+        for jid in [j for j in self._sticky if j not in pending_ids]:
+            del self._sticky[jid]
         for jid, (fid, nodes, expires_s) in list(self._claims.items()):
             if jid not in pending_ids or snapshot.now_s >= expires_s:
                 del self._claims[jid]
@@ -311,6 +315,17 @@ class GangScheduler:
             (snapshot.now_s + expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s, v.job.id, v.nodes)
             for v in running
         )
+        sticky = self._sticky.get(job.id)
+        if sticky is not None and sticky[0] == site.factory.id:
+            held = np.zeros(site.factory.nodes, dtype=bool)
+            held[list(sticky[1])] = True
+            if not (held & (site.status == NODE_DOWN)).any() and not (held & ~base & site.free).any():
+                start_s = float(snapshot.now_s)
+                for end_s, _, job_nodes in ends:
+                    if held[list(job_nodes)].any():
+                        start_s = max(start_s, end_s)
+                return held, start_s
+            del self._sticky[job.id]
         taken = np.zeros(site.factory.nodes, dtype=bool)
         for nodes, _, owner in site.reserved:
             if owner != job.id:
@@ -327,6 +342,7 @@ class GangScheduler:
                 continue
             mask = np.zeros(site.factory.nodes, dtype=bool)
             mask[list(chosen)] = True
+            self._sticky[job.id] = (site.factory.id, chosen)
             return mask, max(float(snapshot.now_s), end_s)
         return None
 
