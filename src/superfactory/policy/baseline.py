@@ -1,4 +1,4 @@
-"""Baseline placement policies: price-aware greedy and home-region, both with first-fit nodes.
+"""Baseline placement policies (greedy, home-region, cheapest-static) with TP-aligned first-fit nodes.
 
 These are the reference points the smarter policies are measured against. Neither migrates nor preempts.
 """
@@ -10,9 +10,9 @@ from abc import ABC, abstractmethod
 import numpy as np
 import numpy.typing as npt
 
-from superfactory.domain.fleet import FleetSnapshot, JobView, Place, Plan
+from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, JobView, Place, Plan
 from superfactory.policy.feasibility import added_it_power_w, power_refusal, static_refusal
-from superfactory.policy.nodes import first_fit, nodes_needed
+from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
 from superfactory.policy.registry import register
 
 
@@ -22,7 +22,8 @@ def _queue_order(pending: tuple[JobView, ...]) -> list[JobView]:
 
 
 class _FirstFitPlanner(ABC):
-    """Shared machinery: walk the queue, try candidate factories in order, first-fit nodes.
+    """Shared machinery: walk the queue, try candidate factories in order, first-fit nodes that never split a
+    tensor-parallel group across NVLink domains (:func:`~superfactory.policy.nodes.tp_aligned_fit`).
 
     Subclasses choose the candidate factories for each job (:meth:`candidates`). Within one call, capacity
     and power taken by earlier placements are tracked so a plan never double-books a node or a megawatt.
@@ -38,6 +39,7 @@ class _FirstFitPlanner(ABC):
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
         del rng  # deterministic
         status: dict[int, npt.NDArray[np.uint8]] = {}
+        free_count: dict[tuple[int, str], int] = {}  # free nodes per (factory, accelerator), kept up to date
         it_power = [s.it_power_w for s in snapshot.states]
         actions: list[Place] = []
         waiting: list[tuple[str, str]] = []
@@ -58,11 +60,18 @@ class _FirstFitPlanner(ABC):
                     continue
                 if i not in status:
                     status[i] = np.frombuffer(st.node_status, dtype=np.uint8).copy()
-                nodes = first_fit(f, status[i], job.accelerator, job.gpus)
+                key = (i, job.accelerator)
+                if key not in free_count:
+                    free_count[key] = sum(int((status[i][c.node_offset : c.node_end] == NODE_FREE).sum())
+                                          for c in f.clusters_of(job.accelerator))
+                need = nodes_needed(f, job.accelerator, job.gpus)
+                nodes = (tp_aligned_fit(f, status[i], job.accelerator, job.gpus, job.tp_size)
+                         if free_count[key] >= need else None)
                 if nodes is None:
                     reasons.append(f"{f.id}: not enough free {job.accelerator} nodes")
                     continue
                 status[i][list(nodes)] = 1
+                free_count[key] -= len(nodes)
                 it_power[i] += extra_w
                 actions.append(Place(job.id, f.id, nodes))
                 placed = True

@@ -488,7 +488,7 @@ class SimulatedFleet:
         r.release(np.asarray(jr.nodes, dtype=np.intp))
         self.holding.pop(jr.index, None)
         jr.last_factory, jr.last_nodes = jr.factory, jr.nodes
-        jr.factory, jr.nodes, jr.held_since_s = -1, (), -1
+        jr.factory, jr.nodes, jr.held_since_s, jr.held_power_w = -1, (), -1, -1.0
 
     def _accrue_job_energy(self, jr: JobRuntime, now: int) -> None:
         """Attribute facility energy, cost and carbon of the job's nodes since max(hold start, hour start)."""
@@ -498,7 +498,9 @@ class SimulatedFleet:
             return
         r = self.rt[jr.factory]
         f = r.factory
-        power_w = float(r.node_power_busy_w[list(jr.nodes)].sum()) * f.pue if r.up else 0.0
+        if jr.held_power_w < 0:  # cached per placement: summing 2,048 nodes every hour adds up
+            jr.held_power_w = float(r.node_power_busy_w[np.asarray(jr.nodes, dtype=np.intp)].sum())
+        power_w = jr.held_power_w * f.pue if r.up else 0.0
         e_j = power_w * dt
         jr.energy_j += e_j
         mwh = e_j / 3.6e9
@@ -525,15 +527,17 @@ class SimulatedFleet:
         self.k.after(cause.repair_s, PRIO_FAILURE, self._node_repair, fi, node)
         ji = int(r.node_job[node])
         if ji >= 0:
-            self._interrupt(self.jobs[ji], cause.name, node)
-        self.request_decision()
+            self._interrupt(self.jobs[ji], cause.name, node)  # its requeue after detection asks for a decision
+        elif self.pending:
+            self.request_decision()
 
     def _node_repair(self, fi: int, node: int) -> None:
         r = self.rt[fi]
         r.accrue(self.k.now_s())
         r.set_down(node, False)
         self.emit(Event(self.k.now_s(), EventKind.NODE_REPAIRED, "", r.factory.id, node))
-        self.request_decision()
+        if self.pending:  # capacity came back: only waiting jobs can use it
+            self.request_decision()
 
     def factory_outage(self, factory_id: str, duration_s: int, cause: str = "factory outage") -> None:
         """Take a whole factory out now for ``duration_s``; jobs there are interrupted."""
@@ -595,7 +599,8 @@ class SimulatedFleet:
         self.close_hour(now)
         self._emit_prices(now)
         self.k.after(HOUR_S, PRIO_SIGNAL, self._hour_tick)
-        self.request_decision()
+        if self.pending:  # new prices matter to waiting jobs; periodic policies have their own cycle (cycle_s)
+            self.request_decision()
 
     def close_hour(self, now: int) -> None:
         """Close the accounting period [hour start, now): one HourRow per factory."""

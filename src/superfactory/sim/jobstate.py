@@ -63,6 +63,7 @@ class JobRuntime:
     migrate_nodes: tuple[int, ...] = ()
     migrations: int = 0
     restart_cost_s: int = 0
+    held_power_w: float = -1.0  # training power of the held nodes (IT, W); -1 = not computed yet
     first_start_s: int = -1
     completed_s: int = -1
     interruptions: int = 0
