@@ -1,0 +1,151 @@
+"""Hourly signal forecaster (power price, carbon intensity) built from history only.
+
+Method: *seasonal profile + mean-reverting residual* ("seasonal naive with exponential smoothing").
+
+1. Seasonal profile ``s(h)``: the median of the past values at the same position in the season. The season is
+   the week (168 h) once at least two weeks of history exist, so the weekday/weekend pattern is learnt; before
+   that it is the day (24 h). At most ``max_seasons`` past seasons are used, so the profile follows drift.
+   Medians (not means) keep one scarcity spike from polluting a whole hour-of-day.
+2. Residual ``r(t) = y(t) - s(t)``. Its slow component (a level shift: a gas-price move, a cold week) is an
+   exponentially weighted mean ``L`` of past residuals (smoothing ``alpha``); its fast component (weather,
+   a spike) decays geometrically with the lag-1 autocorrelation ``rho`` of the residuals, estimated from the
+   same history and clipped to [0, 0.95].
+3. Forecast ``k`` hours ahead: ``y(t+k) = s(t+k) + L + rho**k * (r(t) - L)``.
+
+With less than one day of history the forecast is persistence (the last value). The forecaster never sees a
+value after ``t``: its only input is the history tuple that ends at the current hour (see
+:attr:`superfactory.domain.fleet.FleetSnapshot.price_history`), which is how the twin guarantees that
+decisions use forecasts, never future truth. Its accuracy (MAPE on held-out hours, against persistence and
+seasonal-naive baselines) is measured by :func:`backtest_mape` and reported in ``docs/geo.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+DAY_H = 24
+WEEK_H = 168
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class SeasonalForecaster:
+    """Seasonal-profile + mean-reverting-residual forecaster (module docstring has the method).
+
+    Attributes:
+        alpha: smoothing of the residual level (0..1]; higher follows level shifts faster.
+        max_seasons: past seasons (days or weeks) the profile uses.
+        max_rho: cap on the residual persistence.
+    """
+
+    alpha: float = 0.05
+    max_seasons: int = 4
+    max_rho: float = 0.95
+
+    def forecast(self, history: Sequence[float] | FloatArray, horizon_h: int) -> FloatArray:
+        """Forecast the ``horizon_h`` hourly values after the last one in ``history``.
+
+        Args:
+            history: hourly values from hour 0 up to and including the current hour (oldest first).
+            horizon_h: number of future hours to forecast (>= 0).
+
+        Returns:
+            ``horizon_h`` values; element ``k`` is the forecast for ``len(history) + k`` (hour index).
+        """
+        if horizon_h <= 0:
+            return np.empty(0)
+        y = np.asarray(history, dtype=np.float64)
+        n = y.size
+        if n == 0:
+            raise ValueError("forecast needs at least one past value")
+        if n < DAY_H:
+            return np.full(horizon_h, y[-1])
+        period = WEEK_H if n >= 2 * WEEK_H else DAY_H
+        seasons = min(self.max_seasons, n // period)
+        past = y[n - seasons * period:].reshape(seasons, period)
+        profile = np.median(past, axis=0)  # index i <-> hour (n - seasons*period + i) mod period
+        base = n - seasons * period
+        hist_prof = profile[(np.arange(n) - base) % period]
+        resid = y - hist_prof
+        level = _ewma(resid, self.alpha)
+        dev = resid - level
+        rho = _lag1(dev, self.max_rho)
+        k = np.arange(1, horizon_h + 1)
+        future_prof = profile[(n - 1 + k - base) % period]
+        return np.asarray(future_prof + level + rho**k * dev[-1], dtype=np.float64)
+
+    def mean_over(self, history: Sequence[float], horizon_h: int) -> float:
+        """Forecast mean over the next ``horizon_h`` hours, the current hour included."""
+        if horizon_h <= 1:
+            return float(history[-1])
+        fc = self.forecast(history, horizon_h - 1)
+        return float((history[-1] + fc.sum()) / horizon_h)
+
+
+def _ewma(x: FloatArray, alpha: float) -> float:
+    """Exponentially weighted mean of ``x`` (latest weighs ``alpha``), computed in closed form."""
+    n = x.size
+    w = (1.0 - alpha) ** np.arange(n - 1, -1, -1, dtype=np.float64)
+    return float((w * x).sum() / w.sum())
+
+
+def _lag1(x: FloatArray, cap: float) -> float:
+    if x.size < 3:
+        return 0.0
+    a, b = x[:-1], x[1:]
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    if den <= 0.0:
+        return 0.0
+    return float(np.clip((a * b).sum() / den, 0.0, cap))
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestResult:
+    """MAPE (%) of the forecaster and two naive baselines on the same held-out hours.
+
+    ``persistence`` forecasts the last value; ``seasonal_naive`` the value one day earlier.
+    """
+
+    forecaster_mape: float
+    persistence_mape: float
+    seasonal_naive_mape: float
+    points: int
+
+
+def backtest_mape(series: Sequence[float], train_h: int, horizon_h: int = 24, step_h: int = 1,
+                  forecaster: SeasonalForecaster | None = None) -> BacktestResult:
+    """Rolling-origin backtest: at every ``step_h`` hours from ``train_h`` on, forecast the next ``horizon_h``
+    hours from the past only and score against the held-out truth.
+
+    Args:
+        series: the full hourly series (truth).
+        train_h: hours of history before the first forecast origin (the held-out part starts there).
+        horizon_h: forecast horizon, h.
+        step_h: hours between forecast origins.
+        forecaster: the method under test (default parameters if omitted).
+
+    Returns:
+        MAPE in percent for the forecaster and the baselines, over all (origin, lead) pairs.
+    """
+    fc = forecaster or SeasonalForecaster()
+    y = np.asarray(series, dtype=np.float64)
+    if train_h < DAY_H or train_h + horizon_h > y.size:
+        raise ValueError(f"backtest needs 24 <= train_h and train_h + horizon_h <= {y.size}")
+    errs_f: list[FloatArray] = []
+    errs_p: list[FloatArray] = []
+    errs_s: list[FloatArray] = []
+    for t in range(train_h, y.size - horizon_h + 1, step_h):
+        truth = y[t:t + horizon_h]
+        denom = np.maximum(np.abs(truth), 1e-9)
+        pred = fc.forecast(y[:t], horizon_h)
+        errs_f.append(np.abs(pred - truth) / denom)
+        errs_p.append(np.abs(y[t - 1] - truth) / denom)
+        lead = np.arange(horizon_h)
+        errs_s.append(np.abs(y[t - DAY_H + lead % DAY_H] - truth) / denom)
+    f, p, s = (float(np.concatenate(e).mean() * 100.0) for e in (errs_f, errs_p, errs_s))
+    return BacktestResult(f, p, s, int(sum(e.size for e in errs_f)))
