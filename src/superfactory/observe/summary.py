@@ -54,6 +54,9 @@ def summarize(result: TwinResult) -> dict[str, Any]:
     productive_gpu_h = productive_gpu_s / HOUR_S
     migrations = sum(1 for e in result.events if e.kind is EventKind.JOB_MIGRATED)
     wall = max(result.wall_seconds, 1e-9)
+    # inference_* keys (slo_attainment, idle_share, ...) only when the scenario serves inference: see
+    # sim/inference.py for their definitions
+    inference = result.inference.summary() if result.inference is not None else {}
     return {
         "scenario": sc.name,
         "policy": result.policy,
@@ -84,4 +87,5 @@ def summarize(result: TwinResult) -> dict[str, Any]:
         "wall_seconds": result.wall_seconds,
         "events_per_second": result.kernel_events / wall,
         "simulated_seconds_per_wall_second": end / wall,
+        **inference,
     }

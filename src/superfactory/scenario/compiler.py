@@ -28,6 +28,7 @@ from superfactory.domain.signals import StepSeries
 from superfactory.domain.topology import topology_problem
 from superfactory.domain.units import HOUR_S
 from superfactory.scenario import markets
+from superfactory.scenario.demand import compile_inference
 from superfactory.scenario.loaders import read_interruption_table
 from superfactory.scenario.model import Scenario, ScenarioEvent
 from superfactory.scenario.schema import JobSpec, ScenarioSpec, SeriesCsv
@@ -66,6 +67,7 @@ def compile_scenario(spec: ScenarioSpec, base_dir: Path | None = None, source: s
         InferenceService(s.id, s.model, s.weights, s.accelerator, s.gpus_per_replica, s.slo_p99_ms, tuple(s.pops))
         for s in spec.services
     )
+    inference = compile_inference(spec, services, factories, base_dir, errors)
     events = _events(spec, ids, links, errors)
     failure_model = _failure_model(spec, base_dir, errors)
     if errors:
@@ -74,7 +76,7 @@ def compile_scenario(spec: ScenarioSpec, base_dir: Path | None = None, source: s
         name=spec.name, description=spec.description, seed=spec.seed, duration_s=spec.duration,
         factories=tuple(factories), links=tuple(links), jobs=tuple(j for j in jobs if j is not None),
         services=services, prices=prices, carbon=carbon, failure_model=failure_model, events=tuple(events),
-        policy=spec.policy, policy_params=dict(spec.policy_params), source=source,
+        policy=spec.policy, policy_params=dict(spec.policy_params), source=source, inference=inference,
     )
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from superfactory.domain.factory import Factory, WanLink
 from superfactory.domain.job import InferenceService, TrainingJob
 from superfactory.domain.reliability import FailureModel
 from superfactory.domain.signals import StepSeries
+
+if TYPE_CHECKING:
+    from superfactory.scenario.demand import InferenceSetup
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +48,4 @@ class Scenario:
     policy: str = "greedy"
     policy_params: dict[str, object] = field(default_factory=dict)
     source: str = "<built-in>"
+    inference: InferenceSetup | None = None  # served inference services (scenario/demand.py), if any

@@ -145,7 +145,8 @@ class WorkloadSpec(Strict):
 
 
 class ServiceSpec(Strict):
-    """An inference service (declared; served by the inference policy when present)."""
+    """An inference service. With a ``trace`` it is served by the inference pre-placer (docs/inference.md):
+    demand per PoP = ``trace_scale x pop weight`` copies of the trace, tiled over 24 h in the PoP's time zone."""
 
     id: Identifier
     model: str
@@ -154,6 +155,32 @@ class ServiceSpec(Strict):
     gpus_per_replica: int = Field(gt=0)
     slo_p99_ms: float = Field(gt=0)
     pops: list[str] = Field(default_factory=list)
+    trace: str | None = Field(default=None, description="path (relative to the scenario) or azure-conv, "
+                              "azure-code, mooncake-conversation (read from ../shared/data)")
+    trace_scale: float = Field(default=1.0, gt=0, description="mean copies of the trace's users per PoP")
+    prefill_mfu: float = Field(default=0.5, gt=0, le=1)
+    weights_at: list[Identifier] = Field(default_factory=list, description="factories holding the weights at t=0")
+    weights_bandwidth: Bandwidth = Field(default="10Gbps", gt=0, description="weight pull from the registry")
+
+
+class PopSpec(Strict):
+    """An edge point of presence: where users are. ``cloud_region`` keys the measured RTT matrix."""
+
+    id: Identifier
+    cloud_region: str
+    timezone_offset_h: float = Field(default=0.0, ge=-12, le=14)
+    weight: float = Field(default=1.0, gt=0, description="demand relative to the service's trace_scale")
+
+
+class InferenceSettings(Strict):
+    """Parameters of the inference pre-placement policy (see policy/inference.py)."""
+
+    headroom: float = Field(default=1.3, ge=1.0, le=4.0)
+    horizon: Duration = Field(default="15min", ge=60)
+    hysteresis: float = Field(default=0.1, ge=0, lt=1)
+    queue_margin: float = Field(default=0.2, ge=0, lt=1)
+    replica_start: Duration = Field(default="1min", ge=0, description="load weights into a new replica")
+    rtt_matrix: str = Field(default="skyplane-latency", description="skyplane latency.csv path or named ref")
 
 
 class SeriesCsv(Strict):
@@ -229,6 +256,8 @@ class ScenarioSpec(Strict):
     jobs: list[JobSpec] = Field(default_factory=list)
     workload: WorkloadSpec | None = None
     services: list[ServiceSpec] = Field(default_factory=list)
+    pops: list[PopSpec] = Field(default_factory=list)
+    inference: InferenceSettings = InferenceSettings()
     markets: dict[str, MarketSpec] = Field(default_factory=dict)
     grids: dict[str, GridSpec] = Field(default_factory=dict)
     failures: FailureSpec = FailureSpec()

@@ -3,7 +3,8 @@
 Node state is kept in flat arrays indexed by the factory's node numbering. ``status`` is the byte string a
 policy sees (free / busy / down) and is kept consistent with ``node_job`` and ``down`` by :meth:`refresh`.
 IT power is maintained incrementally: a node draws its system's training power while held by a job, idle
-power while free, nothing while down or while the factory is out.
+power while free, nothing while down or while the factory is out. ``reserved`` marks nodes held by a
+non-job owner (inference replicas, see :mod:`superfactory.sim.inference`): busy to policies, ``node_job`` -1.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class FactoryRuntime:
     node_cluster: np.ndarray = field(init=False)
     node_job: np.ndarray = field(init=False)
     down: np.ndarray = field(init=False)
+    reserved: np.ndarray = field(init=False)
     node_power_busy_w: np.ndarray = field(init=False)
     node_power_idle_w: np.ndarray = field(init=False)
     node_gpus: np.ndarray = field(init=False)
@@ -61,6 +63,7 @@ class FactoryRuntime:
         self.node_cluster = np.empty(n, dtype=np.intp)
         self.node_job = np.full(n, -1, dtype=np.int32)
         self.down = np.zeros(n, dtype=bool)
+        self.reserved = np.zeros(n, dtype=bool)
         self.node_power_busy_w = np.empty(n)
         self.node_power_idle_w = np.empty(n)
         self.node_gpus = np.empty(n, dtype=np.int64)
@@ -84,7 +87,7 @@ class FactoryRuntime:
     def _node_power_w(self, node: int) -> float:
         if not self.up or self.down[node]:
             return 0.0
-        if self.node_job[node] >= 0:
+        if self.node_job[node] >= 0 or self.reserved[node]:
             return float(self.node_power_busy_w[node])
         return float(self.node_power_idle_w[node])
 
@@ -92,7 +95,7 @@ class FactoryRuntime:
         """Recompute the public status byte of ``node``."""
         if self.down[node]:
             self.status[node] = NODE_DOWN
-        elif self.node_job[node] >= 0:
+        elif self.node_job[node] >= 0 or self.reserved[node]:
             self.status[node] = NODE_BUSY
         else:
             self.status[node] = NODE_FREE
@@ -118,7 +121,7 @@ class FactoryRuntime:
 
     def set_down(self, node: int, is_down: bool) -> None:
         before = self._node_power_w(node)
-        held = self.node_job[node] >= 0
+        held = self.node_job[node] >= 0 or self.reserved[node]
         if held and self.up and self.down[node] != is_down:
             self.busy_gpus += -int(self.node_gpus[node]) if is_down else int(self.node_gpus[node])
         self.down[node] = is_down
@@ -129,7 +132,7 @@ class FactoryRuntime:
         self.up = up
         if up:
             live = ~self.down
-            held = self.node_job >= 0
+            held = (self.node_job >= 0) | self.reserved
             self.it_power_w = float(
                 self.node_power_busy_w[live & held].sum() + self.node_power_idle_w[live & ~held].sum()
             )
@@ -138,3 +141,20 @@ class FactoryRuntime:
             self.it_power_w = 0.0
             self.busy_gpus = 0
 
+
+    def reserve(self, nodes: np.ndarray) -> None:
+        """Mark free nodes as held by a non-job owner (caller checked they are free and live)."""
+        if self.up:
+            self.it_power_w += float((self.node_power_busy_w[nodes] - self.node_power_idle_w[nodes]).sum())
+            self.busy_gpus += int(self.node_gpus[nodes].sum())
+        self.reserved[nodes] = True
+        self.status[nodes] = NODE_BUSY
+
+    def unreserve(self, nodes: np.ndarray) -> None:
+        """Return reserved nodes; nodes that failed meanwhile stay down."""
+        live = ~self.down[nodes]
+        if self.up:
+            self.it_power_w -= float((self.node_power_busy_w[nodes] - self.node_power_idle_w[nodes])[live].sum())
+            self.busy_gpus -= int(self.node_gpus[nodes][live].sum())
+        self.reserved[nodes] = False
+        self.status[nodes] = np.where(live, NODE_FREE, NODE_DOWN)

@@ -87,6 +87,10 @@ class SimulatedFleet:
         self._hist_cache: tuple[int, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]] | None = None
         # silently degraded NVLink domains per factory: domain -> fraction of nominal bandwidth (no alarm)
         self.link_factors: list[dict[int, float]] = [{} for _ in factories]
+        # inference capacity (sim/inference.py): nodes wanted per (factory, accelerator) from jobs being
+        # preempted for it, and nodes handed over to it when those jobs released them
+        self.claims: dict[tuple[int, str], int] = {}
+        self.claimed: dict[tuple[int, str], list[int]] = {}
 
     # == start-up ==========================================================================================
     def start(self) -> None:
@@ -486,6 +490,8 @@ class SimulatedFleet:
         self._accrue_job_energy(jr, now)
         jr.held_gpu_s += (now - jr.held_since_s) * jr.job.gpus
         r.release(np.asarray(jr.nodes, dtype=np.intp))
+        if self.claims:
+            self._serve_claims(r.index, jr.nodes)
         self.holding.pop(jr.index, None)
         jr.last_factory, jr.last_nodes = jr.factory, jr.nodes
         jr.factory, jr.nodes, jr.held_since_s, jr.held_power_w = -1, (), -1, -1.0
@@ -506,6 +512,58 @@ class SimulatedFleet:
         mwh = e_j / 3.6e9
         jr.cost_usd += mwh * self.price_at(f.market, start)
         jr.carbon_g += mwh * 1000.0 * self.carbon[f.grid].at(start)  # MWh -> kWh, x g/kWh
+
+    # == reserved capacity (inference) =======================================================================
+    def free_nodes_of(self, factory_index: int, accelerator: str) -> np.ndarray:
+        """Indices of free, healthy nodes of ``accelerator`` in a factory (empty while it is down)."""
+        r = self.rt[factory_index]
+        if not r.up:
+            return np.empty(0, dtype=np.intp)
+        ok = [ci for ci, c in enumerate(r.factory.clusters) if c.accelerator == accelerator]
+        mask = (r.status == NODE_FREE) & np.isin(r.node_cluster, ok)
+        return np.flatnonzero(mask)
+
+    def reserve_nodes(self, factory_index: int, accelerator: str, count: int) -> tuple[int, ...]:
+        """Take up to ``count`` free healthy nodes of ``accelerator`` for a non-job owner; returns them."""
+        nodes = self.free_nodes_of(factory_index, accelerator)[:max(count, 0)]
+        if nodes.size:
+            r = self.rt[factory_index]
+            r.accrue(self.k.now_s())
+            r.reserve(nodes)
+        return tuple(int(n) for n in nodes)
+
+    def release_reserved(self, factory_index: int, nodes: tuple[int, ...]) -> None:
+        """Give reserved nodes back to the free pool (and to training)."""
+        idx = np.asarray(nodes, dtype=np.intp)
+        r = self.rt[factory_index]
+        if idx.size == 0:
+            return
+        if not np.all(r.reserved[idx]):
+            raise SimulationError(f"{r.factory.id}: released nodes that were not reserved")
+        r.accrue(self.k.now_s())
+        r.unreserve(idx)
+        self.request_decision()
+
+    def set_claim(self, factory_index: int, accelerator: str, count: int) -> None:
+        """Want ``count`` more nodes of ``accelerator``: nodes jobs release there go to the claim first."""
+        self.claims[(factory_index, accelerator)] = max(count, 0)
+
+    def take_claimed(self, factory_index: int, accelerator: str) -> tuple[int, ...]:
+        """Nodes handed over (already reserved) since the last call."""
+        return tuple(self.claimed.pop((factory_index, accelerator), ()))
+
+    def _serve_claims(self, fi: int, nodes: tuple[int, ...]) -> None:
+        r = self.rt[fi]
+        for (cfi, acc), want in self.claims.items():
+            if cfi != fi or want <= 0 or not r.up:
+                continue
+            idx = np.asarray(nodes, dtype=np.intp)
+            idx = idx[(r.status[idx] == NODE_FREE) & (np.asarray(
+                [r.factory.clusters[int(c)].accelerator == acc for c in r.node_cluster[idx]], dtype=bool))][:want]
+            if idx.size:
+                r.reserve(idx)  # accrued by the caller
+                self.claims[(cfi, acc)] = want - int(idx.size)
+                self.claimed.setdefault((cfi, acc), []).extend(int(n) for n in idx)
 
     # == failures, outages, partitions =======================================================================
     def _schedule_failure(self, fi: int) -> None:
@@ -654,10 +712,12 @@ class SimulatedFleet:
                         raise SimulationError(f"job {jr.job.id} is {jr.state.value} on a failed node or down site")
             if not np.array_equal(expect, r.node_job):
                 raise SimulationError(f"{r.factory.id}: node ownership out of sync with jobs")
-            held = (r.node_job >= 0) & ~r.down
+            if np.any(r.reserved & (r.node_job >= 0)):
+                raise SimulationError(f"{r.factory.id}: a node is held by a job and reserved")
+            held = ((r.node_job >= 0) | r.reserved) & ~r.down
             busy = int(r.node_gpus[held].sum()) if r.up else 0
             if busy != r.busy_gpus or busy > r.factory.gpus:
                 raise SimulationError(f"{r.factory.id}: busy GPU counter {r.busy_gpus} != {busy}")
-            status = np.where(r.down, NODE_DOWN, np.where(r.node_job >= 0, 1, NODE_FREE))
+            status = np.where(r.down, NODE_DOWN, np.where((r.node_job >= 0) | r.reserved, 1, NODE_FREE))
             if not np.array_equal(status, r.status):
                 raise SimulationError(f"{r.factory.id}: node status bytes out of sync")

@@ -20,6 +20,7 @@ from superfactory.policy.registry import Policy, UnknownPolicyError, make_policy
 from superfactory.scenario.model import Scenario, ScenarioEvent
 from superfactory.sim.factorystate import HourRow
 from superfactory.sim.fleet import SimulatedFleet
+from superfactory.sim.inference import InferenceResult, InferenceServing
 from superfactory.sim.jobstate import JobRuntime
 from superfactory.sim.kernel import PRIO_DECIDE, PRIO_SIGNAL, Kernel
 
@@ -40,6 +41,7 @@ class TwinResult:
     decisions: int
     kernel_events: int
     wall_seconds: float
+    inference: InferenceResult | None = None
 
 
 class _EventLog:
@@ -120,6 +122,10 @@ def run_twin(
 
     for ev in scenario.events:
         kernel.at(ev.at_s, PRIO_SIGNAL, _scenario_event, fleet, ev)
+    serving = None
+    if scenario.inference is not None:  # training-only scenarios never build the inference layer
+        serving = InferenceServing(kernel, fleet, scenario.inference, scenario.duration_s, log.emit)
+        serving.start()
     fleet.start()
     until = scenario.duration_s
     kernel.run(until, (lambda now: on_progress(now, until)) if on_progress else None,
@@ -143,6 +149,7 @@ def run_twin(
         decisions=loop.cycles,
         kernel_events=kernel.processed,
         wall_seconds=time.perf_counter() - t0,
+        inference=serving.result if serving is not None else None,
     )
 
 
