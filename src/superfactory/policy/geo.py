@@ -1,0 +1,401 @@
+"""The ``geo`` policy: place, keep, move or pause every training job across factories by forecast power price,
+carbon, latency and law.
+
+Each full cycle solves one assignment problem (:mod:`.solver`) over all pending and running jobs:
+
+- **columns** of a job: run in factory ``f`` (cleared by sovereignty, right accelerator, up), or wait/pause.
+  Cost per hour of running = ``alpha`` x energy cost + ``beta`` x carbon cost + ``gamma`` x latency penalty,
+  where energy is the job's extra facility power (training minus idle, x PUE) and price/carbon are their
+  *forecast* means over the next ``horizon_h`` hours (:mod:`.forecast`; the current hour is the realised value
+  the snapshot shows, later hours are forecast from history only).
+- **the value of a GPU-hour** ``lambda_a`` per accelerator type: the ``q``-quantile of the forecast cost of
+  the fleet's GPU-hours of that type over the next day, where ``q`` = demand / capacity, capped at
+  ``capacity_share``. Waiting costs ``lambda_a`` per GPU-hour, so a job runs now only where running is at
+  most as expensive as the GPU-hours the fleet is expected to use anyway: training chases cheap power, and
+  when the queue exceeds ``capacity_share`` of the fleet the dearest capacity-hours are left idle (the
+  throughput-for-cost trade the source material quotes: ~34 % lower cost at ~94 % throughput).
+- **running jobs**: staying is discounted by ``hysteresis``; migrating adds the migration cost (final
+  checkpoint + checkpoint size / WAN bandwidth + restart, in GPU-hours valued at ``lambda_a``) amortised over
+  ``min(remaining, amortise_h)``; pausing adds drain + restart the same way. Moves obey
+  :class:`~.migration.MigrationGovernor` (once per hour per job, per-destination quota with a 20 % emergency
+  reserve, exponential backoff on refusal).
+- **rows**: free nodes per (factory, accelerator) and IT-power headroom per factory (power cap / PUE and
+  cooling capacity), so no plan can exceed a cap; staying jobs hold their own nodes and power.
+
+When: a full solve runs on the first decision of every simulated hour (prices are hourly), whenever a price
+differs from the one the last solve used (a price shock), a factory goes down or up, and at most every
+``resolve_s`` otherwise while jobs wait. In between (the twin calls the policy after every state change and
+every ``cycle_s`` = 30 s), newly pending jobs (arrivals, restarts after failures) are placed greedily in their
+cheapest column that beats waiting, using the last solve's ``lambda_a``. This keeps a month of the default
+scenario to about a thousand LP solves. Sovereignty refusals are reported in the waiting reasons (prefixed
+``sovereignty:``) so the actuator can emit audit events.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from superfactory.domain.factory import Factory
+from superfactory.domain.fleet import NODE_DOWN, NODE_FREE, FleetSnapshot, JobView, Migrate, Place, Plan, Preempt
+from superfactory.domain.job import TrainingJob
+from superfactory.domain.topology import topology_of
+from superfactory.policy import solver as S
+from superfactory.policy.feasibility import sovereignty_refusal
+from superfactory.policy.forecast import SeasonalForecaster
+from superfactory.policy.gangfit import place_gang, shape_of
+from superfactory.policy.migration import MigrationGovernor
+from superfactory.policy.nodes import first_fit, nodes_needed
+from superfactory.policy.registry import register
+
+HOUR_S = 3600
+_BIG = 1e12
+
+
+@dataclass(frozen=True, slots=True)
+class _Col:
+    job: int
+    factory: int  # -1 = wait / pause
+    cost: float
+    nodes: int
+    it_w: float
+    migrating: bool
+
+
+def _system(f: Factory, acc: str) -> tuple[int, float] | None:
+    """(GPUs per node, extra IT W per node when training) of ``acc`` in ``f``, or None."""
+    cl = f.clusters_of(acc)
+    if not cl:
+        return None
+    s = cl[0].system
+    return s.gpus_per_node, s.training_power_per_node_w - s.idle_power_per_node_w
+
+
+def pick_nodes(f: Factory, status: npt.NDArray[np.uint8], job: TrainingJob) -> tuple[int, ...] | None:
+    """Topology-aware nodes for ``job`` in ``f`` (smallest subtree, TP groups inside NVLink domains, see
+    :mod:`.gangfit`), falling back to first-fit; ``None`` if too few nodes are free."""
+    cl = f.clusters_of(job.accelerator)
+    if not cl:
+        return None
+    s = cl[0].system
+    usable = np.zeros(f.nodes, dtype=bool)
+    for c in cl:
+        usable[c.node_offset:c.node_end] = status[c.node_offset:c.node_end] == NODE_FREE
+    nodes = place_gang(topology_of(f), usable, shape_of(job, s.gpus_per_node, s.nodes_per_domain))
+    return nodes if nodes is not None else first_fit(f, status, job.accelerator, job.gpus)
+
+
+@register("geo")
+class GeoPolicy:
+    """Fleet-wide placement by forecast price, carbon, latency and sovereignty (LP + rounding + MILP)."""
+
+    cycle_s = 30
+
+    def __init__(self, alpha: float = 1.0, beta_usd_per_tco2: float = 0.0, gamma_usd_per_ms_mwh: float = 0.0,
+                 horizon_h: int = 6, capacity_share: float = 0.9, hysteresis: float = 0.15,
+                 amortise_h: float = 6.0, resolve_s: int = 900, migrate: bool = True,
+                 quota_share: float = 0.25, milp_time_limit_s: float = 5.0) -> None:
+        if not 0.0 < capacity_share <= 1.0:
+            raise ValueError("capacity_share must be in (0, 1]")
+        self.alpha = alpha
+        self.beta = beta_usd_per_tco2
+        self.gamma = gamma_usd_per_ms_mwh
+        self.horizon_h = max(1, int(horizon_h))
+        self.capacity_share = capacity_share
+        self.hysteresis = hysteresis
+        self.amortise_h = amortise_h
+        self.resolve_s = resolve_s
+        self.migrate = migrate
+        self.milp_time_limit_s = milp_time_limit_s
+        self.governor = MigrationGovernor(quota_share=quota_share)
+        self.forecaster = SeasonalForecaster()
+        self.lp = S.PersistentLP()
+        self._fc_cache: dict[tuple[str, str, int, float], tuple[float, npt.NDArray[np.float64]]] = {}
+        self._last_solve_s = -10**12
+        self._last_sig: tuple[object, ...] = ()
+        self._lam: dict[str, float] = {}
+        self._keys: dict[str, int] = {}
+        self.solves = 0
+        self._last_quick: tuple[object, ...] = ()
+        self._last_wait_plan = Plan()
+
+    # == signals ===========================================================================================
+    def _signal(self, kind: str, name: str, history: tuple[float, ...], now_value: float
+                ) -> tuple[float, npt.NDArray[np.float64]]:
+        """(mean over the next ``horizon_h`` hours, 24-hour path) of a signal, current hour = ``now_value``.
+
+        Forecasts come from ``history`` (past and current hour only) and are cached per hour.
+        """
+        key = (kind, name, len(history), now_value)
+        hit = self._fc_cache.get(key)
+        if hit is not None:
+            return hit
+        if len(history) == 0:
+            path = np.full(24, now_value)
+        else:
+            hist = list(history)
+            hist[-1] = now_value
+            path = np.concatenate([[now_value], self.forecaster.forecast(hist, 23)])
+        path = np.maximum(path, 0.0)
+        out = (float(path[: self.horizon_h].mean()), path)
+        if len(self._fc_cache) > 4096:
+            self._fc_cache.clear()
+        self._fc_cache[key] = out
+        return out
+
+    def _usd_per_mwh(self, snap: FleetSnapshot) -> tuple[list[float], list[npt.NDArray[np.float64]]]:
+        """Per factory: forecast-mean effective cost (USD per facility MWh) and its 24 h path."""
+        means: list[float] = []
+        paths: list[npt.NDArray[np.float64]] = []
+        for f, st in zip(snap.factories, snap.states, strict=True):
+            pm, pp = self._signal("p", f.market, snap.price_history.get(f.market, ()), st.price_usd_per_mwh)
+            cm, cp = self._signal("c", f.grid, snap.carbon_history.get(f.grid, ()), st.carbon_g_per_kwh)
+            # carbon: g/kWh == kg/MWh -> t/MWh is /1000
+            means.append(self.alpha * pm + self.beta * cm / 1000.0)
+            paths.append(self.alpha * pp + self.beta * cp / 1000.0)
+        return means, paths
+
+    def _lambdas(self, snap: FleetSnapshot, paths: list[npt.NDArray[np.float64]]) -> dict[str, float]:
+        """Value of a GPU-hour per accelerator (USD/GPU-h): a quantile of next-day forecast GPU-hour costs."""
+        lam: dict[str, float] = {}
+        accs = sorted({a for f in snap.factories for a in f.accelerators})
+        demand = dict.fromkeys(accs, 0)
+        for v in snap.pending + snap.running:
+            demand[v.job.accelerator] = demand.get(v.job.accelerator, 0) + v.job.gpus
+        for a in accs:
+            costs: list[npt.NDArray[np.float64]] = []
+            weights: list[float] = []
+            for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
+                sysinfo = _system(f, a)
+                if sysinfo is None or not st.up:
+                    continue
+                gpn, dw = sysinfo
+                status = np.frombuffer(st.node_status, dtype=np.uint8)
+                healthy = sum(int((status[c.node_offset:c.node_end] != NODE_DOWN).sum()) for c in f.clusters_of(a))
+                costs.append(paths[i] * dw / gpn * f.pue / 1e6)
+                weights.append(float(healthy * gpn))
+            cap = sum(weights)
+            if cap <= 0:
+                lam[a] = _BIG
+                continue
+            q = demand[a] / cap
+            if q >= 1.0 and self.capacity_share >= 1.0:
+                lam[a] = _BIG
+                continue
+            q = min(q * 1.05, self.capacity_share)  # a little slack above demand so queues drain
+            c = np.concatenate(costs)
+            w = np.repeat(np.asarray(weights) / 24.0, 24)
+            order = np.argsort(c, kind="stable")
+            cw = np.cumsum(w[order]) / w.sum()
+            k = int(np.searchsorted(cw, q))
+            lam[a] = float(c[order][min(k, c.size - 1)])
+        return lam
+
+    # == columns ===========================================================================================
+    def _latency_ms(self, snap: FleetSnapshot, a: str | None, b: str) -> float:
+        if a is None or a == b:
+            return 0.0
+        for lk in snap.links:
+            if {lk.a, lk.b} == {a, b}:
+                return lk.latency_ms
+        return 100.0
+
+    def _bandwidth_gbps(self, snap: FleetSnapshot, a: str, b: str) -> float:
+        for lk in snap.links:
+            if {lk.a, lk.b} == {a, b}:
+                return lk.bandwidth_gbps
+        return 100.0  # no direct link: a routed default, as the twin assumes
+
+    def _columns(self, snap: FleetSnapshot, views: list[JobView], running: set[int], usd: list[float],
+                 emergency: set[int], waiting: dict[str, str]) -> list[_Col]:
+        now = snap.now_s
+        cols: list[_Col] = []
+        for jx, v in enumerate(views):
+            job = v.job
+            lam = self._lam.get(job.accelerator, _BIG)
+            lam_eff = lam if lam < _BIG else 1.0
+            remaining_h = max(1.0, (job.work_s - v.progress_s) / HOUR_S)
+            amort_h = min(remaining_h, self.amortise_h)
+            ck = job.checkpoint
+            drain_h = (ck.blocking_s + ck.async_write_s + job.recovery.restart_s) / HOUR_S
+            cur = snap.factory_index(v.factory_id) if v.factory_id is not None else -1
+            reasons: list[str] = []
+            for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
+                sov = sovereignty_refusal(job, f)
+                if sov is not None:
+                    reasons.append(f"sovereignty: {sov}")
+                    continue
+                if not st.up or f.gpus_of(job.accelerator) < job.gpus:
+                    continue
+                sysinfo = _system(f, job.accelerator)
+                assert sysinfo is not None
+                dw = sysinfo[1]
+                nodes = nodes_needed(f, job.accelerator, job.gpus)
+                it_w = nodes * dw
+                mw = it_w * f.pue / 1e6
+                cost = mw * usd[i] + self.gamma * mw * self._latency_ms(snap, job.home_factory, f.id)
+                if jx in running:
+                    if i == cur:
+                        cols.append(_Col(jx, i, cost * (1.0 - self.hysteresis), 0, 0.0, False))
+                        continue
+                    if not (self.migrate and job.migratable and self.governor.may_move(job.id, now)):
+                        continue
+                    if self.governor.backing_off(job.id, f.id, now):
+                        continue
+                    assert v.factory_id is not None
+                    xfer_h = ck.size_bytes * 8 / (self._bandwidth_gbps(snap, v.factory_id, f.id) * 1e9) / HOUR_S
+                    mig = (drain_h + xfer_h) * job.gpus * lam_eff / amort_h
+                    cols.append(_Col(jx, i, cost + mig, nodes, it_w, True))
+                else:
+                    moved = v.last_factory_id is not None and v.last_factory_id != f.id
+                    if moved and not self.governor.may_move(job.id, now) and jx not in emergency:
+                        continue
+                    cols.append(_Col(jx, i, cost, nodes, it_w, moved and jx not in emergency))
+            wait = job.gpus * lam * (1.0 + 0.02 * job.priority)
+            if jx in running:
+                wait += drain_h * job.gpus * lam_eff / amort_h
+            cols.append(_Col(jx, -1, wait, 0, 0.0, False))
+            if jx not in running and reasons and not any(c.job == jx and c.factory >= 0 for c in cols[-3:]):
+                waiting[job.id] = "; ".join(reasons)
+        return cols
+
+    # == decide ============================================================================================
+    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
+        snap = snapshot
+        now = snap.now_s
+        sig = (now // HOUR_S, tuple(s.price_usd_per_mwh for s in snap.states), tuple(s.up for s in snap.states))
+        full = sig != self._last_sig or (snap.pending and now - self._last_solve_s >= self.resolve_s)
+        if not full:
+            # between full solves only new pending jobs or freed capacity can change the answer
+            quick = (tuple(v.job.id for v in snap.pending), tuple(hash(st.node_status) for st in snap.states))
+            if not snap.pending or quick == self._last_quick:
+                return self._last_wait_plan
+            self._last_quick = quick
+        usd, paths = self._usd_per_mwh(snap)
+        if full:
+            self._lam = self._lambdas(snap, paths)
+            self._last_sig = sig
+            self._last_solve_s = now
+            self.solves += 1
+            views = list(snap.running) + list(snap.pending)
+            running = set(range(len(snap.running)))
+        else:
+            views = list(snap.pending)
+            running = set()
+        down = {f.id for f, st in zip(snap.factories, snap.states, strict=True) if not st.up}
+        emergency = {jx for jx, v in enumerate(views) if jx not in running and v.last_factory_id in down}
+        waiting: dict[str, str] = {}
+        cols = self._columns(snap, views, running, usd, emergency, waiting)
+        problem, col_list = self._problem(snap, views, cols, emergency)
+        if full:
+            sol = S.solve(problem, self.milp_time_limit_s, self.lp)
+        else:
+            sol = S.Assignment(S.greedy(problem), 0.0, float("-inf"), "greedy")
+        plan = self._actions(snap, views, running, [col_list[int(c)] for c in sol.choice], cols, rng, waiting)
+        self.governor.forget({v.job.id for v in snap.pending + snap.running})
+        self._last_wait_plan = Plan((), plan.waiting) if not plan.actions else Plan()
+        return plan
+
+    def _problem(self, snap: FleetSnapshot, views: list[JobView], cols: list[_Col], emergency: set[int]
+                 ) -> tuple[S.AssignmentProblem, list[_Col]]:
+        nf = len(snap.factories)
+        accs = sorted({a for f in snap.factories for a in f.accelerators})
+        acc_ix = {a: k for k, a in enumerate(accs)}
+        # rows: [free nodes per (factory, acc)] [IT headroom per factory, W] [migration quota per factory]
+        free = np.zeros(nf * len(accs))
+        for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
+            status = np.frombuffer(st.node_status, dtype=np.uint8)
+            for cl in f.clusters:
+                n_free = int((status[cl.node_offset:cl.node_end] == NODE_FREE).sum())
+                free[i * len(accs) + acc_ix[cl.accelerator]] += n_free
+        head = np.array([max(0.0, min(f.power_cap_w / f.pue, f.cooling_capacity_w) - st.it_power_w)
+                         for f, st in zip(snap.factories, snap.states, strict=True)])
+        quota = np.array([self.governor.quota_left_gpus(f.id, f.gpus, snap.now_s, emergency=False)
+                          for f in snap.factories])
+        row_cap = np.concatenate([free, head, quota])
+        cols_sorted = sorted(cols, key=lambda c: (c.job, c.factory))
+        ptr = np.zeros(len(views) + 1, dtype=np.int64)
+        np.cumsum(np.bincount([c.job for c in cols_sorted], minlength=len(views)), out=ptr[1:])
+        k = len(cols_sorted)
+        col_rows = np.full((k, 3), -1, dtype=np.int64)
+        col_use = np.zeros((k, 3))
+        current = np.full(len(views), -1, dtype=np.int64)
+        for n, c in enumerate(cols_sorted):
+            v = views[c.job]
+            if c.factory < 0:
+                continue
+            if c.nodes == 0:  # staying where it runs
+                current[c.job] = n
+                continue
+            col_rows[n, 0] = c.factory * len(accs) + acc_ix[v.job.accelerator]
+            col_use[n, 0] = c.nodes
+            col_rows[n, 1] = len(free) + c.factory
+            col_use[n, 1] = c.it_w
+            if c.migrating:
+                col_rows[n, 2] = len(free) + nf + c.factory
+                col_use[n, 2] = v.job.gpus
+        keys = np.array([self._key(v.job.id) for v in views], dtype=np.int64)
+        return S.AssignmentProblem(ptr, np.array([c.factory for c in cols_sorted], dtype=np.int64),
+                                   np.array([c.cost for c in cols_sorted]), col_rows, col_use, row_cap, keys,
+                                   current), cols_sorted
+
+    def _key(self, job_id: str) -> int:
+        k = self._keys.get(job_id)
+        if k is None:
+            k = self._keys[job_id] = len(self._keys)
+        return k
+
+    def _actions(self, snap: FleetSnapshot, views: list[JobView], running: set[int], chosen: list[_Col],
+                 cols: list[_Col], rng: np.random.Generator, waiting: dict[str, str]) -> Plan:
+        now = snap.now_s
+        status = [np.frombuffer(st.node_status, dtype=np.uint8).copy() for st in snap.states]
+        actions: list[Place | Migrate | Preempt] = []
+        best_move: dict[int, _Col] = {}
+        for c in cols:
+            if c.migrating and c.job in running and (c.job not in best_move or c.cost < best_move[c.job].cost):
+                best_move[c.job] = c
+        for c in sorted(chosen, key=lambda c: (-views[c.job].job.priority, views[c.job].job.submit_s, c.job)):
+            v = views[c.job]
+            job = v.job
+            if c.job in running:
+                cur = snap.factory_index(v.factory_id) if v.factory_id is not None else -1
+                if c.factory == cur:
+                    # a cheaper move the quota refused: back off before trying that destination again
+                    bm = best_move.get(c.job)
+                    if bm is not None and bm.cost < c.cost and self.governor.quota_left_gpus(
+                            snap.factories[bm.factory].id, snap.factories[bm.factory].gpus, now, False) < job.gpus:
+                        self.governor.refuse(job.id, snap.factories[bm.factory].id, now, rng)
+                    continue
+                if c.factory < 0:
+                    actions.append(Preempt(job.id, "geo: paused, running here costs more than the value of a "
+                                                   "GPU-hour over the forecast horizon"))
+                    continue
+                f = snap.factories[c.factory]
+                nodes = pick_nodes(f, status[c.factory], job)
+                if nodes is None:
+                    continue
+                status[c.factory][list(nodes)] = 1
+                self.governor.record_move(job.id, f.id, job.gpus, now)
+                actions.append(Migrate(job.id, f.id, nodes, "geo: cheaper forecast power"))
+                continue
+            if c.factory < 0:
+                waiting.setdefault(job.id, "geo: waiting for cheaper power or free capacity "
+                                           f"(value of a GPU-hour {self._lam.get(job.accelerator, math.inf):.4f} USD)")
+                continue
+            f = snap.factories[c.factory]
+            nodes = pick_nodes(f, status[c.factory], job)
+            if nodes is None:
+                waiting[job.id] = f"{f.id}: not enough free {job.accelerator} nodes"
+                continue
+            status[c.factory][list(nodes)] = 1
+            if c.migrating or (v.last_factory_id is not None and v.last_factory_id != f.id):
+                self.governor.record_move(job.id, f.id, job.gpus, now)
+            else:
+                self.governor.record_start(job.id, now)
+            waiting.pop(job.id, None)
+            actions.append(Place(job.id, f.id, nodes))
+        pending_ids = {v.job.id for v in snap.pending}
+        return Plan(tuple(actions), tuple(sorted((j, r) for j, r in waiting.items() if j in pending_ids)))
