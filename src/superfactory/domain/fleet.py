@@ -141,7 +141,10 @@ class Plan:
     Attributes:
         actions: what to do, in order.
         waiting: ``(job_id, reason)`` for every pending job left unplaced, in words a user can read.
+        refusals: ``(job_id, factory_id, rule)`` for every placement a hard rule forbade (sovereignty, carbon
+            budget); the world records each distinct refusal once as an ``AuditRefusal`` event.
     """
 
     actions: tuple[Action, ...] = ()
     waiting: tuple[tuple[str, str], ...] = ()
+    refusals: tuple[tuple[str, str, str], ...] = ()

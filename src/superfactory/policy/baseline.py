@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, JobView, Place, Plan
-from superfactory.policy.feasibility import added_it_power_w, power_refusal, static_refusal
+from superfactory.policy.feasibility import added_it_power_w, power_refusal, sovereignty_refusal, static_refusal
 from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
 from superfactory.policy.registry import register
 
@@ -43,6 +43,7 @@ class _FirstFitPlanner(ABC):
         it_power = [s.it_power_w for s in snapshot.states]
         actions: list[Place] = []
         waiting: list[tuple[str, str]] = []
+        refusals: list[tuple[str, str, str]] = []
         for view in _queue_order(snapshot.pending):
             job = view.job
             reasons: list[str] = []
@@ -52,6 +53,9 @@ class _FirstFitPlanner(ABC):
                 refusal = static_refusal(job, f, st)
                 if refusal is not None:
                     reasons.append(refusal)
+                    rule = sovereignty_refusal(job, f)
+                    if rule is not None and f.gpus_of(job.accelerator) >= job.gpus:
+                        refusals.append((job.id, f.id, f"sovereignty: {rule}"))
                     continue
                 extra_w = added_it_power_w(f, job.accelerator, nodes_needed(f, job.accelerator, job.gpus))
                 refusal = power_refusal(f, it_power[i], extra_w)
@@ -78,7 +82,7 @@ class _FirstFitPlanner(ABC):
                 break
             if not placed:
                 waiting.append((job.id, "; ".join(reasons) or "no candidate factory"))
-        return Plan(tuple(actions), tuple(waiting))
+        return Plan(tuple(actions), tuple(waiting), tuple(refusals))
 
 
 @register("greedy")

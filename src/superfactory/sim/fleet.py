@@ -73,6 +73,8 @@ class SimulatedFleet:
         self.holding: dict[int, JobRuntime] = {}
         self.hour_rows: list[HourRow] = []
         self.request_decision: Callable[[], None] = lambda: None
+        self.periodic = False  # set by the twin for policies with a cycle: they also decide on every price change
+        self._refused: set[tuple[str, str, str]] = set()  # audit refusals already emitted (job, factory, reason)
         seeds = np.random.SeedSequence(int(rng.integers(2**63))).spawn(len(factories) + 1)
         self.planned_rng = np.random.default_rng(seeds[-1])
         self.failures = [
@@ -156,6 +158,12 @@ class SimulatedFleet:
 
     # == Actuator ============================================================================================
     def apply(self, plan: Plan) -> None:
+        now = self.k.now_s()
+        for job_id, factory_id, reason in plan.refusals:
+            key = (job_id, factory_id, reason)
+            if key not in self._refused:  # one audit record per distinct refusal, not one per decision
+                self._refused.add(key)
+                self.emit(Event(now, EventKind.AUDIT_REFUSAL, job_id, factory_id, cause=reason))
         for action in plan.actions:
             if isinstance(action, Place):
                 self._place(action)
@@ -657,7 +665,7 @@ class SimulatedFleet:
         self.close_hour(now)
         self._emit_prices(now)
         self.k.after(HOUR_S, PRIO_SIGNAL, self._hour_tick)
-        if self.pending:  # new prices matter to waiting jobs; periodic policies have their own cycle (cycle_s)
+        if self.pending or self.periodic:  # new prices matter to waiting jobs and to periodic (geo) policies
             self.request_decision()
 
     def close_hour(self, now: int) -> None:

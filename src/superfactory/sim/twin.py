@@ -114,9 +114,15 @@ def run_twin(
 
     fleet.request_decision = request
     cycle_s = int(getattr(pol, "cycle_s", 0) or 0)
+    # A periodic policy may say, cheaply and before any snapshot is built, whether a cycle is worth running
+    # (``wants_cycle(now_s) -> bool``); building a snapshot every 30 s of a month would dominate the run.
+    wants_cycle = getattr(pol, "wants_cycle", None)
     if cycle_s > 0:
+        fleet.periodic = True
+
         def cycle() -> None:
-            request()
+            if wants_cycle is None or wants_cycle(kernel.now_s()):
+                request()
             kernel.after(cycle_s, PRIO_DECIDE - 1, cycle)
         kernel.at(0, PRIO_DECIDE - 1, cycle)
 

@@ -66,3 +66,11 @@ def test_priority_then_submission_order() -> None:
     jobs = [_job("low", priority=0), _job("high", priority=5, submit=10)]
     plan = make_policy("greedy").decide(_snap(fs, [10.0], jobs), np.random.default_rng(0))
     assert [a.job_id for a in plan.actions] == ["high"]
+
+
+def test_sovereignty_refusals_are_reported_for_audit() -> None:
+    fs = [_factory("us"), _factory("eu", clearances=frozenset({"EU", "EU_PERSONAL"}))]
+    plan = make_policy("greedy").decide(_snap(fs, [10.0, 90.0], [_job("p", sov=frozenset({"EU_PERSONAL"}))]),
+                                        np.random.default_rng(0))
+    assert plan.refusals == (("p", "us", "sovereignty: us lacks clearance for EU_PERSONAL"),)
+    assert plan.actions == (Place("p", "eu", (0, 1)),)
