@@ -17,6 +17,8 @@ Steps, per (service, PoP):
    more than ``hysteresis`` (fraction); otherwise the current allocation is kept. Scale-ups are immediate.
 4. **Latency filter**: a factory is eligible for a PoP when it is up, has the service's accelerator, and
    ``RTT(PoP, factory) + P99 prefill time <= SLO x (1 - queue_margin)`` (the rest is left for queueing).
+   When prefill alone breaks that (long prompts), no factory can meet the SLO: the PoP is served best effort
+   from the factories whose RTT alone fits, and the plan reports it in ``unserved``.
 5. **Choose by spare capacity, not distance**: the allocation the PoP already holds at eligible factories is
    kept (no churn, no new cold starts); any extra replicas go to the eligible factory with the most spare
    nodes (free nodes not yet promised this cycle), then the next; if free nodes run out, to the factory with
@@ -186,9 +188,12 @@ class PrePlacer:
         """Forecast peak arrival rate over the next horizon from a per-minute history, req/s."""
         return holt_peak(history[-self.window_min:], self.horizon_s // 60, self.alpha, self.beta)
 
-    def eligible(self, view: InferenceView, prof: ServiceProfile, pop: str) -> list[FactoryCapacity]:
-        """Factories whose network + prefill latency leaves the queueing margin of the SLO."""
-        budget_ms = prof.service.slo_p99_ms * (1 - self.queue_margin) - prof.p99_service_s * 1000.0
+    def eligible(self, view: InferenceView, prof: ServiceProfile, pop: str,
+                 network_only: bool = False) -> list[FactoryCapacity]:
+        """Factories whose network + prefill latency leaves the queueing margin of the SLO (``network_only``:
+        whose RTT alone does, the best-effort fallback when prefill alone breaks the SLO)."""
+        budget_ms = prof.service.slo_p99_ms * (1 - self.queue_margin) - (
+            0.0 if network_only else prof.p99_service_s * 1000.0)
         acc = prof.service.accelerator
         return [
             fc for fc in view.factories
@@ -220,6 +225,12 @@ class PrePlacer:
             have = sum(current.values())
             target = need if need >= have or need < have * (1 - self.hysteresis) else have
             elig = self.eligible(view, prof, d.pop)
+            if not elig and target > 0:
+                # prefill alone exceeds the SLO: serve best effort from factories the network allows and say so
+                elig = self.eligible(view, prof, d.pop, network_only=True)
+                unserved.append((d.service_id, d.pop, f"SLO infeasible: P99 prefill {prof.p99_service_s * 1e3:.0f} ms"
+                                 f" alone exceeds {1 - self.queue_margin:.0%} of the {prof.service.slo_p99_ms:g} ms "
+                                 "SLO; serving best effort"))
             names = [fc.factory_id for fc in elig]
             kept = {f: n for f, n in current.items() if f in names}
             for f, n in sorted(kept.items(), key=lambda kv: (free.get((kv[0], acc), 0), kv[0])):
