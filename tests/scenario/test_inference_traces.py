@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from superfactory.cli.main import app
+from superfactory.domain.events import EventKind
 from superfactory.observe.summary import summarize
 from superfactory.scenario.loader import load_scenario
 from superfactory.sim.twin import run_twin
@@ -17,7 +18,13 @@ from superfactory.sim.twin import run_twin
 
 def test_azure_conversation_meets_the_slo_with_little_idle_headroom(shared_data: Path) -> None:
     sc = load_scenario("inference-azure")
-    s = summarize(run_twin(sc))
+    res = run_twin(sc)
+    s = summarize(res)
+    # scaling and weight syncs are domain events like any other (reports and dashboards consume them)
+    kinds = {e.kind for e in res.events}
+    assert {EventKind.REPLICAS_SCALED, EventKind.WEIGHT_SYNC_STARTED} <= kinds
+    syncs = sum(1 for e in res.events if e.kind is EventKind.WEIGHT_SYNC_STARTED)
+    assert syncs == s["inference_weight_syncs"]
     assert s["inference_slo_attainment"] >= 0.999  # P99 TTFT < 150 ms (network included) in >= 99.9 % of minutes
     assert s["inference_idle_share"] <= 0.15
     assert s["inference_load_vs_provisioned"] >= 0.95  # load vs the capacity provisioned before headroom

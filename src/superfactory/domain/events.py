@@ -34,6 +34,9 @@ class EventKind(StrEnum):
     LINK_RESTORED = "LinkRestored"
     PRICE_CHANGED = "PriceChanged"
     AUDIT_REFUSAL = "AuditRefusal"  # a placement refused by a hard rule (sovereignty, carbon budget)
+    REPLICAS_SCALED = "ReplicasScaled"  # inference replicas of a service at a factory changed (value = new count)
+    WEIGHT_SYNC_STARTED = "WeightSyncStarted"  # model weights start crossing the WAN (value = seconds)
+    WEIGHT_SYNC_COMPLETED = "WeightSyncCompleted"
 
 
 @dataclass(frozen=True, slots=True)

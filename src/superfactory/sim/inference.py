@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from superfactory.domain.accelerator import SYSTEMS
-from superfactory.domain.events import Event
+from superfactory.domain.events import Event, EventKind
 from superfactory.domain.fleet import Plan, Preempt
 from superfactory.policy.inference import (
     WEIGHTS_ABSENT,
@@ -236,10 +236,12 @@ class InferenceServing:
         self.weights[(sid, fi)] = WEIGHTS_SYNCING
         self.sync_done_s[(sid, fi)] = now + seconds
         self.result.weight_syncs += 1
+        self.emit(Event(now, EventKind.WEIGHT_SYNC_STARTED, sid, dst, value=float(seconds)))
         self.k.after(seconds, PRIO_DECIDE - 3, self._sync_done, sid, fi)
 
     def _sync_done(self, sid: str, fi: int) -> None:
         self.weights[(sid, fi)] = WEIGHTS_PRESENT
+        self.emit(Event(self.k.now_s(), EventKind.WEIGHT_SYNC_COMPLETED, sid, self.fleet.factories[fi].id))
 
     def _ready_at(self, sid: str, fi: int) -> tuple[int, bool]:
         now = self.k.now_s()
@@ -254,6 +256,9 @@ class InferenceServing:
         key = (sid, fi)
         reps = self.replicas.setdefault(key, [])
         acc = self.svcs[sid].served.service.accelerator
+        if want != len(reps):
+            self.emit(Event(self.k.now_s(), EventKind.REPLICAS_SCALED, sid, self.fleet.factories[fi].id,
+                            cause=f"{len(reps)}->{want}", value=float(want)))
         if want < len(reps):
             # release the latest-ready (coldest) first
             reps.sort(key=lambda rp: rp.ready_s)
