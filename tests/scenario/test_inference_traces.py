@@ -11,15 +11,18 @@ from typer.testing import CliRunner
 
 from superfactory.cli.main import app
 from superfactory.domain.events import EventKind
+from superfactory.observe.report import write_report
 from superfactory.observe.summary import summarize
 from superfactory.scenario.loader import load_scenario
 from superfactory.sim.twin import run_twin
 
 
-def test_azure_conversation_meets_the_slo_with_little_idle_headroom(shared_data: Path) -> None:
+def test_azure_conversation_meets_the_slo_with_little_idle_headroom(shared_data: Path, tmp_path: Path) -> None:
     sc = load_scenario("inference-azure")
     res = run_twin(sc)
     s = summarize(res)
+    html = write_report(res, s, tmp_path / "report.html").read_text()
+    assert "<h2>Inference</h2>" in html and html.count("data:image/png;base64,") == 5
     # scaling and weight syncs are domain events like any other (reports and dashboards consume them)
     kinds = {e.kind for e in res.events}
     assert {EventKind.REPLICAS_SCALED, EventKind.WEIGHT_SYNC_STARTED} <= kinds

@@ -21,6 +21,9 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("usd_per_productive_gpu_hour", "power USD / productive GPU-h", "${:.4f}"),
     ("carbon_tco2", "carbon (tCO2)", "{:,.0f}"),
     ("migrations", "migrations", "{:,}"),
+    ("inference_slo_attainment", "inference SLO attainment", "{:.2%}"),
+    ("inference_idle_share", "inference idle share", "{:.1%}"),
+    ("inference_cold_starts", "inference cold starts", "{:,}"),
     ("wall_seconds", "wall time (s)", "{:.2f}"),
 )
 

@@ -106,6 +106,24 @@ def plot_failures(result: TwinResult) -> str:
     return _png(fig)
 
 
+def plot_inference(result: TwinResult) -> str:
+    """P99 time-to-first-token per minute for every (service, PoP), against each service's SLO."""
+    inf = result.inference
+    assert inf is not None
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    for (sid, pop), p99 in sorted(inf.p99_ms.items()):
+        ax.plot([m / 60.0 for m in range(p99.size)], p99, lw=0.8, label=f"{sid} @ {pop}")
+    for sid, slo in sorted(inf.slo_ms.items()):
+        ax.axhline(slo, color="#c0504d", ls="--", lw=1, label=f"{sid} SLO {slo:.0f} ms")
+    ax.set_yscale("log")
+    ax.set_xlabel("simulated hour")
+    ax.set_ylabel("P99 TTFT (ms)")
+    ax.set_title("Inference: P99 time to first token per minute (network + queueing + prefill)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.4f}" if abs(v) < 10 else f"{v:,.1f}"
@@ -133,6 +151,20 @@ def factory_rows(result: TwinResult) -> list[dict[str, Any]]:
             "carbon_tco2": a["carbon_tco2"],
         })
     return rows
+
+
+def _inference_section(result: TwinResult, summary: dict[str, Any]) -> list[str]:
+    if result.inference is None:
+        return []
+    rows = [(k, v) for k, v in summary.items() if k.startswith("inference_")]
+    return [
+        "<h2>Inference</h2><table>",
+        *(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows),
+        "</table>",
+        "<p class='note'>SLO attainment = share of (service, PoP)-minutes whose P99 TTFT met the SLO; idle share = "
+        "reserved inference GPU-time not serving requests (the headroom's cost).</p>",
+        f"<img src='data:image/png;base64,{plot_inference(result)}'>",
+    ]
 
 
 def write_report(result: TwinResult, summary: dict[str, Any], path: Path) -> Path:
@@ -176,6 +208,7 @@ def write_report(result: TwinResult, summary: dict[str, Any], path: Path) -> Pat
         "<h3>Interruptions by cause</h3><table><tr><th>cause</th><th>interruptions</th></tr>",
         *(f"<tr><td>{html.escape(c)}</td><td>{n}</td></tr>" for c, n in causes.items()),
         "</table>",
+        *_inference_section(result, summary),
         "<p class='note'>Tables: <code>summary.json</code>, <code>events.parquet</code>, <code>jobs.parquet</code>, "
         "<code>factory_hours.parquet</code> in this folder (load with pandas or polars).</p>",
         "</body></html>",
