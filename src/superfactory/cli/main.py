@@ -38,15 +38,39 @@ ScenarioArg = Annotated[
 ]
 
 
-def _run(scenario_ref: str, seed: int | None, policy: str | None, progress: bool) -> tuple[Any, dict[str, Any]]:
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="policy parameter KEY=VALUE (YAML value; repeatable), e.g. -p spare_pool=1"),
+]
+
+
+def _params(raw: list[str] | None) -> dict[str, Any] | None:
+    """Parse ``KEY=VALUE`` policy parameters (values as YAML scalars); ``None`` when none were given."""
+    if not raw:
+        return None
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SuperfactoryError(f"--param {item!r}: expected KEY=VALUE, e.g. --param spare_pool=1")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _run(scenario_ref: str, seed: int | None, policy: str | None, progress: bool,
+         params: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     from superfactory.cli.progress import LazyProgress
     from superfactory.observe.summary import summarize
     from superfactory.scenario.loader import load_scenario
     from superfactory.sim.twin import run_twin
 
     sc = load_scenario(scenario_ref)
+    if params is not None and (policy is None or policy == sc.policy):
+        params = {**sc.policy_params, **params}  # override the scenario's own parameters key by key
     with LazyProgress(f"simulating {sc.name}", enabled=progress) as bar:
-        result = run_twin(sc, seed=seed, policy=policy, on_progress=bar)
+        result = run_twin(sc, seed=seed, policy=policy, policy_params=params, on_progress=bar)
     return result, summarize(result)
 
 
@@ -59,9 +83,10 @@ def simulate(
     out_dir: Annotated[Path | None, typer.Option("--out", help="write summary, tables and report.html here")] = None,
     explain: Annotated[str | None, typer.Option(help="explain why job JOB waited / where it ran")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar on runs over a second")] = True,
+    param: ParamOpt = None,
 ) -> None:
     """Run the twin on a scenario and report cost, carbon, ETTR and failures."""
-    result, summary = _run(scenario, seed, policy, progress and not json_out)
+    result, summary = _run(scenario, seed, policy, progress and not json_out, _params(param))
     if out_dir is not None:
         from superfactory.observe.report import write_report
         from superfactory.observe.tables import write_tables
@@ -156,14 +181,20 @@ def compare(
     json_out: Annotated[bool, typer.Option("--json", help="print results as JSON on stdout")] = False,
     out_dir: Annotated[Path | None, typer.Option("--out", help="write compare.json and compare.html here")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    param: ParamOpt = None,
 ) -> None:
-    """Run several policies on the same scenario and seed and compare them."""
+    """Run several policies on the same scenario and seed and compare them.
+
+    --param POLICY.KEY=VALUE sets a parameter of one policy (e.g. -p gang.spare_pool=1); KEY=VALUE without a
+    policy prefix applies to every policy."""
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:
         raise SuperfactoryError("--policies needs at least one policy name")
     rows = []
     for name in names:
-        _, summary = _run(scenario, seed, name, progress and not json_out)
+        mine = [p.split(".", 1)[1] if "." in p.split("=", 1)[0] else p for p in (param or [])
+                if "." not in p.split("=", 1)[0] or p.split(".", 1)[0] == name]
+        _, summary = _run(scenario, seed, name, progress and not json_out, _params(mine))
         rows.append(summary)
     if out_dir is not None:
         from superfactory.observe.compare import write_compare

@@ -99,3 +99,14 @@ def test_default_runs_and_keeps_the_fleet_busy() -> None:
     assert s["gpu_utilization"] >= 0.80  # demand averages >= 80 % of the fleet
     assert s["interruptions"] > 500 and s["jobs_completed"] > 100
     assert yaml.safe_load(builtin_text("default"))["workload"]["load"] >= 0.8
+
+
+def test_policy_params_from_the_command_line() -> None:
+    r = sf("compare", "llama3-405b", "--policies", "greedy,gang", "-p", "gang.spare_pool=1", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["policy"]: row for row in json.loads(r.stdout)["policies"]}
+    assert rows["gang"]["ettr"] > rows["greedy"]["ettr"]  # hot-swap onto a spare beats requeue
+    r = sf("simulate", "llama3-405b", "--policy", "gang", "-p", "bogus=1")
+    assert r.returncode == 2 and "bad parameters" in r.stderr and "bogus" in r.stderr
+    r = sf("simulate", "llama3-405b", "-p", "nokey")
+    assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr
