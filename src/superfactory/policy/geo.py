@@ -48,7 +48,7 @@ from superfactory.policy.feasibility import sovereignty_refusal
 from superfactory.policy.forecast import SeasonalForecaster
 from superfactory.policy.gangfit import place_gang, shape_of
 from superfactory.policy.migration import MigrationGovernor
-from superfactory.policy.nodes import first_fit, nodes_needed
+from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
 from superfactory.policy.registry import register
 
 HOUR_S = 3600
@@ -76,7 +76,8 @@ def _system(f: Factory, acc: str) -> tuple[int, float] | None:
 
 def pick_nodes(f: Factory, status: npt.NDArray[np.uint8], job: TrainingJob) -> tuple[int, ...] | None:
     """Topology-aware nodes for ``job`` in ``f`` (smallest subtree, TP groups inside NVLink domains, see
-    :mod:`.gangfit`), falling back to first-fit; ``None`` if too few nodes are free."""
+    :mod:`.gangfit`), falling back to TP-aligned first fit; ``None`` if no placement keeps every TP group inside
+    one NVLink domain (a split group runs at a fraction of its speed: better to wait or go elsewhere)."""
     cl = f.clusters_of(job.accelerator)
     if not cl:
         return None
@@ -85,7 +86,7 @@ def pick_nodes(f: Factory, status: npt.NDArray[np.uint8], job: TrainingJob) -> t
     for c in cl:
         usable[c.node_offset:c.node_end] = status[c.node_offset:c.node_end] == NODE_FREE
     nodes = place_gang(topology_of(f), usable, shape_of(job, s.gpus_per_node, s.nodes_per_domain))
-    return nodes if nodes is not None else first_fit(f, status, job.accelerator, job.gpus)
+    return nodes if nodes is not None else tp_aligned_fit(f, status, job.accelerator, job.gpus, job.tp_size)
 
 
 @register("geo")
@@ -121,6 +122,19 @@ class GeoPolicy:
         self.solves = 0
         self._last_quick: tuple[object, ...] = ()
         self._last_wait_plan = Plan()
+        self._any_pending = True  # until the first decision says otherwise
+        self._sites_of: tuple[Factory, ...] | None = None
+        self._site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]] = {}
+
+    def wants_cycle(self, now_s: int) -> bool:
+        """Whether a periodic cycle at ``now_s`` may change anything (asked before a snapshot is built).
+
+        Every state change (arrival, failure, completion, outage, price tick or shock) already triggers a
+        decision, so the only thing a quiet 30 s tick can bring is the ``resolve_s`` re-solve while jobs wait
+        (a queue re-examined against a drifting value of a GPU-hour). Skipping the rest keeps a month of the
+        default scenario from building ~86k snapshots.
+        """
+        return self._any_pending and now_s - self._last_solve_s >= self.resolve_s
 
     # == signals ===========================================================================================
     def _signal(self, kind: str, name: str, history: tuple[float, ...], now_value: float
@@ -209,10 +223,43 @@ class GeoPolicy:
                 return lk.bandwidth_gbps
         return 100.0  # no direct link: a routed default, as the twin assumes
 
+    def _sites(self, snap: FleetSnapshot, job: TrainingJob
+               ) -> tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]:
+        """Factories ``job`` may ever run in, as (index, nodes, extra IT W, extra facility MW), and the
+        sovereignty refusals ``(factory id, rule)`` of the factories that have its accelerator but are not
+        cleared for all its data classes (cached per job: factories, clearances and jobs never change)."""
+        if self._sites_of is not snap.factories:
+            self._sites_of = snap.factories
+            self._site_cache.clear()
+        hit = self._site_cache.get(job.id)
+        if hit is not None:
+            return hit
+        sites: list[tuple[int, int, float, float]] = []
+        reasons: list[tuple[str, str]] = []
+        for i, f in enumerate(snap.factories):
+            sov = sovereignty_refusal(job, f)
+            if sov is not None:
+                if f.gpus_of(job.accelerator) >= job.gpus:
+                    reasons.append((f.id, f"sovereignty: {sov}"))
+                continue
+            sysinfo = _system(f, job.accelerator)
+            if sysinfo is None or f.gpus_of(job.accelerator) < job.gpus:
+                continue
+            nodes = nodes_needed(f, job.accelerator, job.gpus)
+            it_w = nodes * sysinfo[1]
+            sites.append((i, nodes, it_w, it_w * f.pue / 1e6))
+        out = (tuple(sites), tuple(reasons))
+        self._site_cache[job.id] = out
+        return out
+
     def _columns(self, snap: FleetSnapshot, views: list[JobView], running: set[int], usd: list[float],
-                 emergency: set[int], waiting: dict[str, str]) -> list[_Col]:
+                 paths: list[npt.NDArray[np.float64]], emergency: set[int], waiting: dict[str, str],
+                 refusals: list[tuple[str, str, str]]) -> list[_Col]:
         now = snap.now_s
         cols: list[_Col] = []
+        # mean_by_h[k][i]: mean forecast USD/MWh of factory i over the next k hours (k = 1..24)
+        cum = np.cumsum(np.asarray(paths), axis=1) if paths else np.zeros((0, 24))
+        mean_by_h = [[0.0] * len(paths)] + [(cum[:, k - 1] / k).tolist() for k in range(1, cum.shape[1] + 1)]
         for jx, v in enumerate(views):
             job = v.job
             lam = self._lam.get(job.accelerator, _BIG)
@@ -222,25 +269,27 @@ class GeoPolicy:
             ck = job.checkpoint
             drain_h = (ck.blocking_s + ck.async_write_s + job.recovery.restart_s) / HOUR_S
             cur = snap.factory_index(v.factory_id) if v.factory_id is not None else -1
-            reasons: list[str] = []
-            for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
-                sov = sovereignty_refusal(job, f)
-                if sov is not None:
-                    reasons.append(f"sovereignty: {sov}")
-                    continue
-                if not st.up or f.gpus_of(job.accelerator) < job.gpus:
-                    continue
-                sysinfo = _system(f, job.accelerator)
-                assert sysinfo is not None
-                dw = sysinfo[1]
-                nodes = nodes_needed(f, job.accelerator, job.gpus)
-                it_w = nodes * dw
-                mw = it_w * f.pue / 1e6
-                cost = mw * usd[i] + self.gamma * mw * self._latency_ms(snap, job.home_factory, f.id)
-                if jx in running:
+            sites, reasons = self._sites(snap, job)
+            # Running job: stay vs pause is judged on the next ``horizon_h`` hours (pause through a dear evening),
+            # stay vs move on the forecast over its remaining run (up to 24 h): a short window would chase the
+            # out-of-phase daily cycles of two markets and flap. A move's column is therefore the staying cost
+            # plus the long-run difference between destination and origin plus the amortised migration cost.
+            span = min(len(mean_by_h) - 1, max(1, math.ceil(remaining_h)))
+            home = job.home_factory
+            stay_short = stay_long = 0.0
+            if jx in running:
+                for i, _nodes, _it_w, mw in sites:
                     if i == cur:
-                        cols.append(_Col(jx, i, cost * (1.0 - self.hysteresis), 0, 0.0, False))
-                        continue
+                        lat = self.gamma * mw * self._latency_ms(snap, home, snap.factories[i].id)
+                        stay_short = mw * usd[i] + lat
+                        stay_long = mw * mean_by_h[span][i] + lat
+                        cols.append(_Col(jx, i, stay_short * (1.0 - self.hysteresis), 0, 0.0, False))
+            for i, nodes, it_w, mw in sites:
+                if not snap.states[i].up or (jx in running and i == cur):
+                    continue
+                f = snap.factories[i]
+                lat = self.gamma * mw * self._latency_ms(snap, home, f.id)
+                if jx in running:
                     if not (self.migrate and job.migratable and self.governor.may_move(job.id, now)):
                         continue
                     if self.governor.backing_off(job.id, f.id, now):
@@ -248,24 +297,29 @@ class GeoPolicy:
                     assert v.factory_id is not None
                     xfer_h = ck.size_bytes * 8 / (self._bandwidth_gbps(snap, v.factory_id, f.id) * 1e9) / HOUR_S
                     mig = (drain_h + xfer_h) * job.gpus * lam_eff / amort_h
-                    cols.append(_Col(jx, i, cost + mig, nodes, it_w, True))
+                    cost = stay_short + (mw * mean_by_h[span][i] + lat - stay_long) + mig
+                    cols.append(_Col(jx, i, cost, nodes, it_w, True))
                 else:
                     moved = v.last_factory_id is not None and v.last_factory_id != f.id
                     if moved and not self.governor.may_move(job.id, now) and jx not in emergency:
                         continue
-                    cols.append(_Col(jx, i, cost, nodes, it_w, moved and jx not in emergency))
+                    cols.append(_Col(jx, i, mw * usd[i] + lat, nodes, it_w, moved and jx not in emergency))
             wait = job.gpus * lam * (1.0 + 0.02 * job.priority)
             if jx in running:
                 wait += drain_h * job.gpus * lam_eff / amort_h
             cols.append(_Col(jx, -1, wait, 0, 0.0, False))
-            if jx not in running and reasons and not any(c.job == jx and c.factory >= 0 for c in cols[-3:]):
-                waiting[job.id] = "; ".join(reasons)
+            if jx not in running and reasons:
+                # every factory that would otherwise take the job but is not cleared for its data: an audit event
+                refusals.extend((job.id, fid, rule) for fid, rule in reasons)
+                if not sites:
+                    waiting[job.id] = "; ".join(f"{fid}: {rule}" for fid, rule in reasons)
         return cols
 
     # == decide ============================================================================================
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
         snap = snapshot
         now = snap.now_s
+        self._any_pending = bool(snap.pending)
         sig = (now // HOUR_S, tuple(s.price_usd_per_mwh for s in snap.states), tuple(s.up for s in snap.states))
         full = sig != self._last_sig or (snap.pending and now - self._last_solve_s >= self.resolve_s)
         if not full:
@@ -288,13 +342,15 @@ class GeoPolicy:
         down = {f.id for f, st in zip(snap.factories, snap.states, strict=True) if not st.up}
         emergency = {jx for jx, v in enumerate(views) if jx not in running and v.last_factory_id in down}
         waiting: dict[str, str] = {}
-        cols = self._columns(snap, views, running, usd, emergency, waiting)
+        refusals: list[tuple[str, str, str]] = []
+        cols = self._columns(snap, views, running, usd, paths, emergency, waiting, refusals)
         problem, col_list = self._problem(snap, views, cols, emergency)
         if full:
             sol = S.solve(problem, self.milp_time_limit_s, self.lp)
         else:
             sol = S.Assignment(S.greedy(problem), 0.0, float("-inf"), "greedy")
         plan = self._actions(snap, views, running, [col_list[int(c)] for c in sol.choice], cols, rng, waiting)
+        plan = Plan(plan.actions, plan.waiting, tuple(refusals))
         self.governor.forget({v.job.id for v in snap.pending + snap.running})
         self._last_wait_plan = Plan((), plan.waiting) if not plan.actions else Plan()
         return plan
