@@ -53,6 +53,7 @@ from superfactory.policy.registry import register
 
 HOUR_S = 3600
 _BIG = 1e12
+_MOVABLE = frozenset({"running", "checkpointing"})  # states in which the twin accepts Migrate and Preempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ class GeoPolicy:
     cycle_s = 30
 
     def __init__(self, alpha: float = 1.0, beta_usd_per_tco2: float = 0.0, gamma_usd_per_ms_mwh: float = 0.0,
-                 horizon_h: int = 6, capacity_share: float = 0.9, hysteresis: float = 0.15,
+                 horizon_h: int = 12, capacity_share: float = 0.8, hysteresis: float = 0.15,
                  amortise_h: float = 6.0, resolve_s: int = 900, migrate: bool = True,
                  quota_share: float = 0.25, milp_time_limit_s: float = 5.0) -> None:
         if not 0.0 < capacity_share <= 1.0:
@@ -276,6 +277,9 @@ class GeoPolicy:
             # plus the long-run difference between destination and origin plus the amortised migration cost.
             span = min(len(mean_by_h) - 1, max(1, math.ceil(remaining_h)))
             home = job.home_factory
+            # only a job that is computing can be moved or paused; one starting, draining, migrating or
+            # detecting a failure keeps its nodes until the twin settles it
+            locked = jx in running and v.state not in _MOVABLE
             stay_short = stay_long = 0.0
             if jx in running:
                 for i, _nodes, _it_w, mw in sites:
@@ -285,7 +289,7 @@ class GeoPolicy:
                         stay_long = mw * mean_by_h[span][i] + lat
                         cols.append(_Col(jx, i, stay_short * (1.0 - self.hysteresis), 0, 0.0, False))
             for i, nodes, it_w, mw in sites:
-                if not snap.states[i].up or (jx in running and i == cur):
+                if locked or not snap.states[i].up or (jx in running and i == cur):
                     continue
                 f = snap.factories[i]
                 lat = self.gamma * mw * self._latency_ms(snap, home, f.id)
@@ -307,7 +311,8 @@ class GeoPolicy:
             wait = job.gpus * lam * (1.0 + 0.02 * job.priority)
             if jx in running:
                 wait += drain_h * job.gpus * lam_eff / amort_h
-            cols.append(_Col(jx, -1, wait, 0, 0.0, False))
+            if not locked or not any(c.job == jx for c in cols[-1:]):
+                cols.append(_Col(jx, -1, wait, 0, 0.0, False))
             if jx not in running and reasons:
                 # every factory that would otherwise take the job but is not cleared for its data: an audit event
                 refusals.extend((job.id, fid, rule) for fid, rule in reasons)

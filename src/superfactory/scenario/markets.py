@@ -16,6 +16,18 @@ duck curve and ~3x evening/midday ratio; Nord Pool SE2 (northern Sweden, hydro) 
 Carbon intensity (average gCO2/kWh, EIA / Ember 2023, rounded): ERCOT 370, PJM 360, MISO 470, SERC 390,
 CAISO 220 (solar dip midday), SE2 20. Each is a documented approximation for a twin, not a forecast: feed real
 market data with a CSV (``markets: {ERCOT: {csv: {csv: prices.csv, column: price}}}``).
+
+Sources of the figures above and of the ``default`` scenario's summer month (August 2023), all approximate:
+- PJM: real-time load-weighted average LMP $31.08/MWh in 2023 (Monitoring Analytics, *2023 State of the Market
+  Report for PJM*, March 2024; $30.87/MWh for January-September 2023 in the quarterly report).
+- ERCOT: North hub day-ahead average approximately $56/MWh in 2023; in August 2023 the North hub real-time price
+  averaged approximately $196/MWh (ERCOT settlement prices as summarised in the 2023 ERCOT market recaps);
+  on 17 Aug 2023 hub real-time prices stayed above $1,000/MWh for about 6.5 hours, averaging more than
+  $3,200/MWh (S&P Global Commodity Insights, 18 Aug 2023); "some hourly, real-time prices during this period
+  exceeded $4,000 per megawatthour" (EIA, *Today in Energy*, 26 Feb 2024, "Wholesale U.S. electricity prices
+  were relatively low in 2023", which also reports that prices at most other hubs traded within narrower
+  ranges in 2023 and that ERCOT was the most dynamic market). The ``default`` scenario overrides ERCOT's mean
+  to 196 USD/MWh with a 3x day/night ratio for that month; the other markets keep their 2023 levels.
 """
 
 from __future__ import annotations
