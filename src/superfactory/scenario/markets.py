@@ -28,6 +28,10 @@ Sources of the figures above and of the ``default`` scenario's summer month (Aug
   were relatively low in 2023", which also reports that prices at most other hubs traded within narrower
   ranges in 2023 and that ERCOT was the most dynamic market). The ``default`` scenario overrides ERCOT's mean
   to 196 USD/MWh with a 3x day/night ratio for that month; the other markets keep their 2023 levels.
+- Germany (EPEX_DE, day-ahead, Germany-Luxembourg zone): approximately EUR 95/MWh average in 2023 (~$103);
+  solar midday dip and evening peak. Grid intensity approximately 380 gCO2/kWh in 2023 (Ember).
+- Ireland (SEM_IE, I-SEM day-ahead): approximately EUR 120/MWh average in 2023 (~$130), gas at the margin most
+  hours. Grid intensity approximately 290 gCO2/kWh in 2023 (Ember, EirGrid).
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ MARKETS: dict[str, MarketProfile] = {
         MarketProfile("CAISO", 55.0, 3.0, 19.0, 0.90, 0.18, 0.85, 0.002, 5.0, duck=True),
         MarketProfile("NORDPOOL_SE2", 30.0, 1.3, 9.0, 0.90, 0.10, 0.90, 0.0, 1.0),
         MarketProfile("NORDPOOL_SE3", 55.0, 1.8, 9.0, 0.85, 0.20, 0.85, 0.002, 3.0),
+        MarketProfile("EPEX_DE", 103.0, 1.9, 19.0, 0.80, 0.20, 0.85, 0.002, 3.0, duck=True),
+        MarketProfile("SEM_IE", 130.0, 1.6, 18.0, 0.90, 0.15, 0.85, 0.002, 2.5),
     )
 }
 
@@ -91,6 +97,8 @@ GRIDS: dict[str, GridProfile] = {
         GridProfile("CAISO", 220.0, 0.45, 0.08),
         GridProfile("NORDPOOL_SE2", 20.0, 0.0, 0.10),
         GridProfile("NORDPOOL_SE3", 35.0, 0.0, 0.10),
+        GridProfile("EPEX_DE", 380.0, 0.25, 0.10),
+        GridProfile("SEM_IE", 290.0, 0.05, 0.12),
     )
 }
 

@@ -201,14 +201,19 @@ class SimulatedFleet:
         self.k.after(restart_s, PRIO_JOB, self._begin_running, jr, tok)
 
     def _check_nodes(self, jr: JobRuntime, factory_id: str, raw_nodes: tuple[int, ...]) -> tuple[int, np.ndarray, int]:
-        """Validate a node set for ``jr``: known up factory, in range, distinct, free, right accelerator,
-        enough GPUs. Returns ``(factory index, nodes array, GPUs)``; raises SimulationError on policy bugs."""
+        """Validate a node set for ``jr``: known up factory cleared for the job's data classes, in range, distinct,
+        free, right accelerator, enough GPUs. Returns ``(factory index, nodes array, GPUs)``; raises
+        SimulationError on policy bugs. Sovereignty is checked here too (defence in depth): a policy that
+        forgets the law stops the run instead of silently moving regulated data."""
         a_job_id = jr.job.id
         fi = self.by_id.get(factory_id)
         if fi is None:
             raise SimulationError(f"policy placed job {a_job_id!r} on unknown factory {factory_id!r}")
         r = self.rt[fi]
         f = r.factory
+        if not jr.job.sovereignty <= f.clearances:
+            missing = ", ".join(sorted(jr.job.sovereignty - f.clearances))
+            raise SimulationError(f"policy placed job {a_job_id!r} on {f.id}, which lacks clearance for {missing}")
         if not r.up:
             raise SimulationError(f"policy placed job {a_job_id!r} on {f.id}, which is down")
         nodes = np.asarray(raw_nodes, dtype=np.intp)
