@@ -27,14 +27,19 @@ class DecisionLoop:
         actuator: applies plans.
         rng: the only randomness the policy gets (seeded by the caller).
         waiting_reasons: latest reason per waiting job id.
+        reason_history: per job, ``(time_s, reason)`` each time its waiting reason changed (at most
+            ``MAX_REASONS_PER_JOB`` kept, the earliest ones), so ``--explain`` can tell the whole story.
         cycles: number of decisions made.
     """
+
+    MAX_REASONS_PER_JOB = 40
 
     policy: Policy
     view: FleetView
     actuator: Actuator
     rng: np.random.Generator
     waiting_reasons: dict[str, str] = field(default_factory=dict)
+    reason_history: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     cycles: int = 0
 
     def step(self) -> Plan:
@@ -44,6 +49,10 @@ class DecisionLoop:
         self.actuator.apply(plan)
         self.cycles += 1
         for job_id, reason in plan.waiting:
+            if self.waiting_reasons.get(job_id) != reason:
+                hist = self.reason_history.setdefault(job_id, [])
+                if len(hist) < self.MAX_REASONS_PER_JOB:
+                    hist.append((snapshot.now_s, reason))
             self.waiting_reasons[job_id] = reason
         for action in plan.actions:
             self.waiting_reasons.pop(action.job_id, None)

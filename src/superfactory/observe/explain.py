@@ -42,6 +42,10 @@ def explain_job(result: TwinResult, job_id: str, max_lines: int = 40) -> str:
     kinds = {EventKind.JOB_SUBMITTED, EventKind.JOB_PLACED, EventKind.JOB_INTERRUPTED, EventKind.JOB_PLANNED_STOP,
              EventKind.JOB_PREEMPTED, EventKind.JOB_MIGRATED, EventKind.JOB_COMPLETED, EventKind.AUDIT_REFUSAL}
     events = [e for e in result.events if e.job == job_id and e.kind in kinds]
+    history = result.reason_history.get(job_id, [])
+    if history:
+        lines.append(f"  why it waited ({len(history)} distinct reasons, in order):")
+        lines.extend(f"    {_t(t)}  {reason}" for t, reason in history[:max_lines])
     lines.append(f"  timeline ({len(events)} events{', first ' + str(max_lines) if len(events) > max_lines else ''}):")
     for e in events[:max_lines]:
         detail = {

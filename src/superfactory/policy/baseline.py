@@ -15,6 +15,26 @@ from superfactory.policy.feasibility import added_it_power_w, power_refusal, sov
 from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
 from superfactory.policy.registry import register
 
+FULL = "full"
+
+
+def _why(snapshot: FleetSnapshot, accelerator: str, reasons: dict[int, str]) -> str:
+    """One stable sentence for a waiting job: factories in scenario order, full ones grouped, those without
+    the accelerator grouped, other refusals verbatim (so the reason changes only when the situation does)."""
+    if not reasons:
+        return "no candidate factory"
+    full = [snapshot.factories[i].id for i in sorted(reasons) if reasons[i] == FULL]
+    lacking = [snapshot.factories[i].id for i in sorted(reasons)
+               if snapshot.factories[i].gpus_of(accelerator) == 0]
+    parts = []
+    if full:
+        parts.append(f"not enough free {accelerator} nodes at {', '.join(full)}")
+    parts.extend(reasons[i] for i in sorted(reasons)
+                 if reasons[i] != FULL and snapshot.factories[i].id not in lacking)
+    if lacking:
+        parts.append(f"no {accelerator} at {', '.join(lacking)}")
+    return "; ".join(parts)
+
 
 def _queue_order(pending: tuple[JobView, ...]) -> list[JobView]:
     """Higher priority first, then earlier submission (a requeued job keeps its place), then id."""
@@ -46,13 +66,13 @@ class _FirstFitPlanner(ABC):
         refusals: list[tuple[str, str, str]] = []
         for view in _queue_order(snapshot.pending):
             job = view.job
-            reasons: list[str] = []
+            reasons: dict[int, str] = {}
             placed = False
             for i in self.candidates(snapshot, view):
                 f, st = snapshot.factories[i], snapshot.states[i]
                 refusal = static_refusal(job, f, st)
                 if refusal is not None:
-                    reasons.append(refusal)
+                    reasons[i] = refusal
                     rule = sovereignty_refusal(job, f)
                     if rule is not None and f.gpus_of(job.accelerator) >= job.gpus:
                         refusals.append((job.id, f.id, f"sovereignty: {rule}"))
@@ -60,7 +80,7 @@ class _FirstFitPlanner(ABC):
                 extra_w = added_it_power_w(f, job.accelerator, nodes_needed(f, job.accelerator, job.gpus))
                 refusal = power_refusal(f, it_power[i], extra_w)
                 if refusal is not None:
-                    reasons.append(refusal)
+                    reasons[i] = refusal
                     continue
                 if i not in status:
                     status[i] = np.frombuffer(st.node_status, dtype=np.uint8).copy()
@@ -72,7 +92,7 @@ class _FirstFitPlanner(ABC):
                 nodes = (tp_aligned_fit(f, status[i], job.accelerator, job.gpus, job.tp_size)
                          if free_count[key] >= need else None)
                 if nodes is None:
-                    reasons.append(f"{f.id}: not enough free {job.accelerator} nodes")
+                    reasons[i] = FULL
                     continue
                 status[i][list(nodes)] = 1
                 free_count[key] -= len(nodes)
@@ -81,7 +101,7 @@ class _FirstFitPlanner(ABC):
                 placed = True
                 break
             if not placed:
-                waiting.append((job.id, "; ".join(reasons) or "no candidate factory"))
+                waiting.append((job.id, _why(snapshot, job.accelerator, reasons)))
         return Plan(tuple(actions), tuple(waiting), tuple(refusals))
 
 

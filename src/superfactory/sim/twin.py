@@ -38,6 +38,7 @@ class TwinResult:
     factory_busy_gpu_s: dict[str, float]
     factory_gpu_s: dict[str, float]
     waiting_reasons: dict[str, str]
+    reason_history: dict[str, list[tuple[int, str]]]
     decisions: int
     kernel_events: int
     wall_seconds: float
@@ -152,6 +153,7 @@ def run_twin(
         factory_busy_gpu_s={r.factory.id: r.total_busy_gpu_s for r in fleet.rt},
         factory_gpu_s={r.factory.id: r.total_gpu_s for r in fleet.rt},
         waiting_reasons=dict(loop.waiting_reasons),
+        reason_history={k: list(v) for k, v in loop.reason_history.items()},
         decisions=loop.cycles,
         kernel_events=kernel.processed,
         wall_seconds=time.perf_counter() - t0,

@@ -87,6 +87,7 @@ def test_explain(tmp_path: Path) -> None:
     r = sf("simulate", str(scen), "--explain", "waits")
     assert r.returncode == 0, r.stderr
     assert "job waits" in r.stdout and "placed on a" in r.stdout
+    assert "why it waited" in r.stdout and "not enough free H100-SXM nodes at a" in r.stdout
     r = sf("simulate", str(scen), "--explain", "ghost")
     assert r.returncode == 2 and "no job 'ghost'" in r.stderr
 

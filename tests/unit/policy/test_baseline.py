@@ -47,7 +47,20 @@ def test_greedy_never_double_books_and_explains_waiting() -> None:
     plan = make_policy("greedy").decide(_snap(fs, [10.0], jobs), np.random.default_rng(0))
     placed = {a.job_id: a.nodes for a in plan.actions if isinstance(a, Place)}
     assert placed == {"j1": (0, 1, 2), "j3": (3,)}
-    assert dict(plan.waiting)["j2"] == "a: not enough free H100-SXM nodes"
+    assert dict(plan.waiting)["j2"] == "not enough free H100-SXM nodes at a"
+
+
+def test_waiting_reason_is_stable_and_grouped() -> None:
+    fs = [_factory("a", nodes=1), _factory("b", nodes=1)]
+    gb = Factory("g", "r", "G", "G", 1e9, 1e9, 1.2, frozenset({"US"}), "US", (Cluster(SYSTEMS["gb200-nvl72"], 18),))
+    jobs = [_job("big", gpus=16)]
+    r1 = make_policy("greedy").decide(_snap([*fs, gb], [10.0, 20.0, 5.0], jobs), np.random.default_rng(0))
+    r2 = make_policy("greedy").decide(_snap([*fs, gb], [30.0, 20.0, 5.0], jobs), np.random.default_rng(0))
+    # price order changed, the reason did not; factories without the accelerator are grouped at the end
+    assert dict(r1.waiting)["big"] == dict(r2.waiting)["big"]
+    assert dict(r1.waiting)["big"] == (
+        "a has 8 H100-SXM GPUs < 16; b has 8 H100-SXM GPUs < 16; no H100-SXM at g"
+    )
 
 
 def test_home_region_stays_home_and_sovereignty_is_hard() -> None:
