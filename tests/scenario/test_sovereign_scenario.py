@@ -53,5 +53,5 @@ class _Lawless:
 def test_a_policy_that_ignores_the_law_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
     registry.available()  # discover the built-in policies first
     monkeypatch.setitem(registry._REGISTRY, "lawless-test", _Lawless)
-    with pytest.raises(SimulationError, match="lacks clearance for (DE_HEALTH|EU_PERSONAL)"):
+    with pytest.raises(SimulationError, match=r"lacks clearance for (DE_HEALTH|EU_PERSONAL)"):
         run_twin(load_scenario("sovereign"), policy="lawless-test")
