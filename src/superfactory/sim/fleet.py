@@ -33,16 +33,17 @@ from superfactory.domain.topology import topology_of
 from superfactory.domain.units import HOUR_S
 from superfactory.errors import SimulationError
 from superfactory.policy.allreduce import placement_throughput
+from superfactory.sim.accounting import AccountingMixin
 from superfactory.sim.factorystate import FactoryRuntime, HourRow
 from superfactory.sim.failures import FactoryFailureProcess
+from superfactory.sim.invariants import InvariantsMixin
 from superfactory.sim.jobstate import JobRuntime, JobState
 from superfactory.sim.kernel import PRIO_FAILURE, PRIO_JOB, PRIO_SIGNAL, Kernel
+from superfactory.sim.migration import MigrationMixin
+from superfactory.sim.reserved import ReservedCapacityMixin
 
-#: bandwidth assumed between factories with no (up) dedicated path, Gb/s
-DEFAULT_WAN_GBPS = 100.0
 
-
-class SimulatedFleet:
+class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, InvariantsMixin):
     """Fleet state + the job state machine (see :mod:`superfactory.sim.jobstate`)."""
 
     def __init__(
@@ -381,72 +382,6 @@ class SimulatedFleet:
         else:
             self._requeue(jr, jr.token, False)
 
-    # == migration ===========================================================================================
-    def _migrate(self, a: Migrate) -> None:
-        jr = self.job_by_id.get(a.job_id)
-        if jr is None or jr.state not in (JobState.RUNNING, JobState.CHECKPOINTING):
-            raise SimulationError(f"policy migrated job {a.job_id!r} which is not running")
-        if not jr.job.migratable:
-            raise SimulationError(f"policy migrated job {a.job_id!r} which is not migratable")
-        fi, nodes, _ = self._check_nodes(jr, a.factory_id, a.nodes)
-        if fi == jr.factory:
-            raise SimulationError(f"policy migrated job {a.job_id!r} to the factory it runs in")
-        now = self.k.now_s()
-        dest = self.rt[fi]
-        dest.accrue(now)
-        dest.hold(nodes, jr.index)  # reserve the destination now (it draws power while reserved)
-        jr.migrate_to, jr.migrate_nodes = fi, tuple(int(n) for n in nodes)
-        jr.migrations += 1
-        src = self.factories[jr.factory].id
-        seconds = self.transfer_s(src, a.factory_id, jr.job.checkpoint.size_bytes)
-        self.emit(Event(now, EventKind.JOB_MIGRATED, jr.job.id, a.factory_id, cause=f"{src}->{a.factory_id}"
-                        + (f": {a.reason}" if a.reason else ""), value=float(seconds)))
-        self._drain(jr, migrate=True)
-
-    def link_bandwidth_gbps(self, a: str, b: str) -> float:
-        """Usable bandwidth between two factories: the direct link if up, else the best two-hop path (its
-        narrowest link), else ``DEFAULT_WAN_GBPS`` over the public internet."""
-        up = [lk for lk in self.links if (lk.a, lk.b) not in self.links_down]
-        adj: dict[str, dict[str, float]] = {}
-        for lk in up:
-            adj.setdefault(lk.a, {})[lk.b] = lk.bandwidth_gbps
-            adj.setdefault(lk.b, {})[lk.a] = lk.bandwidth_gbps
-        direct = adj.get(a, {}).get(b)
-        if direct is not None:
-            return direct
-        two_hop = [min(bw, adj.get(mid, {}).get(b, 0.0)) for mid, bw in adj.get(a, {}).items()]
-        best = max(two_hop, default=0.0)
-        return best if best > 0 else DEFAULT_WAN_GBPS
-
-    def transfer_s(self, a: str, b: str, size_bytes: float) -> int:
-        """Seconds to move ``size_bytes`` from factory ``a`` to ``b`` now."""
-        return int(np.ceil(size_bytes * 8 / (self.link_bandwidth_gbps(a, b) * 1e9)))
-
-    def _transfer(self, jr: JobRuntime) -> None:
-        src, dst = self.factories[jr.factory].id, self.factories[jr.migrate_to].id
-        tok = jr.bump(JobState.MIGRATING)
-        self.k.after(self.transfer_s(src, dst, jr.job.checkpoint.size_bytes), PRIO_JOB, self._arrive, jr, tok)
-
-    def _arrive(self, jr: JobRuntime, tok: int) -> None:
-        if jr.token != tok:
-            return
-        now = self.k.now_s()
-        self._release(jr)  # source nodes
-        fi, nodes = jr.migrate_to, jr.migrate_nodes
-        jr.migrate_to, jr.migrate_nodes = -1, ()
-        jr.factory, jr.nodes, jr.held_since_s = fi, nodes, now
-        self.holding[jr.index] = jr
-        r = self.rt[fi]
-        if not r.up or np.any(r.down[list(nodes)]):
-            # the destination lost a node (or went down) during the transfer: requeue, nothing lost
-            self._requeue(jr, jr.token, False)
-            return
-        jr.restart_cost_s = jr.job.recovery.restart_s
-        tok = jr.bump(JobState.STARTING)
-        self.emit(Event(now, EventKind.JOB_PLACED, jr.job.id, r.factory.id, cause="migrated",
-                        value=float(jr.job.gpus)))
-        self.k.after(jr.job.recovery.restart_s, PRIO_JOB, self._begin_running, jr, tok)
-
     # == degraded placements =================================================================================
     def set_job_speed(self, job_index: int, speed: float) -> None:
         """Change how fast a job progresses (productive s per s), e.g. on a degraded NVLink domain."""
@@ -508,75 +443,6 @@ class SimulatedFleet:
         self.holding.pop(jr.index, None)
         jr.last_factory, jr.last_nodes = jr.factory, jr.nodes
         jr.factory, jr.nodes, jr.held_since_s, jr.held_power_w = -1, (), -1, -1.0
-
-    def _accrue_job_energy(self, jr: JobRuntime, now: int) -> None:
-        """Attribute facility energy, cost and carbon of the job's nodes since max(hold start, hour start)."""
-        start = max(jr.held_since_s, self._hour_start_s)
-        dt = now - start
-        if dt <= 0 or jr.factory < 0:
-            return
-        r = self.rt[jr.factory]
-        f = r.factory
-        if jr.held_power_w < 0:  # cached per placement: summing 2,048 nodes every hour adds up
-            jr.held_power_w = float(r.node_power_busy_w[np.asarray(jr.nodes, dtype=np.intp)].sum())
-        power_w = jr.held_power_w * f.pue if r.up else 0.0
-        e_j = power_w * dt
-        jr.energy_j += e_j
-        mwh = e_j / 3.6e9
-        jr.cost_usd += mwh * self.price_at(f.market, start)
-        jr.carbon_g += mwh * 1000.0 * self.carbon[f.grid].at(start)  # MWh -> kWh, x g/kWh
-
-    # == reserved capacity (inference) =======================================================================
-    def free_nodes_of(self, factory_index: int, accelerator: str) -> np.ndarray:
-        """Indices of free, healthy nodes of ``accelerator`` in a factory (empty while it is down)."""
-        r = self.rt[factory_index]
-        if not r.up:
-            return np.empty(0, dtype=np.intp)
-        ok = [ci for ci, c in enumerate(r.factory.clusters) if c.accelerator == accelerator]
-        mask = (r.status == NODE_FREE) & np.isin(r.node_cluster, ok)
-        return np.flatnonzero(mask)
-
-    def reserve_nodes(self, factory_index: int, accelerator: str, count: int) -> tuple[int, ...]:
-        """Take up to ``count`` free healthy nodes of ``accelerator`` for a non-job owner; returns them."""
-        nodes = self.free_nodes_of(factory_index, accelerator)[:max(count, 0)]
-        if nodes.size:
-            r = self.rt[factory_index]
-            r.accrue(self.k.now_s())
-            r.reserve(nodes)
-        return tuple(int(n) for n in nodes)
-
-    def release_reserved(self, factory_index: int, nodes: tuple[int, ...]) -> None:
-        """Give reserved nodes back to the free pool (and to training)."""
-        idx = np.asarray(nodes, dtype=np.intp)
-        r = self.rt[factory_index]
-        if idx.size == 0:
-            return
-        if not np.all(r.reserved[idx]):
-            raise SimulationError(f"{r.factory.id}: released nodes that were not reserved")
-        r.accrue(self.k.now_s())
-        r.unreserve(idx)
-        self.request_decision()
-
-    def set_claim(self, factory_index: int, accelerator: str, count: int) -> None:
-        """Want ``count`` more nodes of ``accelerator``: nodes jobs release there go to the claim first."""
-        self.claims[(factory_index, accelerator)] = max(count, 0)
-
-    def take_claimed(self, factory_index: int, accelerator: str) -> tuple[int, ...]:
-        """Nodes handed over (already reserved) since the last call."""
-        return tuple(self.claimed.pop((factory_index, accelerator), ()))
-
-    def _serve_claims(self, fi: int, nodes: tuple[int, ...]) -> None:
-        r = self.rt[fi]
-        for (cfi, acc), want in self.claims.items():
-            if cfi != fi or want <= 0 or not r.up:
-                continue
-            idx = np.asarray(nodes, dtype=np.intp)
-            idx = idx[(r.status[idx] == NODE_FREE) & (np.asarray(
-                [r.factory.clusters[int(c)].accelerator == acc for c in r.node_cluster[idx]], dtype=bool))][:want]
-            if idx.size:
-                r.reserve(idx)  # accrued by the caller
-                self.claims[(cfi, acc)] = want - int(idx.size)
-                self.claimed.setdefault((cfi, acc), []).extend(int(n) for n in idx)
 
     # == failures, outages, partitions =======================================================================
     def _schedule_failure(self, fi: int) -> None:
@@ -642,95 +508,3 @@ class SimulatedFleet:
         self.links_down.discard(key)
         self.emit(Event(self.k.now_s(), EventKind.LINK_RESTORED, "", f"{key[0]}-{key[1]}"))
         self.request_decision()
-
-    # == hourly accounting ===================================================================================
-    def _emit_prices(self, now: int) -> None:
-        for market, series in sorted(self.prices.items()):
-            if now == 0 or series.index(now) != series.index(now - 1):
-                self.emit(Event(now, EventKind.PRICE_CHANGED, "", market, value=self.price_at(market, now)))
-
-    def price_shock(self, market: str, factor: float, duration_s: int) -> None:
-        """Multiply ``market``'s price by ``factor`` from now for ``duration_s`` (whole hours)."""
-        self.price_factor[market] *= factor
-        self._hist_cache = None
-        self.emit(Event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause=f"shock x{factor:g}",
-                        value=self.price_at(market, self.k.now_s())))
-        self.k.after(duration_s, PRIO_SIGNAL - 1, self._end_shock, market, factor)
-        self.request_decision()
-
-    def _end_shock(self, market: str, factor: float) -> None:
-        self.price_factor[market] /= factor
-        self._hist_cache = None
-        self.emit(Event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause="shock ends",
-                        value=self.price_at(market, self.k.now_s())))
-        self.request_decision()
-
-    def _hour_tick(self) -> None:
-        now = self.k.now_s()
-        self.close_hour(now)
-        self._emit_prices(now)
-        self.k.after(HOUR_S, PRIO_SIGNAL, self._hour_tick)
-        if self.pending or self.periodic:  # new prices matter to waiting jobs and to periodic (geo) policies
-            self.request_decision()
-
-    def close_hour(self, now: int) -> None:
-        """Close the accounting period [hour start, now): one HourRow per factory."""
-        start = self._hour_start_s
-        span = now - start
-        if span <= 0:
-            return
-        for jr in self.holding.values():
-            self._accrue_job_energy(jr, now)
-        for r in self.rt:
-            r.accrue(now)
-            f = r.factory
-            it_mwh = r.hour_energy_j / 3.6e9
-            fac_mwh = it_mwh * f.pue
-            price = self.price_at(f.market, start)
-            ci = self.carbon[f.grid].at(start)
-            gpus = f.gpus
-            self.hour_rows.append(
-                HourRow(
-                    f.id, start // HOUR_S, it_mwh, fac_mwh, price, ci, fac_mwh * price, fac_mwh * ci / 1000.0,
-                    r.hour_busy_gpu_s / (gpus * span) if gpus else 0.0, r.hour_busy_gpu_s / span,
-                )
-            )
-            r.total_busy_gpu_s += r.hour_busy_gpu_s
-            r.total_gpu_s += gpus * span
-            r.hour_energy_j = 0.0
-            r.hour_busy_gpu_s = 0.0
-        for m, hist in self._price_hist.items():
-            hist.extend(self.price_at(m, h * HOUR_S) for h in range(len(hist), now // HOUR_S))
-        for g, hist in self._carbon_hist.items():
-            hist.extend(self.carbon[g].at(h * HOUR_S) for h in range(len(hist), now // HOUR_S))
-        self._hour_start_s = now
-
-    # == invariants (tests) ==================================================================================
-    def check_invariants(self) -> None:
-        """Raise SimulationError if fleet state is inconsistent: a node held by two jobs or by a job that does
-        not list it, a running job on a down node, more GPUs held than exist, or counters out of sync."""
-        for r in self.rt:
-            expect = np.full(r.factory.nodes, -1, dtype=np.int32)
-            for jr in self.holding.values():
-                for fi, nodes in ((jr.factory, jr.nodes), (jr.migrate_to, jr.migrate_nodes)):
-                    if fi != r.index or not nodes:
-                        continue
-                    idx = np.asarray(nodes, dtype=np.intp)
-                    if np.any(expect[idx] >= 0):
-                        raise SimulationError(f"{r.factory.id}: a node is held by two jobs")
-                    expect[idx] = jr.index
-                    if jr.state in (JobState.RUNNING, JobState.CHECKPOINTING) and fi == jr.factory and (
-                        np.any(r.down[idx]) or not r.up
-                    ):
-                        raise SimulationError(f"job {jr.job.id} is {jr.state.value} on a failed node or down site")
-            if not np.array_equal(expect, r.node_job):
-                raise SimulationError(f"{r.factory.id}: node ownership out of sync with jobs")
-            if np.any(r.reserved & (r.node_job >= 0)):
-                raise SimulationError(f"{r.factory.id}: a node is held by a job and reserved")
-            held = ((r.node_job >= 0) | r.reserved) & ~r.down
-            busy = int(r.node_gpus[held].sum()) if r.up else 0
-            if busy != r.busy_gpus or busy > r.factory.gpus:
-                raise SimulationError(f"{r.factory.id}: busy GPU counter {r.busy_gpus} != {busy}")
-            status = np.where(r.down, NODE_DOWN, np.where((r.node_job >= 0) | r.reserved, 1, NODE_FREE))
-            if not np.array_equal(status, r.status):
-                raise SimulationError(f"{r.factory.id}: node status bytes out of sync")

@@ -1,0 +1,98 @@
+"""Hourly energy, cost and carbon accounting, price events and scripted price shocks.
+
+Part of :class:`~superfactory.sim.fleet.SimulatedFleet` (a mixin over its state). Each simulated hour closes
+into one :class:`~superfactory.sim.factorystate.HourRow` per factory; job energy is attributed from the
+training power of the nodes a job holds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from superfactory.domain.events import Event, EventKind
+from superfactory.domain.units import HOUR_S
+from superfactory.sim.factorystate import HourRow
+from superfactory.sim.jobstate import JobRuntime
+from superfactory.sim.kernel import PRIO_SIGNAL
+
+
+class AccountingMixin:
+    """Hourly energy/cost/carbon rows, per-job energy, price events and shocks (uses SimulatedFleet's state)."""
+
+    def _accrue_job_energy(self, jr: JobRuntime, now: int) -> None:
+        """Attribute facility energy, cost and carbon of the job's nodes since max(hold start, hour start)."""
+        start = max(jr.held_since_s, self._hour_start_s)
+        dt = now - start
+        if dt <= 0 or jr.factory < 0:
+            return
+        r = self.rt[jr.factory]
+        f = r.factory
+        if jr.held_power_w < 0:  # cached per placement: summing 2,048 nodes every hour adds up
+            jr.held_power_w = float(r.node_power_busy_w[np.asarray(jr.nodes, dtype=np.intp)].sum())
+        power_w = jr.held_power_w * f.pue if r.up else 0.0
+        e_j = power_w * dt
+        jr.energy_j += e_j
+        mwh = e_j / 3.6e9
+        jr.cost_usd += mwh * self.price_at(f.market, start)
+        jr.carbon_g += mwh * 1000.0 * self.carbon[f.grid].at(start)  # MWh -> kWh, x g/kWh
+
+    def _emit_prices(self, now: int) -> None:
+        for market, series in sorted(self.prices.items()):
+            if now == 0 or series.index(now) != series.index(now - 1):
+                self.emit(Event(now, EventKind.PRICE_CHANGED, "", market, value=self.price_at(market, now)))
+
+    def price_shock(self, market: str, factor: float, duration_s: int) -> None:
+        """Multiply ``market``'s price by ``factor`` from now for ``duration_s`` (whole hours)."""
+        self.price_factor[market] *= factor
+        self._hist_cache = None
+        self.emit(Event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause=f"shock x{factor:g}",
+                        value=self.price_at(market, self.k.now_s())))
+        self.k.after(duration_s, PRIO_SIGNAL - 1, self._end_shock, market, factor)
+        self.request_decision()
+
+    def _end_shock(self, market: str, factor: float) -> None:
+        self.price_factor[market] /= factor
+        self._hist_cache = None
+        self.emit(Event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause="shock ends",
+                        value=self.price_at(market, self.k.now_s())))
+        self.request_decision()
+
+    def _hour_tick(self) -> None:
+        now = self.k.now_s()
+        self.close_hour(now)
+        self._emit_prices(now)
+        self.k.after(HOUR_S, PRIO_SIGNAL, self._hour_tick)
+        if self.pending or self.periodic:  # new prices matter to waiting jobs and to periodic (geo) policies
+            self.request_decision()
+
+    def close_hour(self, now: int) -> None:
+        """Close the accounting period [hour start, now): one HourRow per factory."""
+        start = self._hour_start_s
+        span = now - start
+        if span <= 0:
+            return
+        for jr in self.holding.values():
+            self._accrue_job_energy(jr, now)
+        for r in self.rt:
+            r.accrue(now)
+            f = r.factory
+            it_mwh = r.hour_energy_j / 3.6e9
+            fac_mwh = it_mwh * f.pue
+            price = self.price_at(f.market, start)
+            ci = self.carbon[f.grid].at(start)
+            gpus = f.gpus
+            self.hour_rows.append(
+                HourRow(
+                    f.id, start // HOUR_S, it_mwh, fac_mwh, price, ci, fac_mwh * price, fac_mwh * ci / 1000.0,
+                    r.hour_busy_gpu_s / (gpus * span) if gpus else 0.0, r.hour_busy_gpu_s / span,
+                )
+            )
+            r.total_busy_gpu_s += r.hour_busy_gpu_s
+            r.total_gpu_s += gpus * span
+            r.hour_energy_j = 0.0
+            r.hour_busy_gpu_s = 0.0
+        for m, hist in self._price_hist.items():
+            hist.extend(self.price_at(m, h * HOUR_S) for h in range(len(hist), now // HOUR_S))
+        for g, hist in self._carbon_hist.items():
+            hist.extend(self.carbon[g].at(h * HOUR_S) for h in range(len(hist), now // HOUR_S))
+        self._hour_start_s = now

@@ -1,0 +1,48 @@
+"""Fleet invariants checked after every event in tests (``run_twin(..., check_invariants=True)``).
+
+Part of :class:`~superfactory.sim.fleet.SimulatedFleet` (a mixin over its state).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from superfactory.domain.fleet import (
+    NODE_DOWN,
+    NODE_FREE,
+)
+from superfactory.errors import SimulationError
+from superfactory.sim.jobstate import JobState
+
+
+class InvariantsMixin:
+    """Consistency checks of node ownership, health and counters (uses SimulatedFleet's state)."""
+
+    def check_invariants(self) -> None:
+        """Raise SimulationError if fleet state is inconsistent: a node held by two jobs or by a job that does
+        not list it, a running job on a down node, more GPUs held than exist, or counters out of sync."""
+        for r in self.rt:
+            expect = np.full(r.factory.nodes, -1, dtype=np.int32)
+            for jr in self.holding.values():
+                for fi, nodes in ((jr.factory, jr.nodes), (jr.migrate_to, jr.migrate_nodes)):
+                    if fi != r.index or not nodes:
+                        continue
+                    idx = np.asarray(nodes, dtype=np.intp)
+                    if np.any(expect[idx] >= 0):
+                        raise SimulationError(f"{r.factory.id}: a node is held by two jobs")
+                    expect[idx] = jr.index
+                    if jr.state in (JobState.RUNNING, JobState.CHECKPOINTING) and fi == jr.factory and (
+                        np.any(r.down[idx]) or not r.up
+                    ):
+                        raise SimulationError(f"job {jr.job.id} is {jr.state.value} on a failed node or down site")
+            if not np.array_equal(expect, r.node_job):
+                raise SimulationError(f"{r.factory.id}: node ownership out of sync with jobs")
+            if np.any(r.reserved & (r.node_job >= 0)):
+                raise SimulationError(f"{r.factory.id}: a node is held by a job and reserved")
+            held = ((r.node_job >= 0) | r.reserved) & ~r.down
+            busy = int(r.node_gpus[held].sum()) if r.up else 0
+            if busy != r.busy_gpus or busy > r.factory.gpus:
+                raise SimulationError(f"{r.factory.id}: busy GPU counter {r.busy_gpus} != {busy}")
+            status = np.where(r.down, NODE_DOWN, np.where((r.node_job >= 0) | r.reserved, 1, NODE_FREE))
+            if not np.array_equal(status, r.status):
+                raise SimulationError(f"{r.factory.id}: node status bytes out of sync")
