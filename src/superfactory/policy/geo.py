@@ -27,8 +27,9 @@ differs from the one the last solve used (a price shock), a factory goes down or
 ``resolve_s`` otherwise while jobs wait. In between (the twin calls the policy after every state change and
 every ``cycle_s`` = 30 s), newly pending jobs (arrivals, restarts after failures) are placed greedily in their
 cheapest column that beats waiting, using the last solve's ``lambda_a``. This keeps a month of the default
-scenario to about a thousand LP solves. Sovereignty refusals are reported in the waiting reasons (prefixed
-``sovereignty:``) so the actuator can emit audit events.
+scenario to about a thousand LP solves. Every (job, factory) pair excluded by sovereignty is returned in
+``Plan.refusals`` (the world records each once as an ``AuditRefusal`` event) and named in the job's waiting
+reason (prefixed ``sovereignty:``).
 """
 
 from __future__ import annotations
