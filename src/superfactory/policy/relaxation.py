@@ -1,0 +1,178 @@
+"""The LP relaxation of an :class:`~superfactory.policy.assignment.AssignmentProblem`, cold or warm (HiGHS).
+
+Contract: :func:`highs_model` is the one HiGHS model of a problem (columns = the problem's columns; rows = one
+equality per job, then the resource rows), used by the LP here and by the MILPs of
+:mod:`superfactory.policy.neighbourhood`; :func:`new_highs` is the one way to configure HiGHS (silent,
+single-threaded, optional ``time_limit``). :func:`lp_relaxation` solves the LP (dual simplex) from scratch;
+its optimum is a lower bound on every integer plan (``lp_bound``). :class:`PersistentLP` keeps the model
+between cycles and re-solves it from the previous basis after cost, capacity and job-set changes (a warm
+start); warm and cold optima are equal. Both return ``None`` when HiGHS does not reach optimality (its time
+limit included), which sends :func:`~superfactory.policy.solver.solve` to its greedy fallback.
+
+Pure: no I/O, no clock; the only time source is HiGHS's own ``time_limit`` option and run-time counter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+
+from superfactory.policy.assignment import AssignmentProblem, FloatArray, IntArray
+
+
+def highs_model(p: AssignmentProblem) -> highspy.HighsLp:
+    """Columns = the problem's columns; rows = one equality per job, then the resource rows."""
+    n, k = p.n_jobs, p.n_cols
+    has = p.col_rows >= 0
+    nnz_col = 1 + has.sum(axis=1)
+    start = np.zeros(k + 1, dtype=np.int32)
+    np.cumsum(nnz_col, out=start[1:])
+    index = np.empty(int(start[-1]), dtype=np.int32)
+    value = np.empty(int(start[-1]), dtype=np.float64)
+    index[start[:-1]] = p.col_job()
+    value[start[:-1]] = 1.0
+    # resource entries follow each column's job entry, in column-major order of (col, r)
+    pos = start[:-1, None] + np.cumsum(has, axis=1)
+    index[pos[has]] = (n + p.col_rows[has]).astype(np.int32)
+    value[pos[has]] = p.col_use[has]
+    lp = highspy.HighsLp()
+    lp.num_col_ = k
+    lp.num_row_ = n + p.row_cap.size
+    lp.col_cost_ = p.col_cost.astype(np.float64)
+    lp.col_lower_ = np.zeros(k)
+    lp.col_upper_ = np.ones(k)
+    lp.row_lower_ = np.concatenate([np.ones(n), np.full(p.row_cap.size, -highspy.kHighsInf)])
+    lp.row_upper_ = np.concatenate([np.ones(n), p.row_cap.astype(np.float64)])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = start
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = value
+    return lp
+
+
+@dataclass(frozen=True, slots=True)
+class LpSolution:
+    """An optimal LP relaxation.
+
+    Attributes:
+        x: ``(K,)`` column values in [0, 1].
+        objective: the LP optimum (a lower bound on every integer plan).
+        reduced_cost: ``(K,)`` reduced cost of every column (>= 0 up to tolerance at the optimum; 0 on basic
+            columns). A column's reduced cost is what choosing it costs above the LP's prices; the repair uses
+            it to find the jobs whose rounded column disagrees with the LP.
+        run_time_s: HiGHS's own run time for this solve.
+    """
+
+    x: FloatArray
+    objective: float
+    reduced_cost: FloatArray
+    run_time_s: float
+
+
+def _lp_solution(h: highspy.Highs) -> LpSolution:
+    sol = h.getSolution()
+    return LpSolution(np.asarray(sol.col_value, dtype=np.float64), float(h.getInfo().objective_function_value),
+                      np.asarray(sol.col_dual, dtype=np.float64), float(h.getRunTime()))
+
+
+def new_highs(time_limit_s: float | None = None) -> highspy.Highs:
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
+    h.silent()
+    h.setOptionValue("threads", 1)  # deterministic, and the twin runs many policies side by side
+    if time_limit_s is not None:
+        h.setOptionValue("time_limit", max(0.0, float(time_limit_s)))
+    return h
+
+
+def lp_relaxation(p: AssignmentProblem, time_limit_s: float | None = None) -> LpSolution | None:
+    """Solve the LP relaxation from scratch, or ``None`` if HiGHS did not reach optimality (time limit
+    included: ``time_limit_s=0`` always returns ``None``)."""
+    h = new_highs(time_limit_s)
+    h.setOptionValue("solver", "simplex")
+    h.passModel(highs_model(p))
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return _lp_solution(h)
+
+
+def solve_lp(p: AssignmentProblem, time_limit_s: float | None = None) -> tuple[FloatArray, float] | None:
+    """:func:`lp_relaxation` as ``(x, objective)``."""
+    res = lp_relaxation(p, time_limit_s)
+    return None if res is None else (res.x, res.objective)
+
+
+class PersistentLP:
+    """An LP kept between cycles and warm-started from the previous basis.
+
+    :meth:`solve` maps the previous optimal basis onto the new problem by column identity (job key, bin) and
+    row identity (job key; resource row index), so arrivals, departures, price and capacity changes all start
+    from a nearly optimal basis. A change of resource-row count starts cold. The optimum does not depend on
+    the start: a warm solve has the objective of a cold one (tested).
+    """
+
+    def __init__(self) -> None:
+        self._col_keys: IntArray | None = None
+        self._row_keys: IntArray | None = None
+        self._col_status: IntArray | None = None
+        self._row_status: IntArray | None = None
+        self._n_res = -1
+        self.warm_solves = 0
+        self.last_iterations = 0
+
+    @staticmethod
+    def _keys(p: AssignmentProblem) -> tuple[IntArray, IntArray]:
+        span = int(p.col_bin.max(initial=0)) + 2
+        col_keys = p.job_keys[p.col_job()] * span + (p.col_bin + 1)
+        return col_keys, p.job_keys.astype(np.int64)
+
+    def solve(self, p: AssignmentProblem, time_limit_s: float | None = None) -> tuple[FloatArray, float] | None:
+        """Warm solve as ``(x, objective)``, or ``None`` (see :meth:`solve_full`)."""
+        res = self.solve_full(p, time_limit_s)
+        return None if res is None else (res.x, res.objective)
+
+    def solve_full(self, p: AssignmentProblem, time_limit_s: float | None = None) -> LpSolution | None:
+        """Warm solve, or ``None`` if HiGHS did not reach optimality (the next solve then starts cold)."""
+        h = new_highs(time_limit_s)
+        h.setOptionValue("solver", "simplex")
+        h.passModel(highs_model(p))
+        col_keys, job_keys = self._keys(p)
+        if self._col_keys is not None and self._n_res == p.row_cap.size:
+            assert self._col_status is not None and self._row_status is not None
+            assert self._row_keys is not None
+            col_st = _remap(self._col_keys, self._col_status, col_keys, default=0)
+            job_st = _remap(self._row_keys, self._row_status[: self._row_keys.size], job_keys, default=1)
+            res_st = self._row_status[self._row_keys.size:]
+            basis = highspy.HighsBasis()
+            statuses = list(highspy.HighsBasisStatus.__members__.values())
+            basis.col_status = [statuses[s] for s in col_st.tolist()]
+            basis.row_status = [statuses[s] for s in np.concatenate([job_st, res_st]).tolist()]
+            basis.valid = True
+            basis.alien = True  # may be rank-deficient after arrivals: let HiGHS repair it
+            h.setBasis(basis)
+            self.warm_solves += 1
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            self._col_keys = None
+            return None
+        b = h.getBasis()
+        self._col_keys, self._row_keys, self._n_res = col_keys, job_keys, p.row_cap.size
+        self._col_status = np.fromiter((int(s) for s in b.col_status), dtype=np.int64, count=p.n_cols)
+        self._row_status = np.fromiter((int(s) for s in b.row_status), dtype=np.int64)
+        self.last_iterations = int(h.getInfo().simplex_iteration_count)
+        return _lp_solution(h)
+
+
+def _remap(old_keys: IntArray, old_vals: IntArray, new_keys: IntArray, default: int) -> IntArray:
+    order = np.argsort(old_keys, kind="stable")
+    sk = old_keys[order]
+    pos = np.searchsorted(sk, new_keys)
+    pos_c = np.minimum(pos, max(sk.size - 1, 0))
+    out = np.full(new_keys.size, default, dtype=np.int64)
+    if sk.size == 0:
+        return out
+    hit = (pos < sk.size) & (sk[pos_c] == new_keys)
+    out[hit] = old_vals[order][pos_c[hit]]
+    return out
