@@ -58,6 +58,7 @@ class JobView:
         interrupted: True if the job is pending because a failure interrupted it.
         committed_progress_s: productive seconds covered by its last durable checkpoint.
         state: the twin/live state name (``pending``, ``running``, ``checkpointing``, ``migrating`` ...).
+        carbon_spent_tco2: emissions attributed to the job so far (closed accounting hours), tCO2.
     """
 
     job: TrainingJob
@@ -70,6 +71,7 @@ class JobView:
     interrupted: bool = False
     committed_progress_s: float = 0.0
     state: str = "pending"
+    carbon_spent_tco2: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

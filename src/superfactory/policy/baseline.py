@@ -11,7 +11,13 @@ import numpy as np
 import numpy.typing as npt
 
 from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, JobView, Place, Plan
-from superfactory.policy.feasibility import added_it_power_w, power_refusal, sovereignty_refusal, static_refusal
+from superfactory.policy.feasibility import (
+    added_it_power_w,
+    carbon_budget_refusal,
+    power_refusal,
+    sovereignty_refusal,
+    static_refusal,
+)
 from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
 from superfactory.policy.registry import register
 
@@ -76,6 +82,11 @@ class _FirstFitPlanner(ABC):
                     rule = sovereignty_refusal(job, f)
                     if rule is not None and f.gpus_of(job.accelerator) >= job.gpus:
                         refusals.append((job.id, f.id, f"sovereignty: {rule}"))
+                    continue
+                rule = carbon_budget_refusal(job, view.carbon_spent_tco2, view.progress_s, f, st.carbon_g_per_kwh)
+                if rule is not None:
+                    reasons[i] = rule
+                    refusals.append((job.id, f.id, rule))
                     continue
                 extra_w = added_it_power_w(f, job.accelerator, nodes_needed(f, job.accelerator, job.gpus))
                 refusal = power_refusal(f, it_power[i], extra_w)

@@ -44,6 +44,33 @@ def power_refusal(factory: Factory, it_power_w: float, extra_it_w: float) -> str
     return None
 
 
+def remaining_energy_mwh(job: TrainingJob, progress_s: float, factory: Factory) -> float:
+    """Facility energy, MWh, to finish ``job`` from ``progress_s`` on ``factory`` at training power."""
+    clusters = factory.clusters_of(job.accelerator)
+    if not clusters:
+        return 0.0
+    s = clusters[0].system
+    nodes = -(-job.gpus // s.gpus_per_node)
+    remaining_h = max(0.0, job.work_s - progress_s) / 3600.0
+    return nodes * s.training_power_per_node_w * factory.pue * remaining_h / 1e6
+
+
+def carbon_budget_refusal(job: TrainingJob, spent_tco2: float, progress_s: float, factory: Factory,
+                          intensity_g_per_kwh: float) -> str | None:
+    """Why running the rest of ``job`` on ``factory`` would break its carbon budget, or ``None``.
+
+    Projected emissions = already emitted + remaining facility energy x grid intensity (g/kWh = kg/MWh, so
+    t = MWh x intensity / 1000). Jobs without a budget always pass.
+    """
+    if job.carbon_budget_tco2 is None:
+        return None
+    projected = spent_tco2 + remaining_energy_mwh(job, progress_s, factory) * intensity_g_per_kwh / 1000.0
+    if projected > job.carbon_budget_tco2:
+        # stable text (no projection in it): the audit trail records each distinct refusal once
+        return f"carbon budget: finishing on {factory.id} would exceed the job's {job.carbon_budget_tco2:g} tCO2"
+    return None
+
+
 def static_refusal(job: TrainingJob, factory: Factory, state: FactoryState) -> str | None:
     """Checks that don't depend on free capacity: up, accelerator type, size, sovereignty."""
     if not state.up:

@@ -45,7 +45,7 @@ from superfactory.domain.fleet import NODE_DOWN, NODE_FREE, FleetSnapshot, JobVi
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.topology import topology_of
 from superfactory.policy import solver as S
-from superfactory.policy.feasibility import sovereignty_refusal
+from superfactory.policy.feasibility import carbon_budget_refusal, sovereignty_refusal
 from superfactory.policy.forecast import SeasonalForecaster
 from superfactory.policy.gangfit import place_gang, shape_of
 from superfactory.policy.migration import MigrationGovernor
@@ -120,6 +120,7 @@ class GeoPolicy:
         self._last_solve_s = -10**12
         self._last_sig: tuple[object, ...] = ()
         self._lam: dict[str, float] = {}
+        self._carbon_mean: list[float] = []  # forecast gCO2/kWh per factory (horizon mean), for carbon budgets
         self._keys: dict[str, int] = {}
         self.solves = 0
         self._last_quick: tuple[object, ...] = ()
@@ -166,9 +167,11 @@ class GeoPolicy:
         """Per factory: forecast-mean effective cost (USD per facility MWh) and its 24 h path."""
         means: list[float] = []
         paths: list[npt.NDArray[np.float64]] = []
+        self._carbon_mean.clear()
         for f, st in zip(snap.factories, snap.states, strict=True):
             pm, pp = self._signal("p", f.market, snap.price_history.get(f.market, ()), st.price_usd_per_mwh)
             cm, cp = self._signal("c", f.grid, snap.carbon_history.get(f.grid, ()), st.carbon_g_per_kwh)
+            self._carbon_mean.append(cm)
             # carbon: g/kWh == kg/MWh -> t/MWh is /1000
             means.append(self.alpha * pm + self.beta * cm / 1000.0)
             paths.append(self.alpha * pp + self.beta * cp / 1000.0)
@@ -293,6 +296,12 @@ class GeoPolicy:
                 if locked or not snap.states[i].up or (jx in running and i == cur):
                     continue
                 f = snap.factories[i]
+                budget = carbon_budget_refusal(job, v.carbon_spent_tco2, v.progress_s, f, self._carbon_mean[i])
+                if budget is not None:  # a hard rule like sovereignty: no column, and an audit record
+                    refusals.append((job.id, f.id, budget))
+                    if jx not in running:
+                        waiting.setdefault(job.id, budget)
+                    continue
                 lat = self.gamma * mw * self._latency_ms(snap, home, f.id)
                 if jx in running:
                     if not (self.migrate and job.migratable and self.governor.may_move(job.id, now)):

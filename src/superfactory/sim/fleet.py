@@ -155,6 +155,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             jr.recovering and jr.state is JobState.PENDING,
             jr.committed_s,
             jr.state.value,
+            jr.carbon_g / 1e6,
         )
 
     # == Actuator ============================================================================================
