@@ -116,9 +116,8 @@ def _explain(result: Any, job_id: str) -> None:
 @app.command()
 def scenarios() -> None:
     """List the built-in scenarios."""
-    from rich.table import Table
-
     import yaml
+    from rich.table import Table
 
     from superfactory.scenario.loader import builtin_names, builtin_text
 
