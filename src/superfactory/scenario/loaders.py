@@ -3,7 +3,27 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
+
+from superfactory.errors import ScenarioError
+
+
+def csv_rows(path: Path, required: set[str], what: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` for every data row of a CSV, after checking that it has the ``required`` columns.
+
+    Raises:
+        ScenarioError: the file cannot be read, or lacks columns (the message says ``what`` it should be).
+    """
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = required - set(reader.fieldnames or ())
+            if missing:
+                raise ScenarioError(f"{path}: not {what}: missing column(s) {sorted(missing)}")
+            yield from enumerate(reader, start=2)
+    except OSError as e:
+        raise ScenarioError(f"cannot read {what} {path}: {e}") from None
 
 
 def read_interruption_table(path: Path) -> tuple[tuple[str, str, int], ...]:

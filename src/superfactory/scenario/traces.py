@@ -28,7 +28,6 @@ The 24-hour demand model (:func:`tile_day`) turns a one-hour trace into per-minu
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from superfactory.errors import ScenarioError
+from superfactory.scenario.loaders import csv_rows
 
 #: named trace references -> path under the shared data folder
 NAMED_TRACES: dict[str, str] = {
@@ -135,21 +135,13 @@ def _parse_ts(text: str) -> float:
 def load_azure_trace(path: Path) -> RequestTrace:
     """Read an Azure LLM inference trace CSV. Raises ScenarioError on a bad file (names the row)."""
     t, ctx, gen = [], [], []
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} - set(reader.fieldnames or ())
-            if missing:
-                raise ScenarioError(f"{path}: not an Azure LLM trace: missing column(s) {sorted(missing)}")
-            for i, row in enumerate(reader, start=2):
-                try:
-                    t.append(_parse_ts(row["TIMESTAMP"]))
-                    ctx.append(int(row["ContextTokens"]))
-                    gen.append(int(row["GeneratedTokens"]))
-                except ValueError as e:
-                    raise ScenarioError(f"{path}:{i}: bad row: {e}") from None
-    except OSError as e:
-        raise ScenarioError(f"cannot read trace {path}: {e}") from None
+    for i, row in csv_rows(path, {"TIMESTAMP", "ContextTokens", "GeneratedTokens"}, "an Azure LLM trace"):
+        try:
+            t.append(_parse_ts(row["TIMESTAMP"]))
+            ctx.append(int(row["ContextTokens"]))
+            gen.append(int(row["GeneratedTokens"]))
+        except ValueError as e:
+            raise ScenarioError(f"{path}:{i}: bad row: {e}") from None
     return _trace(path.name, np.asarray(t), np.asarray(ctx), np.zeros(len(ctx), np.int64), np.asarray(gen))
 
 
@@ -249,19 +241,11 @@ def load_rtt_matrix(path: Path) -> dict[tuple[str, str], float]:
     """Read skyplane ``latency.csv`` -> ``{(src, dst): avg_rtt_ms}``, symmetric (a missing direction takes the
     measured reverse one)."""
     out: dict[tuple[str, str], float] = {}
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = {"src_region", "dst_region", "avg_rtt"} - set(reader.fieldnames or ())
-            if missing:
-                raise ScenarioError(f"{path}: not a skyplane latency matrix: missing column(s) {sorted(missing)}")
-            for i, row in enumerate(reader, start=2):
-                try:
-                    out[(row["src_region"], row["dst_region"])] = float(row["avg_rtt"])
-                except ValueError as e:
-                    raise ScenarioError(f"{path}:{i}: bad avg_rtt: {e}") from None
-    except OSError as e:
-        raise ScenarioError(f"cannot read RTT matrix {path}: {e}") from None
+    for i, row in csv_rows(path, {"src_region", "dst_region", "avg_rtt"}, "a skyplane latency matrix"):
+        try:
+            out[(row["src_region"], row["dst_region"])] = float(row["avg_rtt"])
+        except ValueError as e:
+            raise ScenarioError(f"{path}:{i}: bad avg_rtt: {e}") from None
     for (a, b), v in list(out.items()):
         out.setdefault((b, a), v)
     return out
