@@ -9,6 +9,7 @@ from __future__ import annotations
 from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import FactoryState
 from superfactory.domain.job import TrainingJob
+from superfactory.policy.nodes import nodes_needed
 
 
 def sovereignty_refusal(job: TrainingJob, factory: Factory) -> str | None:
@@ -50,7 +51,7 @@ def remaining_energy_mwh(job: TrainingJob, progress_s: float, factory: Factory) 
     if not clusters:
         return 0.0
     s = clusters[0].system
-    nodes = -(-job.gpus // s.gpus_per_node)
+    nodes = nodes_needed(factory, job.accelerator, job.gpus)
     remaining_h = max(0.0, job.work_s - progress_s) / 3600.0
     return nodes * s.training_power_per_node_w * factory.pue * remaining_h / 1e6
 

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import NODE_FREE
+from superfactory.domain.topology import tp_nodes
 
 
 def nodes_needed(factory: Factory, accelerator: str, gpus: int) -> int:
@@ -63,7 +64,7 @@ def tp_aligned_fit(
         return None
     clusters = factory.clusters_of(accelerator)
     per_node = clusters[0].system.gpus_per_node
-    k = max(1, -(-max(1, min(tp_size, gpus)) // per_node))
+    k = tp_nodes(per_node, gpus, tp_size)
     if k == 1:
         return first_fit(factory, status, accelerator, gpus)
     parts: list[npt.NDArray[np.intp]] = []
