@@ -32,8 +32,9 @@ lint: setup-dev
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## test: set up, lint, and run every test
+## test: set up, lint, install the Debian packages the tests use (as root), and run every test
 test: lint
+	bash scripts/system-deps.sh
 	$(BIN)/python -m pytest -n 2 -q
 
 ## bench: run the benchmarks (writes benchmarks/results/*.json)
