@@ -4,19 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SCENARIO ?= default
 OUT    ?= results/$(SCENARIO)
+# Every install is pinned by constraints.txt (the lock; `make lock` regenerates it). torch is locked to its CPU
+# build, which lives on PyTorch's own index.
+LOCK   := constraints.txt
+PIP_INSTALL := $(BIN)/python -m pip install -q -c $(LOCK) --extra-index-url https://download.pytorch.org/whl/cpu
 
-.PHONY: run test lint setup setup-dev bench clean
+.PHONY: run test lint setup setup-dev bench clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(PIP_INSTALL) pip setuptools
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP_INSTALL) -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP_INSTALL) -e '.[dev]'
 	touch $(VENV)/.installed $@
 
 setup: $(VENV)/.installed
@@ -40,6 +44,14 @@ test: lint
 ## bench: run the benchmarks (writes benchmarks/results/*.json)
 bench: setup-dev
 	$(BIN)/python benchmarks/run_all.py
+
+## lock: pin every package installed in .venv (except superfactory itself) into constraints.txt
+lock: setup-dev
+	{ echo "# The lock: every package of a full dev install (pip install -e '.[dev]'), pinned. Used as pip's -c by"; \
+	  echo "# \`make run\` / \`make test\` and CI; tests/unit/cli/test_lock.py checks .venv matches it."; \
+	  echo "# Regenerate after changing dependencies in pyproject.toml: make lock (from \`pip freeze --all\`)."; \
+	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -v -i '^superfactory=='; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache
