@@ -27,6 +27,7 @@ from superfactory.mesh.errors import (
     PlacementError,
     QuorumError,
     SovereigntyError,
+    StaleFencingTokenError,
     StorageError,
     WrongKeyError,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "SaveReceipt",
     "SovereigntyError",
     "SovereigntyRules",
+    "StaleFencingTokenError",
     "StorageError",
     "Target",
     "Tier",

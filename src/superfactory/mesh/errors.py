@@ -22,6 +22,7 @@ __all__ = [
     "PlacementError",
     "QuorumError",
     "SovereigntyError",
+    "StaleFencingTokenError",
     "StorageError",
     "WrongKeyError",
 ]
@@ -79,3 +80,7 @@ class SovereigntyError(PlacementError):
 
 class QuorumError(MeshError):
     """The commit barrier was not reached: too few fragments became durable before the timeout."""
+
+
+class StaleFencingTokenError(MeshError):
+    """A save carried a fencing token older than the mesh's fence: its process was superseded (a zombie)."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from superfactory.mesh import maintenance
+from superfactory.mesh import fence, maintenance
 from superfactory.mesh.audit import AuditLog
 from superfactory.mesh.backend import Backend
 from superfactory.mesh.catalog import INTENT, MANIFEST, Catalog, fragment_name
@@ -37,6 +37,7 @@ from superfactory.mesh.errors import (
     IntegrityError,
     KeyDestroyedError,
     QuorumError,
+    StaleFencingTokenError,
     StorageError,
 )
 from superfactory.mesh.gf256 import U8Array
@@ -123,6 +124,7 @@ class CheckpointMesh:
         tiers: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
         progress: Progress | None = None,
+        fencing_token: int | None = None,
         _snapshot_s: float = 0.0,
     ) -> SaveReceipt:
         """Save ``data`` (a buffer, a sequence of buffers, or a :class:`Payload`) as the checkpoint of
@@ -132,6 +134,8 @@ class CheckpointMesh:
         sovereignty are checked before anything is written (PlacementError / SovereigntyError). Returns when
         every fragment is durable or abandoned; ``receipt.committed`` says whether the quorum was met. A
         non-best-effort data class raises QuorumError instead of returning an uncommitted receipt.
+        With ``fencing_token``, a save whose token is below the mesh's fence raises StaleFencingTokenError
+        before writing and, if the fence rose meanwhile, instead of writing the manifest (see ``fence.py``).
         """
         t0 = time.monotonic()
         payload = (
@@ -143,6 +147,9 @@ class CheckpointMesh:
         tier_names = tuple(self.config.tier(t).name for t in tiers)
         classes = tuple(sorted(set(sovereignty)))
         checkpoint_id = f"step-{step:012d}-{secrets.token_hex(4)}"
+        if fencing_token is not None:
+            self._check_fence(fencing_token, checkpoint_id, step, "before writing")
+            metadata = {**(metadata or {}), "fencing_token": fencing_token}
         placement = plan_placement(
             self.config,
             policy,
@@ -197,9 +204,15 @@ class CheckpointMesh:
             for i, target in enumerate(placement.by_tier[tier])
         ]
         sealed = seal(manifest, data_key)
-        commit_state: dict[str, Any] = {"at": None, "targets": []}
+        commit_state: dict[str, Any] = {"at": None, "targets": [], "fenced": None}
 
         def commit() -> None:
+            if fencing_token is not None:
+                try:
+                    self._check_fence(fencing_token, checkpoint_id, step, "at commit")
+                except StaleFencingTokenError as exc:
+                    commit_state["fenced"] = exc
+                    return
             for name in holders:
                 try:
                     self.catalog.backends[name].put_atomic(self.catalog.path(checkpoint_id, MANIFEST), sealed)
@@ -221,6 +234,11 @@ class CheckpointMesh:
             progress=progress,
         )
         total_s = time.monotonic() - t0 + _snapshot_s
+        if commit_state["fenced"] is not None:
+            for name in holders:
+                with contextlib.suppress(StorageError):
+                    self.catalog.backends[name].delete_tree(self.catalog.ckpt_dir(checkpoint_id))
+            raise commit_state["fenced"]
         committed = commit_state["at"] is not None
         fragments = tuple(
             FragmentReceipt(
@@ -280,6 +298,27 @@ class CheckpointMesh:
         if not committed and not policy.best_effort:
             raise QuorumError(error)
         return receipt
+
+    def _check_fence(self, token: int, checkpoint_id: str, step: int, stage: str) -> None:
+        try:
+            fence.check_fence(self.catalog, token, checkpoint_id, stage)
+        except StaleFencingTokenError as exc:
+            self.audit.emit("save_fenced", checkpoint_id=checkpoint_id, step=step, fencing_token=token,
+                            stage=stage, error=str(exc))
+            raise
+
+    def raise_fence(self, fencing_token: int, data_class: str = "critical") -> int:
+        """Raise the mesh's fence to ``fencing_token`` (the newest placement of the job calls this before it
+        restores); later saves with a smaller token are refused. Returns the number of targets written;
+        StaleFencingTokenError if the fence is already higher. See ``fence.py``.
+        """
+        written = fence.raise_fence(self.catalog, fencing_token, self.config.policy(data_class).quorum)
+        self.audit.emit("fence_raised", fencing_token=fencing_token, targets=written)
+        return written
+
+    def fence(self) -> int | None:
+        """The mesh's current fence (largest fencing token raised), None if never raised."""
+        return fence.read_fence(self.catalog)
 
     def save_if_due(self, data: Any, step: int, **kwargs: Any) -> SaveReceipt | None:
         """Save to the tiers due at ``step``; None (and nothing written) when no tier is due."""
