@@ -71,6 +71,8 @@ class Factory:
         jurisdiction: legal jurisdiction (e.g. ``"US"``, ``"EU"``).
         clusters: the node blocks, numbered contiguously.
         cloud_region: nearest public-cloud region (used to look up measured RTTs), optional.
+        ppa_share, ppa_usd_per_mwh: tariff: this share of the energy is bought under a fixed-price contract
+            (PPA), the rest at the hourly market price (see :mod:`superfactory.models.tariff`).
     """
 
     id: str
@@ -85,6 +87,8 @@ class Factory:
     clusters: tuple[Cluster, ...]
     cloud_region: str | None = None
     timezone_offset_h: float = 0.0
+    ppa_share: float = 0.0  # share of energy bought at the fixed ppa_usd_per_mwh (0 = spot only)
+    ppa_usd_per_mwh: float = 0.0
     _node_count: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

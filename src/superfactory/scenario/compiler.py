@@ -8,6 +8,8 @@ so the loader can point at the YAML line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,8 @@ from superfactory.domain.reliability import (
 from superfactory.domain.signals import StepSeries
 from superfactory.domain.topology import topology_problem
 from superfactory.domain.units import HOUR_S
-from superfactory.scenario import markets
+from superfactory.errors import ScenarioError
+from superfactory.scenario import market_data, markets
 from superfactory.scenario.demand import compile_inference
 from superfactory.scenario.loaders import read_interruption_table
 from superfactory.scenario.model import Scenario, ScenarioEvent
@@ -95,6 +98,7 @@ def _factories(spec: ScenarioSpec, errors: list[tuple[Path_, str]]) -> list[Fact
                 [(b.nodes_per_rack or 0, b.nodes_per_leaf or 0, b.leaves_per_hall or 0, b.oversubscription)
                  for b in fs.systems]),
             cloud_region=fs.cloud_region, timezone_offset_h=fs.timezone_offset_h,
+            ppa_share=fs.tariff.ppa_share, ppa_usd_per_mwh=fs.tariff.ppa_price or 0.0,
         ))
         for bi, c in enumerate(out[-1].clusters):
             problem = topology_problem(c)
@@ -127,7 +131,7 @@ def _csv_series(c: SeriesCsv, base_dir: Path | None, name: str, unit: str, path:
         p = base_dir / p
     scale = c.scale * (markets.LBS_PER_MWH_TO_G_PER_KWH if c.unit == "lbs_per_mwh" else 1.0)
     try:
-        return markets.read_series_csv(p, c.column, c.step, name, unit, scale)
+        return markets.read_series_csv(p, c.column, c.step, f"{name}@file:{p.name}", unit, scale)
     except FileNotFoundError:
         errors.append(((*path, "csv"), f"file not found: {p}"))
     except ValueError as e:
@@ -142,6 +146,7 @@ def _signals(spec: ScenarioSpec, factories: list[Factory], hours: int, base_dir:
     carbon: dict[str, StepSeries] = {}
     tz = {f.market: f.timezone_offset_h for f in factories}
     tz_grid = {f.grid: f.timezone_offset_h for f in factories}
+    window = _window(spec, errors)
     for i, f in enumerate(factories):
         if f.market not in prices:
             ms = spec.markets.get(f.market)
@@ -149,6 +154,9 @@ def _signals(spec: ScenarioSpec, factories: list[Factory], hours: int, base_dir:
                 s = _csv_series(ms.csv, base_dir, f"price:{f.market}", "USD/MWh", ("markets", f.market), errors)
                 if s is not None:
                     prices[f.market] = s
+            elif window is not None and market_data.has_real_prices(f.market):
+                _real(partial(market_data.real_prices, f.market, window, hours), prices, f.market,
+                      ("factories", i, "market"), errors)
             elif f.market in markets.MARKETS:
                 prof = markets.MARKETS[f.market]
                 if ms is not None:
@@ -159,7 +167,8 @@ def _signals(spec: ScenarioSpec, factories: list[Factory], hours: int, base_dir:
                 errors.append(((
                     "factories", i, "market"),
                     f"unknown market {f.market!r}; built-in markets are {known} (or define it under 'markets:' "
-                    "with a csv)",
+                    "with a csv)" + ("; it has real 2023 prices: set a 'window' such as 2023-08"
+                                     if market_data.has_real_prices(f.market) else ""),
                 ))
         if f.grid not in carbon:
             gs = spec.grids.get(f.grid)
@@ -167,6 +176,10 @@ def _signals(spec: ScenarioSpec, factories: list[Factory], hours: int, base_dir:
                 s = _csv_series(gs.csv, base_dir, f"carbon:{f.grid}", "gCO2/kWh", ("grids", f.grid), errors)
                 if s is not None:
                     carbon[f.grid] = s
+            elif window is not None and market_data.has_real_carbon(f.grid):
+                basis = gs.basis if gs is not None else "direct"
+                _real(partial(market_data.real_carbon, f.grid, window, hours, basis), carbon, f.grid,
+                      ("factories", i, "grid"), errors)
             elif f.grid in markets.GRIDS or (gs is not None and gs.mean_g_per_kwh is not None):
                 gprof = markets.GRIDS.get(f.grid, markets.GridProfile(f.grid, 0.0, 0.0, 0.05))
                 if gs is not None and gs.mean_g_per_kwh is not None:
@@ -175,8 +188,33 @@ def _signals(spec: ScenarioSpec, factories: list[Factory], hours: int, base_dir:
             else:
                 errors.append((("factories", i, "grid"),
                                f"unknown grid {f.grid!r}; built-in grids are {sorted(markets.GRIDS)} (or define "
-                               "it under 'grids:' with mean_g_per_kwh or a csv)"))
+                               "it under 'grids:' with mean_g_per_kwh or a csv)"
+                               + ("; it has real 2023 carbon data: set a 'window' such as 2023-08"
+                                  if market_data.has_real_carbon(f.grid) else "")))
     return prices, carbon
+
+
+def _window(spec: ScenarioSpec, errors: list[tuple[Path_, str]]) -> market_data.Window | None:
+    """The scenario's real-data window (see :mod:`.market_data`), checked against its duration."""
+    if spec.window is None:
+        return None
+    try:
+        w = market_data.parse_window(spec.window)
+    except ValueError as e:
+        errors.append((("window",), str(e)))
+        return None
+    if spec.duration > w.hours * HOUR_S:
+        errors.append((("duration",), f"duration {spec.duration / 86400:g} d is longer than the window "
+                       f"{w.text!r} ({w.hours / 24:g} d of real data); shorten it or widen the window"))
+    return w
+
+
+def _real(load: Callable[[], StepSeries], into: dict[str, StepSeries], key: str, path: Path_,
+          errors: list[tuple[Path_, str]]) -> None:
+    try:
+        into[key] = load()
+    except ScenarioError as e:
+        errors.append((path, str(e)))
 
 
 def _job(js: JobSpec, spec: ScenarioSpec, path: Path_, factories: list[Factory],

@@ -54,6 +54,20 @@ class SystemBlock(Strict):
         return self.racks * SYSTEMS[self.system].nodes_per_domain
 
 
+class TariffSpec(Strict):
+    """How a factory buys power: ``ppa_share`` of its energy at the fixed ``ppa_price`` (a power purchase
+    agreement), the rest at the hourly market price. Spot-only (share 0) is the default."""
+
+    ppa_share: float = Field(default=0.0, ge=0, le=1, description="share of energy bought under the PPA, 0..1")
+    ppa_price: float | None = Field(default=None, description="PPA price, USD/MWh")
+
+    @model_validator(mode="after")
+    def _price_if_share(self) -> TariffSpec:
+        if self.ppa_share > 0 and self.ppa_price is None:
+            raise ValueError("a tariff with ppa_share > 0 needs 'ppa_price' (USD/MWh)")
+        return self
+
+
 class FactorySpec(Strict):
     id: Identifier
     region: str
@@ -67,6 +81,7 @@ class FactorySpec(Strict):
     cloud_region: str | None = None
     timezone_offset_h: float = Field(default=0.0, ge=-12, le=14)
     systems: list[SystemBlock] = Field(min_length=1)
+    tariff: TariffSpec = TariffSpec()
 
 
 class LinkSpec(Strict):
@@ -204,6 +219,7 @@ class MarketSpec(Strict):
 class GridSpec(Strict):
     mean_g_per_kwh: float | None = Field(default=None, ge=0)
     csv: SeriesCsv | None = None
+    basis: Literal["direct", "lca"] = Field(default="direct", description="real data: direct or life-cycle")
 
 
 class FailureSpec(Strict):
@@ -258,6 +274,8 @@ class ScenarioSpec(Strict):
     services: list[ServiceSpec] = Field(default_factory=list)
     pops: list[PopSpec] = Field(default_factory=list)
     inference: InferenceSettings = InferenceSettings()
+    window: str | None = Field(default=None, description="real 2023 prices/carbon for this span (UTC): '2023', "
+                               "'2023-08' or '2023-08-07/2023-08-21'; see docs/markets.md")
     markets: dict[str, MarketSpec] = Field(default_factory=dict)
     grids: dict[str, GridSpec] = Field(default_factory=dict)
     failures: FailureSpec = FailureSpec()

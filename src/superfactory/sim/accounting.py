@@ -11,6 +11,7 @@ import numpy as np
 
 from superfactory.domain.events import Event, EventKind
 from superfactory.domain.units import HOUR_S
+from superfactory.models.tariff import effective_price_usd_per_mwh
 from superfactory.sim.factorystate import HourRow
 from superfactory.sim.jobstate import JobRuntime
 from superfactory.sim.kernel import PRIO_SIGNAL
@@ -33,7 +34,8 @@ class AccountingMixin:
         e_j = power_w * dt
         jr.energy_j += e_j
         mwh = e_j / 3.6e9
-        jr.cost_usd += mwh * self.price_at(f.market, start)
+        jr.cost_usd += mwh * effective_price_usd_per_mwh(self.price_at(f.market, start), f.ppa_share,
+                                                         f.ppa_usd_per_mwh)
         jr.carbon_g += mwh * 1000.0 * self.carbon[f.grid].at(start)  # MWh -> kWh, x g/kWh
 
     def _emit_prices(self, now: int) -> None:
@@ -83,7 +85,9 @@ class AccountingMixin:
             gpus = f.gpus
             self.hour_rows.append(
                 HourRow(
-                    f.id, start // HOUR_S, it_mwh, fac_mwh, price, ci, fac_mwh * price, fac_mwh * ci / 1000.0,
+                    f.id, start // HOUR_S, it_mwh, fac_mwh, price, ci,
+                    fac_mwh * effective_price_usd_per_mwh(price, f.ppa_share, f.ppa_usd_per_mwh),
+                    fac_mwh * ci / 1000.0,
                     r.hour_busy_gpu_s / (gpus * span) if gpus else 0.0, r.hour_busy_gpu_s / span,
                 )
             )
