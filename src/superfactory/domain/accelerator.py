@@ -7,6 +7,17 @@ per-GPU-hour prices are typical 2024-25 on-demand/contract prices and only used 
 Power: ``max_power_w`` is the whole system at full load (GPUs, CPUs, NICs, fans/pumps inside the chassis), as
 on the data sheet (DGX H100 10.2 kW). Training draws ``training_power_fraction`` of it on average and an idle
 system ``idle_power_fraction`` (measured fleets report ~0.75-0.85 under training and ~0.2-0.3 idle).
+
+Capital (total cost of ownership, :mod:`superfactory.models.tco`): ``list_price_usd`` is one NVLink domain as
+sold (a DGX node, a GB200 NVL72 rack), written off straight-line over ``depreciation_years``; a cluster adds
+networking and storage, given as shares of the cluster's cost. Sources and choices:
+- DGX H100 ~ $300-400k per 8-GPU system, GB200 NVL72 ~ $2-3M per rack, networking 15-25 % and storage 5-10 %
+  of cluster cost: the course material the project is built on (quoted in issue 17). The catalog takes the
+  midpoints: $350k, $2.5M, 20 % and 7.5 %. Other systems have no list price here (``None``): a TCO that
+  meets one says which capital it could not price.
+- Depreciation 4 years: between the ~3-year economic life usually argued for a GPU generation and the 5-6-year
+  server lives hyperscalers book (Microsoft and Alphabet 6 years from fiscal 2023, Meta 5.5 years from 2025,
+  per their annual reports). A parameter of every cost command (``--depreciation-years``).
 """
 
 from __future__ import annotations
@@ -51,6 +62,8 @@ class SystemSpec:
     max_power_w: float  # per node, whole system at full load
     training_power_fraction: float = 0.80
     idle_power_fraction: float = 0.25
+    list_price_usd: float | None = None  # one NVLink domain as sold (DGX node, NVL72 rack); None = not known
+    depreciation_years: float = 4.0
 
     @property
     def gpus_per_domain(self) -> int:
@@ -84,11 +97,18 @@ ACCELERATORS: dict[str, Accelerator] = {
 SYSTEMS: dict[str, SystemSpec] = {
     s.name: s
     for s in (
-        SystemSpec("dgx-h100", "H100-SXM", gpus_per_node=8, nodes_per_domain=1, max_power_w=10_200),
+        SystemSpec("dgx-h100", "H100-SXM", gpus_per_node=8, nodes_per_domain=1, max_power_w=10_200,
+                   list_price_usd=350_000),
         SystemSpec("hgx-h200", "H200", gpus_per_node=8, nodes_per_domain=1, max_power_w=10_200),
         SystemSpec("dgx-b200", "B200", gpus_per_node=8, nodes_per_domain=1, max_power_w=14_300),
         # NVL72: 18 compute trays of 4 GPUs; ~132 kW per rack at full load -> ~7.3 kW per tray.
-        SystemSpec("gb200-nvl72", "GB200", gpus_per_node=4, nodes_per_domain=18, max_power_w=132_000 / 18),
+        SystemSpec("gb200-nvl72", "GB200", gpus_per_node=4, nodes_per_domain=18, max_power_w=132_000 / 18,
+                   list_price_usd=2_500_000),
         SystemSpec("mi325x-8", "MI325X", gpus_per_node=8, nodes_per_domain=1, max_power_w=14_000),
     )
 }
+
+#: networking (switches, optics, cabling) as a share of a cluster's cost (source: 15-25 %; midpoint)
+NETWORKING_SHARE = 0.20
+#: storage (checkpoint and data tiers) as a share of a cluster's cost (source: 5-10 %; midpoint)
+STORAGE_SHARE = 0.075

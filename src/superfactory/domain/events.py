@@ -3,6 +3,16 @@
 One flat record type (:class:`Event`) with a :class:`EventKind` tag rather than a class per kind: the twin
 emits hundreds of thousands of them per simulated month, metrics fold over them, and tables/hashes need a
 fixed set of columns. Unused fields are empty (``""``, ``-1`` or ``0.0``).
+
+Schema: :data:`EVENT_SCHEMA_VERSION` names the set of kinds and fields below; event tables carry it so a
+reader can refuse a record it does not understand. Version history: 1 = wave 1 (no ``action`` field, no
+action-outcome or shadow kinds); 2 = action ids and outcomes, shadow decisions, link probes.
+
+Meaning of ``value`` per kind (the contract metrics fold over): ``JobSubmitted``/``JobPlaced``: GPUs;
+``JobRunning``/``JobCompleted``/``CheckpointCommitted``: productive progress, s; ``JobInterrupted``: work lost,
+s; ``JobMigrated``: transfer time, s; ``FactoryLost``/``LinkPartitioned``: duration, s; ``PriceChanged``:
+USD/MWh; ``ReplicasScaled``: new replica count; ``WeightSyncStarted``: transfer time, s; ``LinkProbed``:
+measured fraction of nominal bandwidth (``node`` = NVLink domain); ``ShadowAction``: GPUs (Place/Migrate) or 0.
 """
 
 from __future__ import annotations
@@ -11,6 +21,9 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+
+#: version of the event schema (kinds, fields and the meaning of ``value``); see the module docstring
+EVENT_SCHEMA_VERSION = 2
 
 
 class EventKind(StrEnum):
@@ -37,6 +50,13 @@ class EventKind(StrEnum):
     REPLICAS_SCALED = "ReplicasScaled"  # inference replicas of a service at a factory changed (value = new count)
     WEIGHT_SYNC_STARTED = "WeightSyncStarted"  # model weights start crossing the WAN (value = seconds)
     WEIGHT_SYNC_COMPLETED = "WeightSyncCompleted"
+    ACTION_APPLIED = "ActionApplied"  # an action's outcome (``action`` = its id; see domain/outcome.py)
+    ACTION_PARTIAL = "ActionPartial"
+    ACTION_REFUSED = "ActionRefused"
+    ACTION_FAILED = "ActionFailed"
+    ACTION_TIMED_OUT = "ActionTimedOut"
+    SHADOW_ACTION = "ShadowAction"  # an action a shadow policy decided (recorded, never applied)
+    LINK_PROBED = "LinkProbed"  # an all-reduce probe measured an NVLink domain below nominal (value = ratio)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +70,9 @@ class Event:
         factory: factory id, or ``""``.
         node: node index inside the factory, or -1.
         cause: failure cause / reason text, or ``""``.
-        value: a number whose meaning depends on ``kind`` (lost work seconds for interruptions, progress
-            seconds for checkpoints, USD/MWh for prices, GPUs for placements), or 0.0.
+        value: a number whose meaning depends on ``kind`` (see the module docstring), or 0.0.
+        action: the id of the action this event reports the outcome of (or, for ``ShadowAction``, the
+            shadow action's id), else ``""``.
     """
 
     time_s: int
@@ -61,10 +82,12 @@ class Event:
     node: int = -1
     cause: str = ""
     value: float = 0.0
+    action: str = ""
 
     def line(self) -> str:
         """A canonical one-line text form (used for hashing and logs)."""
-        return f"{self.time_s}|{self.kind.value}|{self.job}|{self.factory}|{self.node}|{self.cause}|{self.value!r}"
+        return f"{self.time_s}|{self.kind.value}|{self.job}|{self.factory}|{self.node}|{self.cause}|{self.value!r}" + (
+            f"|{self.action}" if self.action else "")
 
 
 def event_log_digest(events: Iterable[Event]) -> str:

@@ -3,7 +3,15 @@
 A snapshot is an immutable picture of the fleet at ``now_s``. Per-node state is a ``bytes`` string per
 factory (one byte per node, :data:`NODE_FREE` / :data:`NODE_BUSY` / :data:`NODE_DOWN`): cheap to copy, cheap
 to scan with numpy, and impossible for a policy to mutate. A plan is a tuple of typed actions plus the
-reason each unplaced job waits; the actuator of each world (twin or live) carries the actions out.
+reason each unplaced job waits; the actuator of each world (twin or live) carries the actions out and
+reports each action's fate as an :class:`~superfactory.domain.outcome.ActionOutcome`.
+
+Every action has an ``action_id``. Policies leave it empty; the decision loop stamps a unique id
+(``"<policy>:<decision>:<index>"``) before the plan reaches a world, and outcomes refer to it.
+
+What a snapshot shows is what an operator could measure: node states, prices, power, and for NVLink domains
+only the latest *probe* readings (:class:`LinkProbe`, with the time they were taken), never the world's
+hidden truth about a degraded link.
 """
 
 from __future__ import annotations
@@ -12,11 +20,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from superfactory.domain.factory import Factory, WanLink
+from superfactory.domain.inference import InferenceState
 from superfactory.domain.job import TrainingJob
+from superfactory.domain.lifecycle import JobLifecycle
 
 NODE_FREE = 0
 NODE_BUSY = 1
 NODE_DOWN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class LinkProbe:
+    """An all-reduce probe's reading of one NVLink domain.
+
+    Attributes:
+        domain: the NVLink domain index inside the factory.
+        ratio: measured effective bandwidth / nominal (1.0 = healthy).
+        measured_at_s: when the probe ran; a policy may distrust an old reading.
+    """
+
+    domain: int
+    ratio: float
+    measured_at_s: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +55,8 @@ class FactoryState:
         price_usd_per_mwh: electricity price in force now.
         carbon_g_per_kwh: grid carbon intensity now.
         it_power_w: current IT load, W.
-        link_factors: ``(domain, fraction of nominal NVLink bandwidth)`` for domains whose all-reduce probe
-            measures below nominal (empty when all are healthy); see :mod:`superfactory.policy.allreduce`.
+        link_probes: the latest probe reading of every domain whose last probe measured below nominal (empty
+            when every probe found its domain healthy). A degradation no probe has measured yet is not here.
     """
 
     factory_id: str
@@ -40,7 +65,12 @@ class FactoryState:
     price_usd_per_mwh: float
     carbon_g_per_kwh: float
     it_power_w: float
-    link_factors: tuple[tuple[int, float], ...] = ()
+    link_probes: tuple[LinkProbe, ...] = ()
+
+    @property
+    def link_factors(self) -> dict[int, float]:
+        """``domain -> measured bandwidth ratio`` for the probed-degraded domains."""
+        return {p.domain: p.ratio for p in self.link_probes}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +87,7 @@ class JobView:
         last_nodes: the nodes it held there (lets a policy hot-swap only the failed ones).
         interrupted: True if the job is pending because a failure interrupted it.
         committed_progress_s: productive seconds covered by its last durable checkpoint.
-        state: the twin/live state name (``pending``, ``running``, ``checkpointing``, ``migrating`` ...).
+        state: where the job is in its lifecycle (:class:`~superfactory.domain.lifecycle.JobLifecycle`).
         carbon_spent_tco2: emissions attributed to the job so far (closed accounting hours), tCO2.
     """
 
@@ -70,7 +100,7 @@ class JobView:
     last_nodes: tuple[int, ...] = ()
     interrupted: bool = False
     committed_progress_s: float = 0.0
-    state: str = "pending"
+    state: JobLifecycle = JobLifecycle.PENDING
     carbon_spent_tco2: float = 0.0
 
 
@@ -80,7 +110,8 @@ class FleetSnapshot:
 
     ``price_history[market]`` / ``carbon_history[grid]`` hold one value per hour from hour 0 up to and
     including the current hour, as realised (price shocks included). The snapshot carries no future signal
-    values at all: a policy that wants the future must forecast it from this history.
+    values at all: a policy that wants the future must forecast it from this history. ``inference`` is the
+    serving side (services, demand, replicas, weights), or ``None`` when the fleet serves nothing.
     """
 
     now_s: int
@@ -91,6 +122,7 @@ class FleetSnapshot:
     running: tuple[JobView, ...]
     price_history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     carbon_history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    inference: InferenceState | None = None
 
     def factory_index(self, factory_id: str) -> int:
         for i, f in enumerate(self.factories):
@@ -111,6 +143,7 @@ class Place:
     factory_id: str
     nodes: tuple[int, ...]
     hot_swap: bool = False
+    action_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +156,7 @@ class Migrate:
     factory_id: str
     nodes: tuple[int, ...]
     reason: str = ""
+    action_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +165,32 @@ class Preempt:
 
     job_id: str
     reason: str
+    action_id: str = ""
 
 
-Action = Place | Preempt | Migrate
+@dataclass(frozen=True, slots=True)
+class Allocate:
+    """Hold ``replicas`` of inference service ``job_id`` for each ``(pop, factory_id, replicas)`` listed
+    (declarative: the service's whole allocation; pairs not listed hold none). The world reserves whole free
+    nodes per replica, claims nodes that training jobs release for the rest (outcome ``partial`` until they
+    arrive) and starts replicas after loading weights. ``job_id`` is the service id (outcomes refer to it)."""
+
+    job_id: str
+    replicas: tuple[tuple[str, str, int], ...]
+    action_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncWeights:
+    """Copy inference service ``job_id``'s weights to ``factory_id`` over the WAN (the world picks the
+    route; see :func:`superfactory.models.wan.route_bandwidth_gbps`)."""
+
+    job_id: str
+    factory_id: str
+    action_id: str = ""
+
+
+Action = Place | Preempt | Migrate | Allocate | SyncWeights
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +202,11 @@ class Plan:
         waiting: ``(job_id, reason)`` for every pending job left unplaced, in words a user can read.
         refusals: ``(job_id, factory_id, rule)`` for every placement a hard rule forbade (sovereignty, carbon
             budget); the world records each distinct refusal once as an ``AuditRefusal`` event.
+        forecasts: ``(subject, quantity, value)`` estimates the policy based its plan on (e.g. the inference
+            pre-placer's ``(service/pop, "rate_rps", 12.5)``); recorded so forecast error can be scored.
     """
 
     actions: tuple[Action, ...] = ()
     waiting: tuple[tuple[str, str], ...] = ()
     refusals: tuple[tuple[str, str, str], ...] = ()
+    forecasts: tuple[tuple[str, str, float], ...] = ()

@@ -1,59 +1,279 @@
-"""The decision loop: observe the fleet, ask the policy, act on the plan.
+"""The decision loop: owns *when* to decide, runs the policies of every role, applies plans, routes outcomes.
 
-:class:`DecisionLoop` is world-agnostic. The twin calls :meth:`DecisionLoop.step` at decision points
-(periodic cycles and state changes); the live plane calls it from its scheduler service on a wall-clock timer.
-The loop remembers why each job is waiting so ``--explain`` and the API can answer "why is my job not
-scheduled".
+:class:`DecisionLoop` is world-agnostic: it talks to a world only through the ports of :mod:`.ports`.
+
+When to decide:
+- **Event-driven**: a world calls :meth:`DecisionLoop.request` after any state change (arrival, failure,
+  completion, repair, outage, price change). Requests are de-duplicated per instant: however many state
+  changes happen at one time, each event-driven policy decides once, after all of them (the loop asks the
+  :class:`~.ports.Clock` to call it back at that instant, after the world's own work).
+- **Periodic**: a policy with ``cycle_s > 0`` gets a cycle every ``cycle_s`` from the loop's start; before the
+  snapshot is built the loop asks ``policy.wants_cycle(now_s)``, so a quiet tick costs nothing.
+
+Roles and precedence: one *acting* policy per role. At an instant the loop runs the due roles in ascending
+precedence (:data:`~superfactory.policy.registry.ROLES`: inference before training); each decides on a fresh
+snapshot taken after the previous role's plan was applied, so inference's ``Preempt`` and reserved nodes are
+what training then sees. Plans never conflict over a node: a later role cannot see what an earlier one took.
+
+Shadows: a *shadow* policy of a role decides on exactly the snapshot its role's acting policy just saw. Its
+plan is recorded (``ShadowAction`` events and :attr:`DecisionLoop.shadow_stats`) and scored against the
+acting plan (share of its actions the acting policy also took), never applied: the basis of a canary rollout.
+
+Action ids and outcomes: the loop stamps every action with ``"<policy>:<decision>:<index>"`` (shadows:
+``"shadow/<policy>:..."``), applies the plan, emits one ``Action*`` event per outcome, and hands each outcome
+to the policy that emitted the action (:meth:`Policy.observe`). Outcomes the actuator settles later arrive
+through :meth:`DecisionLoop.report_outcome`.
+
+Randomness: every policy gets its own generator, seeded from the same :class:`numpy.random.SeedSequence`; a
+shadow copy of the acting policy therefore decides exactly as it does (agreement 1.0 is a sanity check).
+
+The loop remembers why each job waits (``--explain`` and the API answer "why is my job not scheduled").
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from superfactory.domain.fleet import Plan
-from superfactory.loop.ports import Actuator, FleetView
-from superfactory.policy.registry import Policy
+from superfactory.domain.events import Event, EventKind
+from superfactory.domain.fleet import Action, FleetSnapshot, Plan
+from superfactory.domain.outcome import ActionOutcome, outcome_event
+from superfactory.loop.ports import Actuator, Clock, EventSink, FleetView
+from superfactory.policy.registry import ROLES, Policy
+
+SHADOW_PREFIX = "shadow/"
 
 
-@dataclass
-class DecisionLoop:
-    """observe -> decide -> act over the ports.
+@dataclass(slots=True)
+class ShadowStats:
+    """How a shadow policy's plans compare with the acting policy's (see the module docstring).
 
     Attributes:
-        policy: the placement policy.
-        view: builds snapshots.
-        actuator: applies plans.
-        rng: the only randomness the policy gets (seeded by the caller).
+        decisions: decisions the shadow made.
+        actions: actions it decided in total; ``by_kind`` splits them by action type.
+        agreed: of those, actions the acting policy also took in the same decision (ids ignored).
+        acting_actions: actions the acting policy took in the same decisions.
+        waiting: sum over decisions of the jobs the shadow left waiting.
+    """
+
+    policy: str
+    role: str
+    decisions: int = 0
+    actions: int = 0
+    agreed: int = 0
+    acting_actions: int = 0
+    waiting: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def agreement(self) -> float:
+        """Share of the shadow's actions the acting policy also took (1.0 when neither acted)."""
+        return self.agreed / self.actions if self.actions else (1.0 if self.acting_actions == 0 else 0.0)
+
+
+@dataclass(slots=True)
+class _Slot:
+    policy: Policy
+    rng: np.random.Generator
+    precedence: int
+    prefix: str
+    shadow: bool = False
+    next_cycle_s: int = -1
+    dirty: bool = False
+    decisions: int = 0
+
+
+def _strip(a: Action) -> Action:
+    return dataclasses.replace(a, action_id="")
+
+
+def _stamp(plan: Plan, prefix: str) -> Plan:
+    if not plan.actions:
+        return plan
+    acts = tuple(dataclasses.replace(a, action_id=f"{prefix}:{i}") for i, a in enumerate(plan.actions))
+    return dataclasses.replace(plan, actions=acts)
+
+
+class DecisionLoop:
+    """observe -> decide -> act over the ports, for a set of policies with roles (and shadows).
+
+    Args:
+        policies: the acting policies, at most one per role.
+        view, actuator, clock, sink: the world's ports.
+        seed: seeds every policy's random generator (see the module docstring).
+        shadows: policies that decide but never act; each needs an acting policy of its role.
+
+    Attributes:
         waiting_reasons: latest reason per waiting job id.
         reason_history: per job, ``(time_s, reason)`` each time its waiting reason changed (at most
             ``MAX_REASONS_PER_JOB`` kept, the earliest ones), so ``--explain`` can tell the whole story.
-        cycles: number of decisions made.
+        cycles: decisions made by acting policies.
+        decisions_by_policy: acting decisions per policy name.
+        shadow_stats: per shadow policy name, its :class:`ShadowStats`.
+        outcomes: outcome counts by status value, over every action applied.
     """
 
     MAX_REASONS_PER_JOB = 40
 
-    policy: Policy
-    view: FleetView
-    actuator: Actuator
-    rng: np.random.Generator
-    waiting_reasons: dict[str, str] = field(default_factory=dict)
-    reason_history: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-    cycles: int = 0
+    def __init__(self, policies: Sequence[Policy], view: FleetView, actuator: Actuator, clock: Clock,
+                 sink: EventSink, seed: np.random.SeedSequence | int = 0, shadows: Sequence[Policy] = ()) -> None:
+        self.view = view
+        self.actuator = actuator
+        self.clock = clock
+        self.sink = sink
+        ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        roles: set[str] = set()
+        self._slots: list[_Slot] = []
+        for p in policies:
+            if p.role not in ROLES:
+                raise ValueError(f"policy {p.name!r}: unknown role {p.role!r}")
+            if p.role in roles:
+                raise ValueError(f"two acting policies for role {p.role!r}")
+            roles.add(p.role)
+            self._slots.append(_Slot(p, np.random.default_rng(ss), ROLES[p.role], p.name))
+        self._slots.sort(key=lambda s: s.precedence)
+        self._shadows: dict[str, list[_Slot]] = {}
+        for p in shadows:
+            if p.role not in roles:
+                raise ValueError(f"shadow policy {p.name!r}: no acting policy for role {p.role!r}")
+            self._shadows.setdefault(p.role, []).append(
+                _Slot(p, np.random.default_rng(ss), ROLES[p.role], SHADOW_PREFIX + p.name, shadow=True))
+        self._wakes: set[int] = set()
+        self._in_flight: dict[str, _Slot] = {}
+        self._started = False
+        self.waiting_reasons: dict[str, str] = {}
+        self.reason_history: dict[str, list[tuple[int, str]]] = {}
+        self.cycles = 0
+        self.decisions_by_policy: dict[str, int] = {}
+        self.shadow_stats: dict[str, ShadowStats] = {
+            s.policy.name: ShadowStats(s.policy.name, s.policy.role) for ss_ in self._shadows.values() for s in ss_}
+        self.outcomes: dict[str, int] = {}
+
+    # == what the world calls =================================================================================
+    @property
+    def policies(self) -> tuple[Policy, ...]:
+        """The acting policies, in precedence order."""
+        return tuple(s.policy for s in self._slots)
+
+    @property
+    def periodic(self) -> bool:
+        """Whether an event-driven acting policy also has a periodic cycle (it may then care about every price
+        change even with no job waiting)."""
+        return any(s.policy.event_driven and s.policy.cycle_s > 0 for s in self._slots)
+
+    def start(self) -> None:
+        """Schedule the first periodic cycle of every periodic policy at the clock's current time."""
+        if self._started:
+            return
+        self._started = True
+        now = self.clock.now_s()
+        for s in self._slots:
+            if s.policy.cycle_s > 0:
+                s.next_cycle_s = now
+                self._schedule(now)
+
+    def request(self) -> None:
+        """The world's state changed: every event-driven policy decides once at this instant."""
+        any_dirty = False
+        for s in self._slots:
+            if s.policy.event_driven:
+                s.dirty = any_dirty = True
+        if any_dirty:
+            self._schedule(self.clock.now_s())
+
+    def report_outcome(self, outcome: ActionOutcome) -> None:
+        """An action in flight settled (the world learnt it after ``apply`` returned)."""
+        slot = self._in_flight.pop(outcome.action_id, None)
+        if slot is None:
+            raise KeyError(f"outcome for unknown or already settled action {outcome.action_id!r}")
+        self._settle(slot, (outcome,))
 
     def step(self) -> Plan:
-        """Run one observe -> decide -> act cycle and return the plan that was applied."""
+        """Run every acting policy once now, in precedence order, regardless of schedules (tests, tools);
+        returns the last plan applied."""
+        plan = Plan()
+        for s in self._slots:
+            plan = self._decide(s)
+        return plan
+
+    @property
+    def in_flight(self) -> int:
+        """Actions applied whose outcome is not known yet."""
+        return len(self._in_flight)
+
+    # == internals ===========================================================================================
+    def _schedule(self, t: int) -> None:
+        if t not in self._wakes:
+            self._wakes.add(t)
+            self.clock.call_at(t, partial(self._wake, t))
+
+    def _wake(self, t: int) -> None:
+        self._wakes.discard(t)
+        now = self.clock.now_s()
+        for s in self._slots:
+            cycle = s.policy.cycle_s
+            periodic_due = cycle > 0 and 0 <= s.next_cycle_s <= now
+            if periodic_due:
+                s.next_cycle_s = now + cycle
+                self._schedule(s.next_cycle_s)
+            if s.dirty or (periodic_due and s.policy.wants_cycle(now)):
+                self._decide(s)
+
+    def _decide(self, s: _Slot) -> Plan:
+        s.dirty = False
         snapshot = self.view.snapshot()
-        plan = self.policy.decide(snapshot, self.rng)
-        self.actuator.apply(plan)
+        plan = _stamp(s.policy.decide(snapshot, s.rng), f"{s.prefix}:{s.decisions}")
+        s.decisions += 1
         self.cycles += 1
+        name = s.policy.name
+        self.decisions_by_policy[name] = self.decisions_by_policy.get(name, 0) + 1
+        for a in plan.actions:
+            self._in_flight[a.action_id] = s
+        outcomes = self.actuator.apply(plan)
+        self._settle(s, outcomes, pop=True)
+        self._note_waiting(snapshot.now_s, plan)
+        for sh in self._shadows.get(s.policy.role, ()):
+            self._shadow(sh, snapshot, plan)
+        return plan
+
+    def _settle(self, s: _Slot, outcomes: Sequence[ActionOutcome], pop: bool = False) -> None:
+        for o in outcomes:
+            if pop:
+                self._in_flight.pop(o.action_id, None)
+            self.outcomes[o.status.value] = self.outcomes.get(o.status.value, 0) + 1
+            self.sink.emit(outcome_event(o))
+        if outcomes:
+            s.policy.observe(outcomes)
+
+    def _note_waiting(self, now_s: int, plan: Plan) -> None:
         for job_id, reason in plan.waiting:
             if self.waiting_reasons.get(job_id) != reason:
                 hist = self.reason_history.setdefault(job_id, [])
                 if len(hist) < self.MAX_REASONS_PER_JOB:
-                    hist.append((snapshot.now_s, reason))
+                    hist.append((now_s, reason))
             self.waiting_reasons[job_id] = reason
         for action in plan.actions:
             self.waiting_reasons.pop(action.job_id, None)
-        return plan
+
+    def _shadow(self, sh: _Slot, snapshot: FleetSnapshot, acting: Plan) -> None:
+        plan = _stamp(sh.policy.decide(snapshot, sh.rng), f"{sh.prefix}:{sh.decisions}")
+        sh.decisions += 1
+        st = self.shadow_stats[sh.policy.name]
+        st.decisions += 1
+        st.actions += len(plan.actions)
+        st.acting_actions += len(acting.actions)
+        st.waiting += len(plan.waiting)
+        taken = [_strip(a) for a in acting.actions]
+        for a in plan.actions:
+            kind = type(a).__name__
+            st.by_kind[kind] = st.by_kind.get(kind, 0) + 1
+            bare = _strip(a)
+            if bare in taken:
+                taken.remove(bare)
+                st.agreed += 1
+            self.sink.emit(Event(snapshot.now_s, EventKind.SHADOW_ACTION, a.job_id, getattr(a, "factory_id", ""),
+                                 cause=kind, value=float(len(getattr(a, "nodes", ()))), action=a.action_id))

@@ -19,7 +19,7 @@ from superfactory.policy.feasibility import (
     static_refusal,
 )
 from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
-from superfactory.policy.registry import register
+from superfactory.policy.registry import PolicyBase, register
 
 FULL = "full"
 
@@ -47,7 +47,7 @@ def _queue_order(pending: tuple[JobView, ...]) -> list[JobView]:
     return sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
 
 
-class _FirstFitPlanner(ABC):
+class _FirstFitPlanner(PolicyBase, ABC):
     """Shared machinery: walk the queue, try candidate factories in order, first-fit nodes that never split a
     tensor-parallel group across NVLink domains (:func:`~superfactory.policy.nodes.tp_aligned_fit`).
 

@@ -3,7 +3,7 @@ backfill plugin does (Slurm ``sched/builtin`` with ``topology/flat``; a plain Ku
 
 Jobs are taken strictly in priority order (then submission, then id). Each gets the lowest-numbered free nodes
 of its accelerator, with no notion of NVLink domains, racks, leaves or halls, so a TP group may straddle two
-domains (the twin then runs it at the degraded throughput of :mod:`superfactory.policy.allreduce`). The first
+domains (the twin then runs it at the degraded throughput of :mod:`superfactory.models.collective`). The first
 job that does not fit blocks the queue: no backfill, no reservations, no preemption, no hot-swap. The existing
 ``greedy`` policy is the same node choice *with* unlimited backfill (and so it can starve big gangs).
 """
@@ -17,11 +17,11 @@ from superfactory.domain.fleet import FleetSnapshot, JobView, Place, Plan
 from superfactory.policy.feasibility import added_it_power_w, power_refusal, static_refusal
 from superfactory.policy.gang import queue_order
 from superfactory.policy.nodes import first_fit, nodes_needed
-from superfactory.policy.registry import register
+from superfactory.policy.registry import PolicyBase, register
 
 
 @register("firstfit-blind")
-class FirstFitBlind:
+class FirstFitBlind(PolicyBase):
     """Topology-blind first-fit in strict priority order (no backfill): the baseline for ``gang``."""
 
     name = "firstfit-blind"

@@ -9,7 +9,7 @@ One decision walks the queue once (priority first, then submission, then id):
    and placed like any other gang (a full restart from its last checkpoint).
 2. **Placement**: :func:`superfactory.policy.gangfit.place_gang` (smallest subtree, best fit, TP groups
    inside domains, fragments first). Before a placement is emitted the simulated all-reduce probe of
-   :mod:`superfactory.policy.allreduce` compares effective bandwidth with what the topology should give; below
+   :mod:`superfactory.models.collective` compares effective bandwidth with what the topology should give; below
    ``min_bandwidth_ratio`` the placement is rejected, the domains that failed are avoided, and it is redone.
 3. **Reservations and backfill** (EASY-style, topology-aware): the first ``reservations`` gangs that do not fit
    get a reservation: the nodes they will take and the time ``t_r`` they will be free, from running jobs'
@@ -38,10 +38,10 @@ from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import NODE_DOWN, NODE_FREE, FleetSnapshot, JobView, Place, Plan, Preempt
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.topology import FactoryTopology, topology_of
-from superfactory.policy.allreduce import probe_ratio
+from superfactory.models.collective import probe_ratio
 from superfactory.policy.feasibility import added_it_power_w, power_refusal, static_refusal
 from superfactory.policy.gangfit import GangShape, place_gang, shape_of, units_available
-from superfactory.policy.registry import register
+from superfactory.policy.registry import PolicyBase, register
 
 BoolArray = npt.NDArray[np.bool_]
 RUNNING_STATES = ("running", "checkpointing")
@@ -83,7 +83,7 @@ class _Site:
 
 
 @register("gang")
-class GangScheduler:
+class GangScheduler(PolicyBase):
     """Topology-aware gang scheduling: NVLink-domain TP groups, leaf/spine packing, reservations, backfill,
     preemption, hot-swap and an all-reduce bandwidth check."""
 

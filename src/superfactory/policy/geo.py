@@ -43,18 +43,20 @@ import numpy.typing as npt
 from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import NODE_DOWN, NODE_FREE, FleetSnapshot, JobView, Migrate, Place, Plan, Preempt
 from superfactory.domain.job import TrainingJob
+from superfactory.domain.lifecycle import MOVABLE
 from superfactory.domain.topology import topology_of
+from superfactory.models.wan import route_bandwidth_gbps
 from superfactory.policy import solver as S
 from superfactory.policy.feasibility import carbon_budget_refusal, sovereignty_refusal
 from superfactory.policy.forecast import SeasonalForecaster
 from superfactory.policy.gangfit import place_gang, shape_of
 from superfactory.policy.migration import MigrationGovernor
 from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
-from superfactory.policy.registry import register
+from superfactory.policy.registry import PolicyBase, register
 
 HOUR_S = 3600
 _BIG = 1e12
-_MOVABLE = frozenset({"running", "checkpointing"})  # states in which the twin accepts Migrate and Preempt
+_MOVABLE = MOVABLE  # states in which a world accepts Migrate and Preempt
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,7 @@ def pick_nodes(f: Factory, status: npt.NDArray[np.uint8], job: TrainingJob) -> t
 
 
 @register("geo")
-class GeoPolicy:
+class GeoPolicy(PolicyBase):
     """Fleet-wide placement by forecast price, carbon, latency and sovereignty (LP + rounding + MILP)."""
 
     cycle_s = 30
@@ -223,10 +225,9 @@ class GeoPolicy:
         return 100.0
 
     def _bandwidth_gbps(self, snap: FleetSnapshot, a: str, b: str) -> float:
-        for lk in snap.links:
-            if {lk.a, lk.b} == {a, b}:
-                return lk.bandwidth_gbps
-        return 100.0  # no direct link: a routed default, as the twin assumes
+        # the same routing the twin uses (direct, else best two-hop, else the internet) over the links the
+        # snapshot shows up
+        return route_bandwidth_gbps(snap.links, a, b)
 
     def _sites(self, snap: FleetSnapshot, job: TrainingJob
                ) -> tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]:

@@ -16,8 +16,9 @@ import numpy as np
 from superfactory.domain.factory import Factory
 from superfactory.domain.job import InferenceService
 from superfactory.errors import ScenarioError
-from superfactory.policy.serving import MODELS, ModelSpec
+from superfactory.models.serving import MODELS, ModelSpec
 from superfactory.scenario.schema import ScenarioSpec
+from superfactory.scenario.seeds import SeedTree, child_seed
 from superfactory.scenario.traces import DemandProfile, load_rtt_matrix, load_trace, resolve, rtt_ms, tile_day
 
 Path_ = tuple[str | int, ...]
@@ -73,7 +74,8 @@ class InferenceSetup:
 
 
 def compile_inference(spec: ScenarioSpec, services: tuple[InferenceService, ...], factories: list[Factory],
-                      base_dir: Path | None, errors: list[tuple[Path_, str]]) -> InferenceSetup | None:
+                      base_dir: Path | None, errors: list[tuple[Path_, str]],
+                      tree: SeedTree | None = None) -> InferenceSetup | None:
     """Build the :class:`InferenceSetup`, or ``None`` when no service names a trace."""
     if not any(s.trace for s in spec.services):
         return None
@@ -126,10 +128,12 @@ def compile_inference(spec: ScenarioSpec, services: tuple[InferenceService, ...]
             errors.append(((*path, "trace"), str(e)))
             continue
         demand = {}
-        for j, pop_id in enumerate(ss.pops):
+        # one stream per service (pinnable), one child per PoP by name: adding a PoP moves no other's offsets
+        service_seed = (tree or SeedTree(spec.seed)).seed(f"demand:{ss.id}", ss.seed)
+        for pop_id in ss.pops:
             pop = next((p for p in pops if p.id == pop_id), None)
             if pop is not None:
-                seed = int(np.random.SeedSequence([spec.seed, i, j]).generate_state(1)[0])
+                seed = child_seed(service_seed, pop_id)
                 demand[pop_id] = tile_day(trace, ss.trace_scale * pop.weight, pop.timezone_offset_h, seed)
         served.append(ServedService(svc, model, ss.prefill_mfu, trace.prefill_tokens.astype(np.float64), demand,
                                     tuple(ss.weights_at), ss.weights_bandwidth, trace.name))

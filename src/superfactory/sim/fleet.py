@@ -10,6 +10,7 @@ tests catch them instead of silently corrupting capacity.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,21 +19,25 @@ from superfactory.domain.factory import Factory, WanLink
 from superfactory.domain.fleet import (
     NODE_DOWN,
     NODE_FREE,
+    Allocate,
     FactoryState,
     FleetSnapshot,
     JobView,
+    LinkProbe,
     Migrate,
     Place,
     Plan,
     Preempt,
+    SyncWeights,
 )
 from superfactory.domain.job import TrainingJob
+from superfactory.domain.outcome import ActionOutcome, OutcomeStatus
 from superfactory.domain.reliability import FailureModel
 from superfactory.domain.signals import StepSeries
 from superfactory.domain.topology import topology_of
 from superfactory.domain.units import HOUR_S
 from superfactory.errors import SimulationError
-from superfactory.policy.allreduce import placement_throughput
+from superfactory.models.collective import placement_throughput
 from superfactory.sim.accounting import AccountingMixin
 from superfactory.sim.factorystate import FactoryRuntime, HourRow
 from superfactory.sim.failures import FactoryFailureProcess
@@ -41,6 +46,12 @@ from superfactory.sim.jobstate import JobRuntime, JobState
 from superfactory.sim.kernel import PRIO_FAILURE, PRIO_JOB, PRIO_SIGNAL, Kernel
 from superfactory.sim.migration import MigrationMixin
 from superfactory.sim.reserved import ReservedCapacityMixin
+
+if TYPE_CHECKING:
+    from superfactory.sim.inference import ServingActuator
+
+#: period of the fleet's all-reduce probe sweep over every NVLink domain, s
+PROBE_INTERVAL_S = 300
 
 
 class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, InvariantsMixin):
@@ -90,6 +101,9 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self._hist_cache: tuple[int, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]] | None = None
         # silently degraded NVLink domains per factory: domain -> fraction of nominal bandwidth (no alarm)
         self.link_factors: list[dict[int, float]] = [{} for _ in factories]
+        # what the all-reduce probes last measured below nominal (what snapshots show): domain -> reading
+        self.link_probes: list[dict[int, LinkProbe]] = [{} for _ in factories]
+        self.serving: ServingActuator | None = None  # the inference layer, when the scenario serves services
         # inference capacity (sim/inference.py): nodes wanted per (factory, accelerator) from jobs being
         # preempted for it, and nodes handed over to it when those jobs released them
         self.claims: dict[tuple[int, str], int] = {}
@@ -116,7 +130,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
                 self.price_at(r.factory.market, now),
                 self.carbon[r.factory.grid].at(now),
                 r.it_power_w,
-                tuple(sorted(self.link_factors[r.index].items())),
+                tuple(self.link_probes[r.index][d] for d in sorted(self.link_probes[r.index])),
             )
             for r in self.rt
         )
@@ -154,18 +168,23 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             jr.last_nodes,
             jr.recovering and jr.state is JobState.PENDING,
             jr.committed_s,
-            jr.state.value,
+            jr.state,
             jr.carbon_g / 1e6,
         )
 
     # == Actuator ============================================================================================
-    def apply(self, plan: Plan) -> None:
+    def apply(self, plan: Plan) -> list[ActionOutcome]:
+        """Carry out ``plan`` now; every training action is applied at once (outcome ``applied``). An invalid
+        action is a policy bug and raises :class:`SimulationError`. Inference actions go to the serving layer
+        (``self.serving``), which reports their outcomes."""
         now = self.k.now_s()
         for job_id, factory_id, reason in plan.refusals:
             key = (job_id, factory_id, reason)
             if key not in self._refused:  # one audit record per distinct refusal, not one per decision
                 self._refused.add(key)
                 self.emit(Event(now, EventKind.AUDIT_REFUSAL, job_id, factory_id, cause=reason))
+        outcomes: list[ActionOutcome] = []
+        serving: list[Allocate | SyncWeights] = []
         for action in plan.actions:
             if isinstance(action, Place):
                 self._place(action)
@@ -173,8 +192,18 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
                 self._preempt(action)
             elif isinstance(action, Migrate):
                 self._migrate(action)
+            elif isinstance(action, Allocate | SyncWeights):
+                serving.append(action)
+                continue
             else:  # pragma: no cover - Action is a closed union
                 raise SimulationError(f"unknown action {action!r}")
+            fid = action.factory_id if isinstance(action, Place | Migrate) else self._fid(self.job_by_id[action.job_id])
+            outcomes.append(ActionOutcome(action.action_id, OutcomeStatus.APPLIED, action.job_id, fid, "", now))
+        if serving:
+            if self.serving is None:
+                raise SimulationError("an inference action in a fleet that serves nothing")
+            outcomes.extend(self.serving.apply(serving, plan.forecasts))
+        return outcomes
 
     def _place(self, a: Place) -> None:
         jr = self.job_by_id.get(a.job_id)
@@ -402,11 +431,31 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         fi = self.by_id[factory_id]
         self.link_factors[fi][domain] = factor
         self._respeed(fi, domain)
+        self._schedule_probe(fi, domain)
         self.k.after(duration_s, PRIO_FAILURE, self._heal_domain, fi, domain)
 
     def _heal_domain(self, fi: int, domain: int) -> None:
         self.link_factors[fi].pop(domain, None)
         self._respeed(fi, domain)
+        self._schedule_probe(fi, domain)
+
+    def _schedule_probe(self, fi: int, domain: int) -> None:
+        """The fleet's all-reduce probes sweep every domain each ``PROBE_INTERVAL_S``; only a sweep reveals a
+        change of a domain's bandwidth (scheduled only where the truth changed: other sweeps find nothing new)."""
+        now = self.k.now_s()
+        self.k.at(-(-now // PROBE_INTERVAL_S) * PROBE_INTERVAL_S, PRIO_SIGNAL, self._probe, fi, domain)
+
+    def _probe(self, fi: int, domain: int) -> None:
+        now = self.k.now_s()
+        factor = self.link_factors[fi].get(domain, 1.0)
+        known = self.link_probes[fi].get(domain)
+        if factor < 1.0:
+            self.link_probes[fi][domain] = LinkProbe(domain, factor, now)
+        elif known is not None:
+            del self.link_probes[fi][domain]
+        else:
+            return
+        self.emit(Event(now, EventKind.LINK_PROBED, "", self.factories[fi].id, domain, value=factor))
 
     def _respeed(self, fi: int, domain: int) -> None:
         topo = topology_of(self.factories[fi])

@@ -10,7 +10,7 @@ Wiring (only when a scenario serves a service, see :mod:`superfactory.scenario.d
   lacks the weights it first syncs them over the WAN (``weights / bandwidth``: the best link from a factory
   that has them, or the registry pull bandwidth) and counts a cold start until the sync completes. Replicas
   present at t=0 where the weights already are start warm (the service was running before the window).
-- every minute it evaluates the queueing model of :mod:`superfactory.policy.serving` per pool (service,
+- every minute it evaluates the queueing model of :mod:`superfactory.models.serving` per pool (service,
   factory) with the warm replicas, the PoP demand routed there (PoPs split their requests in proportion to
   their replicas at each warm factory) and a fluid backlog carried across overloaded minutes; it records each
   PoP's P99 TTFT (RTT included) and whether it met the SLO, idle replica-GPU time, and cold-start minutes.
@@ -34,6 +34,14 @@ import numpy as np
 from superfactory.domain.accelerator import SYSTEMS
 from superfactory.domain.events import Event, EventKind
 from superfactory.domain.fleet import Plan, Preempt
+from superfactory.models.serving import (
+    PrefillModel,
+    WaitTail,
+    equal_qos_split,
+    service_quantiles,
+    ttft_quantile,
+    wait_tail,
+)
 from superfactory.policy.inference import (
     WEIGHTS_ABSENT,
     WEIGHTS_PRESENT,
@@ -44,14 +52,6 @@ from superfactory.policy.inference import (
     PopDemand,
     PrePlacer,
     ServiceProfile,
-)
-from superfactory.policy.serving import (
-    PrefillModel,
-    WaitTail,
-    equal_qos_split,
-    service_quantiles,
-    ttft_quantile,
-    wait_tail,
 )
 from superfactory.scenario.demand import InferenceSetup, ServedService
 from superfactory.sim.fleet import SimulatedFleet

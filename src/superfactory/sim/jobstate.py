@@ -17,26 +17,13 @@ productive seconds per second (1.0 unless a placement is degraded).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from superfactory.domain.job import TrainingJob
+from superfactory.domain.lifecycle import HOLDS_NODES as HOLDS_NODES
+from superfactory.domain.lifecycle import JobLifecycle
 
-
-class JobState(StrEnum):
-    PENDING = "pending"
-    STARTING = "starting"
-    RUNNING = "running"
-    CHECKPOINTING = "checkpointing"
-    DETECTING = "detecting"
-    DRAINING = "draining"
-    MIGRATING = "migrating"
-    COMPLETED = "completed"
-
-
-HOLDS_NODES = frozenset(
-    {JobState.STARTING, JobState.RUNNING, JobState.CHECKPOINTING, JobState.DETECTING, JobState.DRAINING,
-     JobState.MIGRATING}
-)
+#: the twin's name for the shared lifecycle enum (:class:`superfactory.domain.lifecycle.JobLifecycle`)
+JobState = JobLifecycle
 
 
 @dataclass(slots=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from superfactory.domain.events import Event, EventKind
+from superfactory.domain.factory import WanLink
 from superfactory.domain.fleet import Migrate
 from superfactory.errors import SimulationError
+from superfactory.models.wan import route_bandwidth_gbps
+from superfactory.models.wan import transfer_s as wan_transfer_s
 from superfactory.sim.jobstate import JobRuntime, JobState
 from superfactory.sim.kernel import PRIO_JOB
-
-#: bandwidth assumed between factories with no (up) dedicated path, Gb/s
-DEFAULT_WAN_GBPS = 100.0
 
 
 class MigrationMixin:
@@ -43,24 +43,17 @@ class MigrationMixin:
                         + (f": {a.reason}" if a.reason else ""), value=float(seconds)))
         self._drain(jr, migrate=True)
 
+    def up_links(self) -> list[WanLink]:
+        """The WAN links that are up now."""
+        return [lk for lk in self.links if (lk.a, lk.b) not in self.links_down]
+
     def link_bandwidth_gbps(self, a: str, b: str) -> float:
-        """Usable bandwidth between two factories: the direct link if up, else the best two-hop path (its
-        narrowest link), else ``DEFAULT_WAN_GBPS`` over the public internet."""
-        up = [lk for lk in self.links if (lk.a, lk.b) not in self.links_down]
-        adj: dict[str, dict[str, float]] = {}
-        for lk in up:
-            adj.setdefault(lk.a, {})[lk.b] = lk.bandwidth_gbps
-            adj.setdefault(lk.b, {})[lk.a] = lk.bandwidth_gbps
-        direct = adj.get(a, {}).get(b)
-        if direct is not None:
-            return direct
-        two_hop = [min(bw, adj.get(mid, {}).get(b, 0.0)) for mid, bw in adj.get(a, {}).items()]
-        best = max(two_hop, default=0.0)
-        return best if best > 0 else DEFAULT_WAN_GBPS
+        """Usable bandwidth between two factories now (:func:`superfactory.models.wan.route_bandwidth_gbps`)."""
+        return route_bandwidth_gbps(self.up_links(), a, b)
 
     def transfer_s(self, a: str, b: str, size_bytes: float) -> int:
-        """Seconds to move ``size_bytes`` from factory ``a`` to ``b`` now."""
-        return int(np.ceil(size_bytes * 8 / (self.link_bandwidth_gbps(a, b) * 1e9)))
+        """Seconds to move ``size_bytes`` from ``a`` to ``b`` now (:func:`superfactory.models.wan.transfer_s`)."""
+        return wan_transfer_s(self.up_links(), a, b, size_bytes)
 
     def _transfer(self, jr: JobRuntime) -> None:
         src, dst = self.factories[jr.factory].id, self.factories[jr.migrate_to].id

@@ -1,21 +1,23 @@
 """The twin: wire a scenario, a policy and the simulated fleet to the decision loop, run, collect results.
 
 ``run_twin(scenario, seed)`` is a pure function of its arguments (plus the policy's code): the same scenario
-and seed give the same event log, byte for byte. Decisions are event-driven (after every state change, at
-most once per simulated second) plus, if the policy asks for it via a ``cycle_s`` attribute, periodic.
+and seed give the same event log, byte for byte. *When* to decide is the loop's business
+(:class:`~superfactory.loop.decision.DecisionLoop`): the twin only provides the ports. Its clock is the event
+kernel (:class:`KernelClock`: the loop's wake-ups run at ``PRIO_DECIDE``, after everything else at an instant),
+its view and actuator the simulated fleet, its event sink an append-only list.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from superfactory.domain.events import Event
 from superfactory.errors import PolicyError
-from superfactory.loop.decision import DecisionLoop
+from superfactory.loop.decision import DecisionLoop, ShadowStats
 from superfactory.policy.registry import Policy, UnknownPolicyError, make_policy
 from superfactory.scenario.model import Scenario, ScenarioEvent
 from superfactory.sim.factorystate import HourRow
@@ -43,6 +45,23 @@ class TwinResult:
     kernel_events: int
     wall_seconds: float
     inference: InferenceResult | None = None
+    shadow: dict[str, ShadowStats] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class KernelClock:
+    """The twin's :class:`~superfactory.loop.ports.Clock`: simulated time on the event kernel."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+
+    def now_s(self) -> int:
+        return self.k.now_s()
+
+    def call_at(self, time_s: int, callback: Callable[[], None]) -> None:
+        self.k.at(time_s, PRIO_DECIDE, callback)
 
 
 class _EventLog:
@@ -74,58 +93,43 @@ def run_twin(
     policy_params: dict[str, object] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     check_invariants: bool = False,
+    shadow: tuple[str, ...] = (),
 ) -> TwinResult:
     """Simulate ``scenario`` and return its results.
 
     Args:
         scenario: a validated scenario.
-        seed: RNG seed; defaults to the scenario's.
+        seed: root of the seed tree: failures, the policy's generator and every random input of the scenario
+            (synthetic prices, carbon, workload, demand; see :meth:`Scenario.reseeded`); default the scenario's.
         policy: placement policy name; defaults to the scenario's.
         policy_params: keyword parameters for the policy; default the scenario's when the policy is too.
         on_progress: called as ``on_progress(now_s, until_s)`` while running.
         check_invariants: verify fleet invariants after every event (slow; for tests).
+        shadow: names of policies (default parameters) that decide in shadow beside the acting policy of their
+            role: their plans are recorded and scored, never applied (``TwinResult.shadow``).
     """
     t0 = time.perf_counter()
-    seed = scenario.seed if seed is None else seed
+    if seed is not None and seed != scenario.seed:
+        scenario = scenario.reseeded(seed)  # the run seed redraws every random input (scenario/seeds.py)
+    seed = scenario.seed
     policy_name = policy or scenario.policy
     params = policy_params if policy_params is not None else (
         scenario.policy_params if policy_name == scenario.policy else {}
     )
     pol = build_policy(policy_name, params)
-    root = np.random.SeedSequence(seed)
-    fleet_seed, policy_seed = root.spawn(2)
+    # each on its own stream of the scenario's seed tree (a scenario may pin failures.seed)
+    fleet_seed, policy_seed = scenario.component_seed("failures"), scenario.component_seed("policy")
     kernel = Kernel()
     log = _EventLog()
     fleet = SimulatedFleet(
         kernel, scenario.factories, scenario.links, scenario.jobs, dict(scenario.prices),
         dict(scenario.carbon), scenario.failure_model, np.random.default_rng(fleet_seed), log.emit,
     )
-    loop = DecisionLoop(pol, fleet, fleet, np.random.default_rng(policy_seed))
-    pending_decision = [-1]
-
-    def decide() -> None:
-        pending_decision[0] = -1
-        loop.step()
-
-    def request() -> None:
-        now = kernel.now_s()
-        if pending_decision[0] != now:
-            pending_decision[0] = now
-            kernel.at(now, PRIO_DECIDE, decide)
-
-    fleet.request_decision = request
-    cycle_s = int(getattr(pol, "cycle_s", 0) or 0)
-    # A periodic policy may say, cheaply and before any snapshot is built, whether a cycle is worth running
-    # (``wants_cycle(now_s) -> bool``); building a snapshot every 30 s of a month would dominate the run.
-    wants_cycle = getattr(pol, "wants_cycle", None)
-    if cycle_s > 0:
-        fleet.periodic = True
-
-        def cycle() -> None:
-            if wants_cycle is None or wants_cycle(kernel.now_s()):
-                request()
-            kernel.after(cycle_s, PRIO_DECIDE - 1, cycle)
-        kernel.at(0, PRIO_DECIDE - 1, cycle)
+    loop = DecisionLoop([pol], fleet, fleet, KernelClock(kernel), log, policy_seed,
+                        shadows=tuple(build_policy(n) for n in shadow))
+    fleet.request_decision = loop.request
+    fleet.periodic = loop.periodic
+    loop.start()
 
     for ev in scenario.events:
         kernel.at(ev.at_s, PRIO_SIGNAL, _scenario_event, fleet, ev)
@@ -158,6 +162,8 @@ def run_twin(
         kernel_events=kernel.processed,
         wall_seconds=time.perf_counter() - t0,
         inference=serving.result if serving is not None else None,
+        shadow=dict(loop.shadow_stats),
+        outcomes=dict(loop.outcomes),
     )
 
 

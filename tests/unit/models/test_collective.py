@@ -10,7 +10,7 @@ import pytest
 from superfactory.domain.factory import Factory, build_clusters
 from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
 from superfactory.domain.topology import topology_of
-from superfactory.policy.allreduce import (
+from superfactory.models.collective import (
     ALLREDUCE_FIT,
     DEGRADED_THROUGHPUT,
     busbw_gbps,

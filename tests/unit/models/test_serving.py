@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from superfactory.policy.serving import (
+from superfactory.models.serving import (
     MODELS,
     PrefillModel,
     equal_qos_split,
