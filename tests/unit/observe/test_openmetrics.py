@@ -6,6 +6,7 @@ scripted disturbances of deploy/examples/metrics-demo.yaml (outage, partition, p
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 import subprocess
@@ -106,7 +107,7 @@ def test_file_is_wellformed_and_uses_only_catalog_names(om_file: Path) -> None:
             assert all(t % STEP_S == 0 for t in times)
             if BY_NAME[name].type == "counter":
                 values = [v for _, v in points]
-                assert all(b >= a - 1e-6 * abs(a) for a, b in zip(values, values[1:], strict=False)), name
+                assert all(b >= a - 1e-6 * abs(a) for a, b in itertools.pairwise(values)), name
 
 
 def test_every_twin_metric_of_the_catalog_has_samples(parsed: Samples) -> None:
@@ -155,7 +156,8 @@ def test_scripted_disturbances_show(parsed: Samples) -> None:
     assert all(v == 1 for _, v in lease["texas"])
     link = {dict(lb)["link"]: p for lb, p in parsed["superfactory_link_up"].items()}
     assert at(link["texas-wisconsin"], 18 * H + 1800) == 0 and at(link["texas-wisconsin"], 20 * H) == 1
-    price = {dict(lb)["factory"]: p for lb, p in parsed["superfactory_factory_energy_price_usd_per_megawatt_hour"].items()}
+    prices = parsed["superfactory_factory_energy_price_usd_per_megawatt_hour"]
+    price = {dict(lb)["factory"]: p for lb, p in prices.items()}
     assert at(price["texas"], 21 * H) > 5 * at(price["texas"], 19 * H)
 
 
