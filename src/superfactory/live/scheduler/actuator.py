@@ -1,0 +1,201 @@
+"""The live :class:`~superfactory.loop.ports.Actuator`: writes a plan's assignments to the store.
+
+One transaction per plan. It first reserves the fencing tokens it may need (on SQLite that write takes the
+database lock; on PostgreSQL it serialises with the agents' reassignments) and locks the jobs the plan
+touches, then checks each action against the store *as it is now* (the world may have moved since the
+snapshot: a cancel, a hold, a node reported down, a lease gone) and settles it:
+
+- ``Place``: job still pending; factory schedulable; nodes in range, distinct, free and of the job's
+  accelerator, enough GPUs; the factory cleared for the job's data; the tenant within quota -> ``assigned``
+  with the next fencing token (the agent starts it). Otherwise ``refused`` with the reason.
+- ``Preempt``: a running job -> ``stopping`` (the agent checkpoints, stops, and the job is requeued).
+- ``Migrate``: a running job, destination checked like a Place -> ``stopping`` with the destination's nodes
+  reserved; when the agent reports ``stopped`` the job is assigned there under a new token.
+- ``Allocate`` / ``SyncWeights``: refused (the live plane does not serve inference yet).
+
+Every action gets an outcome now (``applied`` or ``refused``); the loop records them through the sink. Hard-rule
+refusals of the plan (sovereignty, carbon budget) are written once each as job events (``audit_refusal``), and
+each waiting job's reason is written when it changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from superfactory.domain.fleet import Allocate, Migrate, Place, Plan, Preempt, SyncWeights
+from superfactory.domain.outcome import ActionOutcome, OutcomeStatus
+from superfactory.live.codec import decode_factory
+from superfactory.live.context import Live
+from superfactory.live.services.fleet import schedulable
+from superfactory.live.services.jobs_common import HOLDING, add_event, next_fence
+from superfactory.live.services.tenants import usage
+from superfactory.live.store import tables as t
+
+
+class Refused(Exception):
+    """An action the store's current state does not allow (message: why)."""
+
+
+class StoreActuator:
+    """Applies plans to the store; see the module docstring."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+        self._reasons: dict[str, str] = {}  # job id -> waiting reason last written
+        self._audited: set[tuple[str, str, str]] = set()
+
+    def apply(self, plan: Plan) -> list[ActionOutcome]:
+        live = self.live
+        now_s, now_unix = live.clock.now_s(), live.clock.unix_s()
+        outcomes: list[ActionOutcome] = []
+        with live.engine.begin() as conn:
+            n_fences = sum(isinstance(a, Place) for a in plan.actions)
+            fence = next_fence(conn, n_fences) if n_fences else 0
+            ids = sorted({int(a.job_id) for a in plan.actions if a.job_id.isdigit()})
+            q = sa.select(t.jobs).where(t.jobs.c.id.in_(ids))
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update()
+            jobs = {str(r.id): r for r in conn.execute(q)} if ids else {}
+            world = _World(conn, live)
+            for a in plan.actions:
+                fid = getattr(a, "factory_id", "") or ""
+                try:
+                    if isinstance(a, Place):
+                        self._place(conn, world, jobs.get(a.job_id), a, fence, now_unix)
+                        fence += 1
+                    elif isinstance(a, Preempt):
+                        fid = self._stop(conn, jobs.get(a.job_id), a.job_id, "preempt", None, now_unix, a.reason)
+                    elif isinstance(a, Migrate):
+                        self._migrate(conn, world, jobs.get(a.job_id), a, now_unix)
+                    elif isinstance(a, Allocate | SyncWeights):
+                        raise Refused("the live control plane does not serve inference yet")
+                    else:  # pragma: no cover - Action is a closed union
+                        raise Refused(f"unknown action {type(a).__name__}")
+                    outcomes.append(ActionOutcome(a.action_id, OutcomeStatus.APPLIED, a.job_id, fid, "", now_s))
+                except Refused as e:
+                    outcomes.append(ActionOutcome(a.action_id, OutcomeStatus.REFUSED, a.job_id, fid, str(e), now_s))
+            self._audit(conn, plan, now_unix)
+            self._waiting(conn, plan)
+        return outcomes
+
+    # -- actions --------------------------------------------------------------------------------------------
+    def _place(self, conn: sa.Connection, world: _World, r: Any, a: Place, fence: int, now: float) -> None:
+        if r is None or r.state != "pending":
+            raise Refused(f"job {a.job_id} is {r.state if r is not None else 'unknown'}, not pending")
+        nodes = world.check_nodes(r, a.factory_id, a.nodes)
+        world.check_quota(r)
+        conn.execute(t.jobs.update().where(t.jobs.c.id == r.id, t.jobs.c.state == "pending").values(
+            state="assigned", factory_id=a.factory_id, nodes=[int(n) for n in a.nodes], fencing_token=fence,
+            attempts=r.attempts + 1, waiting_reason=None, preempted=False, updated_at_unix_s=now))
+        world.take(a.factory_id, nodes, r)
+        add_event(conn, r.id, now, "assigned", {"factory_id": a.factory_id, "fencing_token": fence,
+                                                "gpus": r.gpus, "hot_swap": a.hot_swap, "action_id": a.action_id})
+        self._reasons.pop(a.job_id, None)
+
+    def _stop(self, conn: sa.Connection, r: Any, job_id: str, why: str, migrate_to: dict[str, Any] | None,
+              now: float, reason: str) -> str:
+        if r is None or r.state != "running":
+            raise Refused(f"job {job_id} is {r.state if r is not None else 'unknown'}, not running")
+        conn.execute(t.jobs.update().where(t.jobs.c.id == r.id, t.jobs.c.state == "running").values(
+            state="stopping", stop_reason=why, migrate_to=migrate_to, updated_at_unix_s=now))
+        add_event(conn, r.id, now, "stopping", {"reason": why, "because": reason, "factory_id": r.factory_id,
+                                                **({"to": migrate_to["factory_id"]} if migrate_to else {})})
+        return str(r.factory_id)
+
+    def _migrate(self, conn: sa.Connection, world: _World, r: Any, a: Migrate, now: float) -> None:
+        if r is not None and r.factory_id == a.factory_id:
+            raise Refused(f"job {a.job_id} already runs at {a.factory_id}")
+        if r is None or r.state != "running":
+            raise Refused(f"job {a.job_id} is {r.state if r is not None else 'unknown'}, not running")
+        nodes = world.check_nodes(r, a.factory_id, a.nodes)
+        self._stop(conn, r, a.job_id, "migrate", {"factory_id": a.factory_id, "nodes": [int(n) for n in a.nodes]},
+                   now, a.reason)
+        world.take(a.factory_id, nodes, None)
+
+    # -- bookkeeping ----------------------------------------------------------------------------------------
+    def _audit(self, conn: sa.Connection, plan: Plan, now: float) -> None:
+        for job_id, factory_id, rule in plan.refusals:
+            key = (job_id, factory_id, rule)
+            if key in self._audited or not job_id.isdigit():
+                continue
+            self._audited.add(key)
+            add_event(conn, int(job_id), now, "audit_refusal", {"factory_id": factory_id, "rule": rule})
+
+    def _waiting(self, conn: sa.Connection, plan: Plan) -> None:
+        changed = [(j, why) for j, why in plan.waiting if j.isdigit() and self._reasons.get(j) != why]
+        if not changed:
+            return
+        conn.execute(t.jobs.update().where(t.jobs.c.id == sa.bindparam("jid"), t.jobs.c.state == "pending")
+                     .values(waiting_reason=sa.bindparam("why")),
+                     [{"jid": int(j), "why": why} for j, why in changed])
+        self._reasons.update(changed)
+
+
+class _World:
+    """The store's node occupancy, leases and quotas at apply time (loaded lazily per factory)."""
+
+    def __init__(self, conn: sa.Connection, live: Live) -> None:
+        self.conn = conn
+        self.live = live
+        self.rows = {r.id: r for r in conn.execute(sa.select(t.factories))}
+        self.busy: dict[str, np.ndarray] = {}
+        # loaded before any write of this transaction, then kept up to date by take()
+        self.quotas = {q.id: q.quotas for q in conn.execute(sa.select(t.tenants.c.id, t.tenants.c.quotas))}
+        self.used = usage(conn)
+
+    def _busy(self, fid: str, n: int) -> np.ndarray:
+        if fid not in self.busy:
+            b = np.zeros(n, dtype=bool)
+            for j in self.conn.execute(sa.select(t.jobs.c.factory_id, t.jobs.c.nodes, t.jobs.c.migrate_to)
+                                       .where(t.jobs.c.state.in_(HOLDING))):
+                if j.factory_id == fid:
+                    b[j.nodes] = True
+                if j.migrate_to and j.migrate_to["factory_id"] == fid:
+                    b[j.migrate_to["nodes"]] = True
+            b[list(self.rows[fid].down_nodes)] = True
+            self.busy[fid] = b
+        return self.busy[fid]
+
+    def check_nodes(self, r: Any, fid: str, raw: tuple[int, ...]) -> np.ndarray:
+        row = self.rows.get(fid)
+        if row is None:
+            raise Refused(f"unknown factory {fid!r}")
+        if not schedulable(self.live, row):
+            raise Refused(f"factory {fid} takes no new work now (state {row.state}, lease not live or cordoned)")
+        f = decode_factory(row.spec)
+        spec = r.spec["job"]
+        missing = set(spec["sovereignty"]) - f.clearances
+        if missing:
+            raise Refused(f"factory {fid} lacks clearance for {', '.join(sorted(missing))}")
+        nodes = np.asarray(raw, dtype=np.intp)
+        if nodes.size == 0 or nodes.min() < 0 or nodes.max() >= f.nodes:
+            raise Refused(f"nodes outside {fid} (0..{f.nodes - 1})")
+        if np.unique(nodes).size != nodes.size:
+            raise Refused("duplicate nodes")
+        taken = nodes[self._busy(fid, f.nodes)[nodes]]
+        if taken.size:
+            raise Refused(f"node {int(taken[0])} of {fid} is not free")
+        gpus = 0
+        for c in f.clusters:
+            inside = int(((nodes >= c.node_offset) & (nodes < c.node_end)).sum())
+            if inside and c.accelerator != r.accelerator:
+                raise Refused(f"job needs {r.accelerator}, got {c.accelerator} nodes")
+            gpus += inside * c.system.gpus_per_node
+        if gpus < r.gpus:
+            raise Refused(f"{gpus} GPUs given < {r.gpus} needed")
+        return nodes
+
+    def check_quota(self, r: Any) -> None:
+        cap = self.quotas.get(r.tenant_id, {}).get(r.accelerator)
+        used = self.used.get((r.tenant_id, r.accelerator), 0)
+        if cap is not None and used + r.gpus > cap:
+            raise Refused(f"tenant {r.tenant_id} quota: {used} + {r.gpus} {r.accelerator} GPUs > {cap}")
+
+    def take(self, fid: str, nodes: np.ndarray, r: Any) -> None:
+        self.busy[fid][nodes] = True
+        if r is not None:
+            key = (r.tenant_id, r.accelerator)
+            self.used[key] = self.used.get(key, 0) + r.gpus
