@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from superfactory.cli import ckpt
+from superfactory.cli import ckpt, cost, sweep
 from superfactory.cli.stdio import emit_json, quiet_stdout
 from superfactory.errors import PolicyError, SuperfactoryError
 
@@ -32,6 +32,8 @@ app = typer.Typer(
 scenario_app = typer.Typer(help="Inspect, export and validate scenarios.", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(ckpt.app, name="ckpt", help="The checkpoint mesh: erasure-coded, encrypted, replicated checkpoints.")
+app.command("cost")(cost.cost)
+sweep.register(app)
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -300,6 +302,8 @@ def compare(
     out_dir: Annotated[Path | None, typer.Option("--out", help="write compare.json and compare.html here")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     param: ParamOpt = None,
+    seeds: Annotated[str | None, typer.Option(help="compare over seeds, e.g. 0-9: mean, 95 % CI and paired "
+                                              "differences (docs/sweeps.md)")] = None,
 ) -> None:
     """Run several policies on the same scenario and seed and compare them.
 
@@ -314,6 +318,9 @@ def compare(
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:
         raise SuperfactoryError("--policies needs at least one policy name")
+    if seeds is not None:
+        sweep.compare_seeds_command(scenario, names, seeds, param, out_dir, json_out, progress, seed)
+        return
     for p in param or []:
         prefix = p.split("=", 1)[0].split(".", 1)[0] if "." in p.split("=", 1)[0] else None
         if prefix is not None and prefix not in names:

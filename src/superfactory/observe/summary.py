@@ -11,6 +11,8 @@ Definitions (all over the simulated window):
   ``carbon_tco2``: energy x hourly grid intensity.
 - ``gpu_hours_lost_to_failures``: GPUs x (work lost + detection + restart time) over interruptions.
 - ``training_throughput``: productive GPU-hours; ``usd_per_productive_gpu_hour``: power cost / that.
+- ``capital_cost_usd``, ``total_cost_usd``, ``total_usd_per_productive_gpu_hour`` / ``_pflop_hour``,
+  ``cost_by_factory``, ``signal_sources`` ...: the run's total cost of ownership (:mod:`.tco`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from superfactory.domain.events import EventKind
 from superfactory.domain.units import DAY_S, HOUR_S
+from superfactory.observe.tco import cost_summary
 from superfactory.sim.jobstate import JobRuntime
 from superfactory.sim.twin import TwinResult
 
@@ -61,6 +64,9 @@ def summarize(result: TwinResult) -> dict[str, Any]:
         "scenario": sc.name,
         "policy": result.policy,
         "seed": result.seed,
+        "seeds": dict(sc.seeds),  # effective seed of every random component (scenario/seeds.py)
+        "pinned_seeds": sorted(sc.pinned_seeds),
+        "warnings": list(sc.warnings),
         "simulated_days": end / DAY_S,
         "factories": len(sc.factories),
         "gpus": sum(f.gpus for f in sc.factories),
@@ -88,4 +94,5 @@ def summarize(result: TwinResult) -> dict[str, Any]:
         "events_per_second": result.kernel_events / wall,
         "simulated_seconds_per_wall_second": end / wall,
         **inference,
+        **cost_summary(result),  # capital, total $ per productive GPU-h / PFLOP-h by factory (observe/tco.py)
     }

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-
 from superfactory.domain.accelerator import ACCELERATORS, SYSTEMS
 from superfactory.domain.factory import Factory, WanLink, build_clusters
 from superfactory.domain.job import CheckpointSpec, InferenceService, RecoverySpec, TrainingJob
@@ -34,9 +32,12 @@ from superfactory.scenario import market_data, markets
 from superfactory.scenario.demand import compile_inference
 from superfactory.scenario.loaders import read_interruption_table
 from superfactory.scenario.model import Scenario, ScenarioEvent
+from superfactory.scenario.policies import policy_problems
+from superfactory.scenario.sanity import limit_problems, semantic_warnings
 from superfactory.scenario.schema import JobSpec, ScenarioSpec, SeriesCsv
+from superfactory.scenario.seeds import SeedTree
 from superfactory.scenario.units import UnitError, parse_duration_s, parse_flop
-from superfactory.scenario.workload import generate_jobs
+from superfactory.scenario.workload import WorkloadTooLarge, generate_jobs
 
 Path_ = tuple[str | int, ...]
 
@@ -49,17 +50,36 @@ class CompileErrors(Exception):
         self.errors = errors
 
 
-def compile_scenario(spec: ScenarioSpec, base_dir: Path | None = None, source: str = "<built-in>") -> Scenario:
-    """Build the domain scenario; raise :class:`CompileErrors` listing every problem found."""
+def compile_scenario(spec: ScenarioSpec, base_dir: Path | None = None, source: str = "<built-in>",
+                     seed: int | None = None, locate: Callable[[Path_], str] | None = None) -> Scenario:
+    """Build the domain scenario; raise :class:`CompileErrors` listing every problem found.
+
+    Args:
+        spec: the structurally valid scenario.
+        base_dir: where relative CSV and trace paths are resolved.
+        source: the file name reported in messages.
+        seed: root of the seed tree (see :mod:`.seeds`); defaults to the scenario's ``seed``.
+        locate: renders a field path as ``FILE:LINE: path`` for the warnings (default: ``source: path``).
+    """
+    limits = limit_problems(spec)
+    if limits:  # refuse before building anything: a 10^7-rack factory would take minutes to build
+        raise CompileErrors(limits)
+    tree = SeedTree(spec.seed if seed is None else seed)
     errors: list[tuple[Path_, str]] = []
     factories = _factories(spec, errors)
     ids = {f.id for f in factories}
     links = _links(spec, ids, errors)
     hours = -(-spec.duration // HOUR_S) + 24
-    prices, carbon = _signals(spec, factories, hours, base_dir, errors)
+    prices, carbon = _signals(spec, factories, hours, base_dir, errors, tree)
     jobs = [_job(j, spec, ("jobs", i), factories, errors) for i, j in enumerate(spec.jobs)]
+    generated: tuple[TrainingJob, ...] = ()
     if spec.workload is not None and factories:
-        jobs.extend(generate_jobs(spec.workload, tuple(factories), spec.duration, spec.defaults))
+        try:
+            generated = generate_jobs(spec.workload, tuple(factories), spec.duration, spec.defaults,
+                                      tree.rng("workload", spec.workload.seed))
+        except WorkloadTooLarge as e:
+            errors.append((("workload",), str(e)))
+        jobs.extend(generated)
     seen: set[str] = set()
     for i, j in enumerate(jobs):
         if j is not None and j.id in seen:
@@ -70,16 +90,24 @@ def compile_scenario(spec: ScenarioSpec, base_dir: Path | None = None, source: s
         InferenceService(s.id, s.model, s.weights, s.accelerator, s.gpus_per_replica, s.slo_p99_ms, tuple(s.pops))
         for s in spec.services
     )
-    inference = compile_inference(spec, services, factories, base_dir, errors)
+    inference = compile_inference(spec, services, factories, base_dir, errors, tree)
     events = _events(spec, ids, links, errors)
     failure_model = _failure_model(spec, base_dir, errors)
+    errors.extend(policy_problems(spec.policy, dict(spec.policy_params)))
+    tree.seed("failures", spec.failures.seed)
+    tree.seed("policy")
     if errors:
         raise CompileErrors(errors)
+    where = locate or (lambda loc: f"{source}: {'.'.join(map(str, loc))}")
+    warnings = tuple(f"{where(loc)}: {msg}" for loc, msg in semantic_warnings(spec, factories, links, jobs,
+                                                                                spec.duration))
     return Scenario(
-        name=spec.name, description=spec.description, seed=spec.seed, duration_s=spec.duration,
+        name=spec.name, description=spec.description, seed=tree.root, duration_s=spec.duration,
         factories=tuple(factories), links=tuple(links), jobs=tuple(j for j in jobs if j is not None),
         services=services, prices=prices, carbon=carbon, failure_model=failure_model, events=tuple(events),
         policy=spec.policy, policy_params=dict(spec.policy_params), source=source, inference=inference,
+        seeds=dict(sorted(tree.effective.items())), pinned_seeds=frozenset(tree.pinned), warnings=warnings,
+        generated_jobs=frozenset(j.id for j in generated), spec=spec, base_dir=base_dir,
     )
 
 
@@ -140,8 +168,9 @@ def _csv_series(c: SeriesCsv, base_dir: Path | None, name: str, unit: str, path:
 
 
 def _signals(spec: ScenarioSpec, factories: list[Factory], hours: int, base_dir: Path | None,
-             errors: list[tuple[Path_, str]]) -> tuple[dict[str, StepSeries], dict[str, StepSeries]]:
-    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0x5EED]))
+             errors: list[tuple[Path_, str]], tree: SeedTree,
+             ) -> tuple[dict[str, StepSeries], dict[str, StepSeries]]:
+    """Hourly prices per market and carbon per grid; each synthetic series on its own seed-tree stream."""
     prices: dict[str, StepSeries] = {}
     carbon: dict[str, StepSeries] = {}
     tz = {f.market: f.timezone_offset_h for f in factories}
@@ -161,6 +190,7 @@ def _signals(spec: ScenarioSpec, factories: list[Factory], hours: int, base_dir:
                 prof = markets.MARKETS[f.market]
                 if ms is not None:
                     prof = markets.with_overrides(prof, ms.mean_usd_per_mwh, ms.day_night_ratio)
+                rng = tree.rng(f"prices:{f.market}", ms.seed if ms is not None else None)
                 prices[f.market] = markets.synthetic_prices(prof, hours, rng, tz[f.market])
             else:
                 known = sorted(set(markets.MARKETS) | set(spec.markets))
@@ -184,6 +214,7 @@ def _signals(spec: ScenarioSpec, factories: list[Factory], hours: int, base_dir:
                 gprof = markets.GRIDS.get(f.grid, markets.GridProfile(f.grid, 0.0, 0.0, 0.05))
                 if gs is not None and gs.mean_g_per_kwh is not None:
                     gprof = markets.GridProfile(f.grid, gs.mean_g_per_kwh, gprof.solar_dip, gprof.sigma)
+                rng = tree.rng(f"carbon:{f.grid}", gs.seed if gs is not None else None)
                 carbon[f.grid] = markets.synthetic_carbon(gprof, hours, rng, tz_grid[f.grid])
             else:
                 errors.append((("factories", i, "grid"),

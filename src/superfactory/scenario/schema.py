@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from superfactory.domain.accelerator import ACCELERATORS, SYSTEMS
 from superfactory.scenario import units
+from superfactory.scenario.seeds import MAX_SEED
 
 Duration = Annotated[int, BeforeValidator(units.parse_duration_s), Field(description="duration, e.g. '30min'")]
 Size = Annotated[float, BeforeValidator(units.parse_size_bytes), Field(description="size, e.g. '1.5TB'")]
@@ -22,12 +23,16 @@ Power = Annotated[float, BeforeValidator(units.parse_power_w), Field(description
 Latency = Annotated[float, BeforeValidator(units.parse_latency_ms), Field(description="latency, e.g. '15ms'")]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 
+#: a component seed that overrides the run's seed tree for that component alone (see scenario/seeds.py)
+PinnedSeed = Annotated[int | None, Field(ge=0, le=MAX_SEED, description=(
+    "pin this component's random stream (otherwise it derives from the run seed; see docs/scenarios.md)"))]
+
 SystemName = Literal[tuple(SYSTEMS)]  # type: ignore[valid-type]
 AcceleratorName = Literal[tuple(ACCELERATORS)]  # type: ignore[valid-type]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class SystemBlock(Strict):
@@ -145,7 +150,7 @@ class WorkloadSpec(Strict):
     """A synthetic mix of training jobs (see :mod:`.workload` for the model and its calibration)."""
 
     kind: Literal["mixed-training"] = "mixed-training"
-    seed: int = 0
+    seed: PinnedSeed = None
     load: float = Field(default=0.9, gt=0, le=2.0, description="offered GPU demand / fleet GPUs")
     backlog: float = Field(default=0.9, ge=0, le=2.0, description="demand already queued at t=0 / fleet GPUs")
     sizes: list[SizeShare] = Field(min_length=1)
@@ -176,6 +181,7 @@ class ServiceSpec(Strict):
     prefill_mfu: float = Field(default=0.5, gt=0, le=1)
     weights_at: list[Identifier] = Field(default_factory=list, description="factories holding the weights at t=0")
     weights_bandwidth: Bandwidth = Field(default="10Gbps", gt=0, description="weight pull from the registry")
+    seed: PinnedSeed = None
 
 
 class PopSpec(Strict):
@@ -214,11 +220,13 @@ class MarketSpec(Strict):
     mean_usd_per_mwh: float | None = Field(default=None, gt=0)
     day_night_ratio: float | None = Field(default=None, ge=1)
     csv: SeriesCsv | None = None
+    seed: PinnedSeed = None
 
 
 class GridSpec(Strict):
     mean_g_per_kwh: float | None = Field(default=None, ge=0)
     csv: SeriesCsv | None = None
+    seed: PinnedSeed = None
     basis: Literal["direct", "lca"] = Field(default="direct", description="real data: direct or life-cycle")
 
 
@@ -226,6 +234,7 @@ class FailureSpec(Strict):
     table: str = Field(default="llama3-405b", description="'llama3-405b' or a CSV path in the same format")
     rate_scale: float = Field(default=1.0, ge=0)
     planned: bool = True
+    seed: PinnedSeed = None
 
 
 class EventSpec(Strict):
@@ -264,7 +273,7 @@ class ScenarioSpec(Strict):
 
     name: Identifier
     description: str = ""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="root of the run's seed tree; --seed overrides it")
     duration: Duration = Field(gt=0)
     factories: list[FactorySpec] = Field(min_length=1)
     links: list[LinkSpec] = Field(default_factory=list)

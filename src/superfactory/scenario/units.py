@@ -8,6 +8,7 @@ quantities whose unit is ambiguous, with a message that shows a correct example.
 
 from __future__ import annotations
 
+import math
 import re
 
 _NUM = r"([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?)"
@@ -30,6 +31,9 @@ RATE_UNITS_GBPS = {
     "B/s": 8e-9, "KB/s": 8e-6, "MB/s": 8e-3, "GB/s": 8.0, "TB/s": 8e3,
 }
 POWER_UNITS_W = {"W": 1.0, "kW": 1e3, "MW": 1e6, "GW": 1e9}
+#: no quantity in a scenario needs more than 1e30 base units (1e30 FLOP is 10^4 x Llama 3 405B; durations,
+#: sizes and rates are far smaller): bigger values are typos, and infinite ones cannot be simulated
+MAX_QUANTITY = 1e30
 
 
 class UnitError(ValueError):
@@ -52,7 +56,10 @@ def _parse(text: object, units: dict[str, float], what: str, example: str) -> fl
     if unit not in units:
         allowed = ", ".join(units)
         raise UnitError(f"unknown unit {unit!r} for {what} in {text!r}; allowed units: {allowed}")
-    return value * units[unit]
+    out = value * units[unit]
+    if not math.isfinite(out) or out > MAX_QUANTITY:
+        raise UnitError(f"{what} {text!r} is out of range (at most {MAX_QUANTITY:.0e} in base units)")
+    return out
 
 
 def parse_duration_s(text: object) -> int:
@@ -75,8 +82,8 @@ def parse_power_w(text: object) -> float:
 def parse_flop(text: object) -> float:
     """Compute in FLOP: a plain number (``3.8e25``) or with a suffix ``FLOP``/``PFLOP``/``EFLOP``/``ZFLOP``."""
     if isinstance(text, int | float) and not isinstance(text, bool):
-        if text <= 0:
-            raise UnitError(f"work must be positive, got {text!r}")
+        if not text > 0 or not math.isfinite(text) or text > MAX_QUANTITY:
+            raise UnitError(f"work must be a positive number of FLOP up to {MAX_QUANTITY:.0e}, got {text!r}")
         return float(text)
     return _parse(text, {"FLOP": 1.0, "PFLOP": 1e15, "EFLOP": 1e18, "ZFLOP": 1e21, "YFLOP": 1e24},
                   "compute", "3.8e25FLOP")

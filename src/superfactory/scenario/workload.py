@@ -12,7 +12,9 @@ Model (per accelerator type ``a`` with ``C_a`` GPUs in the fleet):
 - each job's home factory is drawn in proportion to that factory's GPUs of the job's type (among factories
   cleared for its sovereignty class, for the ``sovereign_share`` of jobs that carry one).
 
-Generation is deterministic given ``WorkloadSpec.seed`` (independent of the run seed, which drives failures).
+Generation is deterministic given its generator: the ``workload`` stream of the run's seed tree, or
+``WorkloadSpec.seed`` when the scenario pins it (see :mod:`.seeds`). At most ``MAX_GENERATED_JOBS`` jobs are
+drawn; a spec that would generate more (a tiny median duration on a big fleet) is refused with the count.
 """
 
 from __future__ import annotations
@@ -26,17 +28,34 @@ from superfactory.domain.factory import Factory
 from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
 from superfactory.scenario.schema import JobDefaults, WorkloadSpec
 
+#: the twin keeps one record per job and every policy scans the queue at each decision: beyond ~50,000 jobs a
+#: month-long run takes minutes instead of seconds. Bigger studies: raise median_duration or shorten the run.
+MAX_GENERATED_JOBS = 50_000
+
+
+class WorkloadTooLarge(ValueError):
+    """The workload would generate more than ``MAX_GENERATED_JOBS`` jobs (the message says why and what to do)."""
+
 
 def generate_jobs(spec: WorkloadSpec, factories: tuple[Factory, ...], duration_s: int,
-                  defaults: JobDefaults) -> tuple[TrainingJob, ...]:
-    """The jobs of a synthetic workload, sorted by submission time then id."""
-    rng = np.random.default_rng(spec.seed)
+                  defaults: JobDefaults, rng: np.random.Generator | None = None) -> tuple[TrainingJob, ...]:
+    """The jobs of a synthetic workload, sorted by submission time then id.
+
+    ``rng`` defaults to ``default_rng(spec.seed or 0)``.
+
+    Raises:
+        WorkloadTooLarge: more than ``MAX_GENERATED_JOBS`` jobs would be drawn.
+    """
+    rng = rng if rng is not None else np.random.default_rng(spec.seed or 0)
     jobs: list[TrainingJob] = []
     accelerators = sorted({a for f in factories for a in f.accelerators})
     for acc in accelerators:
         capacity = sum(f.gpus_of(acc) for f in factories)
         max_single = max(f.gpus_of(acc) for f in factories)
-        sizes = [s for s in spec.sizes if s.gpus <= max_single // 2] or [min(spec.sizes, key=lambda s: s.gpus)]
+        sizes = ([s for s in spec.sizes if s.gpus <= max_single // 2]
+                 or sorted((s for s in spec.sizes if s.gpus <= max_single), key=lambda s: s.gpus)[:1])
+        if not sizes:  # no gang of the mix fits any factory of this type (scenario/sanity.py warns)
+            continue
         gpus_opts = np.array([s.gpus for s in sizes])
         weights = np.array([s.weight for s in sizes], dtype=float)
         weights /= weights.sum()
@@ -66,6 +85,12 @@ def generate_jobs(spec: WorkloadSpec, factories: tuple[Factory, ...], duration_s
                 if submit == 0:
                     backlog_gpus += gpus
             n += 1
+            if len(jobs) > MAX_GENERATED_JOBS or n > 4 * MAX_GENERATED_JOBS:
+                raise WorkloadTooLarge(
+                    f"the workload would generate more than {MAX_GENERATED_JOBS:,} jobs (the twin's limit: it keeps "
+                    f"one record per job and policies scan the queue at every decision); {acc} alone offers "
+                    f"{rate_per_s * 86400:,.0f} jobs/day for {duration_s / 86400:g} days: raise median_duration, "
+                    "lower load or shorten the run")
     return tuple(sorted(jobs, key=lambda j: (j.submit_s, j.id)))
 
 

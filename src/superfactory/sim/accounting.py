@@ -78,7 +78,9 @@ class AccountingMixin:
         for r in self.rt:
             r.accrue(now)
             f = r.factory
-            it_mwh = r.hour_energy_j / 3.6e9
+            # nodes beyond what the power cap and cooling allow are dark: never bill more than the caps permit
+            # (only an idle floor above the cap can get here; placements are checked against it)
+            it_mwh = min(r.hour_energy_j, min(f.power_cap_w / f.pue, f.cooling_capacity_w) * span) / 3.6e9
             fac_mwh = it_mwh * f.pue
             price = self.price_at(f.market, start)
             ci = self.carbon[f.grid].at(start)

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from superfactory.domain.events import Event
+from superfactory.domain.events import Event, EventKind
 from superfactory.errors import PolicyError
 from superfactory.loop.decision import DecisionLoop, ShadowStats
 from superfactory.policy.registry import Policy, UnknownPolicyError, make_policy
 from superfactory.scenario.model import Scenario, ScenarioEvent
 from superfactory.sim.factorystate import HourRow
 from superfactory.sim.fleet import SimulatedFleet
-from superfactory.sim.inference import InferenceResult, InferenceServing
+from superfactory.sim.inference import InferenceResult, ServingActuator
 from superfactory.sim.jobstate import JobRuntime
 from superfactory.sim.kernel import PRIO_DECIDE, PRIO_SIGNAL, Kernel
 
@@ -47,6 +47,10 @@ class TwinResult:
     inference: InferenceResult | None = None
     shadow: dict[str, ShadowStats] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
+
+
+#: the policy that places inference replicas when a scenario serves services
+INFERENCE_POLICY = "preplacer"
 
 
 class KernelClock:
@@ -125,18 +129,24 @@ def run_twin(
         kernel, scenario.factories, scenario.links, scenario.jobs, dict(scenario.prices),
         dict(scenario.carbon), scenario.failure_model, np.random.default_rng(fleet_seed), log.emit,
     )
-    loop = DecisionLoop([pol], fleet, fleet, KernelClock(kernel), log, policy_seed,
+    policies = [pol]
+    serving = None
+    if scenario.inference is not None:  # training-only scenarios never build the inference layer
+        inf = scenario.inference
+        serving = ServingActuator(kernel, fleet, inf, scenario.duration_s, log.emit)
+        fleet.serving = serving
+        policies.append(build_policy(INFERENCE_POLICY, {
+            "headroom": inf.headroom, "horizon_s": inf.horizon_s, "hysteresis": inf.hysteresis,
+            "queue_margin": inf.queue_margin}))
+    loop = DecisionLoop(policies, fleet, fleet, KernelClock(kernel), log, policy_seed,
                         shadows=tuple(build_policy(n) for n in shadow))
     fleet.request_decision = loop.request
     fleet.periodic = loop.periodic
-    loop.start()
-
     for ev in scenario.events:
         kernel.at(ev.at_s, PRIO_SIGNAL, _scenario_event, fleet, ev)
-    serving = None
-    if scenario.inference is not None:  # training-only scenarios never build the inference layer
-        serving = InferenceServing(kernel, fleet, scenario.inference, scenario.duration_s, log.emit)
+    if serving is not None:
         serving.start()
+    loop.start()
     fleet.start()
     until = scenario.duration_s
     kernel.run(until, (lambda now: on_progress(now, until)) if on_progress else None,
@@ -147,6 +157,11 @@ def run_twin(
         jr.held_gpu_s += (until - jr.held_since_s) * jr.job.gpus
     if on_progress:
         on_progress(until, until)
+    if serving is not None:  # preemptions the pre-placer's actions caused, from the record
+        prefix = f"{INFERENCE_POLICY}:"
+        serving.result.preemptions = sum(1 for e in log.events
+                                         if e.kind is EventKind.ACTION_APPLIED and e.action.startswith(prefix)
+                                         and e.job not in serving.svcs)
     return TwinResult(
         scenario=scenario,
         policy=policy_name,
