@@ -20,6 +20,7 @@ from superfactory.mesh.errors import (
     IncompleteCheckpointError,
     InsufficientFragmentsError,
     IntegrityError,
+    InvalidRequestError,
     KeyDestroyedError,
     KeyringError,
     MeshConfigError,
@@ -33,8 +34,17 @@ from superfactory.mesh.errors import (
 )
 from superfactory.mesh.keyring import KeyProvider, LocalKeyring
 from superfactory.mesh.layout import Payload
+from superfactory.mesh.ledger import CommitLedger, CommitRecord
 from superfactory.mesh.mesh import CheckpointMesh, SaveHandle
-from superfactory.mesh.receipt import CheckpointInfo, Restored, SaveReceipt, VerifyReport
+from superfactory.mesh.receipt import (
+    CheckpointInfo,
+    GcReport,
+    Restored,
+    RotateReport,
+    SaveReceipt,
+    ShredReport,
+    VerifyReport,
+)
 from superfactory.mesh.target import DataClassPolicy, SovereigntyRules, Target, Tier, TierKind
 
 __all__ = [
@@ -45,15 +55,20 @@ __all__ = [
     "CheckpointInfo",
     "CheckpointMesh",
     "CheckpointNotFoundError",
+    "CommitLedger",
+    "CommitRecord",
     "DataClassPolicy",
     "ErasureCode",
     "FsspecBackend",
+    "GcReport",
     "IncompleteCheckpointError",
     "InsufficientFragmentsError",
     "IntegrityError",
+    "InvalidRequestError",
     "KeyDestroyedError",
     "KeyProvider",
     "KeyringError",
+    "LeaseLostError",
     "LocalBackend",
     "LocalKeyring",
     "MeshConfig",
@@ -63,8 +78,10 @@ __all__ = [
     "PlacementError",
     "QuorumError",
     "Restored",
+    "RotateReport",
     "SaveHandle",
     "SaveReceipt",
+    "ShredReport",
     "SovereigntyError",
     "SovereigntyRules",
     "StaleFencingTokenError",

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from superfactory.mesh.errors import MeshConfigError
+from superfactory.mesh.naming import validate_mesh_name
 from superfactory.mesh.target import (
     DEFAULT_DATA_CLASSES,
     DataClassPolicy,
@@ -44,6 +45,9 @@ class MeshConfig:
         audit_log_path: JSON-lines audit log; None keeps events in memory only.
         chunk_bytes: bytes of one fragment chunk (a stripe holds k chunks of input).
         fsync: make fragments durable (fsync + directory fsync) before acknowledging them.
+        lease_s: how long a save's lease lasts without renewal, seconds; a save renews it while it writes, and
+            gc may delete an unfinished save's files only once its lease expired (or its process is gone).
+            Keep it well above every data class's ``timeout_s``.
     """
 
     name: str
@@ -56,6 +60,7 @@ class MeshConfig:
     audit_log_path: Path | None = None
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     fsync: bool = True
+    lease_s: float = 600.0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -76,8 +81,16 @@ class MeshConfig:
             problems.extend(f"data class {name!r}: {p}" for p in policy.problems())
         if self.chunk_bytes < 64 or self.chunk_bytes % 64:
             problems.append(f"chunk_bytes must be a positive multiple of 64 (got {self.chunk_bytes})")
-        if not self.name or "/" in self.name:
-            problems.append(f"mesh name must be non-empty and contain no '/' (got {self.name!r})")
+        name_problem = validate_mesh_name(self.name)
+        if name_problem:
+            problems.append(name_problem)
+        problems.extend(
+            f"target name {t.name!r} must be non-empty printable text"
+            for t in self.targets
+            if not t.name or not t.name.isprintable()
+        )
+        if not self.lease_s > 0:
+            problems.append(f"lease_s must be positive (got {self.lease_s})")
         if problems:
             raise MeshConfigError("invalid mesh config: " + "; ".join(problems))
 
@@ -154,6 +167,7 @@ class _MeshModel(BaseModel):
     name: str = "default"
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     fsync: bool = True
+    lease_s: float = Field(600.0, gt=0)
     audit_log: str | None = "audit.jsonl"
     keyring: _KeyringModel = Field(default_factory=_KeyringModel)
     tiers: list[_TierModel]
@@ -213,6 +227,7 @@ def config_from_dict(raw: dict[str, Any], base_dir: Path, source: str = "<dict>"
             audit_log_path=None if model.audit_log is None else _resolve(base_dir, model.audit_log),
             chunk_bytes=model.chunk_bytes,
             fsync=model.fsync,
+            lease_s=model.lease_s,
         )
     except MeshConfigError as exc:
         raise MeshConfigError(f"{source}: {exc}") from None

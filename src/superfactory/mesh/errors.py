@@ -15,15 +15,19 @@ __all__ = [
     "IncompleteCheckpointError",
     "InsufficientFragmentsError",
     "IntegrityError",
+    "InvalidRequestError",
     "KeyDestroyedError",
     "KeyringError",
+    "LeaseLostError",
     "MeshConfigError",
     "MeshError",
     "PlacementError",
     "QuorumError",
+    "RollbackError",
     "SovereigntyError",
     "StaleFencingTokenError",
     "StorageError",
+    "StrandingError",
     "WrongKeyError",
 ]
 
@@ -83,4 +87,36 @@ class QuorumError(MeshError):
 
 
 class StaleFencingTokenError(MeshError):
-    """A save carried a fencing token older than the mesh's fence: its process was superseded (a zombie)."""
+    """A save carried a fencing token older than the mesh's fence: its process was superseded (a zombie).
+
+    The fence is the highest token the commit ledger (kept with the keys) has seen for the mesh, and the
+    ``FENCE`` objects on the targets; the save is refused before writing and again at its commit.
+    """
+
+
+class InvalidRequestError(MeshError):
+    """An argument is invalid (a negative or huge step, a malformed checkpoint id, gc keep < 1 ...).
+
+    Raised before anything is read or written; an API maps it to 400, the CLI to exit code 2.
+    """
+
+
+class RollbackError(MeshError):
+    """The targets' newest authentic checkpoint is older than the commit record says was committed.
+
+    Every manifest of the newest checkpoint was removed or replaced with an older one (a rollback), or the
+    checkpoint was deleted outside the mesh. Restoring "newest" would silently return older state, so it is
+    refused; ask for a step or id explicitly to restore an older checkpoint on purpose.
+    """
+
+
+class LeaseLostError(MeshError):
+    """A save lost its lease before committing (it was paused or hung past the lease and gc revoked it).
+
+    Its fragments may have been deleted, so it does not commit; the previous checkpoint is untouched.
+    """
+
+
+class StrandingError(MeshError):
+    """A key rewrap or shred was refused because it could leave a live checkpoint unrestorable (a copy could not
+    be checked or rewritten); nothing was destroyed."""

@@ -29,10 +29,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from superfactory.mesh.errors import KeyDestroyedError, KeyringError, WrongKeyError
+from superfactory.mesh.ledger import CommitLedger, FileLedger
 
 __all__ = ["KeyInfo", "KeyProvider", "LocalKeyring"]
 
@@ -47,8 +49,12 @@ class KeyInfo:
     current: bool
 
 
-class KeyProvider(abc.ABC):
-    """Where KEKs live. Implement this for a KMS: wrap/unwrap by id, rotate, destroy, list."""
+class KeyProvider(CommitLedger):
+    """Where KEKs live, and the mesh's commit ledger beside them (see :mod:`superfactory.mesh.ledger`).
+
+    Implement this for a KMS or a control plane: wrap/unwrap by id, rotate, destroy, list, plus the ledger's
+    atomic commit-record and lease operations (so every site sees the same record).
+    """
 
     @abc.abstractmethod
     def current_key_id(self, max_age_s: float | None = None) -> tuple[str, bool]:
@@ -78,8 +84,9 @@ class KeyProvider(abc.ABC):
         """All KEKs, oldest first."""
 
 
-class LocalKeyring(KeyProvider):
-    """KEKs in a private JSON file (created with mode 0600; looser permissions are refused)."""
+class LocalKeyring(FileLedger, KeyProvider):
+    """KEKs and the commit ledger in a private JSON file (created with mode 0600; looser permissions are
+    refused). Every change is a locked read-modify-write with an atomic, fsync-ed rename."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -115,6 +122,16 @@ class LocalKeyring(KeyProvider):
         if not isinstance(data, dict) or data.get("format") != 1 or not isinstance(data.get("keys"), list):
             raise KeyringError(f"keyring {self.path} is not a superfactory keyring (format 1).")
         return data
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool) -> Iterator[dict[str, Any]]:
+        if not write:
+            yield self._load()  # writers rename atomically: an unlocked read sees one whole version
+            return
+        with self._locked():
+            data = self._load()
+            yield data
+            self._store(data)
 
     def _store(self, data: dict[str, object]) -> None:
         tmp = self.path.with_name(f"{self.path.name}.tmp-{secrets.token_hex(4)}")

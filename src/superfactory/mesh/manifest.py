@@ -91,6 +91,9 @@ def seal(manifest: Manifest, data_key: bytes) -> bytes:
 def parse(raw: bytes, where: str) -> tuple[Manifest, str]:
     """Check the unkeyed integrity of a MANIFEST file and return ``(manifest, hmac)``.
 
+    The result is NOT trusted yet: anyone can recompute a checksum. Use no field but ``kek_id`` and the
+    wrapped key before :func:`authenticate` (see :mod:`superfactory.mesh.copies`).
+
     Raises IntegrityError naming ``where`` if a single byte differs from what was written. The HMAC is checked
     by :func:`authenticate`, which needs the key.
     """
@@ -100,23 +103,26 @@ def parse(raw: bytes, where: str) -> tuple[Manifest, str]:
     try:
         trailer = json.loads(trailer_raw)
         canonical = json.dumps(trailer, sort_keys=True, separators=(",", ":")).encode()
-        if canonical != trailer_raw or set(trailer) != {"hmac", "sha256"}:
+        if canonical != trailer_raw or not isinstance(trailer, dict) or set(trailer) != {"hmac", "sha256"}:
             raise ValueError("trailer not canonical")
-    except ValueError:
+    except (ValueError, TypeError):
         raise IntegrityError(f"manifest {where} is corrupted (its trailer does not parse)") from None
     if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), str(trailer["sha256"])):
         raise IntegrityError(f"manifest {where} is corrupted (sha256 mismatch)")
     try:
         d = json.loads(body)
+        if not isinstance(d, dict):
+            raise TypeError("the body is not a JSON object")
         if d.pop("format") != FORMAT_VERSION:
             raise IntegrityError(f"manifest {where} has unsupported format; upgrade superfactory")
         d["fragments"] = tuple(FragmentEntry(int(f["index"]), tuple(f["locations"])) for f in d["fragments"])
         d["sovereignty_classes"] = tuple(d["sovereignty_classes"])
         d["tiers"] = tuple(d["tiers"])
         manifest = Manifest(**d)
-    except (ValueError, KeyError, TypeError) as exc:
+        canonical_body = manifest.body()
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise IntegrityError(f"manifest {where} is malformed ({exc})") from None
-    if manifest.body() != body:
+    if canonical_body != body:
         raise IntegrityError(f"manifest {where} is not in canonical form")
     return manifest, str(trailer["hmac"])
 

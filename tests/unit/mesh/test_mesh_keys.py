@@ -38,7 +38,7 @@ def test_a_different_keyring_does_not_know_the_key(make_mesh: Callable[..., Chec
 
 def test_rotation_keeps_old_checkpoints_restorable(mesh: CheckpointMesh) -> None:
     old = mesh.save(DATA, step=1)
-    new_id, _ = mesh.rotate_keys()
+    new_id = mesh.rotate_keys().key_id
     newer = mesh.save(DATA[::-1], step=2)
     assert newer.kek_id == new_id != old.kek_id
     assert mesh.restore(step=1).tobytes() == DATA
@@ -56,8 +56,9 @@ def test_rotation_happens_automatically_after_the_interval(make_mesh: Callable[.
 
 def test_rewrap_then_shred_old_key_keeps_checkpoints(mesh: CheckpointMesh) -> None:
     old = mesh.save(DATA, step=1)
-    new_id, rewrapped = mesh.rotate_keys(rewrap=True)
-    assert rewrapped == [old.checkpoint_id]
+    report = mesh.rotate_keys(rewrap=True)
+    new_id = report.key_id
+    assert report.rewrapped == (old.checkpoint_id,) and report.complete
     mesh.shred_key(old.kek_id)
     assert mesh.restore(step=1).tobytes() == DATA
     assert mesh.list()[0].kek_id == new_id
@@ -67,8 +68,8 @@ def test_shredding_a_key_makes_its_checkpoints_unrecoverable(mesh: CheckpointMes
     doomed = mesh.save(DATA, step=1)
     mesh.rotate_keys()
     kept = mesh.save(DATA[::-1], step=2)
-    affected = mesh.shred_key(doomed.kek_id)
-    assert affected == [doomed.checkpoint_id]
+    affected = mesh.shred_key(doomed.kek_id).unrecoverable
+    assert affected == (doomed.checkpoint_id,)
     with pytest.raises(KeyDestroyedError, match="crypto-shredded"):
         mesh.restore(step=1)
     assert mesh.restore().manifest.checkpoint_id == kept.checkpoint_id

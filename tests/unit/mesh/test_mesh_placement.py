@@ -230,7 +230,7 @@ def test_list_gc_and_incomplete(mesh: CheckpointMesh, tmp_path: Path) -> None:
     assert [i.checkpoint_id for i in incomplete] == ["step-000000000009-deadbeef"]
     with pytest.raises(IncompleteCheckpointError, match="never committed"):
         mesh.restore(checkpoint_id="step-000000000009-deadbeef")
-    deleted = mesh.gc(keep=2, incomplete_grace_s=0.0)
+    deleted = mesh.gc(keep=2, incomplete_grace_s=0.0).deleted
     assert set(deleted) == {ids[0], ids[1], "step-000000000009-deadbeef"}
     assert [i.step for i in mesh.list(include_incomplete=True)] == [3, 4]
     assert mesh.restore().tobytes() == DATA
