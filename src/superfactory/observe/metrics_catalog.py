@@ -17,7 +17,7 @@ Label cardinality is bounded by construction:
 - ``source``/``destination``: factory pairs.
 - ``cause``: a failure cause from a fixed taxonomy (:data:`MAX_CAUSES` distinct values; the rest are ``other``).
 - ``state``: a job lifecycle state (a closed enum).
-- ``job``, ``tenant``: job-level series exist only while the job holds GPUs, so they are bounded by the
+- ``job_id``, ``tenant``: job-level series exist only while the job holds GPUs, so they are bounded by the
   fleet's capacity, not by history; ``tenant`` is empty in twin runs.
 
 Each metric names the worlds that produce it today (``twin``, ``live``); a metric no world produces yet
@@ -36,7 +36,7 @@ COUNTER = "counter"
 GAUGE = "gauge"
 
 _FACTORY = ("factory", "region")
-_JOB = ("job", "tenant", "factory")
+_JOB = ("job_id", "tenant", "factory")  # not "job": Prometheus reserves it for the scrape job
 
 
 @dataclass(frozen=True, slots=True)

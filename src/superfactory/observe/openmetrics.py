@@ -136,6 +136,12 @@ class TwinMetricsFold:
                 name = "factory_carbon_intensity_grams_per_kilowatt_hour"
                 for k in range(-(-scenario.duration_s // carbon.step_s)):
                     self._set(name, self._fl(f.id), k * carbon.step_s, carbon.at(k * carbon.step_s))
+        for a in scenario.factories:  # initialised to 0 so increase() sees a pair's first migration
+            for b in scenario.factories:
+                if a.id != b.id:
+                    for outcome in ("succeeded", "failed"):
+                        self._set("migrations_total", (("source", a.id), ("destination", b.id),
+                                                       ("outcome", outcome)), 0, 0)
         for name in self.links.values():
             lk = next(x for x in scenario.links if link_name(x.a, x.b) == name)
             self._set("link_capacity_bytes_per_second", (("link", name),), 0, lk.bandwidth_gbps * 1e9 / 8)
@@ -165,7 +171,7 @@ class TwinMetricsFold:
             self._set("jobs", (("state", state), ("tenant", "")), t, n)
 
     def _job_labels(self, jf: _JobFold) -> tuple[tuple[str, str], ...]:
-        return (("job", jf.job.id), ("tenant", ""), ("factory", jf.factory))
+        return (("job_id", jf.job.id), ("tenant", ""), ("factory", jf.factory))
 
     def _job_gauges(self, jf: _JobFold, t: int, present: bool) -> None:
         lb = self._job_labels(jf)
