@@ -10,7 +10,8 @@ system ``idle_power_fraction`` (measured fleets report ~0.75-0.85 under training
 
 Capital (total cost of ownership, :mod:`superfactory.models.tco`): ``list_price_usd`` is one NVLink domain as
 sold (a DGX node, a GB200 NVL72 rack), written off straight-line over ``depreciation_years``; a cluster adds
-networking and storage, given as shares of the cluster's cost. Sources and choices:
+networking and storage, priced as shares of the GPU systems' cost (``systems x (1 + networking + storage)``;
+docs/cost.md says why this reading of the source's "share of cluster cost"). Sources and choices:
 - DGX H100 ~ $300-400k per 8-GPU system, GB200 NVL72 ~ $2-3M per rack, networking 15-25 % and storage 5-10 %
   of cluster cost: the course material the project is built on (quoted in issue 17). The catalog takes the
   midpoints: $350k, $2.5M, 20 % and 7.5 %. Other systems have no list price here (``None``): a TCO that
@@ -108,7 +109,7 @@ SYSTEMS: dict[str, SystemSpec] = {
     )
 }
 
-#: networking (switches, optics, cabling) as a share of a cluster's cost (source: 15-25 %; midpoint)
+#: networking (switches, optics, cabling) per dollar of GPU systems (source: 15-25 % of cluster cost; midpoint)
 NETWORKING_SHARE = 0.20
-#: storage (checkpoint and data tiers) as a share of a cluster's cost (source: 5-10 %; midpoint)
+#: storage (checkpoint and data tiers) per dollar of GPU systems (source: 5-10 % of cluster cost; midpoint)
 STORAGE_SHARE = 0.075

@@ -15,8 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from superfactory.observe.console import COMPARE_COLUMNS
+from superfactory.observe.tco import cost_html
 
-PLOTTED = ("power_cost_usd", "usd_per_productive_gpu_hour", "carbon_tco2", "training_throughput")
+PLOTTED = ("power_cost_usd", "total_usd_per_productive_gpu_hour", "carbon_tco2", "training_throughput")
 
 
 def write_compare(rows: list[dict[str, Any]], out_dir: Path) -> Path:
@@ -46,7 +47,8 @@ def write_compare(rows: list[dict[str, Any]], out_dir: Path) -> Path:
             "<style>body{font-family:system-ui;max-width:1100px;margin:2em auto}td,th{border:1px solid #ccc;"
             "padding:3px 8px}table{border-collapse:collapse}</style>"
             f"<h1>compare {html.escape(rows[0]['scenario'])}</h1><table><tr><th>policy</th>{head}</tr>{body}</table>"
-            f"<img src='data:image/png;base64,{img}' style='max-width:100%'>")
+            f"<img src='data:image/png;base64,{img}' style='max-width:100%'>"
+            + "".join(cost_html(r, f"Cost by factory: {r['policy']}") for r in rows))
     path = out_dir / "compare.html"
     path.write_text(page)
     return path

@@ -19,6 +19,10 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("energy_mwh", "facility energy (MWh)", "{:,.0f}"),
     ("power_cost_usd", "power cost (USD)", "${:,.0f}"),
     ("usd_per_productive_gpu_hour", "power USD / productive GPU-h", "${:.4f}"),
+    ("capital_cost_usd", "capital cost (USD, depreciation)", "${:,.0f}"),
+    ("total_cost_usd", "total cost (USD, capital + power)", "${:,.0f}"),
+    ("total_usd_per_productive_gpu_hour", "total USD / productive GPU-h", "${:.3f}"),
+    ("total_usd_per_productive_pflop_hour", "total USD / productive PFLOP-h", "${:.3f}"),
     ("carbon_tco2", "carbon (tCO2)", "{:,.0f}"),
     ("migrations", "migrations", "{:,}"),
     ("inference_slo_attainment", "inference SLO attainment", "{:.2%}"),
@@ -45,7 +49,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
 
 COMPARE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("power_cost_usd", "power cost $", "{:,.0f}"),
-    ("usd_per_productive_gpu_hour", "$/productive GPU-h", "{:.4f}"),
+    ("usd_per_productive_gpu_hour", "power $/prod GPU-h", "{:.4f}"),
+    ("capital_cost_usd", "capital $", "{:,.0f}"),
+    ("total_usd_per_productive_gpu_hour", "total $/prod GPU-h", "{:.3f}"),
+    ("total_usd_per_productive_pflop_hour", "total $/prod PFLOP-h", "{:.3f}"),
     ("carbon_tco2", "tCO2", "{:,.0f}"),
     ("training_throughput", "productive GPU-h", "{:,.0f}"),
     ("ettr", "ETTR", "{:.3f}"),

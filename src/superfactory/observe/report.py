@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from superfactory.domain.events import EventKind
 from superfactory.domain.units import DAY_S
 from superfactory.observe.summary import job_ettr
+from superfactory.observe.tco import cost_html
 from superfactory.sim.twin import TwinResult
 
 
@@ -201,6 +202,7 @@ def write_report(result: TwinResult, summary: dict[str, Any], path: Path) -> Pat
         "<h2>Factories</h2><table><tr>", *(f"<th>{c}</th>" for c in fcols), "</tr>",
         *("<tr>" + "".join(f"<td>{_fmt(r[c])}</td>" for c in fcols) + "</tr>" for r in frows),
         "</table>",
+        cost_html(summary),
         f"<h2>Utilisation</h2><img src='data:image/png;base64,{plot_utilization(result)}'>",
         f"<h2>Cost</h2><img src='data:image/png;base64,{plot_cost(result)}'>",
         f"<h2>ETTR per job</h2><img src='data:image/png;base64,{plot_ettr(result)}'>",

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from superfactory.observe.summary import job_ettr, job_wall_s
+from superfactory.observe.tco import cost_rows
 from superfactory.sim.twin import TwinResult
 
 
@@ -78,14 +79,17 @@ def hours_table(result: TwinResult) -> pa.Table:
 
 
 def write_tables(result: TwinResult, out_dir: Path) -> dict[str, Path]:
-    """Write ``events.parquet``, ``jobs.parquet`` and ``factory_hours.parquet``; return their paths."""
+    """Write ``events.parquet``, ``jobs.parquet``, ``factory_hours.parquet`` and ``factory_cost.parquet``;
+    return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "events": out_dir / "events.parquet",
         "jobs": out_dir / "jobs.parquet",
         "factory_hours": out_dir / "factory_hours.parquet",
+        "factory_cost": out_dir / "factory_cost.parquet",
     }
     pq.write_table(events_table(result), paths["events"])
     pq.write_table(jobs_table(result), paths["jobs"])
     pq.write_table(hours_table(result), paths["factory_hours"])
+    pq.write_table(pa.Table.from_pylist(cost_rows(result)), paths["factory_cost"])  # TCO by factory (tco.py)
     return paths
