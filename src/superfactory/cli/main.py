@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from superfactory.cli import ckpt, cost, sweep
+from superfactory.cli import live as live_cli
 from superfactory.cli.stdio import emit_json, quiet_stdout
 from superfactory.errors import PolicyError, SuperfactoryError
 
@@ -34,6 +35,7 @@ app.add_typer(scenario_app, name="scenario")
 app.add_typer(ckpt.app, name="ckpt", help="The checkpoint mesh: erasure-coded, encrypted, replicated checkpoints.")
 app.command("cost")(cost.cost)
 sweep.register(app)
+live_cli.register(app)
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
