@@ -1,0 +1,1 @@
+"""Built-in example jobs an agent can run (``command: builtin:mlp`` in a job spec)."""
