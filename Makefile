@@ -5,9 +5,9 @@ BIN    := $(VENV)/bin
 SCENARIO ?= default
 OUT    ?= results/$(SCENARIO)
 # Every install is pinned by constraints.txt (the lock; `make lock` regenerates it). torch is locked to its CPU
-# build, which lives on PyTorch's own index.
+# build (2.13.0+cpu), which pip takes from the machine's configured wheel directory; no extra index is named.
 LOCK   := constraints.txt
-PIP_INSTALL := $(BIN)/python -m pip install -q -c $(LOCK) --extra-index-url https://download.pytorch.org/whl/cpu
+PIP_INSTALL := $(BIN)/python -m pip install -q -c $(LOCK)
 
 .PHONY: run test lint setup setup-dev bench clean lock
 
