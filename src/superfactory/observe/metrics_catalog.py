@@ -17,8 +17,9 @@ Label cardinality is bounded by construction:
 - ``source``/``destination``: factory pairs.
 - ``cause``: a failure cause from a fixed taxonomy (:data:`MAX_CAUSES` distinct values; the rest are ``other``).
 - ``state``: a job lifecycle state (a closed enum).
-- ``job_id``, ``tenant``: job-level series exist only while the job holds GPUs, so they are bounded by the
-  fleet's capacity, not by history; ``tenant`` is empty in twin runs.
+- ``job_id``, ``job_name``, ``tenant``: job-level series exist only while the job holds GPUs, so they are
+  bounded by the fleet's capacity, not by history (live: ``job_id`` is the store's id, ``job_name`` the
+  submitted name; twin: ``job_id`` is the scenario's job id, ``job_name`` and ``tenant`` are empty).
 
 Each metric names the worlds that produce it today (``twin``, ``live``); a metric no world produces yet
 (the WAN checkpoint-sync queue and the quorum wait, which the mesh agents will report) is still defined so
@@ -36,7 +37,7 @@ COUNTER = "counter"
 GAUGE = "gauge"
 
 _FACTORY = ("factory", "region")
-_JOB = ("job_id", "tenant", "factory")  # not "job": Prometheus reserves it for the scrape job
+_JOB = ("job_id", "job_name", "tenant", "factory")  # not "job": Prometheus reserves it for the scrape job
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ METRICS: tuple[MetricDef, ...] = (
     _m("factory_energy_price_usd_per_megawatt_hour", GAUGE, "usd_per_megawatt_hour", (*_FACTORY, "market"),
        "Electricity price of the factory's market, USD/MWh."),
     _m("factory_carbon_intensity_grams_per_kilowatt_hour", GAUGE, "grams_per_kilowatt_hour", _FACTORY,
-       "Grid carbon intensity at the factory, gCO2/kWh.", "twin"),
+       "Grid carbon intensity at the factory, gCO2/kWh."),
     _m("node_failures_total", COUNTER, "", (*_FACTORY, "cause"), "Node failures, by cause."),
     _m("interruptions_total", COUNTER, "", (*_FACTORY, "cause"),
        "Unexpected job interruptions (a failure under a running job), by cause."),

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from superfactory.live.api import admin, agent, fleet, jobs
 from superfactory.live.context import Live, Settings, WallClock, ensure_epoch
 from superfactory.live.errors import ApiError
+from superfactory.live.metrics import router as metrics_router
 from superfactory.live.scheduler.service import SchedulerService
 from superfactory.live.store.db import open_store
 
@@ -59,6 +60,7 @@ def create_app(live: Live, scheduler: bool = True) -> FastAPI:
         live.extras.setdefault("scheduler", SchedulerService(live))
     for r in (admin.router, jobs.router, fleet.router, agent.router):
         app.include_router(r)
+    app.include_router(metrics_router)  # GET /metrics (live/metrics.py)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:

@@ -1,0 +1,295 @@
+"""``GET /metrics``: the control plane's Prometheus exposition (prometheus_client), scoped by the caller's token.
+
+Names, units and labels come from :mod:`superfactory.observe.metrics_catalog` (the twin's ``--metrics-out``
+writes the same names, so one set of dashboards and alert rules serves both worlds).
+
+How values are obtained (at each scrape, under a lock):
+
+- **Counters are folded from the store's event log** (``job_events``, read from a cursor, so each event is
+  folded once per server process; a restarted process re-folds the history and reaches the same totals):
+  placements (``assigned``), completions (``succeeded``), audit refusals, interruptions (a ``requeued`` or
+  ``failed`` whose cause is not a planned stop: preempt, drain, migrate, cancel), migrations and their outcome
+  (a ``stopping`` for a migration followed by ``assigned`` at the destination = succeeded, by a requeue =
+  failed), and per-job checkpoints. Effective throughput is measured as in the twin: progress between
+  consecutive checkpoint commits of one placement over the time between them, times the gang's theoretical
+  FLOP/s.
+- **Gauges are read from the store**: factories (capacity, lease, cordon state, down nodes, power cap,
+  cooling), jobs per state and tenant, the jobs holding GPUs (GPUs, progress, tokens/s reported by the job
+  process, restarts = placements - 1), current prices and carbon intensity. Node failures are counted when a
+  node appears in a heartbeat's ``down_nodes`` between two scrapes.
+
+Who sees what: no token -> 401; an agent token -> 403; a tenant token -> fleet-level series plus only its own
+jobs (``job_id``/``job_name``/``tenant`` of other tenants never appear); an admin token or the read-only metrics
+token (``SUPERFACTORY_METRICS_TOKEN``, meant for Prometheus' ``authorization`` setting) -> everything.
+Live states are named as in :class:`~superfactory.domain.lifecycle.JobLifecycle` where one corresponds
+(``assigned`` -> ``starting``, ``stopping`` -> ``draining``, ``succeeded`` -> ``completed``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from superfactory.domain.job import TrainingJob
+from superfactory.live.codec import decode_job
+from superfactory.live.context import Live
+from superfactory.live.errors import ApiError
+from superfactory.live.services.auth import authenticate
+from superfactory.live.services.fleet import lease_status, load_fleet
+from superfactory.live.services.jobs_common import HOLDING
+from superfactory.live.services.signals import histories
+from superfactory.live.store import tables as t
+from superfactory.observe.metrics_catalog import BY_NAME, COUNTER, bounded_cause, link_name
+
+METRICS_TOKEN_ENV = "SUPERFACTORY_METRICS_TOKEN"
+STATE_NAMES = {"assigned": "starting", "stopping": "draining", "succeeded": "completed"}
+PLANNED = frozenset({"preempt", "drain", "migrate", "cancel", "stopped"})
+FOLD_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose job-level series a scrape may see: every tenant's, or one tenant's."""
+
+    tenant: str | None  # None = all tenants
+
+
+@dataclass(slots=True)
+class _Mark:
+    token: int
+    at_unix_s: float
+    progress_s: float
+
+
+class LiveMetrics:
+    """The fold over the store's event log and the scrape-time reads (one per :class:`Live`)."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+        self.lock = threading.Lock()
+        self.cursor = 0
+        self.placements: Counter[str] = Counter()
+        self.completions: Counter[str] = Counter()
+        self.refusals: Counter[str] = Counter()
+        self.interruptions: Counter[tuple[str, str]] = Counter()
+        self.node_failures: Counter[tuple[str, str]] = Counter()
+        self.migrations: Counter[tuple[str, str, str]] = Counter()
+        self.checkpoints: Counter[int] = Counter()
+        self.marks: dict[int, _Mark] = {}
+        self.rate: dict[int, float] = {}  # job -> productive seconds per second at its last measurement
+        self.moving: dict[int, tuple[str, str]] = {}  # job -> (source, destination) of a migration under way
+        self.fence: dict[int, int] = {}  # job -> fencing token of its current placement
+        self.down_seen: dict[str, set[int]] = {}
+        self.causes: set[str] = set()
+        self.jobs: dict[int, TrainingJob] = {}
+        self.scrape_s = 0.0
+
+    # -- the fold -----------------------------------------------------------------------------------------
+    def _fold(self, conn: sa.Connection) -> None:
+        while True:
+            rows = conn.execute(sa.select(t.job_events).where(t.job_events.c.id > self.cursor)
+                                .order_by(t.job_events.c.id).limit(FOLD_BATCH)).all()
+            for r in rows:
+                self._apply(r.job_id, r.at_unix_s, r.kind, r.data or {})
+                self.cursor = r.id
+            if len(rows) < FOLD_BATCH:
+                return
+
+    def _apply(self, job: int, at: float, kind: str, d: dict[str, Any]) -> None:
+        factory = str(d.get("factory_id") or "")
+        if kind == "assigned":
+            self.placements[factory] += 1
+            move = self.moving.pop(job, None)
+            if move is not None or d.get("cause") == "migrate":
+                src = move[0] if move is not None else str(d.get("from") or "")
+                self.migrations[(src, factory, "succeeded")] += 1
+            self.fence[job] = int(d.get("fencing_token") or 0)
+            self.marks.pop(job, None)
+            self.rate.pop(job, None)
+        elif kind == "stopping" and d.get("reason") == "migrate" and d.get("to"):
+            self.moving[job] = (factory, str(d["to"]))
+        elif kind in ("requeued", "failed"):
+            move = self.moving.pop(job, None)
+            if move is not None:
+                self.migrations[(move[0], move[1], "failed")] += 1
+            cause = str(d.get("cause") or "")
+            if factory and cause not in PLANNED and (kind == "requeued" or d.get("retryable") is not False):
+                self.interruptions[(factory, bounded_cause(cause, self.causes))] += 1
+            self.marks.pop(job, None)
+            self.rate.pop(job, None)
+        elif kind == "succeeded":
+            self.completions[factory] += 1
+        elif kind == "audit_refusal":
+            self.refusals[factory] += 1
+        elif kind == "checkpoint":
+            self.checkpoints[job] += 1
+            progress = float(d.get("progress_s") or 0.0)
+            mark = self.marks.get(job)
+            token = self.fence.get(job, 0)
+            if mark is not None and mark.token == token and at > mark.at_unix_s:
+                self.rate[job] = max(0.0, progress - mark.progress_s) / (at - mark.at_unix_s)
+            self.marks[job] = _Mark(token, at, progress)
+
+    # -- a scrape -------------------------------------------------------------------------------------------
+    def families(self, scope: Scope) -> list[Metric]:
+        """Fold new events, read the store, and return the metric families ``scope`` may see."""
+        t0 = time.perf_counter()
+        with self.lock:
+            fams = self._families(scope)
+            self.scrape_s = time.perf_counter() - t0
+        fams.append(_family("metrics_scrape_duration_seconds", [((), self.scrape_s)]))
+        return fams
+
+    def _families(self, scope: Scope) -> list[Metric]:
+        live = self.live
+        fleet = load_fleet(live)
+        now_s = live.clock.now_s()
+        with live.engine.connect() as conn:
+            self._fold(conn)
+            frows = {r.id: r for r in conn.execute(sa.select(t.factories))}
+            held = dict(conn.execute(sa.select(t.jobs.c.factory_id, sa.func.sum(t.jobs.c.gpus))
+                                     .where(t.jobs.c.state.in_(HOLDING)).group_by(t.jobs.c.factory_id)).all())
+            q = sa.select(t.jobs.c.state, t.jobs.c.tenant_id, sa.func.count()).group_by(t.jobs.c.state,
+                                                                                           t.jobs.c.tenant_id)
+            jq = sa.select(t.jobs.c.id, t.jobs.c.name, t.jobs.c.tenant_id, t.jobs.c.factory_id, t.jobs.c.gpus,
+                           t.jobs.c.spec, t.jobs.c.submit_s, t.jobs.c.priority, t.jobs.c.progress_s,
+                           t.jobs.c.tokens_per_s, t.jobs.c.attempts).where(t.jobs.c.state.in_(HOLDING))
+            if scope.tenant is not None:
+                q = q.where(t.jobs.c.tenant_id == scope.tenant)
+                jq = jq.where(t.jobs.c.tenant_id == scope.tenant)
+            states = conn.execute(q).all()
+            holding = conn.execute(jq.order_by(t.jobs.c.id)).all()
+        _, _, price_now, carbon_now = histories(live, now_s)
+        out: dict[str, list[tuple[tuple[str, ...], float]]] = {}
+
+        def put(name: str, labels: tuple[str, ...], value: float) -> None:
+            out.setdefault(name, []).append((labels, float(value)))
+
+        for f in fleet.factories:
+            row = frows.get(f.id)
+            fl = (f.id, f.region)
+            down = set(row.down_nodes or []) if row is not None else set()
+            new = down - self.down_seen.get(f.id, set())
+            if new:
+                self.node_failures[(f.id, "reported")] += len(new)
+            self.down_seen[f.id] = down
+            put("factory_gpus", fl, f.gpus)
+            put("factory_allocated_gpus", fl, held.get(f.id, 0) or 0)
+            put("factory_failed_nodes", fl, len(down))
+            put("factory_lease_up", fl, 1 if row is not None and lease_status(live, row) in ("live", "suspect") else 0)
+            put("factory_power_cap_watts", fl, f.power_cap_w)
+            put("factory_cooling_capacity_watts", fl, f.cooling_capacity_w)
+            if f.market in price_now:
+                put("factory_energy_price_usd_per_megawatt_hour", (*fl, f.market), price_now[f.market])
+            if f.grid in carbon_now:
+                put("factory_carbon_intensity_grams_per_kilowatt_hour", fl, carbon_now[f.grid])
+            put("placements_total", fl, self.placements[f.id])
+            put("job_completions_total", fl, self.completions[f.id])
+            put("audit_refusals_total", fl, self.refusals[f.id])
+        region = {f.id: f.region for f in fleet.factories}
+        for (fid, cause), n in sorted(self.interruptions.items()):
+            put("interruptions_total", (fid, region.get(fid, ""), cause), n)
+        for (fid, cause), n in sorted(self.node_failures.items()):
+            put("node_failures_total", (fid, region.get(fid, ""), cause), n)
+        for a in fleet.factories:
+            for b in fleet.factories:
+                if a.id != b.id:
+                    for outcome in ("succeeded", "failed"):
+                        put("migrations_total", (a.id, b.id, outcome), self.migrations[(a.id, b.id, outcome)])
+        for lk in fleet.links:
+            put("link_capacity_bytes_per_second", (link_name(lk.a, lk.b),), lk.bandwidth_gbps * 1e9 / 8)
+        for (state, tenant, n) in states:
+            put("jobs", (STATE_NAMES.get(state, state), tenant), n)
+        for r in holding:
+            job = self._job(r)
+            labels = (str(r.id), r.name, r.tenant_id, r.factory_id or "")
+            put("job_gpus", labels, r.gpus)
+            put("job_progress_ratio", labels, min(1.0, r.progress_s / job.work_s) if job.work_s > 0 else 1.0)
+            put("job_theoretical_flop_per_second", labels, job.flop_per_s)
+            if r.id in self.rate:
+                put("job_flop_per_second", labels, self.rate[r.id] * job.flop_per_s)
+            if r.tokens_per_s is not None:
+                put("job_tokens_per_second", labels, r.tokens_per_s)
+            put("job_restarts_total", labels, max(0, r.attempts - 1))
+            put("job_checkpoints_total", labels, self.checkpoints[r.id])
+        scheduler = live.extras.get("scheduler")
+        if scheduler is not None and scheduler.loop is not None:
+            put("scheduler_cycles_total", (), scheduler.loop.cycles)
+        return [_family(name, samples) for name, samples in out.items()]
+
+    def _job(self, r: Any) -> TrainingJob:
+        job = self.jobs.get(r.id)
+        if job is None:
+            job = self.jobs[r.id] = decode_job(str(r.id), r.spec["job"], r.submit_s, r.priority)
+        return job
+
+
+def _family(short: str, samples: list[tuple[tuple[str, ...], float]]) -> Metric:
+    m = BY_NAME["superfactory_" + short]
+    cls = CounterMetricFamily if m.type == COUNTER else GaugeMetricFamily
+    fam = cls(m.family, m.help, labels=list(m.labels))
+    for values, v in samples:
+        fam.add_metric(list(values), v)
+    return fam
+
+
+class _Collector:
+    def __init__(self, fams: list[Metric]) -> None:
+        self.fams = fams
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.fams
+
+
+def metrics_for(live: Live) -> LiveMetrics:
+    """The :class:`LiveMetrics` of ``live`` (made on first use)."""
+    with live.lock:
+        lm = live.extras.get("metrics")
+        if lm is None:
+            lm = live.extras["metrics"] = LiveMetrics(live)
+    return lm  # type: ignore[no-any-return]
+
+
+def scope_of(live: Live, authorization: str | None) -> Scope:
+    """The scope an ``Authorization`` header grants, or ApiError 401/403."""
+    configured = live.extras.get("metrics_token") or os.environ.get(METRICS_TOKEN_ENV, "")
+    if configured and authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), configured.encode()):
+            return Scope(None)
+    p = authenticate(live.engine, authorization)
+    if p.role == "admin":
+        return Scope(None)
+    if p.role == "tenant" and p.tenant_id:
+        return Scope(p.tenant_id)
+    raise ApiError(403, "wrong_role", "/metrics needs the metrics token, an admin token or a tenant token "
+                   f"(a tenant sees only its own jobs); yours is a {p.role} token")
+
+
+def render(live: Live, scope: Scope) -> bytes:
+    """The text exposition of everything ``scope`` may see."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(metrics_for(live).families(scope)))  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+def get_metrics(request: Request, authorization: Annotated[str | None, Header()] = None) -> Response:
+    """Prometheus text exposition (see the module docstring for who sees what)."""
+    live: Live = request.app.state.live
+    return Response(render(live, scope_of(live, authorization)), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,130 @@
+"""GET /metrics on the control plane: refused without a token, tenant-scoped with one, and its values follow
+the store's event log (placements, checkpoints, measured efficiency, interruptions, completions)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from live_harness import FLEET, METRICS_TOKEN, Plane, make_live, parse_exposition
+
+from superfactory.live.metrics import LiveMetrics, Scope, render
+from superfactory.observe.metrics_catalog import BY_NAME, produced_by
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[Plane]:
+    p = Plane(make_live(tmp_path, manual=True))
+    p.call("POST", "/v1/fleet/import", json={"yaml": FLEET})
+    yield p
+    p.live.engine.dispose()
+
+
+def _scene(plane: Plane) -> dict[str, int]:
+    """acme runs 'acme-secret-run' at texas (progress at 80 % of theoretical between two checkpoints);
+    beta's 'beta-private-run' runs too; a third job fails once and a fourth completes."""
+    acme, beta = plane.tenant("acme"), plane.tenant("beta")
+    plane.agent("texas")
+    plane.agent("virginia")
+    ids = {"acme": plane.submit(acme, "acme-secret-run"), "beta": plane.submit(beta, "beta-private-run"),
+           "flaky": plane.submit(acme, "flaky"), "short": plane.submit(beta, "short")}
+    plane.cycle()
+    assert all(plane.job(i)["state"] == "assigned" for i in ids.values())
+    where = {k: plane.job(i)["factory_id"] for k, i in ids.items()}
+    for k, i in ids.items():
+        plane.report(i, where[k], state="running", progress_s=0, tokens_per_s=1000.0)
+    plane.checkpoint(ids["acme"], where["acme"], 10, 100.0)
+    plane.live.clock.advance(100)
+    plane.checkpoint(ids["acme"], where["acme"], 18, 180.0)  # 80 progress-seconds in 100 s
+    plane.report(ids["flaky"], where["flaky"], state="failed", message="NCCL timeout")
+    plane.report(ids["short"], where["short"], state="succeeded", progress_s=172800)
+    plane.heartbeat("texas")
+    plane.heartbeat("virginia", down_nodes=[3])
+    return ids
+
+
+def test_metrics_need_a_token(plane: Plane) -> None:
+    r = plane.metrics(None)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
+    assert plane.metrics({"Authorization": "Bearer sft_nope.nope"}).status_code == 401
+    assert plane.metrics({"Authorization": "Bearer not-the-metrics-token"}).status_code == 401
+    agent = plane.agent("texas")
+    r = plane.metrics(agent)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "wrong_role"
+
+
+def test_job_labels_only_where_the_token_allows(plane: Plane) -> None:
+    _scene(plane)
+    acme = plane.tenant("acme2")  # a tenant with no jobs sees fleet series and no job at all
+    texts = {who: plane.metrics(tok).text for who, tok in (
+        ("admin", plane.admin), ("metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"}), ("empty", acme))}
+    for who in ("admin", "metrics"):
+        assert "acme-secret-run" in texts[who] and "beta-private-run" in texts[who]
+    assert "acme-secret-run" not in texts["empty"] and "beta-private-run" not in texts["empty"]
+    assert 'tenant="acme"' not in texts["empty"] and 'tenant="beta"' not in texts["empty"]
+    assert "superfactory_factory_gpus" in texts["empty"]
+
+
+def test_tenant_token_sees_its_own_jobs_only(tmp_path: Path) -> None:
+    plane = Plane(make_live(tmp_path, manual=True))
+    plane.call("POST", "/v1/fleet/import", json={"yaml": FLEET})
+    acme, beta = plane.tenant("acme"), plane.tenant("beta")
+    plane.agent("texas")
+    plane.submit(acme, "acme-secret-run")
+    plane.submit(beta, "beta-private-run")
+    plane.cycle()
+    mine = parse_exposition(plane.metrics(acme).text)
+    theirs = parse_exposition(plane.metrics(beta).text)
+    assert {s[0]["job_name"] for s in mine["superfactory_job_gpus"]} == {"acme-secret-run"}
+    assert {s[0]["job_name"] for s in theirs["superfactory_job_gpus"]} == {"beta-private-run"}
+    assert {s[0]["tenant"] for s in mine["superfactory_jobs"]} == {"acme"}
+    assert "beta" not in plane.metrics(acme).text
+    plane.live.engine.dispose()
+
+
+def test_values_follow_the_event_log(plane: Plane) -> None:
+    ids = _scene(plane)
+    m = parse_exposition(plane.metrics(plane.admin).text)
+
+    def one(name: str, **labels: str) -> float:
+        hits = [v for lb, v in m[name] if all(lb.get(k) == x for k, x in labels.items())]
+        assert len(hits) == 1, (name, labels, m.get(name))
+        return hits[0]
+
+    acme = str(ids["acme"])
+    ratio = one("superfactory_job_flop_per_second", job_id=acme) / one(
+        "superfactory_job_theoretical_flop_per_second", job_id=acme)
+    assert ratio == pytest.approx(0.8)
+    assert one("superfactory_job_checkpoints_total", job_id=acme) == 2
+    assert one("superfactory_job_tokens_per_second", job_id=acme) == 1000.0
+    assert one("superfactory_job_restarts_total", job_id=acme) == 0
+    assert sum(v for _, v in m["superfactory_placements_total"]) == 4
+    assert sum(v for _, v in m["superfactory_job_completions_total"]) == 1
+    assert one("superfactory_interruptions_total", cause="job_failed") == 1
+    assert one("superfactory_node_failures_total", factory="virginia") == 1
+    assert one("superfactory_factory_failed_nodes", factory="virginia") == 1
+    assert one("superfactory_factory_lease_up", factory="texas") == 1
+    held = {lb["factory"]: v for lb, v in m["superfactory_factory_allocated_gpus"]}
+    assert sum(held.values()) == 64 * 2  # acme and beta still hold; flaky was requeued, short finished
+    states = {lb["state"]: v for lb, v in m["superfactory_jobs"] if lb["tenant"] == "acme"}
+    assert states == {"running": 1, "pending": 1}
+    assert len(m["superfactory_migrations_total"]) == 2 * 2  # both directions, both outcomes, initialised at 0
+    for name in m:
+        assert name.removesuffix("_total") in {d.family for d in BY_NAME.values()} or name in BY_NAME, name
+    assert set(m) - {"superfactory_scheduler_cycles_total"} <= produced_by("live") | {
+        n.removesuffix("_total") for n in produced_by("live")}
+
+
+def test_a_restarted_server_folds_the_same_counters(plane: Plane) -> None:
+    _scene(plane)
+    before = render(plane.live, Scope(None)).decode()
+    fresh = LiveMetrics(plane.live)
+    plane.live.extras["metrics"] = fresh
+    after = render(plane.live, Scope(None)).decode()
+
+    def counters(text: str) -> dict[str, float]:
+        return {line.rpartition(" ")[0]: float(line.rpartition(" ")[2]) for line in text.splitlines()
+                if line.startswith("superfactory_") and "_total{" in line}
+
+    assert counters(before) and counters(after) == counters(before)
