@@ -110,7 +110,8 @@ def why_pending(live: Live, row: Any) -> list[dict[str, Any]]:
                 out.append(_reason("carbon_budget", f"at today's carbon intensity the job would emit "
                                    f"{est[best]:.1f} tCO2 even at {snap.factories[best].id} (the cleanest); "
                                    f"{left:.1f} tCO2 of its budget is left", est[best], left, "tCO2"))
-        if row.waiting_reason and "price" in row.waiting_reason.lower():
+        policy_words = (row.waiting_reason or "").lower()
+        if "price" in policy_words or "cheaper power" in policy_words:
             best = min(fitting, key=lambda i: snap.states[i].price_usd_per_mwh)
             hist = snap.price_history.get(snap.factories[best].market, ())[-24:]
             mean = float(np.mean(hist)) if hist else snap.states[best].price_usd_per_mwh
