@@ -67,10 +67,9 @@ class ControlPlane:
             raise ControlPlaneError(resp.status_code, code, message)
         return resp.json()
 
-    def register(self, agent_id: str, nodes: list[dict[str, Any]] | None, labels: dict[str, str],
-                 down_nodes: list[int]) -> dict[str, Any]:
+    def register(self, agent_id: str, nodes: list[dict[str, Any]] | None, down_nodes: list[int]) -> dict[str, Any]:
         """Start a lease; returns ``{factory_id, lease_epoch, suspect_after_s, lost_after_s, ...}``."""
-        body: dict[str, Any] = {"agent_id": agent_id, "labels": labels, "down_nodes": down_nodes}
+        body: dict[str, Any] = {"agent_id": agent_id, "down_nodes": down_nodes}
         if nodes is not None:
             body["nodes"] = nodes
         return self._call("POST", "/v1/agent/register", body)

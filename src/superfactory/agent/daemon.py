@@ -65,6 +65,7 @@ class Agent:
         self.fetch_now = True
         self.down_nodes: list[int] = []
         self.attempts: dict[str, int] = {}
+        self.factory_nodes: dict[int, int] = {}  # node index -> GPUs, when the config declares no nodes
         self.ended: set[tuple[str, int]] = set()  # incarnations that ended here: never started again
         self._adopt()
 
@@ -102,12 +103,14 @@ class Agent:
 
     # -- control-plane calls ---------------------------------------------------------------------------------
     def _register(self) -> None:
-        ans = self.client.register(self.cfg.resolved_agent_id(), self.cfg.node_dicts(), self.cfg.labels(),
-                                   self.down_nodes)
+        ans = self.client.register(self.cfg.resolved_agent_id(), self.cfg.node_dicts(), self.down_nodes)
         self.lease_epoch = int(ans["lease_epoch"])
         self._lease_ok(ans)
         self.fetch_now = True
-        log.info("registered factory %s, lease epoch %s", ans.get("factory_id"), self.lease_epoch)
+        if self.cfg.nodes is None:  # nodes not declared in the config: the factory the server declares
+            self.factory_nodes = _declared_nodes(ans.get("factory") or {})
+        log.info("registered factory %s, lease epoch %s, site %s", ans.get("factory_id"), self.lease_epoch,
+                 self.cfg.labels())
 
     def _lease_ok(self, ans: dict[str, Any]) -> None:
         for k in ("heartbeat_interval_s", "lost_after_s", "suspect_after_s"):
@@ -171,7 +174,7 @@ class Agent:
 
     # -- job lifecycle ---------------------------------------------------------------------------------------
     def _devices(self, nodes: list[int]) -> tuple[str, ...]:
-        gpus = {n.index: n.gpus for n in self.cfg.nodes or []}
+        gpus = {n.index: n.gpus for n in self.cfg.nodes or []} or self.factory_nodes
         return tuple(f"{n}:{g}" for n in nodes for g in range(gpus.get(n, 1)))
 
     def _start(self, a: dict[str, Any]) -> None:
@@ -188,6 +191,7 @@ class Agent:
             spec, _assignment = process_spec(self.cfg, a, plan, attempt, self._devices(nodes))
             handle = self.executor.start(spec)
         except (LaunchError, OSError) as exc:
+            log.error("cannot start job %s: %s", job_id, exc)
             self.outbox.append(("report", job_id, {"fencing_token": a["fencing_token"], "state": "failed",
                                                    "message": str(exc), "retryable": False}))
             return
@@ -334,3 +338,15 @@ def _dead_handle(rec: dict[str, Any]) -> Any:
     handle = JobHandle.from_dict(rec)
     handle.exit_status = EXIT_UNKNOWN
     return handle
+
+
+def _declared_nodes(spec: dict[str, Any]) -> dict[int, int]:
+    """Node index -> GPUs of the factory the control plane declares (its encoded ``clusters``)."""
+    from superfactory.domain.accelerator import SYSTEMS
+
+    out: dict[int, int] = {}
+    for c in spec.get("clusters", []):
+        system = SYSTEMS.get(c.get("system"))
+        for n in range(int(c.get("node_offset", 0)), int(c.get("node_offset", 0)) + int(c.get("nodes", 0))):
+            out[n] = system.gpus_per_node if system is not None else 1
+    return out

@@ -50,8 +50,11 @@ class JobPlan:
 
 
 def _duration_s(value: Any, what: str) -> float:
+    """A duration: a string with a unit (``"90s"``), or a number of seconds (how the API echoes a spec)."""
     from superfactory.scenario.units import UnitError, parse_duration_s
 
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
     try:
         return float(parse_duration_s(value))
     except UnitError as exc:
