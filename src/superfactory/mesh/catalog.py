@@ -51,9 +51,10 @@ class Entry:
     """One checkpoint directory as found on the targets.
 
     ``copy`` is its first authentic MANIFEST copy (None when none authenticates); ``rejected`` the copies
-    checked that failed. ``state``: ``committed`` (a copy authenticates), ``incomplete`` (no MANIFEST anywhere:
-    the save never committed), ``shredded`` (the copies name a destroyed key) or ``damaged`` (MANIFEST copies
-    exist but none authenticates).
+    checked that failed. ``state``: ``committed`` (a copy authenticates and the ledger holds no lease for it),
+    ``incomplete`` (no MANIFEST anywhere, or its save still holds its lease: the ledger has not accepted the
+    commit — the save is in flight, or died between publishing manifests and committing), ``shredded`` (the
+    copies name a destroyed key) or ``damaged`` (MANIFEST copies exist but none authenticates).
     """
 
     checkpoint_id: str
@@ -63,6 +64,8 @@ class Entry:
     copy: CopyCheck | None
     rejected: tuple[CopyCheck, ...]
     intent_at_unix_s: float = 0.0
+    #: its save still holds a lease in the commit ledger: not committed yet, even if manifests are visible
+    pending: bool = False
 
     @property
     def manifest(self) -> Manifest:
@@ -79,6 +82,8 @@ class Entry:
     @property
     def state(self) -> str:
         """committed | incomplete | shredded | damaged (see the class docstring)."""
+        if self.pending:
+            return "incomplete"
         if self.copy is not None:
             return "committed"
         if not self.manifest_holders:
@@ -95,7 +100,7 @@ class Entry:
 
     def info(self) -> CheckpointInfo:
         """The listing row."""
-        if self.copy is None:
+        if self.state != "committed":
             return CheckpointInfo(
                 self.checkpoint_id, self.id_step, self.state, self.intent_at_unix_s, targets=self.holders
             )
@@ -114,7 +119,7 @@ class Entry:
 
     def sort_key(self) -> tuple[int, float, str]:
         """Oldest first: step, then creation time, then id."""
-        created = self.manifest.created_at_unix_s if self.copy is not None else self.intent_at_unix_s
+        created = self.manifest.created_at_unix_s if self.state == "committed" else self.intent_at_unix_s
         return (self.id_step, created, self.checkpoint_id)
 
 
@@ -224,7 +229,12 @@ class Catalog:
             )
         return result
 
-    def _entry(self, cid: str, holders: dict[str, list[str]], keys: KeyProvider | None = None) -> Entry:
+    def _pending(self) -> set[str]:
+        return {lease.checkpoint_id for lease in self.keys.leases(self.config.name)} if self.keys else set()
+
+    def _entry(
+        self, cid: str, holders: dict[str, list[str]], keys: KeyProvider | None = None, pending: bool = False
+    ) -> Entry:
         with_manifest = [t for t, names in holders.items() if MANIFEST in names]
         rejected: list[CopyCheck] = []
         found: CopyCheck | None = None
@@ -234,7 +244,7 @@ class Catalog:
                 found = result
                 break
             rejected.append(result)
-        intent = 0.0 if found is not None else self._intent_time(cid, list(holders))
+        intent = 0.0 if found is not None and not pending else self._intent_time(cid, list(holders))
         return Entry(
             cid,
             checkpoint_id_step(cid) or 0,
@@ -243,6 +253,7 @@ class Catalog:
             found,
             tuple(rejected),
             intent,
+            pending,
         )
 
     def _intent_time(self, checkpoint_id: str, holders: list[str]) -> float:
@@ -256,12 +267,16 @@ class Catalog:
 
     def entries(self) -> list[Entry]:
         """Every checkpoint directory on the targets, oldest first."""
-        return sorted((self._entry(cid, h) for cid, h in self._scan().items()), key=Entry.sort_key)
+        found = self._scan()
+        pending = self._pending() if found else set()
+        return sorted((self._entry(cid, h, pending=cid in pending) for cid, h in found.items()), key=Entry.sort_key)
 
     def entry(self, checkpoint_id: str) -> Entry | None:
         """The checkpoint with this id, or None when no target holds it."""
         holders = self._scan(only=validate_checkpoint_id(checkpoint_id)).get(checkpoint_id)
-        return None if holders is None else self._entry(checkpoint_id, holders)
+        if holders is None:
+            return None
+        return self._entry(checkpoint_id, holders, pending=checkpoint_id in self._pending())
 
     def list(self, include_incomplete: bool = False) -> list[CheckpointInfo]:
         """Committed checkpoints (authenticated), oldest first; with ``include_incomplete`` every entry."""
@@ -362,6 +377,6 @@ class Catalog:
         holders = self._scan(only=validate_checkpoint_id(checkpoint_id)).get(checkpoint_id)
         if holders is None:
             raise CheckpointNotFoundError(f"no checkpoint {checkpoint_id} in mesh {self.config.name!r}.")
-        entry = self._entry(checkpoint_id, holders, keys)
+        entry = self._entry(checkpoint_id, holders, keys, pending=checkpoint_id in self._pending())
         self._raise_unusable(entry)
         return entry.manifest, entry.data_key, entry.problems

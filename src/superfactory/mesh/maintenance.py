@@ -166,7 +166,10 @@ def gc(mesh: CheckpointMesh, keep: int, incomplete_grace_s: float) -> GcReport:
     if problem is not None:
         raise RollbackError(f"{problem} gc deletes nothing until this is resolved.")
     record = mesh.keys.commit_record(name)
-    protected = {record.checkpoint_id} if record is not None else set()
+    kept = committed[max(0, len(committed) - keep) :]
+    protected: set[str] = set()
+    if record is not None and not any(e.manifest.step > record.step for e in kept):
+        protected.add(record.checkpoint_id)  # deleting it would make the next "newest" look like a rollback
     doomed = [e.checkpoint_id for e in committed[: max(0, len(committed) - keep)] if e.checkpoint_id not in protected]
     in_flight: list[str] = []
     now = time.time()
