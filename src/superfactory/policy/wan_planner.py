@@ -3,15 +3,16 @@
 The horizon (default 30 min) is cut into equal slots (default 30 s). Each transfer ``k`` may send ``x[k,p,t]``
 gigabits along path ``p`` in slot ``t`` between its release and its deadline. The LP
 
-    minimise   sum_kpt x[k,p,t] * (w_k * (t+1)/T + relay * hops(p))      lateness, relay use
-             + sum_k   u_k * 1000 w_k  +  o_k * w_k * (1 + 1/T)          unmet by the deadline, left past the horizon
+    minimise   sum_kpt x[k,p,t] * (w_k * (t+1)/T * S/size_k + relay * hops(p))       mean arrival, relay use
+             + sum_k   u_k * 1000 w_k max(1, S/size_k) + o_k * w_k * S/size_k * (1 + 1/T)   unmet, deferred
     subject to sum_pt x[k,p,t] + u_k + o_k = size_k                        every bit is carried, missed or deferred
                sum_{k,p ∋ a} x[k,p,t] <= (cap_a - background_a,t) * slot   every arc, every slot
                x, u, o >= 0    (o_k only for deadlines beyond the horizon)
 
-is a fluid model: a slot's data crosses a path at its bottleneck rate; relays forward within the slot (RTTs are
-milliseconds, slots tens of seconds). Background load (inference traffic, other tenants) is reserved per arc
-and slot from a forecast, so checkpoint bursts cannot crowd it out.
+(``w_k`` the class weight, ``S`` the mean transfer size: each transfer is charged its mean arrival slot, so
+small urgent transfers go first) is a fluid model: a slot's data crosses a path at its bottleneck rate; relays
+forward within the slot (RTTs are milliseconds, slots tens of seconds). Background load (inference traffic,
+other tenants) is reserved per arc and slot from a forecast, so checkpoint bursts cannot crowd it out.
 
 It starts from the ``k`` shortest paths of each transfer (by latency, at most ``max_hops`` arcs: the direct link
 and routes over relay sites, as Skyplane plans one transfer's overlay, here for all transfers over time).
@@ -84,6 +85,11 @@ class _Commodity:
     may_defer: bool
     weight: float
     paths: list[tuple[int, ...]]
+    late_scale: float = 1.0  # mean size / own size: lateness is charged per transfer, not per bit
+
+    def late_cost(self, slot: np.ndarray | int, n_slots: int) -> np.ndarray | float:
+        """Cost per gigabit sent in ``slot``: its class weight × (slot+1)/T × mean size / own size."""
+        return self.weight * self.late_scale * (np.asarray(slot) + 1) / n_slots
 
 
 def barrier_offset_s(factory_id: str, interval_s: int, jitter_share: float = 0.1, quantum_s: int = 10) -> int:
@@ -128,6 +134,10 @@ def plan_transfers(fabric: Fabric, transfers: Sequence[Transfer], now_s: int,
     cap_gbit = residual * cfg.slot_s
 
     commodities = [_commodity(fabric, tr, now_s, cfg) for tr in transfers]
+    if commodities:
+        mean_size = float(np.mean([c.transfer.size_gbit for c in commodities]))
+        for c in commodities:
+            c.late_scale = mean_size / c.transfer.size_gbit
     out_arcs = fabric.out_arcs()
     arc_index = fabric.arc_index()
     lower_bound = -math.inf
@@ -187,7 +197,7 @@ def _solve(fabric: Fabric, commodities: list[_Commodity], cap_gbit: np.ndarray, 
         ts = np.arange(c.t_lo, c.t_hi)
         if ts.size == 0:
             continue
-        late = c.weight * (ts + 1) / n_slots
+        late = np.asarray(c.late_cost(ts, n_slots))
         for pi, path in enumerate(c.paths):
             arcs = np.array([arc_index[(path[i], path[i + 1])] for i in range(len(path) - 1)], dtype=np.int64)
             cost.append(late + cfg.relay_cost * arcs.size)
@@ -202,7 +212,8 @@ def _solve(fabric: Fabric, commodities: list[_Commodity], cap_gbit: np.ndarray, 
             c_t.append(ts)
     n_x = int(sum(a.size for a in c_k))
     # u_k (unmet) and o_k (deferred past the horizon) for every commodity: one entry in its own row
-    slack_cost = np.array([[UNMET_COST * c.weight, c.weight * (1.0 + 1.0 / n_slots)] for c in commodities]).ravel()
+    slack_cost = np.array([[UNMET_COST * c.weight * max(1.0, c.late_scale),
+                            c.weight * c.late_scale * (1.0 + 1.0 / n_slots)] for c in commodities]).ravel()
     slack_upper = np.array([[np.inf, np.inf if c.may_defer else 0.0] for c in commodities]).ravel()
     slack_rows = np.repeat(np.arange(n_k, dtype=np.int64), 2)
     starts.append(nnz + np.arange(2 * n_k, dtype=np.int64))
@@ -271,7 +282,7 @@ def _price(fabric: Fabric, commodities: list[_Commodity], duals: np.ndarray, cfg
             dist, pred = tree(c.src, t)
             if not math.isfinite(dist[c.dst]):
                 continue
-            rc = c.weight * (t + 1) / n_slots + float(dist[c.dst]) - float(y_k[ci])
+            rc = float(c.late_cost(t, n_slots)) + float(dist[c.dst]) - float(y_k[ci])
             if rc < best_rc - 1e-9:
                 best_rc = rc
                 best_path = path_from_tree(pred, fabric.arc_src, c.src, c.dst)
