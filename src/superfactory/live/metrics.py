@@ -1,4 +1,4 @@
-"""``GET /metrics``: the control plane's Prometheus exposition (prometheus_client), scoped by the caller's token.
+"""``GET /metrics``: the control plane's Prometheus exposition, scoped by the caller's token.
 
 Names, units and labels come from :mod:`superfactory.observe.metrics_catalog` (the twin's ``--metrics-out``
 writes the same names, so one set of dashboards and alert rules serves both worlds).
@@ -28,19 +28,18 @@ Live states are named as in :class:`~superfactory.domain.lifecycle.JobLifecycle`
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from superfactory.domain.job import TrainingJob
 from superfactory.live.codec import decode_job
@@ -51,12 +50,15 @@ from superfactory.live.services.fleet import lease_status, load_fleet
 from superfactory.live.services.jobs_common import HOLDING
 from superfactory.live.services.signals import histories
 from superfactory.live.store import tables as t
-from superfactory.observe.metrics_catalog import BY_NAME, COUNTER, bounded_cause, link_name
+from superfactory.observe.metrics_catalog import BY_NAME, MetricDef, bounded_cause, link_name
 
 METRICS_TOKEN_ENV = "SUPERFACTORY_METRICS_TOKEN"
 STATE_NAMES = {"assigned": "starting", "stopping": "draining", "succeeded": "completed"}
 PLANNED = frozenset({"preempt", "drain", "migrate", "cancel", "stopped"})
 FOLD_BATCH = 5000
+
+
+Families = dict[str, list[tuple[tuple[str, ...], float]]]  # metric name without prefix -> (label values, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,16 +145,16 @@ class LiveMetrics:
             self.marks[job] = _Mark(token, at, progress)
 
     # -- a scrape -------------------------------------------------------------------------------------------
-    def families(self, scope: Scope) -> list[Metric]:
-        """Fold new events, read the store, and return the metric families ``scope`` may see."""
+    def families(self, scope: Scope) -> Families:
+        """Fold new events, read the store, and return the samples ``scope`` may see, by metric name."""
         t0 = time.perf_counter()
         with self.lock:
             fams = self._families(scope)
             self.scrape_s = time.perf_counter() - t0
-        fams.append(_family("metrics_scrape_duration_seconds", [((), self.scrape_s)]))
+        fams["metrics_scrape_duration_seconds"] = [((), self.scrape_s)]
         return fams
 
-    def _families(self, scope: Scope) -> list[Metric]:
+    def _families(self, scope: Scope) -> Families:
         live = self.live
         fleet = load_fleet(live)
         now_s = live.clock.now_s()
@@ -164,15 +166,16 @@ class LiveMetrics:
             q = sa.select(t.jobs.c.state, t.jobs.c.tenant_id, sa.func.count()).group_by(t.jobs.c.state,
                                                                                            t.jobs.c.tenant_id)
             jq = sa.select(t.jobs.c.id, t.jobs.c.name, t.jobs.c.tenant_id, t.jobs.c.factory_id, t.jobs.c.gpus,
-                           t.jobs.c.spec, t.jobs.c.submit_s, t.jobs.c.priority, t.jobs.c.progress_s,
-                           t.jobs.c.tokens_per_s, t.jobs.c.attempts).where(t.jobs.c.state.in_(HOLDING))
+                           t.jobs.c.progress_s, t.jobs.c.tokens_per_s, t.jobs.c.attempts
+                           ).where(t.jobs.c.state.in_(HOLDING))
             if scope.tenant is not None:
                 q = q.where(t.jobs.c.tenant_id == scope.tenant)
                 jq = jq.where(t.jobs.c.tenant_id == scope.tenant)
             states = conn.execute(q).all()
             holding = conn.execute(jq.order_by(t.jobs.c.id)).all()
+            self._load_jobs(conn, [r.id for r in holding if r.id not in self.jobs])
         _, _, price_now, carbon_now = histories(live, now_s)
-        out: dict[str, list[tuple[tuple[str, ...], float]]] = {}
+        out: Families = {}
 
         def put(name: str, labels: tuple[str, ...], value: float) -> None:
             out.setdefault(name, []).append((labels, float(value)))
@@ -213,7 +216,7 @@ class LiveMetrics:
         for (state, tenant, n) in states:
             put("jobs", (STATE_NAMES.get(state, state), tenant), n)
         for r in holding:
-            job = self._job(r)
+            job = self.jobs[r.id]
             labels = (str(r.id), r.name, r.tenant_id, r.factory_id or "")
             put("job_gpus", labels, r.gpus)
             put("job_progress_ratio", labels, min(1.0, r.progress_s / job.work_s) if job.work_s > 0 else 1.0)
@@ -227,30 +230,59 @@ class LiveMetrics:
         scheduler = live.extras.get("scheduler")
         if scheduler is not None and scheduler.loop is not None:
             put("scheduler_cycles_total", (), scheduler.loop.cycles)
-        return [_family(name, samples) for name, samples in out.items()]
+        return out
 
-    def _job(self, r: Any) -> TrainingJob:
-        job = self.jobs.get(r.id)
-        if job is None:
-            job = self.jobs[r.id] = decode_job(str(r.id), r.spec["job"], r.submit_s, r.priority)
-        return job
-
-
-def _family(short: str, samples: list[tuple[tuple[str, ...], float]]) -> Metric:
-    m = BY_NAME["superfactory_" + short]
-    cls = CounterMetricFamily if m.type == COUNTER else GaugeMetricFamily
-    fam = cls(m.family, m.help, labels=list(m.labels))
-    for values, v in samples:
-        fam.add_metric(list(values), v)
-    return fam
+    def _load_jobs(self, conn: sa.Connection, ids: list[int]) -> None:
+        """Compile the specs of jobs not seen before (a spec never changes, so once per job and process)."""
+        for i in range(0, len(ids), 500):
+            for r in conn.execute(sa.select(t.jobs.c.id, t.jobs.c.spec, t.jobs.c.submit_s, t.jobs.c.priority)
+                                  .where(t.jobs.c.id.in_(ids[i:i + 500]))):
+                self.jobs[r.id] = decode_job(str(r.id), r.spec["job"], r.submit_s, r.priority)
 
 
-class _Collector:
-    def __init__(self, fams: list[Metric]) -> None:
-        self.fams = fams
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
-    def collect(self) -> Iterator[Metric]:
-        yield from self.fams
+
+def _value(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+
+def exposition(fams: Families) -> bytes:
+    """The Prometheus text format (0.0.4) of ``fams``, in catalog order.
+
+    Written here rather than with prometheus_client's ``generate_latest``, which spent ~70 % of a scrape with
+    1,000 jobs validating and escaping label names per sample; the format is the same (a test parses it back
+    with prometheus_client's parser)."""
+    lines: list[str] = []
+    for name, samples in sorted(fams.items(), key=lambda kv: _ORDER.get(kv[0], 1 << 30)):
+        m: MetricDef = BY_NAME["superfactory_" + name]
+        help_text = m.help.replace("\\", "\\\\").replace("\n", "\\n")
+        lines.append(f"# HELP {m.name} {help_text}\n# TYPE {m.name} {m.type}\n")
+        keys = m.labels
+        if not keys:
+            lines.extend(f"{m.name} {_value(v)}\n" for _, v in samples)
+            continue
+        for values, v in samples:
+            lbl = _LABELS.get((keys, values))
+            if lbl is None:
+                if len(_LABELS) > _LABELS_MAX:
+                    _LABELS.clear()
+                lbl = _LABELS[(keys, values)] = ",".join(
+                    f'{k}="{_escape(x)}"' for k, x in zip(keys, values, strict=True))
+            lines.append(f"{m.name}{{{lbl}}} {_value(v)}\n")
+    return "".join(lines).encode()
+
+
+_LABELS: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}  # rendered label sets, reused across scrapes
+_LABELS_MAX = 100_000
+
+
+_ORDER = {m.name.removeprefix("superfactory_"): i for i, m in enumerate(BY_NAME.values())}
 
 
 def metrics_for(live: Live) -> LiveMetrics:
@@ -280,9 +312,7 @@ def scope_of(live: Live, authorization: str | None) -> Scope:
 
 def render(live: Live, scope: Scope) -> bytes:
     """The text exposition of everything ``scope`` may see."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(metrics_for(live).families(scope)))  # type: ignore[arg-type]
-    return generate_latest(registry)
+    return exposition(metrics_for(live).families(scope))
 
 
 router = APIRouter()
