@@ -53,6 +53,7 @@ def parse_seeds(text: str | int | list[Any]) -> list[int]:
     else:
         items = [p.strip() for p in str(text).split(",") if p.strip()]
     seeds: list[int] = []
+    seen: set[int] = set()
     for item in items:
         if isinstance(item, int) and not isinstance(item, bool):
             lo = hi = item
@@ -67,7 +68,12 @@ def parse_seeds(text: str | int | list[Any]) -> list[int]:
                 raise SweepError(f"seeds: range {item!r} is empty (write LOW-HIGH with LOW <= HIGH)")
         if lo < 0:
             raise SweepError(f"seeds: {lo} is negative; seeds are integers >= 0")
-        seeds.extend(s for s in range(lo, hi + 1) if s not in seeds)
+        if hi - lo >= MAX_CELLS:
+            raise SweepError(f"seeds: range {item!r} has {hi - lo + 1:,} seeds; the limit is {MAX_CELLS:,}")
+        for s in range(lo, hi + 1):
+            if s not in seen:
+                seen.add(s)
+                seeds.append(s)
     if not seeds:
         raise SweepError("seeds: no seeds given (e.g. --seeds 0-9)")
     return seeds
