@@ -114,3 +114,88 @@ def reference_digest(tmp_path_factory: pytest.TempPathFactory) -> Reference:
         return ref
     finally:
         job.close()
+
+
+# -- a local fleet (control plane + three agents) shared by the fault tests of one module ----------------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ProcessWatch:
+    """Samples the process table: which live processes carry ``SUPERFACTORY_JOB_ID=<job>`` (and their tokens)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.seen: dict[int, tuple[str, int] | None] = {}
+        self.first_seen: dict[int, float] = {}
+        self.max_live: dict[str, int] = {}
+        self.tokens: dict[str, list[int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _identity(self, pid: int) -> tuple[str, int] | None:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return None
+        kv = dict(e.split(b"=", 1) for e in env if b"=" in e)
+        if b"SUPERFACTORY_JOB_ID" not in kv or b"SUPERFACTORY_FENCING_TOKEN" not in kv:
+            return None
+        return kv[b"SUPERFACTORY_JOB_ID"].decode(), int(kv[b"SUPERFACTORY_FENCING_TOKEN"])
+
+    def _run(self) -> None:
+        from superfactory.agent.executor import process_start_ticks
+
+        while not self._stop.is_set():
+            live: dict[str, set[int]] = {}
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                pid = int(entry)
+                if pid not in self.seen:
+                    ident = self._identity(pid)
+                    # a process between fork and exec still has its parent's environment: decide only once it
+                    # has run for a while (or carries a job id)
+                    if ident is not None or time.monotonic() - self.first_seen.setdefault(pid, time.monotonic()) > 3:
+                        self.seen[pid] = ident
+                ident = self.seen.get(pid)
+                if ident is None or process_start_ticks(pid) is None:
+                    continue
+                live.setdefault(ident[0], set()).add(pid)
+                toks = self.tokens.setdefault(ident[0], [])
+                if not toks or toks[-1] != ident[1]:
+                    toks.append(ident[1])
+            for job, pids in live.items():
+                self.max_live[job] = max(self.max_live.get(job, 0), len(pids))
+            self._stop.wait(0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A running local fleet with short lease timeouts; stopped (and checked clean) at the end of the module."""
+    from superfactory.agent.fleet import FleetOptions, LocalFleet
+
+    opts = FleetOptions(port=free_port(), suspect_after_s=3.0, lost_after_s=15.0, heartbeat_interval_s=0.5,
+                        cycle_s=0.5, hang_s=90.0, stop_grace_s=5.0, tick_s=0.1, seconds_per_step=0.1,
+                        mesh_fsync=False)
+    f = LocalFleet(tmp_path_factory.mktemp("fleet"), opts)
+    watch = ProcessWatch()
+    f.watch = watch  # type: ignore[attr-defined]
+    try:
+        f.up(demo_jobs=False)
+        yield f
+    finally:
+        watch.close()
+        left = f.down(grace_s=5.0)
+        assert left == [], f"processes left after down: {left}"
