@@ -79,6 +79,7 @@ class JobConfig(_Strict):
 
 class TimeoutsConfig(_Strict):
     hang_s: float = Field(default=60.0, gt=0, description="no progress for this long: the job is hung")
+    startup_s: float = Field(default=300.0, gt=0, description="until its first report a job may take this long")
     stop_grace_s: float = Field(default=30.0, ge=0, description="SIGTERM -> SIGKILL")
     tick_s: float = Field(default=0.2, gt=0)
     report_interval_s: float = Field(default=1.0, gt=0, description="progress reports, at most this often")

@@ -243,8 +243,8 @@ class Agent:
         job.checkpoints.clear()
         status = self.executor.poll(job.handle)
         if status is None:
-            if job.hung(self.cfg.timeouts.hang_s):
-                self._kill(job, f"hung: no progress for {self.cfg.timeouts.hang_s:g} s")
+            if job.hung(self.cfg.timeouts.hang_s, self.cfg.timeouts.startup_s):
+                self._kill(job, f"hung: no progress for {self.cfg.timeouts.hang_s:g} s at step {job.step}")
                 status = self.executor.poll(job.handle)
             else:
                 now = time.monotonic()

@@ -57,6 +57,7 @@ class FleetOptions:
     heartbeat_interval_s: float = 1.0
     cycle_s: float = 1.0
     hang_s: float = 60.0
+    startup_s: float = 300.0
     stop_grace_s: float = 10.0
     tick_s: float = 0.2
     seconds_per_step: float = 0.1
@@ -214,7 +215,8 @@ class LocalFleet:
                    "storage": storage, "keyring": str(self.root / "keys" / "keyring.json"),
                    "mesh_fsync": o.mesh_fsync,
                    "job": {"seconds_per_step": o.seconds_per_step},
-                   "timeouts": {"hang_s": o.hang_s, "stop_grace_s": o.stop_grace_s, "tick_s": o.tick_s}}
+                   "timeouts": {"hang_s": o.hang_s, "startup_s": o.startup_s, "stop_grace_s": o.stop_grace_s,
+                                "tick_s": o.tick_s}}
             (d / "agent.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         marker.write_text("ok\n")
 

@@ -69,9 +69,11 @@ class LocalJob:
                 self.fenced = str(r.get("error", "fenced"))
         return mine
 
-    def hung(self, hang_s: float) -> bool:
-        """No record for ``hang_s`` seconds (a stopped job is given its grace period instead)."""
-        return self.stop_reason is None and time.monotonic() - self.last_progress_mono > hang_s
+    def hung(self, hang_s: float, startup_s: float) -> bool:
+        """No record for ``hang_s`` seconds once the job reported ``started`` (``startup_s`` before that: imports
+        and restoring a checkpoint take longer than a step). A job being stopped gets its grace period instead."""
+        limit = hang_s if self.resumed_from_step is not None else max(hang_s, startup_s)
+        return self.stop_reason is None and time.monotonic() - self.last_progress_mono > limit
 
     def outcome(self, status: int) -> tuple[str, str, bool]:
         """``(state, message, retryable)`` to report for a process that ended with ``status``."""

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from superfactory.cli import agent as agent_cli
 from superfactory.cli import ckpt, cost, sweep
 from superfactory.cli import live as live_cli
 from superfactory.cli.stdio import emit_json, quiet_stdout
@@ -36,6 +37,7 @@ app.add_typer(ckpt.app, name="ckpt", help="The checkpoint mesh: erasure-coded, e
 app.command("cost")(cost.cost)
 sweep.register(app)
 live_cli.register(app)
+agent_cli.register(app)
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)

@@ -126,6 +126,8 @@ def _save(mesh: Any, assignment: Assignment, model: Any, optim: Any, step: int, 
                               fencing_token=assignment.fencing_token, metadata={"job_id": assignment.job_id})
     out.emit("checkpoint", step=step, checkpoint_id=receipt.checkpoint_id, payload_bytes=receipt.payload_bytes,
              save_s=round(time.monotonic() - t0, 4), durable=True)
+    print(f"step {step}: checkpoint {receipt.checkpoint_id} committed ({receipt.payload_bytes} B, "
+          f"{time.monotonic() - t0:.3f} s)", flush=True)
 
 
 def run(assignment: Assignment) -> int:
@@ -160,6 +162,8 @@ def run(assignment: Assignment) -> int:
         torch.set_rng_state(state["rng"].clone())
         start = int(state["data_position"])
         restored = restored_ckpt.manifest.checkpoint_id
+    print(f"job {assignment.job_id} (fencing token {assignment.fencing_token}): "
+          + (f"resumed from {restored} at step {start}" if restored else "fresh start"), flush=True)
     out.emit("started", step=start, restored_checkpoint=restored, resume_step_hint=assignment.resume_step,
              attempt=assignment.attempt, durable=True)
     steps, interval = int(params["steps"]), int(params["checkpoint_interval_steps"])
@@ -171,6 +175,7 @@ def run(assignment: Assignment) -> int:
             if not stop.requested and lease_expired(assignment.lease_path):
                 stop.requested, stop.signal_name = True, "lease_expired"
             if stop.requested:
+                print(f"stopping at step {step} ({stop.signal_name}): checkpoint first", flush=True)
                 out.emit("stopping", step=step, reason=stop.signal_name, durable=True)
                 _save(mesh, assignment, model, optim, step, out)
                 return EXIT_STOPPED
@@ -189,7 +194,9 @@ def run(assignment: Assignment) -> int:
         return EXIT_FENCED
     finally:
         mesh.close()
-    out.emit("completed", step=step, state_sha256=state_digest(model, optim), durable=True)
+    digest = state_digest(model, optim)
+    out.emit("completed", step=step, state_sha256=digest, durable=True)
+    print(f"completed {step} steps; final state sha256 {digest}", flush=True)
     out.close()
     return 0
 
