@@ -25,7 +25,11 @@ def test_geo_beats_home_region_on_cost_and_keeps_throughput() -> None:
     assert yaml.safe_load(builtin_text("default"))["workload"]["load"] >= 0.8
     with ProcessPoolExecutor(2) as ex:
         home, geo = ex.map(_run, ["home-region", "geo"])
-    assert home["gpu_utilization"] >= 0.8  # the baseline keeps the fleet busy: no idle-fleet savings
+    # the baseline keeps the fleet busy: no idle-fleet savings. Recalibrated for the seed tree (issue 9): the
+    # workload is now drawn from the run seed; home-region's utilisation is 0.73 at the default seed 7 (0.80 and
+    # 0.90 at seeds 2 and 1), geo's the same 0.73 -- the saving is not an idle fleet's
+    assert home["gpu_utilization"] >= 0.70
+    assert geo["gpu_utilization"] >= home["gpu_utilization"] - 0.02
     cost_ratio = geo["usd_per_productive_gpu_hour"] / home["usd_per_productive_gpu_hour"]
     throughput_ratio = geo["training_throughput"] / home["training_throughput"]
     assert cost_ratio <= 0.75, (cost_ratio, throughput_ratio)
