@@ -6,7 +6,9 @@ Measures, on the same disk and the same state dict (default 1 GiB of float32 ten
 * ``torch.save`` + fsync, and DCP ``save`` (one plain copy; DCP fsyncs its files);
 * mesh save: RS(4+2) + AES-256-GCM to 6 local directory targets, with fsync (1.5× the bytes hit the disk);
 * mesh restore (no fragment lost: no decoding) and restore with 2 of 6 fragments missing (decoding);
-* async stall: mesh ``save_async`` vs DCP ``async_save`` (time until control returns to training).
+* async stall: mesh ``save_async`` vs DCP ``async_save`` (time until control returns to training);
+* the cost of authentication on restore: manifest copies authenticated and cross-checked, the commit ledger
+  read for rollback detection (``Restored.authenticate_s``), and an authenticated ``ls``.
 
 Goals (issue 3): mesh input rate ≥ 70 % of raw bandwidth ÷ 1.5; mesh save ≤ 1.5 × DCP save time; mesh async
 stall ≤ DCP async_save stall. Prints a table, writes benchmarks/results/mesh.json and the line
@@ -216,6 +218,24 @@ def main() -> None:
             "gbps": actual / restore_s / 1e9,
             "bit_exact": ok,
         }
+        # the cost of trusting nothing on the targets: on every restore each checkpoint's manifest copy is
+        # authenticated (key unwrap + HMAC), cross-checked with its id, and the commit ledger is read for
+        # rollback detection, before any fragment is read
+        auth_runs = []
+        listed_runs = []
+        for _ in range(REPEATS):
+            restored = mesh.restore(step=1)
+            auth_runs.append(restored.authenticate_s)
+            t0 = time.perf_counter()
+            mesh.list()
+            listed_runs.append(time.perf_counter() - t0)
+            del restored
+        results["mesh_restore_auth"] = {
+            "authenticate_s_runs": auth_runs,
+            "authenticate_s": min(auth_runs),
+            "list_s": min(listed_runs),
+            "share_of_restore": min(auth_runs) / restore_s,
+        }
         for name in ("t0", "t3"):  # lose two data fragments: every stripe is decoded
             shutil.rmtree(scratch / "mesh" / name / "bench")
         t0 = time.perf_counter()
@@ -288,6 +308,11 @@ def main() -> None:
     print(f"{'operation':<28}{'seconds':>9}{'GB/s':>8}  note")
     for name, secs, gbps, note in rows:
         print(f"{name:<28}{secs:>9.3f}{gbps:>8.2f}  {note}")
+    auth = results["mesh_restore_auth"]
+    print(
+        f"{'restore: authenticate':<28}{auth['authenticate_s']:>9.4f}{'':>8}  manifests + commit record, "
+        f"{100 * auth['share_of_restore']:.1f} % of the restore; `ls` {auth['list_s'] * 1e3:.1f} ms"
+    )
     print(
         f"{'async stall: mesh':<28}{results['mesh_async']['stall_steady_s']:>9.3f}{'':>8}  "
         f"first call {results['mesh_async']['stall_first_s']:.3f} s (allocates snapshot buffer)"
@@ -301,6 +326,10 @@ def main() -> None:
     print(f"mesh async stall / DCP async stall = {r['mesh_async_stall_vs_dcp']:.2f} (goal ≤ 1.0)")
     print(f"restores bit-exact: {results['mesh_restore']['bit_exact'] and results['mesh_restore_2_lost']['bit_exact']}")
     print(f"mesh_save_efficiency={efficiency:.3f}")
+    print(f"mesh_save_vs_dcp={r['mesh_save_time_vs_dcp']:.3f}")
+    print(f"mesh_async_stall_vs_dcp={r['mesh_async_stall_vs_dcp']:.3f}")
+    print(f"mesh_restore_authenticate_s={auth['authenticate_s']:.5f}")
+    print(f"mesh_restore_authenticate_share={auth['share_of_restore']:.4f}")
 
 
 if __name__ == "__main__":

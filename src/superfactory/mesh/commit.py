@@ -91,7 +91,7 @@ class SaveCommit:
         try:
             if self.target_fence is not None:
                 self.target_fence()
-            self.keys.check_lease(self.mesh, self.checkpoint_id, self.fencing_token, self._expiry())
+            self.keys.check_lease(self.mesh, self.checkpoint_id, self.fencing_token)
         except StaleFencingTokenError as exc:
             self.error = self._stale(exc, "at commit")
             return

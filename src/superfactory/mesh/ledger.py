@@ -152,9 +152,9 @@ class CommitLedger(abc.ABC):
         """Extend a held lease; False when it is no longer held (revoked)."""
 
     @abc.abstractmethod
-    def check_lease(self, mesh: str, checkpoint_id: str, fencing_token: int | None, expires_at_unix_s: float) -> None:
-        """Before publishing manifests: LeaseLostError if the lease was revoked, StaleFencingTokenError if the token is
-        stale; otherwise extend the lease to ``expires_at_unix_s``."""
+    def check_lease(self, mesh: str, checkpoint_id: str, fencing_token: int | None) -> None:
+        """Before publishing manifests (read only): LeaseLostError if the lease was revoked,
+        StaleFencingTokenError if the token is stale. :meth:`commit_save` checks both again, atomically."""
 
     @abc.abstractmethod
     def commit_save(self, mesh: str, checkpoint_id: str, step: int, fencing_token: int | None) -> CommitRecord:
@@ -280,13 +280,10 @@ class FileLedger(CommitLedger):
 
         return bool(self._mutate(fn))
 
-    def check_lease(self, mesh: str, checkpoint_id: str, fencing_token: int | None, expires_at_unix_s: float) -> None:
-        def fn(doc: dict[str, Any]) -> None:
+    def check_lease(self, mesh: str, checkpoint_id: str, fencing_token: int | None) -> None:
+        with self._transaction(False) as doc:
             self._held(doc, mesh, checkpoint_id)
             self._check_token(doc, mesh, fencing_token, claim=False)
-            self._book(doc, mesh)["leases"][checkpoint_id]["expires_at_unix_s"] = expires_at_unix_s
-
-        self._mutate(fn)
 
     def commit_save(self, mesh: str, checkpoint_id: str, step: int, fencing_token: int | None) -> CommitRecord:
         def fn(doc: dict[str, Any]) -> CommitRecord:
