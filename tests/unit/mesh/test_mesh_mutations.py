@@ -11,6 +11,7 @@ bytes are the original ones, and ``gc`` deletes nothing but what it was asked to
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import mesh_dict
-from superfactory.mesh import CheckpointMesh, config_from_dict
+from superfactory.mesh import CheckpointMesh, MeshError, config_from_dict
 
 STEPS = (10, 20, 30)
 CHUNK = 256
@@ -130,7 +131,7 @@ def _apply(root: Path, ids: dict[int, str], target: int, op: tuple[str, int, str
 
 
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -177,4 +178,52 @@ def test_mutating_up_to_two_targets_never_yields_the_wrong_checkpoint(
         assert ids[10] in deleted
         assert [i.step for i in mesh.list()] == [20, 30]
         for s in (20, 30):
+            assert mesh.restore(step=s).tobytes() == PAYLOADS[s]
+
+
+heavy_plan = st.dictionaries(
+    st.sampled_from(range(6)), st.lists(mutation, min_size=1, max_size=3), min_size=3, max_size=6
+)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(mutations=heavy_plan)
+def test_mutating_three_to_six_targets_gives_the_right_bytes_or_a_clear_error(
+    template: tuple[Path, dict[int, str]], mutations: dict[int, list[tuple[str, int, str, int]]]
+) -> None:
+    """Beyond what RS(4+2) can survive: still never other bytes, never a crash, gc never deletes a checkpoint
+    that restores."""
+    source, ids = template
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "mesh"
+        shutil.copytree(source, root)
+        for target, ops in mutations.items():
+            for op in ops:
+                _apply(root, ids, target, op)
+        mesh = CheckpointMesh(_config(root))
+        good = []
+        for s in STEPS:
+            try:
+                restored = mesh.restore(step=s)
+            except MeshError:
+                continue
+            assert restored.manifest.step == s and restored.tobytes() == PAYLOADS[s]
+            good.append(s)
+        try:
+            newest = mesh.restore()
+            assert newest.tobytes() == PAYLOADS[newest.manifest.step]
+        except MeshError:
+            pass
+        assert {i.step for i in mesh.list()} <= set(STEPS)
+        mesh.list(include_incomplete=True)
+        for s in STEPS:
+            with contextlib.suppress(MeshError):
+                mesh.verify(step=s)
+        with contextlib.suppress(MeshError):
+            mesh.gc(keep=3, incomplete_grace_s=0.0)
+        for s in good:  # a checkpoint that restored before gc still restores after it
             assert mesh.restore(step=s).tobytes() == PAYLOADS[s]
