@@ -17,14 +17,17 @@ from typing import Any
 from rich.table import Table
 
 from superfactory.sweep.report import format_interval, metric_columns
+from superfactory.sweep.runners import Runner
 from superfactory.sweep.spec import SweepError, SweepSpec, parse_seeds, parse_values
 from superfactory.sweep.stats import Interval, mean_ci, paired_difference
 
 
 def compare_seeds(scenario: str, policies: list[str], seeds: str, params: list[str] | None = None,
                   out_dir: Path | None = None, *, runner_kind: str = "auto", address: str | None = None,
-                  progress: bool = True) -> dict[str, Any]:
+                  progress: bool = True, runner: Runner | None = None) -> dict[str, Any]:
     """Run ``policies`` on ``scenario`` for every seed and compare them (structure: :func:`compare_rows`).
+
+    ``runner``: run on this (left open) instead of making one from ``runner_kind``/``address``.
 
     Raises:
         SweepError: fewer than two seeds, a bad seed range or parameter. ScenarioError: a bad scenario.
@@ -40,7 +43,7 @@ def compare_seeds(scenario: str, policies: list[str], seeds: str, params: list[s
                      params=dict(parse_values(p, "--param") for p in params or []), name=f"compare-{scenario}")
     with tempfile.TemporaryDirectory(prefix="sf-compare-") as tmp:
         folder = out_dir if out_dir is not None else Path(tmp)
-        outcome = run_sweep(spec, folder, runner_kind=runner_kind, address=address, progress=progress)
+        outcome = run_sweep(spec, folder, runner, runner_kind=runner_kind, address=address, progress=progress)
         rows = read_table(outcome.table)
         result = compare_rows(rows, policies)
         result.update(scenario=scenario, seeds=seed_list, runner=outcome.runner)

@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import math
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,9 +138,10 @@ def _plot_axis(groups: list[Group], axis: str, metrics: list[tuple[str, str, boo
     import matplotlib.pyplot as plt
 
     lines: dict[str, list[tuple[Any, Interval]]] = defaultdict(list)
+    same = _constant(groups)
     for g in groups:
         x = dict(g.key).get(axis)
-        lines[g.label(skip=(axis,))].append((x, g.intervals))  # type: ignore[arg-type]
+        lines[g.label(skip=(axis, *same))].append((x, g.intervals))  # type: ignore[arg-type]
     xs_all = sorted({x for pts in lines.values() for x, _ in pts}, key=_sort_key)
     numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs_all)
     fig, axs = _grid(len(metrics))
@@ -162,7 +164,8 @@ def _plot_groups(groups: list[Group], metrics: list[tuple[str, str, bool]]) -> s
     import matplotlib.pyplot as plt
 
     fig, axs = _grid(len(metrics))
-    names = [g.label() for g in groups]
+    same = _constant(groups)
+    names = [g.label(skip=same) for g in groups]
     for ax, (m, label, _) in zip(axs, metrics, strict=False):
         ys = [g.intervals[m].mean for g in groups]
         es = [0 if math.isnan(g.intervals[m].half_width) else g.intervals[m].half_width for g in groups]
@@ -185,11 +188,21 @@ def _grid(n: int) -> tuple[Any, list[Any]]:
 
 
 def _png(fig: Any, plt: Any) -> str:
-    fig.tight_layout()
+    with warnings.catch_warnings():  # long legends: tight_layout gives up with a warning; bbox_inches copes
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
+
+
+def _constant(groups: list[Group]) -> tuple[str, ...]:
+    """Coordinates with one value across all groups: left out of plot labels (they say nothing there)."""
+    if len(groups) < 2:
+        return ()
+    keys = [dict(g.key) for g in groups]
+    return tuple(k for k in keys[0] if all(d.get(k) == keys[0][k] for d in keys))
 
 
 def _num(v: Any) -> float:
