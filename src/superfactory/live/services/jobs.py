@@ -68,10 +68,6 @@ def submit(live: Live, p: Principal, spec: JobSpec, idempotency_key: str | None,
         raise ApiError(422, "invalid_request", "Idempotency-Key must be 1 to 128 characters")
     body = spec.model_dump_json()
     digest = hashlib.sha256(body.encode()).hexdigest()
-    if idempotency_key is not None:
-        found = _by_key(live, tenant_id, idempotency_key, digest)
-        if found is not None:
-            return found, False
     fleet = load_fleet(live)
     if not fleet.factories:
         raise ApiError(409, "no_fleet", "the control plane has no factories yet: an admin runs "
@@ -80,23 +76,26 @@ def submit(live: Live, p: Principal, spec: JobSpec, idempotency_key: str | None,
     job = compile_job(spec, SimpleNamespace(defaults=JobDefaults.model_validate(fleet.job_defaults)),  # type: ignore[arg-type]
                       ("job",), list(fleet.factories), errors)
     if errors or job is None:
+        found = _by_key(live, tenant_id, idempotency_key, digest) if idempotency_key is not None else None
+        if found is not None:  # a repeat of a job accepted before the fleet changed
+            return found, False
         raise ApiError(422, "invalid_job", "; ".join(f"{'.'.join(map(str, path[1:]))}: {msg}" for path, msg in errors))
     now_unix, now_s = live.clock.unix_s(), live.clock.now_s()
+    # Insert first: the unique (tenant, key) constraint decides, atomically, whether this is a repeat.
     try:
         with live.engine.begin() as conn:
             prio = spec.priority + _tenant_priority(live, conn, tenant_id)
-            job_id = conn.execute(t.jobs.insert().values(
+            row = conn.execute(t.jobs.insert().values(
                 tenant_id=tenant_id, name=spec.id, idempotency_key=idempotency_key, request_sha256=digest,
                 spec={"request": spec.model_dump(mode="json"), "job": encode_job(job)},
                 accelerator=job.accelerator, gpus=job.gpus, priority=prio, state="pending", nodes=[], last_nodes=[],
                 submit_s=now_s, waiting_since_s=now_s, submitted_at_unix_s=now_unix, updated_at_unix_s=now_unix,
-            ).returning(t.jobs.c.id)).scalar_one()
-            add_event(conn, job_id, now_unix, "submitted", {"tenant": tenant_id, "gpus": job.gpus})
-            row = conn.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id)).one()
+            ).returning(*t.jobs.c)).one()
+            add_event(conn, row.id, now_unix, "submitted", {"tenant": tenant_id, "gpus": job.gpus})
     except sa.exc.IntegrityError:
         if idempotency_key is None:
             raise
-        found = _by_key(live, tenant_id, idempotency_key, digest)  # a concurrent twin request won the race
+        found = _by_key(live, tenant_id, idempotency_key, digest)  # submitted before (or by a concurrent retry)
         if found is None:
             raise
         return found, False
