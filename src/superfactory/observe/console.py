@@ -6,6 +6,8 @@ from typing import Any
 
 from rich.table import Table
 
+from superfactory.observe.tco import sources_line
+
 SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("simulated_days", "simulated days", "{:.1f}"),
     ("gpus", "GPUs", "{:,}"),
@@ -44,6 +46,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     if causes:
         top = ", ".join(f"{c} {n}" for c, n in list(causes.items())[:4])
         t.add_row("top causes", top)
+    if summary.get("signal_sources"):
+        t.add_row("price / carbon series", sources_line(summary))  # real or synthetic (observe/tco.py)
     return t
 
 

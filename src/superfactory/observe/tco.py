@@ -172,6 +172,8 @@ def cost_html(summary: dict[str, Any], title: str = "Total cost of ownership by 
             f"Fleet: capital ${summary.get('capital_cost_usd', 0):,.0f}, "
             f"total ${summary.get('total_cost_usd', 0):,.0f}, "
             f"${summary.get('total_usd_per_productive_gpu_hour', 0):.3f} per productive GPU-hour.")
+    if summary.get("signal_sources"):
+        note += f" Series: {sources_line(summary)}."
     unpriced = summary.get("capital_unpriced_systems") or []
     if unpriced:
         note += f" No list price in the catalog for {', '.join(unpriced)}: their capital is not counted."
@@ -188,3 +190,18 @@ def cost_rows(result: TwinResult, assumptions: CapitalAssumptions = DEFAULT_CAPI
         d["energy_mwh"] = u.energy_mwh
         rows.append(d)
     return rows
+
+
+def sources_line(summary: dict[str, Any]) -> str:
+    """Where a run's price and carbon series came from, in one line: ``real 2023-08: price ERCOT, PJM; carbon
+    ERCOT | synthetic: price MISO; carbon MISO`` (empty when the summary has no ``signal_sources``)."""
+    groups: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for key, src in summary.get("signal_sources", {}).items():
+        kind, _, name = key.partition(":")
+        label = f"real {src.rsplit(' ', 1)[-1]}" if src.startswith("real:") else src
+        groups[label][kind].append(name)
+    return " | ".join(
+        f"{label}: " + "; ".join(f"{kind} {', '.join(sorted(names))}" for kind, names in sorted(kinds.items(),
+                                                                                               reverse=True))
+        for label, kinds in sorted(groups.items())
+    )

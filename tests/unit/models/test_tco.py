@@ -24,6 +24,7 @@ from superfactory.models.tco import (
     source_rounding,
 )
 from superfactory.observe.summary import summarize
+from superfactory.observe.tco import sources_line
 from superfactory.scenario.loader import parse_scenario
 from superfactory.sim.twin import run_twin
 
@@ -132,6 +133,7 @@ def test_tco_in_a_twin_run_and_a_full_ppa() -> None:
     assert spot["total_cost_usd"] == pytest.approx(spot["capital_cost_usd"] + spot["power_cost_usd"])
     assert spot["signal_sources"] == {"price:ERCOT": "synthetic", "price:PJM": "synthetic",  # type: ignore[comparison-overlap]
                                       "carbon:ERCOT": "synthetic", "carbon:PJM": "synthetic"}
+    assert sources_line(spot) == "synthetic: price ERCOT, PJM; carbon ERCOT, PJM"
     ppa = _run({"ppa_share": 1.0, "ppa_price": 40.0})
     a_spot = {r["factory"]: r for r in ppa["cost_by_factory"]}  # type: ignore[union-attr]
     energy_a = sum(r["energy_mwh"] for r in ppa["cost_inputs"] if r["factory"] == "a")  # type: ignore[union-attr]

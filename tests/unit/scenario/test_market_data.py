@@ -195,3 +195,12 @@ def test_absent_data_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setattr(market_data, "searched", lambda: [tmp_path / "nowhere"])
     with pytest.raises(ScenarioError, match=r"need the public data set green-dcc-2023; looked in .*nowhere"):
         parse_scenario(_mini("2023-08", "2d"))
+
+
+def test_a_user_csv_is_marked_as_a_file(tmp_path: Path) -> None:
+    (tmp_path / "prices.csv").write_text("price\n" + "\n".join(str(40 + h % 24) for h in range(72)) + "\n")
+    text = _mini("2023-08", "2d").replace('window: "2023-08"\n', "")
+    text += "markets: {ERCOT: {csv: {csv: prices.csv, column: price}}}\n"
+    sc = parse_scenario(text, base_dir=tmp_path)
+    assert series_source(sc.prices["ERCOT"]) == "file:prices.csv"
+    assert series_source(sc.prices["MISO"]) == "synthetic"
