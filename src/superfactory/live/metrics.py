@@ -10,9 +10,10 @@ How values are obtained (at each scrape, under a lock):
   placements (``assigned``), completions (``succeeded``), audit refusals, interruptions (a ``requeued`` or
   ``failed`` whose cause is not a planned stop: preempt, drain, migrate, cancel), migrations and their outcome
   (a ``stopping`` for a migration followed by ``assigned`` at the destination = succeeded, by a requeue =
-  failed), and per-job checkpoints. Effective throughput is measured as in the twin: progress between
-  consecutive checkpoint commits of one placement over the time between them, times the gang's theoretical
-  FLOP/s.
+  failed; its cost: the job's declared checkpoint size carried and its GPUs x the time from the stop to the
+  new assignment), and per-job checkpoints (bytes: the declared checkpoint size per commit, as in the twin).
+  Effective throughput is measured as in the twin: progress between consecutive checkpoint commits of one
+  placement over the time between them, times the gang's theoretical FLOP/s.
 - **Gauges are read from the store**: factories (capacity, lease, cordon state, down nodes, power cap,
   cooling), jobs per state and tenant, the jobs holding GPUs (GPUs, progress, tokens/s reported by the job
   process, restarts = placements - 1), current prices and carbon intensity. Node failures are counted when a
@@ -28,7 +29,6 @@ Live states are named as in :class:`~superfactory.domain.lifecycle.JobLifecycle`
 from __future__ import annotations
 
 import hmac
-import math
 import os
 import threading
 import time
@@ -41,7 +41,6 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from superfactory.domain.job import TrainingJob
 from superfactory.live.codec import decode_job
 from superfactory.live.context import Live
 from superfactory.live.errors import ApiError
@@ -56,6 +55,9 @@ METRICS_TOKEN_ENV = "SUPERFACTORY_METRICS_TOKEN"
 STATE_NAMES = {"assigned": "starting", "stopping": "draining", "succeeded": "completed"}
 PLANNED = frozenset({"preempt", "drain", "migrate", "cancel", "stopped"})
 FOLD_BATCH = 5000
+SIGNALS_TTL_S = 30
+JOB_FAMILIES = ("job_gpus", "job_progress_ratio", "job_flop_per_second", "job_theoretical_flop_per_second",
+                "job_tokens_per_second", "job_restarts_total", "job_checkpoints_total", "job_checkpoint_bytes_total")
 
 
 Families = dict[str, list[tuple[tuple[str, ...], float]]]  # metric name without prefix -> (label values, value)
@@ -91,12 +93,19 @@ class LiveMetrics:
         self.checkpoints: Counter[int] = Counter()
         self.marks: dict[int, _Mark] = {}
         self.rate: dict[int, float] = {}  # job -> productive seconds per second at its last measurement
-        self.moving: dict[int, tuple[str, str]] = {}  # job -> (source, destination) of a migration under way
+        self.moving: dict[int, tuple[str, str, float]] = {}  # job -> (source, destination, since) of a move
+        self.moved: list[tuple[str, str, int, float]] = []  # finished moves not yet costed: (src, dst, job, s)
+        self.migration_bytes: Counter[tuple[str, str]] = Counter()
+        self.migration_gpu_s: Counter[tuple[str, str]] = Counter()
         self.fence: dict[int, int] = {}  # job -> fencing token of its current placement
         self.down_seen: dict[str, set[int]] = {}
         self.causes: set[str] = set()
-        self.jobs: dict[int, TrainingJob] = {}
+        #: job -> (theoretical FLOP/s, work in productive s, declared checkpoint bytes, GPUs)
+        self.jobs: dict[int, tuple[float, float, float, int]] = {}
         self.scrape_s = 0.0
+        self.job_cache: dict[int, tuple[tuple[Any, ...], tuple[str | None, ...]]] = {}
+        self.job_block: dict[str, list[str]] = {}
+        self.signals: tuple[int, dict[str, float], dict[str, float]] | None = None
 
     # -- the fold -----------------------------------------------------------------------------------------
     def _fold(self, conn: sa.Connection) -> None:
@@ -117,11 +126,12 @@ class LiveMetrics:
             if move is not None or d.get("cause") == "migrate":
                 src = move[0] if move is not None else str(d.get("from") or "")
                 self.migrations[(src, factory, "succeeded")] += 1
+                self.moved.append((src, factory, job, at - move[2] if move is not None else 0.0))
             self.fence[job] = int(d.get("fencing_token") or 0)
             self.marks.pop(job, None)
             self.rate.pop(job, None)
         elif kind == "stopping" and d.get("reason") == "migrate" and d.get("to"):
-            self.moving[job] = (factory, str(d["to"]))
+            self.moving[job] = (factory, str(d["to"]), at)
         elif kind in ("requeued", "failed"):
             move = self.moving.pop(job, None)
             if move is not None:
@@ -145,14 +155,14 @@ class LiveMetrics:
             self.marks[job] = _Mark(token, at, progress)
 
     # -- a scrape -------------------------------------------------------------------------------------------
-    def families(self, scope: Scope) -> Families:
-        """Fold new events, read the store, and return the samples ``scope`` may see, by metric name."""
+    def render(self, scope: Scope) -> bytes:
+        """Fold new events, read the store, and return the exposition of everything ``scope`` may see."""
         t0 = time.perf_counter()
         with self.lock:
             fams = self._families(scope)
+            text = exposition(fams, self.job_block)
             self.scrape_s = time.perf_counter() - t0
-        fams["metrics_scrape_duration_seconds"] = [((), self.scrape_s)]
-        return fams
+        return text + exposition({"metrics_scrape_duration_seconds": [((), self.scrape_s)]}, {})
 
     def _families(self, scope: Scope) -> Families:
         live = self.live
@@ -173,12 +183,18 @@ class LiveMetrics:
                 jq = jq.where(t.jobs.c.tenant_id == scope.tenant)
             states = conn.execute(q).all()
             holding = conn.execute(jq.order_by(t.jobs.c.id)).all()
-            self._load_jobs(conn, [r.id for r in holding if r.id not in self.jobs])
-        _, _, price_now, carbon_now = histories(live, now_s)
+            self._load_jobs(conn, sorted({r.id for r in holding if r.id not in self.jobs}
+                                         | {m[2] for m in self.moved if m[2] not in self.jobs}))
+        for src, dst, job_id, held_s in self.moved:  # a move's cost: the checkpoint it carried, GPUs held meanwhile
+            _, _, ckpt_bytes, gpus = self.jobs[job_id]
+            self.migration_bytes[(src, dst)] += ckpt_bytes
+            self.migration_gpu_s[(src, dst)] += gpus * held_s
+        self.moved.clear()
+        price_now, carbon_now = self._signals(now_s)
         out: Families = {}
 
         def put(name: str, labels: tuple[str, ...], value: float) -> None:
-            out.setdefault(name, []).append((labels, float(value)))
+            out.setdefault(name, []).append((labels, value))
 
         for f in fleet.factories:
             row = frows.get(f.id)
@@ -211,33 +227,64 @@ class LiveMetrics:
                 if a.id != b.id:
                     for outcome in ("succeeded", "failed"):
                         put("migrations_total", (a.id, b.id, outcome), self.migrations[(a.id, b.id, outcome)])
+                    put("migration_transfer_bytes_total", (a.id, b.id), self.migration_bytes[(a.id, b.id)])
+                    put("migration_gpu_seconds_total", (a.id, b.id), self.migration_gpu_s[(a.id, b.id)])
         for lk in fleet.links:
             put("link_capacity_bytes_per_second", (link_name(lk.a, lk.b),), lk.bandwidth_gbps * 1e9 / 8)
         for (state, tenant, n) in states:
             put("jobs", (STATE_NAMES.get(state, state), tenant), n)
-        for r in holding:
-            job = self.jobs[r.id]
-            labels = (str(r.id), r.name, r.tenant_id, r.factory_id or "")
-            put("job_gpus", labels, r.gpus)
-            put("job_progress_ratio", labels, min(1.0, r.progress_s / job.work_s) if job.work_s > 0 else 1.0)
-            put("job_theoretical_flop_per_second", labels, job.flop_per_s)
-            if r.id in self.rate:
-                put("job_flop_per_second", labels, self.rate[r.id] * job.flop_per_s)
-            if r.tokens_per_s is not None:
-                put("job_tokens_per_second", labels, r.tokens_per_s)
-            put("job_restarts_total", labels, max(0, r.attempts - 1))
-            put("job_checkpoints_total", labels, self.checkpoints[r.id])
+        self.job_block = self._job_lines(holding)
         scheduler = live.extras.get("scheduler")
         if scheduler is not None and scheduler.loop is not None:
             put("scheduler_cycles_total", (), scheduler.loop.cycles)
         return out
+
+    def _job_lines(self, holding: list[Any]) -> dict[str, list[str]]:
+        """Rendered sample lines of the job-level families, by metric name. A job whose row and measurements
+        did not change since the last scrape reuses its lines (most of 1,000 tracked jobs, most seconds)."""
+        cache: dict[int, tuple[tuple[Any, ...], tuple[str | None, ...]]] = {}
+        block: dict[str, list[str]] = {name: [] for name in JOB_FAMILIES}
+        for r in holding:
+            key = (r.name, r.tenant_id, r.factory_id, r.gpus, r.progress_s, r.tokens_per_s, r.attempts,
+                   self.rate.get(r.id), self.checkpoints[r.id])
+            hit = self.job_cache.get(r.id)
+            if hit is not None and hit[0] == key:
+                lines = hit[1]
+            else:
+                flop_per_s, work_s, ckpt_bytes, _ = self.jobs[r.id]
+                rate = self.rate.get(r.id)
+                lbl = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(
+                    ("job_id", "job_name", "tenant", "factory"), (str(r.id), r.name, r.tenant_id, r.factory_id or ""),
+                    strict=True))
+                values: tuple[float | None, ...] = (
+                    r.gpus, min(1.0, r.progress_s / work_s) if work_s > 0 else 1.0,
+                    None if rate is None else rate * flop_per_s, flop_per_s, r.tokens_per_s,
+                    max(0, r.attempts - 1), self.checkpoints[r.id], self.checkpoints[r.id] * ckpt_bytes)
+                lines = tuple(None if v is None else f"superfactory_{name}{{{lbl}}} {_value(v)}\n"
+                              for name, v in zip(JOB_FAMILIES, values, strict=True))
+            cache[r.id] = (key, lines)
+            for name, line in zip(JOB_FAMILIES, lines, strict=True):
+                if line is not None:
+                    block[name].append(line)
+        self.job_cache = cache
+        return {name: lines for name, lines in block.items() if lines}
+
+    def _signals(self, now_s: int) -> tuple[dict[str, float], dict[str, float]]:
+        """Current prices and carbon intensities, re-read at most every :data:`SIGNALS_TTL_S` (they change hourly
+        or when a feed pushes; recomputing them every second was a sixth of a scrape)."""
+        if self.signals is None or abs(now_s - self.signals[0]) >= SIGNALS_TTL_S or self.live.extras.get(
+                "signals_dirty"):
+            _, _, price_now, carbon_now = histories(self.live, now_s)
+            self.signals = (now_s, price_now, carbon_now)
+        return self.signals[1], self.signals[2]
 
     def _load_jobs(self, conn: sa.Connection, ids: list[int]) -> None:
         """Compile the specs of jobs not seen before (a spec never changes, so once per job and process)."""
         for i in range(0, len(ids), 500):
             for r in conn.execute(sa.select(t.jobs.c.id, t.jobs.c.spec, t.jobs.c.submit_s, t.jobs.c.priority)
                                   .where(t.jobs.c.id.in_(ids[i:i + 500]))):
-                self.jobs[r.id] = decode_job(str(r.id), r.spec["job"], r.submit_s, r.priority)
+                job = decode_job(str(r.id), r.spec["job"], r.submit_s, r.priority)
+                self.jobs[r.id] = (job.flop_per_s, job.work_s, job.checkpoint.size_bytes, job.gpus)
 
 
 def _escape(v: str) -> str:
@@ -245,24 +292,25 @@ def _escape(v: str) -> str:
 
 
 def _value(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+    """Go-parsable number: ints as such, floats by ``repr`` (``nan``/``inf`` parse case-insensitively)."""
+    return str(v) if type(v) is int else repr(v)
 
 
-def exposition(fams: Families) -> bytes:
-    """The Prometheus text format (0.0.4) of ``fams``, in catalog order.
+def exposition(fams: Families, rendered: dict[str, list[str]]) -> bytes:
+    """The Prometheus text format (0.0.4) of ``fams`` and of already ``rendered`` sample lines, in catalog order.
 
     Written here rather than with prometheus_client's ``generate_latest``, which spent ~70 % of a scrape with
     1,000 jobs validating and escaping label names per sample; the format is the same (a test parses it back
     with prometheus_client's parser)."""
     lines: list[str] = []
-    for name, samples in sorted(fams.items(), key=lambda kv: _ORDER.get(kv[0], 1 << 30)):
+    for name in sorted(set(fams) | set(rendered), key=lambda n: _ORDER.get(n, 1 << 30)):
         m: MetricDef = BY_NAME["superfactory_" + name]
         help_text = m.help.replace("\\", "\\\\").replace("\n", "\\n")
         lines.append(f"# HELP {m.name} {help_text}\n# TYPE {m.name} {m.type}\n")
+        if name in rendered:
+            lines.extend(rendered[name])
+            continue
+        samples = fams[name]
         keys = m.labels
         if not keys:
             lines.extend(f"{m.name} {_value(v)}\n" for _, v in samples)
@@ -312,7 +360,7 @@ def scope_of(live: Live, authorization: str | None) -> Scope:
 
 def render(live: Live, scope: Scope) -> bytes:
     """The text exposition of everything ``scope`` may see."""
-    return exposition(metrics_for(live).families(scope))
+    return metrics_for(live).render(scope)
 
 
 router = APIRouter()

@@ -111,7 +111,8 @@ METRICS: tuple[MetricDef, ...] = (
     _m("job_tokens_per_second", GAUGE, "", _JOB, "Tokens/s reported by the job process.", "live"),
     _m("job_restarts_total", COUNTER, "", _JOB, "Times the job was (re)placed after its first start."),
     _m("job_checkpoints_total", COUNTER, "", _JOB, "Checkpoints committed (durable)."),
-    _m("job_checkpoint_bytes_total", COUNTER, "bytes", _JOB, "Bytes of committed checkpoints.", "twin"),
+    _m("job_checkpoint_bytes_total", COUNTER, "bytes", _JOB,
+       "Bytes of committed checkpoints (the job's declared checkpoint size per commit)."),
     _m("job_checkpoint_duration_seconds", GAUGE, "seconds", _JOB,
        "Duration of the last committed checkpoint, from snapshot to durable, s.", "twin"),
     # --- WAN links and the checkpoint mesh ---
@@ -127,9 +128,10 @@ METRICS: tuple[MetricDef, ...] = (
     _m("migrations_total", COUNTER, "", ("source", "destination", "outcome"),
        "Migrations by outcome: succeeded (started at the destination) or failed (requeued instead)."),
     _m("migration_transfer_bytes_total", COUNTER, "bytes", ("source", "destination"),
-       "Checkpoint bytes moved by migrations.", "twin"),
+       "Checkpoint bytes moved by finished migrations (the job's declared checkpoint size)."),
     _m("migration_gpu_seconds_total", COUNTER, "seconds", ("source", "destination"),
-       "GPU-seconds held but not training while migrations transfer (GPUs x transfer time).", "twin"),
+       "GPU-seconds not training while migrations move (GPUs x time from the stop to the start elsewhere; "
+       "twin: the transfer time)."),
     # --- the control plane itself ---
     _m("scheduler_cycles_total", COUNTER, "", (), "Decision cycles run by the scheduler.", "live"),
     _m("metrics_scrape_duration_seconds", GAUGE, "seconds", (), "Time spent building the last /metrics.", "live"),

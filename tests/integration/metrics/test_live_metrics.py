@@ -128,3 +128,52 @@ def test_a_restarted_server_folds_the_same_counters(plane: Plane) -> None:
                 if line.startswith("superfactory_") and "_total{" in line}
 
     assert counters(before) and counters(after) == counters(before)
+
+
+def test_migration_outcomes_and_costs_are_folded_from_the_event_log(plane: Plane) -> None:
+    """A move that starts at the destination counts as succeeded and costs its checkpoint and the GPUs held
+    meanwhile; one requeued instead counts as failed (events written as the scheduler and agents write them)."""
+    import sqlalchemy as sa
+
+    from superfactory.live.codec import decode_job
+    from superfactory.live.services.jobs_common import add_event
+    from superfactory.live.store import tables as t
+
+    ids = _scene(plane)
+    acme, beta = ids["acme"], ids["beta"]
+    t0 = plane.live.clock.unix_s()
+    with plane.live.engine.begin() as conn:
+        add_event(conn, acme, t0, "stopping", {"reason": "migrate", "factory_id": "texas", "to": "virginia"})
+        add_event(conn, acme, t0 + 30, "assigned", {"factory_id": "virginia", "fencing_token": 99,
+                                                    "from": "texas", "cause": "migrate"})
+        add_event(conn, beta, t0, "stopping", {"reason": "migrate", "factory_id": "virginia", "to": "texas"})
+        add_event(conn, beta, t0 + 5, "requeued", {"cause": "migrate", "factory_id": "virginia"})
+        spec = conn.execute(sa.select(t.jobs.c.spec).where(t.jobs.c.id == acme)).scalar_one()
+    job = decode_job(str(acme), spec["job"], 0, 0)
+    m = parse_exposition(plane.metrics(plane.admin).text)
+
+    def pair(name: str, src: str, dst: str, **more: str) -> float:
+        (v,) = [v for lb, v in m[name] if lb["source"] == src and lb["destination"] == dst
+                and all(lb[k] == x for k, x in more.items())]
+        return v
+
+    assert pair("superfactory_migrations_total", "texas", "virginia", outcome="succeeded") == 1
+    assert pair("superfactory_migrations_total", "virginia", "texas", outcome="failed") == 1
+    assert pair("superfactory_migrations_total", "virginia", "texas", outcome="succeeded") == 0
+    assert pair("superfactory_migration_transfer_bytes_total", "texas", "virginia") == job.checkpoint.size_bytes
+    assert pair("superfactory_migration_gpu_seconds_total", "texas", "virginia") == pytest.approx(64 * 30)
+    assert pair("superfactory_migration_transfer_bytes_total", "virginia", "texas") == 0
+    ckpt = [v for lb, v in m["superfactory_job_checkpoint_bytes_total"] if lb["job_id"] == str(acme)]
+    assert ckpt == [2 * job.checkpoint.size_bytes]
+
+
+def test_exposition_parses_with_prometheus_client(plane: Plane) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _scene(plane)
+    text = plane.metrics(plane.admin).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["superfactory_placements"].type == "counter"
+    assert families["superfactory_job_gpus"].type == "gauge"
+    n = sum(len(f.samples) for f in families.values())
+    assert n == sum(len(v) for v in parse_exposition(text).values())

@@ -1,0 +1,216 @@
+"""Does scraping /metrics every second slow the live scheduler's placements? (issue 15: goal <= 5 %)
+
+Set-up: a control plane (uvicorn on loopback, store on SQLite by default or ``--db URL``) with the built-in
+``default`` fleet (5 factories, 96,800 GPUs) imported and an agent lease on every factory; ``--tracked`` jobs
+(default 1,000) placed and holding GPUs, so every scrape renders their job-level series. Then alternating
+phases, without and with a scraper process that GETs /metrics every second over HTTP (the metrics token, like
+Prometheus): each phase submits ``--batch`` 8-GPU jobs (not timed) and times the scheduler cycles that place
+them; then the batch's agents report its jobs finished (not timed), so every phase runs with the same
+``--tracked`` jobs holding GPUs. The phases alternate (A B A B ...) so a drift of the machine or of the growing
+store hits both alike; the slowdown compares the medians of the per-phase placement rates.
+
+    .venv/bin/python benchmarks/metrics_scrape_bench.py [--tracked 1000] [--batch 200] [--rounds 5]
+
+Prints a table and key=value lines; writes benchmarks/results/metrics_scrape.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TOKEN = "bench-metrics-token"
+JOB = {"accelerator": "H100-SXM", "gpus": 8, "work": "60d"}
+RESULTS = Path(__file__).resolve().parent / "results" / "metrics_scrape.json"
+
+
+def _scrape_loop(url: str, interval_s: float, active: Any, done: Any, out: Any) -> None:
+    """In its own process (Prometheus is not in the server's process either): while ``active`` is set, GET
+    /metrics every ``interval_s``; after each active spell put ``(durations_s, bytes, samples)`` on ``out``;
+    exit when ``done`` is set."""
+    with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        while not done.is_set():
+            if not active.wait(0.05):
+                continue
+            durations: list[float] = []
+            size = samples = 0
+            while active.is_set():
+                t0 = time.perf_counter()
+                r = c.get(url)
+                r.raise_for_status()
+                durations.append(time.perf_counter() - t0)
+                size = len(r.content)
+                samples = sum(1 for line in r.text.splitlines() if line and not line.startswith("#"))
+                time.sleep(max(0.0, interval_s - (time.perf_counter() - t0)))
+            out.put((durations, size, samples))
+
+
+class Scraper:
+    """One scraping process for the whole run, switched on and off between phases (so its start-up, which
+    imports httpx in a fresh interpreter, never lands inside a timed phase)."""
+
+    def __init__(self, url: str, interval_s: float = 1.0) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.active, self.done, self.out = ctx.Event(), ctx.Event(), ctx.Queue()
+        self.proc = ctx.Process(target=_scrape_loop, args=(url, interval_s, self.active, self.done, self.out),
+                                daemon=True)
+        self.proc.start()
+        self.durations_s: list[float] = []
+        self.bytes = self.series = 0
+
+    def on(self) -> None:
+        self.active.set()
+
+    def off(self) -> None:
+        self.active.clear()
+        durations, self.bytes, self.series = self.out.get(timeout=60)
+        self.durations_s += durations
+
+    def close(self) -> None:
+        self.done.set()
+        self.proc.join(timeout=30)
+
+
+def _start(db: str) -> tuple[Any, Any, str]:
+    """A control plane on ``db`` served by uvicorn on a free loopback port: ``(live, server, url)``.
+    (Imports here, not at the top, so the spawned scraper process starts with httpx only.)"""
+    import uvicorn
+
+    from superfactory.live.api.app import create_app
+    from superfactory.live.context import Live, Settings, WallClock, ensure_epoch
+    from superfactory.live.services.auth import bootstrap_admin
+    from superfactory.live.store.db import open_store
+
+    engine = open_store(db)
+    clock = WallClock(time.time())
+    ensure_epoch(engine, clock.epoch_unix_s)
+    live = Live(engine, clock, Settings(suspect_after_s=1e6, lost_after_s=2e6, cycle_s=3600))
+    live.extras["admin_token"] = bootstrap_admin(engine, clock.unix_s())
+    live.extras["metrics_token"] = TOKEN
+    app = create_app(live, scheduler=False)
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return live, server, f"http://127.0.0.1:{port}"
+
+
+def _call(c: httpx.Client, method: str, path: str, expect: int = 200, **kw: Any) -> Any:
+    r = c.request(method, path, **kw)
+    if r.status_code != expect:
+        raise SystemExit(f"{method} {path}: {r.status_code} {r.text[:300]}")
+    return r.json()
+
+
+def _submit(c: httpx.Client, tenant_hdr: dict[str, str], n: int, prefix: str) -> list[int]:
+    return [int(_call(c, "POST", "/v1/jobs", 201, headers=tenant_hdr, json={**JOB, "id": f"{prefix}{i}"})["id"])
+            for i in range(n)]
+
+
+def _place_all(live: Any, n_pending: int) -> tuple[float, int]:
+    """Run scheduler cycles until no job is pending; return (seconds, placements)."""
+    sched = live.extras["scheduler"]
+    t0 = time.perf_counter()
+    placed = 0
+    for _ in range(100):
+        plan = sched.cycle()
+        got = sum(1 for a in plan.actions if type(a).__name__ == "Place")
+        placed += got
+        if placed >= n_pending or got == 0:
+            break
+    return time.perf_counter() - t0, placed
+
+
+def _finish(c: httpx.Client, agents: dict[str, dict[str, str]], job_ids: list[int]) -> None:
+    """The agents report the batch's jobs running, then succeeded (not timed)."""
+    for jid in job_ids:
+        job = _call(c, "GET", f"/v1/jobs/{jid}")
+        if job["state"] != "assigned":
+            continue
+        hdr = agents[job["factory_id"]]
+        for state in ("running", "succeeded"):
+            _call(c, "POST", f"/v1/agent/jobs/{jid}/report", headers=hdr,
+                  json={"fencing_token": job["fencing_token"], "state": state})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tracked", type=int, default=1000, help="jobs placed and holding GPUs before measuring")
+    ap.add_argument("--batch", type=int, default=200, help="jobs placed per measured phase")
+    ap.add_argument("--rounds", type=int, default=5, help="pairs of phases (without, with scraping)")
+    ap.add_argument("--db", default="", help="store URL (default: a SQLite file in a temporary folder)")
+    args = ap.parse_args()
+    tmp = tempfile.TemporaryDirectory(prefix="sf-metrics-bench-")
+    live, server, url = _start(args.db or f"sqlite:///{tmp.name}/store.db")
+    admin = {"Authorization": f"Bearer {live.extras['admin_token']}"}
+    with httpx.Client(base_url=url, timeout=60, headers=admin) as c:
+        _call(c, "POST", "/v1/fleet/import", json={"scenario": "default"})
+        agents: dict[str, dict[str, str]] = {}
+        for f in _call(c, "GET", "/v1/factories"):
+            fid = f["id"]
+            tok = _call(c, "POST", f"/v1/factories/{fid}/tokens", 201)["token"]
+            agents[fid] = {"Authorization": f"Bearer {tok}"}
+            _call(c, "POST", "/v1/agent/register", headers=agents[fid], json={"agent_id": f"agent-{fid}"})
+        tenant = {"Authorization": f"Bearer {_call(c, 'POST', '/v1/tenants', 201, json={'id': 'bench'})['token']}"}
+        _submit(c, tenant, args.tracked, "tracked-")
+        _, placed = _place_all(live, args.tracked)
+        if placed < args.tracked:
+            raise SystemExit(f"only {placed} of {args.tracked} tracked jobs placed")
+        rows = []
+        scraper = Scraper(f"{url}/metrics")
+        for r in range(args.rounds):
+            for scraping in (False, True):
+                batch = _submit(c, tenant, args.batch, f"r{r}{'s' if scraping else 'n'}-")
+                if scraping:
+                    scraper.on()
+                    time.sleep(1.5)  # scraping is under way before the timing starts
+                seconds, n = _place_all(live, args.batch)
+                if scraping:
+                    scraper.off()
+                rows.append({"round": r, "scraping": scraping, "placed": n, "seconds": seconds,
+                             "placements_per_s": n / seconds})
+                _finish(c, agents, batch)  # back to exactly --tracked jobs holding GPUs for the next phase
+        scraper.close()
+    server.should_exit = True
+    base = statistics.median(x["placements_per_s"] for x in rows if not x["scraping"])
+    scraped = statistics.median(x["placements_per_s"] for x in rows if x["scraping"])
+    slowdown = 1.0 - scraped / base
+    scrapes = scraper.durations_s
+    result = {
+        "tracked_jobs": args.tracked, "batch": args.batch, "rounds": args.rounds,
+        "placements_per_s_no_scrape": base, "placements_per_s_scraping": scraped,
+        "slowdown_pct": 100 * slowdown, "goal_pct": 5.0, "met": slowdown <= 0.05,
+        "scrapes": len(scrapes), "scrape_p50_ms": 1000 * statistics.median(scrapes) if scrapes else None,
+        "scrape_max_ms": 1000 * max(scrapes) if scrapes else None,
+        "series_per_scrape": scraper.series, "bytes_per_scrape": scraper.bytes,
+        "phases": rows, "store": args.db.split(":")[0] if args.db else "sqlite",
+        "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
+    }
+    print(f"{'round':>5} {'scraping':>8} {'placed':>6} {'seconds':>8} {'placements/s':>13}")
+    for x in rows:
+        print(f"{x['round']:>5} {x['scraping']!s:>8} {x['placed']:>6} {x['seconds']:>8.3f} "
+              f"{x['placements_per_s']:>13.1f}")
+    for k in ("tracked_jobs", "placements_per_s_no_scrape", "placements_per_s_scraping", "slowdown_pct", "met",
+              "scrapes", "scrape_p50_ms", "scrape_max_ms", "series_per_scrape", "bytes_per_scrape"):
+        v = result[k]
+        print(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
