@@ -153,6 +153,8 @@ class Catalog:
         self.notes: list[str] = []
         #: targets whose mesh directory could not be listed in the last scan (offline, permissions …)
         self.unreachable: list[str] = []
+        #: what the last :meth:`entries` call found
+        self.last_entries: list[Entry] = []
         self._audited: set[tuple[str, str, str]] = set()
 
     def ckpt_dir(self, checkpoint_id: str) -> str:
@@ -269,7 +271,9 @@ class Catalog:
         """Every checkpoint directory on the targets, oldest first."""
         found = self._scan()
         pending = self._pending() if found else set()
-        return sorted((self._entry(cid, h, pending=cid in pending) for cid, h in found.items()), key=Entry.sort_key)
+        entries = [self._entry(cid, h, pending=cid in pending) for cid, h in found.items()]
+        self.last_entries = sorted(entries, key=Entry.sort_key)
+        return self.last_entries
 
     def entry(self, checkpoint_id: str) -> Entry | None:
         """The checkpoint with this id, or None when no target holds it."""

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from superfactory.mesh.backend import Backend
-from superfactory.mesh.errors import LeaseLostError, StaleFencingTokenError, StorageError
+from superfactory.mesh.errors import MeshError, StaleFencingTokenError, StorageError
 from superfactory.mesh.keyring import KeyProvider
 from superfactory.mesh.ledger import CommitRecord, Lease, LeaseOwner
 
@@ -95,7 +95,7 @@ class SaveCommit:
         except StaleFencingTokenError as exc:
             self.error = self._stale(exc, "at commit")
             return
-        except LeaseLostError as exc:
+        except MeshError as exc:  # LeaseLostError, or a ledger that cannot be read
             self.error = exc
             return
         for name in holders:
@@ -108,7 +108,7 @@ class SaveCommit:
             return
         try:
             self.record = self.keys.commit_save(self.mesh, self.checkpoint_id, self.step, self.fencing_token)
-        except (LeaseLostError, StaleFencingTokenError) as exc:
+        except MeshError as exc:  # lease revoked, token stale, ledger unreadable: the commit did not happen
             self.error = self._stale(exc, "at commit") if isinstance(exc, StaleFencingTokenError) else exc
             self.retract(backends, path)
             return

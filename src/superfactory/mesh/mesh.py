@@ -36,7 +36,6 @@ from superfactory.mesh.errors import (
     InsufficientFragmentsError,
     IntegrityError,
     InvalidRequestError,
-    LeaseLostError,
     QuorumError,
     StaleFencingTokenError,
     StorageError,
@@ -339,8 +338,8 @@ class CheckpointMesh:
                     error=error,
                 )
             )
-        if isinstance(commit.error, StaleFencingTokenError | LeaseLostError):
-            raise commit.error  # a refused commit is never "best effort"
+        if commit.error is not None:
+            raise commit.error  # a refused commit (stale token, lost lease, unreadable ledger) is never "best effort"
         if not committed and not policy.best_effort:
             raise QuorumError(error)
         return receipt
@@ -495,7 +494,7 @@ class CheckpointMesh:
             top = candidates[0].manifest.step
             skipped = [
                 f"{e.checkpoint_id}: {e.state} ({'; '.join(e.problems[:2])})"
-                for e in self.catalog.entries()
+                for e in self.catalog.last_entries
                 if e.state in ("shredded", "damaged") and e.id_step > top
             ]
         for i, entry in enumerate(candidates):
