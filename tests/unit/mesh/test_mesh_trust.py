@@ -16,8 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from conftest import mesh_dict
+from superfactory.cli.ckpt import app
 from superfactory.mesh import (
     CheckpointMesh,
     CheckpointNotFoundError,
@@ -144,7 +147,9 @@ def test_verify_reports_a_forged_copy_and_audits_it(mesh: CheckpointMesh) -> Non
 
 
 # -- rewrap with a target offline, then shred ----------------------------------------------------------------
-def test_rewrap_with_a_target_offline_reports_it_and_shred_never_strands(mesh: CheckpointMesh) -> None:
+def test_rewrap_with_a_target_offline_reports_it_and_shred_never_strands(
+    mesh: CheckpointMesh, tmp_path: Path
+) -> None:
     ids = _save_three(mesh)
     old_key = mesh.list()[0].kek_id
     with _offline(mesh, "t2"):
@@ -154,6 +159,12 @@ def test_rewrap_with_a_target_offline_reports_it_and_shred_never_strands(mesh: C
         with pytest.raises(StrandingError, match="t2"):
             mesh.shred_key(old_key)  # refused: t2 cannot be checked
         assert not any(k.destroyed for k in mesh.keys.keys())  # noqa: SIM118
+        config = tmp_path / "mesh.yaml"  # the same mesh through the CLI: exit 1, every copy listed
+        config.write_text(yaml.safe_dump(mesh_dict()))
+        result = CliRunner().invoke(app, ["rotate-keys", "-c", str(config), "--rewrap"])
+        assert result.exit_code == 1 and result.stderr.count(" on t2") == 3
+        result = CliRunner().invoke(app, ["shred", "-c", str(config), "--key", old_key, "--yes"])
+        assert result.exit_code == 2 and "refusing to destroy" in result.stderr
     shred = mesh.shred_key(old_key)  # t2 is back: its stale copies are rewritten first
     assert shred.unrecoverable == ()
     assert sorted(shred.rewritten_copies) == sorted(f"{cid} on t2" for cid in ids.values())
