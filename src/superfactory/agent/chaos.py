@@ -1,6 +1,7 @@
 """Fault injection into a local fleet (``superfactory chaos …``): every fault is a real one.
 
 * ``kill_job`` — SIGKILL the process group of a job's running incarnation (found in its agent's records).
+* ``hang_job`` — SIGSTOP a job's processes: alive but silent, the agent's hang detection must catch it.
 * ``kill_agent`` — SIGKILL an agent; its jobs keep running and a restarted agent adopts them.
 * ``kill_server`` — SIGKILL the control plane; agents keep their jobs running and queue their reports.
 * ``partition_agent`` — cut an agent off the control plane (its HTTP client refuses to send) while it and its
@@ -24,7 +25,7 @@ from typing import Any
 from superfactory.agent.executor import process_start_ticks
 from superfactory.agent.fleet import SITES, FleetError, LocalFleet
 
-__all__ = ["fail_node", "kill_agent", "kill_job", "kill_server", "partition_agent", "price_shock"]
+__all__ = ["fail_node", "hang_job", "kill_agent", "kill_job", "kill_server", "partition_agent", "price_shock"]
 
 
 def _site(site: str) -> str:
@@ -44,6 +45,17 @@ def kill_job(fleet: LocalFleet, job_id: int | str) -> dict[str, Any]:
                     "fencing_token": rec["fencing_token"]}
     raise FleetError(f"job {job_id} has no running process in the local fleet (superfactory queue shows where "
                      f"it is)")
+
+
+def hang_job(fleet: LocalFleet, job_id: int | str) -> dict[str, Any]:
+    """SIGSTOP the running incarnation of ``job_id``: it stops making progress without exiting (a hang)."""
+    for rec in fleet.job_groups():
+        if str(rec["job_id"]) == str(job_id) and process_start_ticks(rec["pid"]) == rec["start_ticks"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(rec["pgid"], signal.SIGSTOP)
+            return {"job_id": str(job_id), "site": rec["site"], "pid": rec["pid"],
+                    "fencing_token": rec["fencing_token"]}
+    raise FleetError(f"job {job_id} has no running process in the local fleet")
 
 
 def kill_agent(fleet: LocalFleet, site: str) -> int:

@@ -9,7 +9,8 @@ again (resumed step < step at the fault).
 
 Fault kinds: ``job`` (SIGKILL the job), ``agent`` (SIGKILL its agent, restart it 1 s later), ``server`` (SIGKILL
 the control plane, restart it 1 s later), ``heartbeat`` (cut the agent off the control plane past the lost
-timeout, reconnect once the job trains elsewhere), ``node`` (fail the job's node, repair it afterwards).
+timeout, reconnect once the job trains elsewhere), ``node`` (fail the job's node, repair it afterwards),
+``hang`` (SIGSTOP the job: alive, silent; the agent's hang detection kills it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from superfactory.agent.fleet import FleetError, LocalFleet
 
 __all__ = ["DRILL_JOB", "FAULT_KINDS", "DrillResult", "completed_digest", "progress_records", "run_drill", "wait_job"]
 
-FAULT_KINDS = ("job", "agent", "server", "heartbeat", "node")
+FAULT_KINDS = ("job", "agent", "server", "heartbeat", "node", "hang")
 
 #: the drill job: 60 steps (0.1 productive s each at the fleet's default scale), a checkpoint every 10 steps
 DRILL_JOB: dict[str, Any] = {"id": "bitexact", "accelerator": "H100-SXM", "gpus": 8, "work": "6s",
@@ -115,6 +116,8 @@ def run_drill(fleet: LocalFleet, kind: str, spec: dict[str, Any], interval_steps
     t_fault = time.time()
     if kind == "job":
         chaos.kill_job(fleet, job_id)
+    elif kind == "hang":
+        chaos.hang_job(fleet, job_id)
     elif kind == "agent":
         chaos.kill_agent(fleet, site)
         time.sleep(1.0)

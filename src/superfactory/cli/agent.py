@@ -144,6 +144,15 @@ def chaos_kill_job(job: Annotated[int, typer.Argument(min=1)], state_dir: StateO
     _report(chaos.kill_job(_fleet(state_dir), job), json_out, "killed job {job_id} at {site} (pid {pid})")
 
 
+@chaos_app.command("hang-job")
+def chaos_hang_job(job: Annotated[int, typer.Argument(min=1)], state_dir: StateOpt = Path(".superfactory"),
+                   json_out: JsonOpt = False) -> None:
+    """SIGSTOP a job (alive but silent): its agent's hang detection kills and requeues it."""
+    from superfactory.agent import chaos
+
+    _report(chaos.hang_job(_fleet(state_dir), job), json_out, "stopped job {job_id} at {site} (pid {pid})")
+
+
 @chaos_app.command("kill-agent")
 def chaos_kill_agent(factory: str, state_dir: StateOpt = Path(".superfactory"), json_out: JsonOpt = False) -> None:
     """SIGKILL an agent (its jobs keep running; `superfactory up` restarts it and it adopts them)."""

@@ -132,8 +132,8 @@ class ProcessWatch:
     def __init__(self) -> None:
         import threading
 
-        self.seen: dict[int, tuple[str, int] | None] = {}
-        self.first_seen: dict[int, float] = {}
+        self.seen: dict[tuple[int, int], tuple[str, int] | None] = {}
+        self.first_seen: dict[tuple[int, int], float] = {}
         self.max_live: dict[str, int] = {}
         self.tokens: dict[str, list[int]] = {}
         self._stop = threading.Event()
@@ -159,14 +159,18 @@ class ProcessWatch:
                 if not entry.isdigit():
                     continue
                 pid = int(entry)
-                if pid not in self.seen:
+                ticks = process_start_ticks(pid)  # (pid, start time) names a process: pids are reused
+                if ticks is None:
+                    continue
+                key = (pid, ticks)
+                if key not in self.seen:
                     ident = self._identity(pid)
                     # a process between fork and exec still has its parent's environment: decide only once it
                     # has run for a while (or carries a job id)
-                    if ident is not None or time.monotonic() - self.first_seen.setdefault(pid, time.monotonic()) > 3:
-                        self.seen[pid] = ident
-                ident = self.seen.get(pid)
-                if ident is None or process_start_ticks(pid) is None:
+                    if ident is not None or time.monotonic() - self.first_seen.setdefault(key, time.monotonic()) > 3:
+                        self.seen[key] = ident
+                ident = self.seen.get(key)
+                if ident is None:
                     continue
                 live.setdefault(ident[0], set()).add(pid)
                 toks = self.tokens.setdefault(ident[0], [])
@@ -187,7 +191,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from superfactory.agent.fleet import FleetOptions, LocalFleet
 
     opts = FleetOptions(port=free_port(), suspect_after_s=3.0, lost_after_s=15.0, heartbeat_interval_s=0.5,
-                        cycle_s=0.5, hang_s=90.0, stop_grace_s=5.0, tick_s=0.1, seconds_per_step=0.1,
+                        cycle_s=0.5, hang_s=6.0, startup_s=120.0, stop_grace_s=5.0, tick_s=0.1, seconds_per_step=0.1,
                         mesh_fsync=False)
     f = LocalFleet(tmp_path_factory.mktemp("fleet"), opts)
     watch = ProcessWatch()
