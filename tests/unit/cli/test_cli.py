@@ -110,6 +110,10 @@ def test_policy_params_from_the_command_line() -> None:
     rows = {row["policy"]: row for row in json.loads(r.stdout)["policies"]}
     assert rows["gang"]["ettr"] > rows["greedy"]["ettr"]  # hot-swap onto a spare beats requeue
     r = sf("simulate", "llama3-405b", "--policy", "gang", "-p", "bogus=1")
-    assert r.returncode == 2 and "bad parameters" in r.stderr and "bogus" in r.stderr
+    assert r.returncode == 2 and "policy 'gang' has no parameter 'bogus'" in r.stderr and "spare_pool" in r.stderr
+    r = sf("simulate", "llama3-405b", "--policy", "gang", "-p", "spare_pol=1")
+    assert r.returncode == 2 and "did you mean 'spare_pool'" in r.stderr
+    r = sf("simulate", "llama3-405b", "--policy", "gang", "-p", "spare_pool=lots")
+    assert r.returncode == 2 and "spare_pool must be a whole number" in r.stderr and "Traceback" not in r.stderr
     r = sf("simulate", "llama3-405b", "-p", "nokey")
     assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr
