@@ -42,8 +42,23 @@ agent_cli.register(app)
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
+def complete_scenarios(incomplete: str) -> list[str]:
+    """Shell completion: built-in scenario names (the shell completes file paths itself)."""
+    from superfactory.scenario.loader import builtin_names
+
+    return [n for n in builtin_names() if n.startswith(incomplete)]
+
+
+def complete_policies(incomplete: str) -> list[str]:
+    """Shell completion: registered policy names."""
+    from superfactory.policy.registry import available
+
+    return [n for n in available() if n.startswith(incomplete)]
+
+
 ScenarioArg = Annotated[
-    str, typer.Argument(help="built-in scenario name (see `superfactory scenarios`) or a YAML file")
+    str, typer.Argument(help="built-in scenario name (see `superfactory scenarios`) or a YAML file",
+                        autocompletion=complete_scenarios)
 ]
 SEED_MAX = 2**63 - 1  # scenario.seeds.MAX_SEED (not imported: --help stays fast)
 SeedOpt = Annotated[int | None, typer.Option(
@@ -156,7 +171,8 @@ def _policy_params(sc: Any, policy: str | None, params: dict[str, Any] | None) -
 def simulate(
     scenario: ScenarioArg = "default",
     seed: SeedOpt = None,
-    policy: Annotated[str | None, typer.Option(help="placement policy (see `superfactory policies`)")] = None,
+    policy: Annotated[str | None, typer.Option(help="placement policy (see `superfactory policies`)",
+                                               autocompletion=complete_policies)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the summary (and --explain) as one JSON document "
                                            "on stdout")] = False,
     out_dir: Annotated[Path | None, typer.Option("--out", help="write summary, tables and report.html here")] = None,
