@@ -84,6 +84,7 @@ class FleetCache:
     links: tuple[WanLink, ...]
     loaded_unix_s: float
     job_defaults: dict[str, Any] = field(default_factory=dict)  # the imported scenario's ``defaults:``
+    compiled_defaults: Any = None  # ``job_defaults`` validated once (services/jobs.py)
 
 
 @dataclass

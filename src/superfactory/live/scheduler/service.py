@@ -66,21 +66,27 @@ class CallbackClock:
 
 
 class StoreSink:
-    """The loop's EventSink: action outcomes (``Action*``) and shadow decisions into the ``actions`` table."""
+    """The loop's EventSink. Action outcomes are already in the ``actions`` table (the actuator writes them in
+    the transaction that applies them); shadow decisions are buffered here and written by :meth:`flush`, once
+    per scheduler pass."""
 
     def __init__(self, live: Live) -> None:
         self.live = live
+        self.pending: list[dict[str, Any]] = []
 
     def emit(self, event: Event) -> None:
-        if not event.action:
-            return
         kind = event.kind.value if hasattr(event.kind, "value") else str(event.kind)
-        policy = event.action.rsplit(":", 2)[0]
-        with self.live.engine.begin() as conn:
-            conn.execute(t.actions.insert().values(
-                policy=policy, action_id=event.action, kind=kind, job_id=event.job, factory_id=event.factory or None,
-                outcome=kind.removeprefix("Action").lower() if kind.startswith("Action") else "shadow",
-                reason=event.cause, at_unix_s=self.live.clock.unix_s()))
+        if not event.action or kind.startswith("Action"):
+            return
+        self.pending.append({"policy": event.action.rsplit(":", 2)[0], "action_id": event.action, "kind": kind,
+                             "job_id": event.job, "factory_id": event.factory or None, "outcome": "shadow",
+                             "reason": event.cause, "at_unix_s": self.live.clock.unix_s()})
+
+    def flush(self) -> None:
+        if self.pending:
+            rows, self.pending = self.pending, []
+            with self.live.engine.begin() as conn:
+                conn.execute(t.actions.insert(), rows)
 
 
 def build_policy(name: str, params: dict[str, Any]) -> Policy:
@@ -156,13 +162,16 @@ class SchedulerService:
                 self._last_request_unix = now
                 loop.request()
             self.clock.run_due()
+            self.sink.flush()
             return True
 
     def cycle(self) -> Plan:
         """Decide and act once now (tools, tests, the benchmark), whatever the schedule."""
         with self.lock:
             sweep_leases(self.live)
-            return self._ensure_loop().step()
+            plan = self._ensure_loop().step()
+            self.sink.flush()
+            return plan
 
     def run(self, stop: threading.Event, interval_s: float = 0.2) -> None:
         """The scheduler thread: tick until ``stop`` is set; errors are logged, never fatal."""

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from superfactory.live.codec import encode_job
-from superfactory.live.context import Live
+from superfactory.live.context import FleetCache, Live
 from superfactory.live.errors import ApiError, not_found
 from superfactory.live.services.auth import Principal
 from superfactory.live.services.fleet import load_fleet
@@ -43,6 +43,18 @@ def _tenant_priority(live: Live, conn: sa.Connection, tenant_id: str) -> int:
         raise not_found("tenant", tenant_id)
     cache[tenant_id] = (now + TENANT_TTL_S, int(prio))
     return int(prio)
+
+
+def _defaults(fleet: FleetCache) -> SimpleNamespace:
+    """The imported scenario's job defaults, validated once per fleet version (what the compiler reads)."""
+    if fleet.compiled_defaults is None:
+        fleet.compiled_defaults = SimpleNamespace(defaults=JobDefaults.model_validate(fleet.job_defaults))
+    return fleet.compiled_defaults
+
+
+#: one statement object per shape: compiled once, executed with parameters (no per-request SQL building)
+_INSERT_JOB = t.jobs.insert().returning(*t.jobs.c)
+_INSERT_EVENT = t.job_events.insert()
 
 
 def _owner(p: Principal, tenant: str | None) -> str:
@@ -73,8 +85,7 @@ def submit(live: Live, p: Principal, spec: JobSpec, idempotency_key: str | None,
         raise ApiError(409, "no_fleet", "the control plane has no factories yet: an admin runs "
                        "`superfactory fleet import default` (or POST /v1/fleet/import)")
     errors: list[tuple[Any, str]] = []
-    job = compile_job(spec, SimpleNamespace(defaults=JobDefaults.model_validate(fleet.job_defaults)),  # type: ignore[arg-type]
-                      ("job",), list(fleet.factories), errors)
+    job = compile_job(spec, _defaults(fleet), ("job",), list(fleet.factories), errors)  # type: ignore[arg-type]
     if errors or job is None:
         found = _by_key(live, tenant_id, idempotency_key, digest) if idempotency_key is not None else None
         if found is not None:  # a repeat of a job accepted before the fleet changed
@@ -85,13 +96,16 @@ def submit(live: Live, p: Principal, spec: JobSpec, idempotency_key: str | None,
     try:
         with live.engine.begin() as conn:
             prio = spec.priority + _tenant_priority(live, conn, tenant_id)
-            row = conn.execute(t.jobs.insert().values(
-                tenant_id=tenant_id, name=spec.id, idempotency_key=idempotency_key, request_sha256=digest,
-                spec={"request": spec.model_dump(mode="json"), "job": encode_job(job)},
-                accelerator=job.accelerator, gpus=job.gpus, priority=prio, state="pending", nodes=[], last_nodes=[],
-                submit_s=now_s, waiting_since_s=now_s, submitted_at_unix_s=now_unix, updated_at_unix_s=now_unix,
-            ).returning(*t.jobs.c)).one()
-            add_event(conn, row.id, now_unix, "submitted", {"tenant": tenant_id, "gpus": job.gpus})
+            row = conn.execute(_INSERT_JOB, {
+                "tenant_id": tenant_id, "name": spec.id, "idempotency_key": idempotency_key,
+                "request_sha256": digest, "spec": {"request": spec.model_dump(mode="json"), "job": encode_job(job)},
+                "accelerator": job.accelerator, "gpus": job.gpus, "priority": prio, "state": "pending", "nodes": [],
+                "last_nodes": [], "submit_s": now_s, "waiting_since_s": now_s, "submitted_at_unix_s": now_unix,
+                "updated_at_unix_s": now_unix, "fencing_token": 0, "progress_s": 0.0, "committed_progress_s": 0.0,
+                "interrupted": False, "preempted": False, "attempts": 0, "carbon_spent_tco2": 0.0,
+            }).one()
+            conn.execute(_INSERT_EVENT, {"job_id": row.id, "at_unix_s": now_unix, "kind": "submitted",
+                                         "data": {"tenant": tenant_id, "gpus": job.gpus}})
     except sa.exc.IntegrityError:
         if idempotency_key is None:
             raise

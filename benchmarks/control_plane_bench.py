@@ -1,0 +1,181 @@
+"""Control plane throughput against a real PostgreSQL: submissions/s and placements/s.
+
+For each placement policy (``gang``, ``geo``) on a fresh database: import the built-in ``default`` fleet
+(~97k GPUs, 5 sites), register an agent per factory, then
+
+1. **submit** ``--jobs`` jobs, one per HTTP request, each with an idempotency key and committed durably
+   (PostgreSQL defaults: ``fsync`` and ``synchronous_commit`` on), from ``--clients`` concurrent clients
+   against ``uvicorn`` with ``--workers`` processes; record each request's latency;
+2. **place** them: ``POST /v1/scheduler/cycle`` until a cycle places nothing more; placements/s = jobs
+   assigned / wall time of those cycles (snapshot from the store, the policy's decision, the actuator's checked
+   writes with fencing tokens, all in one transaction per cycle).
+
+Prints a table and ``submissions_per_s=``, ``placements_per_s_gang=``, ``placements_per_s_geo=``,
+``placements_per_s=`` (the lower of the two), ``p50_ms=``, ``p99_ms=``; writes ``results/control_plane.json``.
+Client and server share the machine's cores, as the issue asks (2 cores here).
+
+    python benchmarks/control_plane_bench.py [--jobs 2000] [--clients 32] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from superfactory.live.context import Live, ManualClock, ensure_epoch
+from superfactory.live.services.auth import bootstrap_admin
+from superfactory.live.services.fleet import import_scenario, mint_agent_token
+from superfactory.live.services.tenants import create_tenant
+from superfactory.live.store.db import open_store
+from superfactory.live.store.pgtemp import TempPostgres, free_port
+
+RESULTS = Path(__file__).resolve().parent / "results" / "control_plane.json"
+SIZES = {"GB200": (72, 144, 288), "H100-SXM": (8, 16, 32, 64)}
+
+
+def prepare(url: str) -> tuple[str, str, list[str]]:
+    """Import ``default``; returns (admin token, tenant token, agent tokens)."""
+    engine = open_store(url)
+    clock = ManualClock(epoch_unix_s=time.time())
+    ensure_epoch(engine, clock.unix_s())
+    live = Live(engine, clock)
+    admin = bootstrap_admin(engine, clock.unix_s())
+    assert admin is not None
+    res = import_scenario(live, "default")
+    tenant = create_tenant(live, "bench", 0, {})["token"]
+    agents = [mint_agent_token(live, f) for f in res["factories"]]
+    engine.dispose()
+    return admin, tenant, agents
+
+
+def jobs(n: int, seed: int) -> list[dict[str, object]]:
+    """A mix that fits the default fleet at once (~60 % of its GPUs)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        acc = "GB200" if rng.random() < 0.6 else "H100-SXM"
+        gpus = int(rng.choice(SIZES[acc]))
+        out.append({"id": f"b{i}", "accelerator": acc, "gpus": gpus, "work": "2d", "tp_size": 8})
+    return out
+
+
+async def submit_all(url: str, token: str, specs: list[dict[str, object]], clients: int) -> tuple[float, list[float]]:
+    lat: list[float] = []
+    queue = list(enumerate(specs))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits,
+                                 timeout=60) as c:
+        async def worker() -> None:
+            while queue:
+                i, spec = queue.pop()
+                t0 = time.perf_counter()
+                r = await c.post("/v1/jobs", json=spec, headers={"Idempotency-Key": f"bench-{i}"})
+                lat.append(time.perf_counter() - t0)
+                if r.status_code != 201:
+                    raise RuntimeError(f"submit {i}: HTTP {r.status_code} {r.text[:300]}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return time.perf_counter() - t0, lat
+
+
+def place_all(url: str, admin: str, agents: list[str], policy: str) -> tuple[int, float, int]:
+    """Cycles until nothing more is placed; returns (placed, seconds in cycles, cycles)."""
+    h = {"Authorization": f"Bearer {admin}"}
+    with httpx.Client(base_url=url, timeout=600) as c:
+        for tok in agents:
+            r = c.post("/v1/agent/register", json={"agent_id": "bench"}, headers={"Authorization": f"Bearer {tok}"})
+            r.raise_for_status()
+        c.put("/v1/policies/active", json={"name": policy}, headers=h).raise_for_status()
+        placed, spent, cycles = 0, 0.0, 0
+        while True:
+            t0 = time.perf_counter()
+            r = c.post("/v1/scheduler/cycle", headers=h)
+            spent += time.perf_counter() - t0
+            r.raise_for_status()
+            cycles += 1
+            n = r.json()["outcomes"].get("applied", 0)
+            placed += n
+            if n == 0 or cycles >= 20:
+                return placed, spent, cycles
+
+
+def serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "SUPERFACTORY_DB": url, "SUPERFACTORY_SCHEDULER": "0",
+           "SUPERFACTORY_SUSPECT_AFTER_S": "3600", "SUPERFACTORY_LOST_AFTER_S": "7200"}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "superfactory.live.api.app:app_from_env", "--factory",
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                             "--log-level", "warning", "--no-access-log"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--policies", default="gang,geo")
+    args = ap.parse_args()
+    rows = []
+    all_lat: list[float] = []
+    sub_n, sub_s = 0, 0.0
+    with TempPostgres() as pg:
+        for k, policy in enumerate(args.policies.split(",")):
+            url = pg.create_database(f"bench_{policy}")
+            admin, tenant, agents = prepare(url)
+            proc, base = serve(url, args.workers)
+            try:
+                wall, lat = asyncio.run(submit_all(base, tenant, jobs(args.jobs, k), args.clients))
+                placed, spent, cycles = place_all(base, admin, agents, policy)
+            finally:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(30)
+            all_lat += lat
+            sub_n += len(lat)
+            sub_s += wall
+            rows.append({"policy": policy, "jobs": len(lat), "submit_s": wall, "submissions_per_s": len(lat) / wall,
+                         "placed": placed, "cycles": cycles, "place_s": spent,
+                         "placements_per_s": placed / spent if spent else 0.0,
+                         "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3)})
+    print(f"{'policy':8} {'jobs':>6} {'submit/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'placed':>7} {'cycles':>6} "
+          f"{'place/s':>8}")
+    for r in rows:
+        print(f"{r['policy']:8} {r['jobs']:>6} {r['submissions_per_s']:>9.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+              f"{r['placed']:>7} {r['cycles']:>6} {r['placements_per_s']:>8.0f}")
+    summary = {
+        "submissions_per_s": sub_n / sub_s,
+        "placements_per_s": min(r["placements_per_s"] for r in rows),
+        **{f"placements_per_s_{r['policy']}": r["placements_per_s"] for r in rows},
+        "p50_ms": float(np.percentile(all_lat, 50) * 1e3), "p99_ms": float(np.percentile(all_lat, 99) * 1e3),
+    }
+    for key, v in summary.items():
+        print(f"{key}={v:.1f}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"summary": summary, "runs": rows, "args": vars(args), "cpus": os.cpu_count(),
+                                   "python": platform.python_version(),
+                                   "load_avg": os.getloadavg()}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
