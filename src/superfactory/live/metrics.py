@@ -103,7 +103,7 @@ class LiveMetrics:
         #: job -> (theoretical FLOP/s, work in productive s, declared checkpoint bytes, GPUs)
         self.jobs: dict[int, tuple[float, float, float, int]] = {}
         self.scrape_s = 0.0
-        self.job_cache: dict[int, tuple[tuple[Any, ...], tuple[str | None, ...]]] = {}
+        self.job_cache: dict[int, tuple[Any, tuple[str | None, ...]]] = {}
         self.job_block: dict[str, list[str]] = {}
         self.signals: tuple[int, dict[str, float], dict[str, float]] | None = None
 
@@ -183,7 +183,7 @@ class LiveMetrics:
                 jq = jq.where(t.jobs.c.tenant_id == scope.tenant)
             states = conn.execute(q).all()
             holding = conn.execute(jq.order_by(t.jobs.c.id)).all()
-            self._load_jobs(conn, sorted({r.id for r in holding if r.id not in self.jobs}
+            self._load_jobs(conn, sorted({r[0] for r in holding if r[0] not in self.jobs}
                                          | {m[2] for m in self.moved if m[2] not in self.jobs}))
         for src, dst, job_id, held_s in self.moved:  # a move's cost: the checkpoint it carried, GPUs held meanwhile
             _, _, ckpt_bytes, gpus = self.jobs[job_id]
@@ -242,32 +242,32 @@ class LiveMetrics:
     def _job_lines(self, holding: list[Any]) -> dict[str, list[str]]:
         """Rendered sample lines of the job-level families, by metric name. A job whose row and measurements
         did not change since the last scrape reuses its lines (most of 1,000 tracked jobs, most seconds)."""
-        cache: dict[int, tuple[tuple[Any, ...], tuple[str | None, ...]]] = {}
-        block: dict[str, list[str]] = {name: [] for name in JOB_FAMILIES}
-        for r in holding:
-            key = (r.name, r.tenant_id, r.factory_id, r.gpus, r.progress_s, r.tokens_per_s, r.attempts,
-                   self.rate.get(r.id), self.checkpoints[r.id])
-            hit = self.job_cache.get(r.id)
+        cache: dict[int, tuple[Any, tuple[str | None, ...]]] = {}
+        block: list[list[str]] = [[] for _ in JOB_FAMILIES]
+        old, rates, checkpoints = self.job_cache, self.rate, self.checkpoints
+        for row in holding:
+            jid, name, tenant, factory, gpus, progress_s, tokens_per_s, attempts = row
+            key = (row, rates.get(jid), checkpoints[jid])
+            hit = old.get(jid)
             if hit is not None and hit[0] == key:
                 lines = hit[1]
             else:
-                flop_per_s, work_s, ckpt_bytes, _ = self.jobs[r.id]
-                rate = self.rate.get(r.id)
-                lbl = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(
-                    ("job_id", "job_name", "tenant", "factory"), (str(r.id), r.name, r.tenant_id, r.factory_id or ""),
-                    strict=True))
+                flop_per_s, work_s, ckpt_bytes, _ = self.jobs[jid]
+                rate, n_ckpt = key[1], key[2]
+                lbl = (f'job_id="{jid}",job_name="{_escape(name)}",tenant="{_escape(tenant)}",'
+                       f'factory="{_escape(factory or "")}"')
                 values: tuple[float | None, ...] = (
-                    r.gpus, min(1.0, r.progress_s / work_s) if work_s > 0 else 1.0,
-                    None if rate is None else rate * flop_per_s, flop_per_s, r.tokens_per_s,
-                    max(0, r.attempts - 1), self.checkpoints[r.id], self.checkpoints[r.id] * ckpt_bytes)
-                lines = tuple(None if v is None else f"superfactory_{name}{{{lbl}}} {_value(v)}\n"
-                              for name, v in zip(JOB_FAMILIES, values, strict=True))
-            cache[r.id] = (key, lines)
-            for name, line in zip(JOB_FAMILIES, lines, strict=True):
+                    gpus, min(1.0, progress_s / work_s) if work_s > 0 else 1.0,
+                    None if rate is None else rate * flop_per_s, flop_per_s, tokens_per_s,
+                    max(0, attempts - 1), n_ckpt, n_ckpt * ckpt_bytes)
+                lines = tuple(None if v is None else f"superfactory_{fam}{{{lbl}}} {_value(v)}\n"
+                              for fam, v in zip(JOB_FAMILIES, values, strict=True))
+            cache[jid] = (key, lines)
+            for i, line in enumerate(lines):
                 if line is not None:
-                    block[name].append(line)
+                    block[i].append(line)
         self.job_cache = cache
-        return {name: lines for name, lines in block.items() if lines}
+        return {fam: lines for fam, lines in zip(JOB_FAMILIES, block, strict=True) if lines}
 
     def _signals(self, now_s: int) -> tuple[dict[str, float], dict[str, float]]:
         """Current prices and carbon intensities, re-read at most every :data:`SIGNALS_TTL_S` (they change hourly
