@@ -30,6 +30,7 @@ from superfactory.sweep.store import ResultStore
 TARGET_TASK_S = 15.0  # a process start costs ~1 s; batches of ~15 s keep that under ~7 %
 MAX_BATCH = 64
 POLL_S = 0.5
+NOTED_FAILURES = 5  # failures printed as they happen; the table has them all
 
 
 @dataclass
@@ -173,8 +174,11 @@ def _drive(runner: Runner, todo: list[Cell], sources: dict[str, ScenarioSource],
                 else:
                     bar.failed += 1
                     failures.append({k: row.get(k) for k in ("cell_id", "scenario", "policy", "seed", "error")})
-                    bar.note(f"sweep: cell {row.get('cell_id')} ({row.get('scenario')}, {row.get('policy')}, "
-                             f"seed {row.get('seed')}) failed: {_short(row.get('error'))}")
+                    if len(failures) <= NOTED_FAILURES:
+                        bar.note(f"sweep: cell {row.get('cell_id')} ({row.get('scenario')}, {row.get('policy')}, "
+                                 f"seed {row.get('seed')}) failed: {_short(row.get('error'))}"
+                                 + (" (further failures: see the table's error column)"
+                                    if len(failures) == NOTED_FAILURES else ""))
             bar.running = sum(len(b) for b in in_flight.values())
             bar.update()
 
