@@ -24,7 +24,7 @@ def _text() -> str:
                     markets={"MISO": {"mean_usd_per_mwh": 25}, "NORDPOOL_SE2": {"mean_usd_per_mwh": 35}})
 
 
-@pytest.mark.parametrize("policy", ["greedy", "geo"])
+@pytest.mark.parametrize("policy", ["greedy", "geo", "gang", "firstfit-blind"])
 def test_budgets_steer_and_refuse(policy: str) -> None:
     res = run_twin(parse_scenario(_text()), policy=policy)
     placed = {(e.job, e.factory) for e in res.events if e.kind in (EventKind.JOB_PLACED, EventKind.JOB_MIGRATED)}

@@ -145,7 +145,7 @@ def _warn(warnings: list[str] | tuple[str, ...]) -> None:
 
 
 def _run(scenario_ref: str, seed: int | None, policy: str | None, progress: bool,
-         params: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+         params: dict[str, Any] | None = None, shadow: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
     from superfactory.cli.progress import LazyProgress
     from superfactory.observe.summary import summarize
     from superfactory.scenario.loader import load_scenario
@@ -154,7 +154,7 @@ def _run(scenario_ref: str, seed: int | None, policy: str | None, progress: bool
     sc = load_scenario(scenario_ref, seed=seed)
     params = _policy_params(sc, policy, params)
     with quiet_stdout(), LazyProgress(f"simulating {sc.name}", enabled=progress) as bar:
-        result = run_twin(sc, policy=policy, policy_params=params, on_progress=bar)
+        result = run_twin(sc, policy=policy, policy_params=params, on_progress=bar, shadow=shadow)
     return result, summarize(result)
 
 
@@ -182,6 +182,9 @@ def simulate(
     metrics_out: Annotated[Path | None, typer.Option(
         "--metrics-out", help="write the run's metrics as OpenMetrics text with timestamps (for promtool "
         "tsdb create-blocks-from openmetrics; see docs/metrics.md)")] = None,
+    shadow: Annotated[list[str] | None, typer.Option(
+        "--shadow", help="also run POLICY in shadow: it decides on the same snapshots, its plans are recorded and "
+        "scored against the acting policy's (summary 'shadow'), never applied; repeatable")] = None,
     metrics_step: Annotated[int, typer.Option(help="--metrics-out sample interval, simulated s")] = 60,
     metrics_start: Annotated[str | None, typer.Option(
         help="--metrics-out wall time of t=0: ISO date/time (default 2023-08-01T00:00:00Z) or 'now' (run ends now)")
@@ -193,7 +196,7 @@ def simulate(
         from superfactory.observe.openmetrics import check_metrics_flags
 
         check_metrics_flags(metrics_out, metrics_step, metrics_start)
-    result, summary = _run(scenario, seed, policy, progress and not json_out, _params(param))
+    result, summary = _run(scenario, seed, policy, progress and not json_out, _params(param), tuple(shadow or ()))
     if metrics_out is not None:
         from superfactory.observe.openmetrics import parse_start, write_twin_metrics
 

@@ -12,7 +12,11 @@ Meaning of ``value`` per kind (the contract metrics fold over): ``JobSubmitted``
 ``JobRunning``/``JobCompleted``/``CheckpointCommitted``: productive progress, s; ``JobInterrupted``: work lost,
 s; ``JobMigrated``: transfer time, s; ``FactoryLost``/``LinkPartitioned``: duration, s; ``PriceChanged``:
 USD/MWh; ``ReplicasScaled``: new replica count; ``WeightSyncStarted``: transfer time, s; ``LinkProbed``:
-measured fraction of nominal bandwidth (``node`` = NVLink domain); ``ShadowAction``: GPUs (Place/Migrate) or 0.
+measured fraction of nominal bandwidth (``node`` = NVLink domain); ``ShadowAction``: nodes (Place/Migrate) or 0;
+``JobProgress``: productive progress, s. ``Metered``: ``cause`` names the quantity, ``value`` is the amount and
+``time_s``/``node`` the period's start and length (s): per factory and accounting hour ``facility_mwh``,
+``it_mwh``, ``usd``, ``tco2``, ``busy_gpu_s``, ``gpu_s`` (capacity); per job ``recovery_s`` (detection and
+restart time, at the instant it is spent).
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class EventKind(StrEnum):
     ACTION_TIMED_OUT = "ActionTimedOut"
     SHADOW_ACTION = "ShadowAction"  # an action a shadow policy decided (recorded, never applied)
     LINK_PROBED = "LinkProbed"  # an all-reduce probe measured an NVLink domain below nominal (value = ratio)
+    METERED = "Metered"  # a metered quantity over a period: cause = quantity, value = amount, node = period s
+    JOB_PROGRESS = "JobProgress"  # telemetry: a job's productive progress, s (at the end of a run)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,4 +34,4 @@ def route_bandwidth_gbps(links: Iterable[WanLink], a: str, b: str) -> float:
 
 def transfer_s(links: Iterable[WanLink], a: str, b: str, size_bytes: float) -> int:
     """Whole seconds to move ``size_bytes`` from factory ``a`` to ``b`` over ``links``."""
-    return int(math.ceil(size_bytes * 8 / (route_bandwidth_gbps(links, a, b) * 1e9)))
+    return math.ceil(size_bytes * 8 / (route_bandwidth_gbps(links, a, b) * 1e9))

@@ -48,6 +48,11 @@ def summary_table(summary: dict[str, Any]) -> Table:
         t.add_row("top causes", top)
     if summary.get("signal_sources"):
         t.add_row("price / carbon series", sources_line(summary))  # real or synthetic (observe/tco.py)
+    for name, sh in summary.get("shadow", {}).items():  # acting vs shadow (simulate --shadow)
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(sh["by_kind"].items())) or "none"
+        t.add_row(f"shadow {name} ({sh['role']})",
+                  f"{sh['actions']:,} actions ({kinds}) vs {sh['acting_actions']:,} acting; "
+                  f"agreement {sh['agreement']:.1%} over {sh['decisions']:,} decisions")
     return t
 
 

@@ -11,17 +11,24 @@ Definitions (all over the simulated window):
   ``carbon_tco2``: energy x hourly grid intensity.
 - ``gpu_hours_lost_to_failures``: GPUs x (work lost + detection + restart time) over interruptions.
 - ``training_throughput``: productive GPU-hours; ``usd_per_productive_gpu_hour``: power cost / that.
+- ``shadow`` (only with shadow policies): per shadow policy its decisions, actions by kind, the actions the
+  acting policy also took (``agreed``) and ``agreement`` = agreed / actions (``--shadow`` in the CLI).
+- Every metric above is a fold over the run's domain events (:func:`superfactory.observe.fold.fold_metrics`), so a
+  summary recomputed from a reloaded ``events.parquet`` (:func:`summary_from_events`) equals this one.
 - ``capital_cost_usd``, ``total_cost_usd``, ``total_usd_per_productive_gpu_hour`` / ``_pflop_hour``,
   ``cost_by_factory``, ``signal_sources`` ...: the run's total cost of ownership (:mod:`.tco`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from superfactory.domain.events import EventKind
-from superfactory.domain.units import DAY_S, HOUR_S
+from superfactory.domain.events import Event
+from superfactory.domain.units import DAY_S
+from superfactory.observe.fold import fold_metrics
 from superfactory.observe.tco import cost_summary
+from superfactory.scenario.model import Scenario
 from superfactory.sim.jobstate import JobRuntime
 from superfactory.sim.twin import TwinResult
 
@@ -42,20 +49,7 @@ def summarize(result: TwinResult) -> dict[str, Any]:
     """The summary dict of a run (keys documented in the module docstring and README)."""
     sc = result.scenario
     end = sc.duration_s
-    productive_gpu_s = sum(j.progress_s * j.job.gpus for j in result.jobs)
-    wall_gpu_s = sum(job_wall_s(j, end) * j.job.gpus for j in result.jobs)
-    by_cause: dict[str, int] = {}
-    for j in result.jobs:
-        for cause, n in j.interruptions_by_cause.items():
-            by_cause[cause] = by_cause.get(cause, 0) + n
-    energy = sum(h.facility_energy_mwh for h in result.hours)
-    cost = sum(h.cost_usd for h in result.hours)
-    carbon = sum(h.carbon_t for h in result.hours)
-    busy = sum(result.factory_busy_gpu_s.values())
-    total = sum(result.factory_gpu_s.values())
-    lost_gpu_s = sum((j.lost_work_s + j.recovery_s) * j.job.gpus for j in result.jobs)
-    productive_gpu_h = productive_gpu_s / HOUR_S
-    migrations = sum(1 for e in result.events if e.kind is EventKind.JOB_MIGRATED)
+    folded = fold_metrics(result.events, sc.jobs, end)  # every metric from the events (observe/fold.py)
     wall = max(result.wall_seconds, 1e-9)
     # inference_* keys (slo_attainment, idle_share, ...) only when the scenario serves inference: see
     # sim/inference.py for their definitions
@@ -70,23 +64,7 @@ def summarize(result: TwinResult) -> dict[str, Any]:
         "simulated_days": end / DAY_S,
         "factories": len(sc.factories),
         "gpus": sum(f.gpus for f in sc.factories),
-        "jobs": len(result.jobs),
-        "jobs_completed": sum(1 for j in result.jobs if j.completed_s >= 0),
-        "interruptions": sum(j.interruptions for j in result.jobs),
-        "planned_interruptions": sum(j.planned_stops for j in result.jobs),
-        "interruptions_by_cause": dict(sorted(by_cause.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "node_failures": sum(1 for e in result.events if e.kind is EventKind.NODE_FAILED),
-        "preemptions": sum(j.preemptions for j in result.jobs),
-        "migrations": migrations,
-        "ettr": productive_gpu_s / wall_gpu_s if wall_gpu_s else 0.0,
-        "gpu_utilization": busy / total if total else 0.0,
-        "energy_mwh": energy,
-        "power_cost_usd": cost,
-        "carbon_tco2": carbon,
-        "training_throughput": productive_gpu_h,
-        "usd_per_productive_gpu_hour": cost / productive_gpu_h if productive_gpu_h else 0.0,
-        "gpu_hours_lost_to_failures": lost_gpu_s / HOUR_S,
-        "checkpoints": sum(j.checkpoints for j in result.jobs),
+        **folded,
         "decisions": result.decisions,
         "events": len(result.events),
         "kernel_events": result.kernel_events,
@@ -94,5 +72,20 @@ def summarize(result: TwinResult) -> dict[str, Any]:
         "events_per_second": result.kernel_events / wall,
         "simulated_seconds_per_wall_second": end / wall,
         **inference,
+        **({"shadow": shadow_summary(result)} if result.shadow else {}),
         **cost_summary(result),  # capital, total $ per productive GPU-h / PFLOP-h by factory (observe/tco.py)
     }
+
+
+def shadow_summary(result: TwinResult) -> dict[str, dict[str, Any]]:
+    """Per shadow policy: decisions, actions (by kind), how many the acting policy also took, agreement."""
+    return {name: {"role": st.role, "decisions": st.decisions, "actions": st.actions, "agreed": st.agreed,
+                   "acting_actions": st.acting_actions, "agreement": st.agreement, "by_kind": dict(st.by_kind),
+                   "waiting_sum": st.waiting}
+            for name, st in result.shadow.items()}
+
+
+def summary_from_events(events: Sequence[Event], scenario: Scenario) -> dict[str, Any]:
+    """The event-derived part of a run's summary (:data:`~superfactory.observe.fold.FOLDED_KEYS`), e.g. from a
+    reloaded ``events.parquet`` (:func:`superfactory.observe.tables.read_events`) and the run's scenario."""
+    return fold_metrics(events, scenario.jobs, scenario.duration_s)

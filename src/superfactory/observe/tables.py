@@ -11,22 +11,45 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from superfactory.domain.events import EVENT_SCHEMA_VERSION, Event, EventKind
 from superfactory.observe.summary import job_ettr, job_wall_s
 from superfactory.observe.tco import cost_rows
 from superfactory.sim.twin import TwinResult
 
 
 def events_table(result: TwinResult) -> pa.Table:
+    """The run's domain events, one row each, in order; the schema version is in the table's metadata
+    (``superfactory.event_schema``). This table is the record a run can be re-reported from
+    (:func:`read_events`, :func:`superfactory.observe.summary.summary_from_events`)."""
     ev = result.events
-    return pa.table({
+    table = pa.table({
         "time_s": pa.array([e.time_s for e in ev], pa.int64()),
         "kind": pa.array([e.kind.value for e in ev], pa.string()).dictionary_encode(),
         "job": pa.array([e.job for e in ev], pa.string()),
         "factory": pa.array([e.factory for e in ev], pa.string()).dictionary_encode(),
-        "node": pa.array([e.node for e in ev], pa.int32()),
+        "node": pa.array([e.node for e in ev], pa.int64()),
         "cause": pa.array([e.cause for e in ev], pa.string()).dictionary_encode(),
         "value": pa.array([e.value for e in ev], pa.float64()),
+        "action": pa.array([e.action for e in ev], pa.string()),
     })
+    return table.replace_schema_metadata({b"superfactory.event_schema": str(EVENT_SCHEMA_VERSION).encode()})
+
+
+def read_events(path: Path) -> list[Event]:
+    """Load an ``events.parquet`` written by :func:`write_tables` back into domain events.
+
+    Raises:
+        ValueError: the file was written with another event schema version.
+    """
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    version = int(meta.get(b"superfactory.event_schema", b"1"))
+    if version != EVENT_SCHEMA_VERSION:
+        raise ValueError(f"{path}: event schema {version}, this version reads {EVENT_SCHEMA_VERSION}")
+    cols = {name: table.column(name).to_pylist() for name in table.column_names}
+    return [Event(t, EventKind(k), j, f, n, c, v, a) for t, k, j, f, n, c, v, a in zip(
+        cols["time_s"], cols["kind"], cols["job"], cols["factory"], cols["node"], cols["cause"], cols["value"],
+        cols["action"], strict=True)]
 
 
 def jobs_table(result: TwinResult) -> pa.Table:

@@ -11,13 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, JobView, Place, Plan
-from superfactory.policy.feasibility import (
-    added_it_power_w,
-    carbon_budget_refusal,
-    power_refusal,
-    sovereignty_refusal,
-    static_refusal,
-)
+from superfactory.policy.feasibility import evaluate
 from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
 from superfactory.policy.registry import PolicyBase, register
 
@@ -76,23 +70,14 @@ class _FirstFitPlanner(PolicyBase, ABC):
             placed = False
             for i in self.candidates(snapshot, view):
                 f, st = snapshot.factories[i], snapshot.states[i]
-                refusal = static_refusal(job, f, st)
-                if refusal is not None:
-                    reasons[i] = refusal
-                    rule = sovereignty_refusal(job, f)
-                    if rule is not None and f.gpus_of(job.accelerator) >= job.gpus:
-                        refusals.append((job.id, f.id, f"sovereignty: {rule}"))
+                check = evaluate(view, f, st, it_power[i])
+                if not check.ok:
+                    reasons[i] = check.reason
+                    audit = check.audit(job.id, f.id)
+                    if audit is not None:
+                        refusals.append(audit)
                     continue
-                rule = carbon_budget_refusal(job, view.carbon_spent_tco2, view.progress_s, f, st.carbon_g_per_kwh)
-                if rule is not None:
-                    reasons[i] = rule
-                    refusals.append((job.id, f.id, rule))
-                    continue
-                extra_w = added_it_power_w(f, job.accelerator, nodes_needed(f, job.accelerator, job.gpus))
-                refusal = power_refusal(f, it_power[i], extra_w)
-                if refusal is not None:
-                    reasons[i] = refusal
-                    continue
+                extra_w = check.extra_it_w
                 if i not in status:
                     status[i] = np.frombuffer(st.node_status, dtype=np.uint8).copy()
                 key = (i, job.accelerator)

@@ -1,15 +1,91 @@
-"""Hard filters every placement policy applies: accelerator, sovereignty, factory up, power and cooling.
+"""The feasibility pipeline every placement policy runs: filters, in order, then the policy's own scoring.
 
-Each check returns ``None`` when the factory passes, or a short reason a user can read. Sovereignty is a hard
-rule: a job whose data classes are not all in a factory's clearances never runs there.
+:func:`evaluate` checks one (job, factory) pair and returns a :class:`Feasibility`:
+
+1. **accelerator and size** -> ``infeasible`` (the factory can never hold the job);
+2. **sovereignty** -> ``refused`` (a hard rule: a job whose data classes are not all in the factory's
+   clearances never runs there), audited;
+3. **carbon budget** -> ``refused`` (finishing there would exceed the job's budget), audited;
+4. **up** -> ``retry_later`` (the factory is down now);
+5. **power cap and cooling headroom** -> ``retry_later`` (with the figures: facility MW vs cap, heat vs
+   cooling).
+
+Every ``refused`` result goes into ``Plan.refusals`` (:meth:`Feasibility.audit`), so each distinct refusal is
+an ``AuditRefusal`` event under every policy that uses the pipeline (``greedy``, ``home-region``,
+``cheapest-static``, ``firstfit-blind``, ``gang``; ``geo`` builds its columns from the same checks). The lower
+level checks return ``None`` when the factory passes, or a short reason a user can read.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 from superfactory.domain.factory import Factory
-from superfactory.domain.fleet import FactoryState
+from superfactory.domain.fleet import FactoryState, JobView
 from superfactory.domain.job import TrainingJob
 from superfactory.policy.nodes import nodes_needed
+
+
+class Verdict(StrEnum):
+    """What a feasibility check concluded."""
+
+    OK = "ok"
+    INFEASIBLE = "infeasible"  # never here (accelerator, size)
+    REFUSED = "refused"  # a hard rule forbids it (sovereignty, carbon budget); audited
+    RETRY_LATER = "retry_later"  # not now (down, power or cooling headroom)
+
+
+@dataclass(frozen=True, slots=True)
+class Feasibility:
+    """Result of :func:`evaluate` for one (job, factory).
+
+    Attributes:
+        verdict: ok, infeasible, refused or retry_later.
+        rule: which filter decided (``""`` when ok): accelerator, sovereignty, carbon, down, power.
+        reason: in words a user can read (``""`` when ok).
+        extra_it_w: IT power the job would add there, W (0 unless the power filter ran).
+    """
+
+    verdict: Verdict
+    rule: str = ""
+    reason: str = ""
+    extra_it_w: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
+    def audit(self, job_id: str, factory_id: str) -> tuple[str, str, str] | None:
+        """The ``Plan.refusals`` entry for a hard-rule refusal, else ``None``."""
+        if self.verdict is not Verdict.REFUSED:
+            return None
+        return (job_id, factory_id, self.reason)
+
+
+def evaluate(view: JobView, factory: Factory, state: FactoryState, it_power_w: float,
+             nodes: int | None = None) -> Feasibility:
+    """Run the pipeline (module docstring) for ``view`` on ``factory`` whose IT load is ``it_power_w`` (the
+    snapshot's, plus what this plan already added). ``nodes``: nodes the job would take (default: the fewest
+    that hold it)."""
+    job = view.job
+    if factory.gpus_of(job.accelerator) < job.gpus:
+        return Feasibility(Verdict.INFEASIBLE, "accelerator",
+                           f"{factory.id} has {factory.gpus_of(job.accelerator)} {job.accelerator} GPUs < {job.gpus}")
+    rule = sovereignty_refusal(job, factory)
+    if rule is not None:
+        return Feasibility(Verdict.REFUSED, "sovereignty", f"sovereignty: {rule}")
+    rule = carbon_budget_refusal(job, view.carbon_spent_tco2, view.progress_s, factory, state.carbon_g_per_kwh)
+    if rule is not None:
+        return Feasibility(Verdict.REFUSED, "carbon", rule)
+    if not state.up:
+        return Feasibility(Verdict.RETRY_LATER, "down", f"{factory.id} is down")
+    n = nodes if nodes is not None else nodes_needed(factory, job.accelerator, job.gpus)
+    extra = added_it_power_w(factory, job.accelerator, n)
+    rule = power_refusal(factory, it_power_w, extra)
+    if rule is not None:
+        return Feasibility(Verdict.RETRY_LATER, "power", rule, extra)
+    return Feasibility(Verdict.OK, extra_it_w=extra)
 
 
 def sovereignty_refusal(job: TrainingJob, factory: Factory) -> str | None:

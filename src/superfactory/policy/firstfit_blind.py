@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from superfactory.domain.fleet import FleetSnapshot, JobView, Place, Plan
-from superfactory.policy.feasibility import added_it_power_w, power_refusal, static_refusal
+from superfactory.policy.feasibility import evaluate
 from superfactory.policy.gang import queue_order
 from superfactory.policy.nodes import first_fit, nodes_needed
 from superfactory.policy.registry import PolicyBase, register
@@ -32,22 +32,23 @@ class FirstFitBlind(PolicyBase):
         it_power = [s.it_power_w for s in snapshot.states]
         actions: list[Place] = []
         waiting: list[tuple[str, str]] = []
+        refusals: list[tuple[str, str, str]] = []
         blocked_by: str | None = None
         for view in queue_order(snapshot.pending):
             if blocked_by is not None:
                 waiting.append((view.job.id, f"queued behind {blocked_by} (strict priority order, no backfill)"))
                 continue
-            placed = self._try(snapshot, view, status, it_power)
+            placed = self._try(snapshot, view, status, it_power, refusals)
             if isinstance(placed, Place):
                 actions.append(placed)
             else:
                 waiting.append((view.job.id, placed))
                 blocked_by = view.job.id
-        return Plan(tuple(actions), tuple(waiting))
+        return Plan(tuple(actions), tuple(waiting), tuple(refusals))
 
     @staticmethod
     def _try(snapshot: FleetSnapshot, view: JobView, status: dict[int, npt.NDArray[np.uint8]],
-             it_power: list[float]) -> Place | str:
+             it_power: list[float], refusals: list[tuple[str, str, str]]) -> Place | str:
         job = view.job
         home = view.last_factory_id or job.home_factory
         order = list(range(len(snapshot.factories)))
@@ -57,13 +58,15 @@ class FirstFitBlind(PolicyBase):
         reasons: list[str] = []
         for i in order:
             f, st = snapshot.factories[i], snapshot.states[i]
-            refusal = static_refusal(job, f, st)
             need = nodes_needed(f, job.accelerator, job.gpus)
-            extra_w = added_it_power_w(f, job.accelerator, need)
-            refusal = refusal or power_refusal(f, it_power[i], extra_w)
-            if refusal is not None:
-                reasons.append(refusal)
+            check = evaluate(view, f, st, it_power[i], need)
+            if not check.ok:
+                reasons.append(check.reason)
+                audit = check.audit(job.id, f.id)
+                if audit is not None:
+                    refusals.append(audit)
                 continue
+            extra_w = check.extra_it_w
             if i not in status:
                 status[i] = np.frombuffer(st.node_status, dtype=np.uint8).copy()
             nodes = first_fit(f, status[i], job.accelerator, job.gpus)

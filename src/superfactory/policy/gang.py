@@ -29,6 +29,7 @@ domain kept for hot swaps when a domain has several nodes, else per leaf group),
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,14 +38,16 @@ import numpy.typing as npt
 from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import NODE_DOWN, NODE_FREE, FleetSnapshot, JobView, Place, Plan, Preempt
 from superfactory.domain.job import TrainingJob
+from superfactory.domain.lifecycle import MOVABLE, JobLifecycle
+from superfactory.domain.outcome import ActionOutcome
 from superfactory.domain.topology import FactoryTopology, topology_of
 from superfactory.models.collective import probe_ratio
-from superfactory.policy.feasibility import added_it_power_w, power_refusal, static_refusal
+from superfactory.policy.feasibility import Verdict, evaluate
 from superfactory.policy.gangfit import GangShape, place_gang, shape_of, units_available
 from superfactory.policy.registry import PolicyBase, register
 
 BoolArray = npt.NDArray[np.bool_]
-RUNNING_STATES = ("running", "checkpointing")
+RUNNING_STATES = MOVABLE
 CLAIM_S = 3600  # how long nodes freed by preemption stay promised to the preemptor
 
 
@@ -118,6 +121,10 @@ class GangScheduler(PolicyBase):
         pending_ids = {v.job.id for v in snapshot.pending}
         for jid in [j for j in self._sticky if j not in pending_ids]:
             del self._sticky[jid]
+        # promises are rebuilt from the snapshot: a victim no longer held, or a preemptor no longer waiting, is done
+        held_ids = {v.job.id for v in snapshot.running}
+        for vid in [v for v, p in self._victim_of.items() if v not in held_ids or p not in pending_ids]:
+            del self._victim_of[vid]
         for jid, (fid, nodes, expires_s) in list(self._claims.items()):
             if jid not in pending_ids or snapshot.now_s >= expires_s:
                 del self._claims[jid]
@@ -128,6 +135,7 @@ class GangScheduler(PolicyBase):
             site.reserved.append((mask, float("inf"), jid))
         actions: list[Place | Preempt] = []
         waiting: list[tuple[str, str]] = []
+        refusals: list[tuple[str, str, str]] = []
         running_by_site: dict[int, list[JobView]] = {}
         for v in snapshot.running:
             if v.factory_id is not None:
@@ -145,7 +153,7 @@ class GangScheduler(PolicyBase):
                     actions.append(swap)
                     self.stats["hot_swaps"] += 1
                     continue
-            placed, reason = self._place(snapshot, sites, view)
+            placed, reason = self._place(snapshot, sites, view, refusals)
             if placed is not None:
                 actions.append(placed)
                 self.stats["placements"] += 1
@@ -160,7 +168,19 @@ class GangScheduler(PolicyBase):
             waiting.append((view.job.id, reason))
             if not self.backfill:
                 head = view.job.id
-        return Plan(tuple(actions), tuple(waiting))
+        return Plan(tuple(actions), tuple(waiting), tuple(refusals))
+
+    def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
+        """A preemption that did not take effect frees its preemptor's promise: the claim and the victim links
+        are dropped, and the preemptor is considered afresh at the next decision (nothing assumed done)."""
+        for o in outcomes:
+            if o.in_force:
+                continue
+            preemptor = self._victim_of.pop(o.job_id, None)
+            if preemptor is not None:
+                self._claims.pop(preemptor, None)
+                for v in [v for v, p in self._victim_of.items() if p == preemptor]:
+                    del self._victim_of[v]
 
     # == per-factory state ===================================================================================
     def _site(self, snapshot: FleetSnapshot, i: int) -> _Site:
@@ -171,7 +191,7 @@ class GangScheduler(PolicyBase):
         spare = np.zeros(f.nodes, dtype=bool)
         if self.spare_pool > 0 and f.nodes:
             spare = self._spares(f, topo, free)
-        link_factor = dict(st.link_factors)
+        link_factor = st.link_factors  # what the probes measured (with their age), never the hidden truth
         bad = {d for d, x in link_factor.items() if x < self.min_bandwidth_ratio}
         return _Site(i, f, topo, status, free.copy(), spare, bad, link_factor, st.it_power_w)
 
@@ -218,23 +238,23 @@ class GangScheduler(PolicyBase):
         s = clusters[0].system
         return shape_of(job, s.gpus_per_node, s.nodes_per_domain)
 
-    def _place(self, snapshot: FleetSnapshot, sites: list[_Site], view: JobView) -> tuple[Place | None, str]:
+    def _place(self, snapshot: FleetSnapshot, sites: list[_Site], view: JobView,
+               refusals: list[tuple[str, str, str]]) -> tuple[Place | None, str]:
         job = view.job
         end_s = snapshot.now_s + expected_run_s(job, view.progress_s)
         reasons: list[str] = []
         for i in self._candidates(snapshot, view):
             site = sites[i]
             f, st = site.factory, snapshot.states[i]
-            refusal = static_refusal(job, f, st)
             shape = self._shape(site, job)
-            if refusal is not None or shape is None:
-                reasons.append(refusal or f"{f.id} has no {job.accelerator}")
+            check = evaluate(view, f, st, site.it_power_w, shape.nodes if shape is not None else None)
+            if not check.ok or shape is None:
+                reasons.append(check.reason or f"{f.id} has no {job.accelerator}")
+                audit = check.audit(job.id, f.id)
+                if audit is not None:
+                    refusals.append(audit)
                 continue
-            extra_w = added_it_power_w(f, job.accelerator, shape.nodes)
-            refusal = power_refusal(f, site.it_power_w, extra_w)
-            if refusal is not None:
-                reasons.append(refusal)
-                continue
+            extra_w = check.extra_it_w
             usable = self._usable(site, job, end_s)
             nodes: tuple[int, ...] | None = None
             for _attempt in range(4):
@@ -282,7 +302,8 @@ class GangScheduler(PolicyBase):
         for i in self._candidates(snapshot, view):
             site = sites[i]
             shape = self._shape(site, job)
-            if shape is None or static_refusal(job, site.factory, snapshot.states[i]) is not None:
+            check = evaluate(view, site.factory, snapshot.states[i], site.it_power_w, shape.nodes if shape else None)
+            if shape is None or check.verdict in (Verdict.INFEASIBLE, Verdict.REFUSED) or check.rule == "down":
                 continue
             running = running_by_site.get(i, [])
             waited_s = snapshot.now_s - view.waiting_since_s if view.waiting_since_s >= 0 else 0
@@ -374,7 +395,7 @@ class GangScheduler(PolicyBase):
         usable &= healthy
         # victims already draining for this gang count as free: never evict twice for one gang
         for v in running:
-            if self._victim_of.get(v.job.id) == job.id and v.state == "draining":
+            if self._victim_of.get(v.job.id) == job.id and v.state is JobLifecycle.DRAINING:
                 usable[list(v.nodes)] = healthy[list(v.nodes)]
         if units_available(site.topo, usable, shape) >= shape.units:
             target = place_gang(site.topo, usable, shape)

@@ -35,6 +35,7 @@ reason (prefixed ``sovereignty:``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,7 @@ from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import NODE_DOWN, NODE_FREE, FleetSnapshot, JobView, Migrate, Place, Plan, Preempt
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.lifecycle import MOVABLE
+from superfactory.domain.outcome import ActionOutcome
 from superfactory.domain.topology import topology_of
 from superfactory.models.wan import route_bandwidth_gbps
 from superfactory.policy import solver as S
@@ -128,8 +130,19 @@ class GeoPolicy(PolicyBase):
         self._last_quick: tuple[object, ...] = ()
         self._last_wait_plan = Plan()
         self._any_pending = True  # until the first decision says otherwise
+        self._gpus: dict[str, int] = {}  # GPUs of jobs whose moves the governor recorded (to cancel them)
         self._sites_of: tuple[Factory, ...] | None = None
         self._site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]] = {}
+
+    def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
+        """Moves recorded at decision time that did not take effect are cancelled in the governor (quota back,
+        rate limit lifted); the next decision sees the job where the snapshot says it is."""
+        for o in outcomes:
+            if not o.in_force:
+                if o.factory_id:
+                    self.governor.cancel_move(o.job_id, o.factory_id, self._gpus.get(o.job_id, 0))
+                self._last_quick = ()  # the cached "nothing changed" answer assumed this action happened
+                self._any_pending = True  # something did not happen: worth looking again
 
     def wants_cycle(self, now_s: int) -> bool:
         """Whether a periodic cycle at ``now_s`` may change anything (asked before a snapshot is built).
@@ -451,6 +464,7 @@ class GeoPolicy(PolicyBase):
                     continue
                 status[c.factory][list(nodes)] = 1
                 self.governor.record_move(job.id, f.id, job.gpus, now)
+                self._gpus[job.id] = job.gpus
                 actions.append(Migrate(job.id, f.id, nodes, "geo: cheaper forecast power"))
                 continue
             if c.factory < 0:
@@ -465,6 +479,7 @@ class GeoPolicy(PolicyBase):
             status[c.factory][list(nodes)] = 1
             if c.migrating or (v.last_factory_id is not None and v.last_factory_id != f.id):
                 self.governor.record_move(job.id, f.id, job.gpus, now)
+                self._gpus[job.id] = job.gpus
             else:
                 self.governor.record_start(job.id, now)
             waiting.pop(job.id, None)

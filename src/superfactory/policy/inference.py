@@ -1,8 +1,12 @@
 """Inference pre-placement: how many replicas of each service to hold where, for the next horizon.
 
-Contract: :meth:`PrePlacer.plan` is a pure function of an :class:`InferenceView` (no I/O, no clock, no
-randomness): the same view gives the same :class:`InferencePlan`. The twin calls it every ``cycle_s``
-(default 15 min) and carries the plan out (reserve or release nodes, preempt training, sync weights).
+Registered as policy ``preplacer`` in role ``inference``: the decision loop runs it every ``cycle_s`` (the
+horizon, default 15 min), before training placement at the same instant. :meth:`PrePlacer.decide` reads a
+:class:`~superfactory.domain.fleet.FleetSnapshot` (free and preemptible nodes from node states and running
+jobs, demand, replicas and weights from ``snapshot.inference``) and returns a plan of ``Allocate`` (the
+service's whole allocation), ``SyncWeights`` and ``Preempt`` actions (victims for replicas free nodes cannot
+hold), plus the forecasts behind it. :meth:`PrePlacer.plan` is the pure core over an :class:`InferenceView`
+(no I/O, no clock, no randomness): the same view gives the same :class:`InferencePlan`.
 
 Steps, per (service, PoP):
 
@@ -26,6 +30,10 @@ Steps, per (service, PoP):
    from the factory with the least spare capacity first.
 6. **Weights**: every factory that gets replicas but lacks the service's weights starts a sync (the twin
    charges ``weights / bandwidth`` and counts a cold start until it completes).
+7. **Preemption** (in :meth:`PrePlacer.decide`): where a factory's free nodes cannot hold the replicas wanted
+   there, preemptible training jobs of the accelerator are preempted (lowest priority, smallest first, then
+   earliest submitted) until enough nodes are on their way (jobs already draining count). Inference wins
+   capacity over training through the same ``Preempt`` action a training policy would use.
 """
 
 from __future__ import annotations
@@ -34,37 +42,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from superfactory.domain.job import InferenceService
+import numpy as np
 
-WEIGHTS_PRESENT = "present"
-WEIGHTS_SYNCING = "syncing"
-WEIGHTS_ABSENT = "absent"
+from superfactory.domain.fleet import NODE_FREE, Allocate, FleetSnapshot, Plan, Preempt, SyncWeights
+from superfactory.domain.inference import WEIGHTS_ABSENT, WEIGHTS_PRESENT, WEIGHTS_SYNCING, PopDemand, ServiceProfile
+from superfactory.domain.lifecycle import MOVABLE, JobLifecycle
+from superfactory.policy.registry import INFERENCE, PolicyBase, register
 
+#: the reason a Preempt of the inference pre-placer carries
+PREEMPT_REASON = "inference capacity"
 
-@dataclass(frozen=True, slots=True)
-class ServiceProfile:
-    """A service plus what its replicas cost and how fast they serve.
-
-    Attributes:
-        service: the declared service.
-        nodes_per_replica: whole nodes one replica takes.
-        mean_service_s: mean prefill time of its request mix on its accelerator, s.
-        p99_service_s: 99th percentile of that prefill time, s.
-    """
-
-    service: InferenceService
-    nodes_per_replica: int
-    mean_service_s: float
-    p99_service_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class PopDemand:
-    """Realised demand of one PoP for one service: one arrival rate per past minute (oldest first), req/s."""
-
-    service_id: str
-    pop: str
-    history_rps: tuple[float, ...]
+__all__ = ["WEIGHTS_ABSENT", "WEIGHTS_PRESENT", "WEIGHTS_SYNCING", "FactoryCapacity", "InferencePlan", "InferenceView",
+           "PopDemand", "PopForecast", "PrePlacer", "ServiceProfile", "holt_peak"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +141,9 @@ def holt_peak(history: tuple[float, ...], horizon_min: int, alpha: float, beta: 
     return max(0.0, level + trend, level + horizon_min * trend)
 
 
-class PrePlacer:
-    """The inference pre-placement policy (see the module docstring).
+@register("preplacer", role=INFERENCE)
+class PrePlacer(PolicyBase):
+    """Inference pre-placement: replicas per service, PoP and factory within a P99 TTFT SLO.
 
     Args:
         headroom: reserve ``forecast x headroom`` (>= 1).
@@ -163,6 +153,8 @@ class PrePlacer:
         alpha, beta: Holt smoothing constants for level and trend.
         window_min: minutes of history the forecast uses.
     """
+
+    event_driven = False  # decides on its horizon only; the world keeps the allocation between cycles
 
     def __init__(self, headroom: float = 1.3, horizon_s: int = 900, hysteresis: float = 0.1,
                  queue_margin: float = 0.2, alpha: float = 0.3, beta: float = 0.05, window_min: int = 60) -> None:
@@ -179,10 +171,89 @@ class PrePlacer:
         self.alpha = alpha
         self.beta = beta
         self.window_min = window_min
+        self.cycle_s = horizon_s
 
-    @property
-    def cycle_s(self) -> int:
-        return self.horizon_s
+    # == the loop's entry point ===============================================================================
+    def view_of(self, snapshot: FleetSnapshot) -> InferenceView:
+        """What the pre-placer sees, from a fleet snapshot (which must carry ``inference``)."""
+        inf = snapshot.inference
+        if inf is None:
+            raise ValueError("the pre-placer needs a snapshot with an inference section")
+        accs = {p.service.accelerator for p in inf.services}
+        caps = []
+        for f, st in zip(snapshot.factories, snapshot.states, strict=True):
+            free = dict.fromkeys(accs, 0)
+            pre = dict.fromkeys(accs, 0)
+            if st.up:
+                status = np.frombuffer(st.node_status, dtype=np.uint8)
+                for a in accs:
+                    free[a] = sum(int(np.count_nonzero(status[c.node_offset:c.node_end] == NODE_FREE))
+                                  for c in f.clusters_of(a))
+            for v in snapshot.running:
+                if (v.factory_id == f.id and v.job.preemptible and v.job.accelerator in pre
+                        and v.state in MOVABLE):
+                    pre[v.job.accelerator] += len(v.nodes)
+            caps.append(FactoryCapacity(f.id, st.up, free, pre,
+                                        {p.service.id: inf.weights.get((p.service.id, f.id), WEIGHTS_ABSENT)
+                                         for p in inf.services}))
+        return InferenceView(snapshot.now_s, inf.services, inf.demands, tuple(caps), inf.rtt_ms,
+                             dict(inf.allocation))
+
+    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
+        """Plan replicas, weight syncs and the preemptions that free nodes for them (module docstring)."""
+        del rng  # deterministic
+        inf = snapshot.inference
+        if inf is None:
+            return Plan()
+        view = self.view_of(snapshot)
+        ip = self.plan(view)
+        actions: list[Allocate | SyncWeights | Preempt] = []
+        for prof in inf.services:
+            sid = prof.service.id
+            mine = tuple(sorted((p, f, n) for (s, p, f), n in ip.allocation.items() if s == sid))
+            actions.append(Allocate(sid, mine))
+        actions.extend(SyncWeights(s, f) for s, f in ip.syncs)
+        actions.extend(self._victims(snapshot, view, ip))
+        forecasts = tuple(x for fc in ip.forecasts for x in (
+            (f"{fc.service_id}/{fc.pop}", "rate_rps", fc.rate_rps),
+            (f"{fc.service_id}/{fc.pop}", "erlangs", fc.before_headroom)))
+        waiting = tuple((f"{s}/{p}", why) for s, p, why in ip.unserved)
+        return Plan(tuple(actions), waiting, forecasts=forecasts)
+
+    def _victims(self, snapshot: FleetSnapshot, view: InferenceView, ip: InferencePlan) -> list[Preempt]:
+        """Preempt preemptible training where free nodes cannot hold the replicas wanted (module docstring, 7)."""
+        inf = snapshot.inference
+        assert inf is not None
+        free = {(fc.factory_id, a): n for fc in view.factories for a, n in fc.free_nodes.items()}
+        up = {fc.factory_id: fc.up for fc in view.factories}
+        chosen: set[str] = set()
+        out: list[Preempt] = []
+        for prof in inf.services:
+            sid, acc, npr = prof.service.id, prof.service.accelerator, prof.nodes_per_replica
+            for f in snapshot.factories:
+                want = ip.replicas_at(sid, f.id)
+                have = inf.replicas.get((sid, f.id), 0)
+                if want < have:
+                    free[(f.id, acc)] = free.get((f.id, acc), 0) + (have - want) * npr
+                    continue
+                whole = min(free.get((f.id, acc), 0) // npr, want - have)
+                free[(f.id, acc)] = free.get((f.id, acc), 0) - whole * npr
+                short = want - have - whole
+                if short <= 0 or not up[f.id]:
+                    continue
+                running = [v for v in snapshot.running if v.factory_id == f.id and v.job.accelerator == acc]
+                need = short * npr - sum(len(v.nodes) for v in running
+                                         if v.state is JobLifecycle.DRAINING or v.job.id in chosen)
+                victims = sorted((v for v in running if v.job.preemptible and v.state in MOVABLE
+                                  and v.job.id not in chosen),
+                                 key=lambda v: (v.job.priority, len(v.nodes), v.job.submit_s, v.job.id))
+                for v in victims:
+                    if need <= 0:
+                        break
+                    chosen.add(v.job.id)
+                    out.append(Preempt(v.job.id, PREEMPT_REASON))
+                    need -= len(v.nodes)
+        return out
 
     def forecast_rps(self, history: tuple[float, ...]) -> float:
         """Forecast peak arrival rate over the next horizon from a per-minute history, req/s."""

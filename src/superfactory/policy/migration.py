@@ -63,6 +63,17 @@ class MigrationGovernor:
         self._last_move_s[job_id] = now_s
         self._backoff.pop((job_id, dest), None)
 
+    def cancel_move(self, job_id: str, dest: str, gpus: int) -> None:
+        """A recorded move did not take effect (its action was refused, failed or timed out): give its quota back
+        and let the job move again (its once-per-interval clock restarts from its last real move)."""
+        q = self._arrivals.get(dest)
+        if q:
+            for i in range(len(q) - 1, -1, -1):
+                if q[i][1] == gpus:
+                    del q[i]
+                    break
+        self._last_move_s.pop(job_id, None)
+
     def record_start(self, job_id: str, now_s: int) -> None:
         """A job started (first placement): it counts as a move for the once-per-interval rule."""
         self._last_move_s.setdefault(job_id, now_s)

@@ -93,6 +93,11 @@ class AccountingMixin:
                     r.hour_busy_gpu_s / (gpus * span) if gpus else 0.0, r.hour_busy_gpu_s / span,
                 )
             )
+            row = self.hour_rows[-1]
+            for quantity, value in (("facility_mwh", row.facility_energy_mwh), ("it_mwh", row.it_energy_mwh),
+                                    ("usd", row.cost_usd), ("tco2", row.carbon_t),
+                                    ("busy_gpu_s", r.hour_busy_gpu_s), ("gpu_s", float(gpus * span))):
+                self.emit(Event(start, EventKind.METERED, "", f.id, span, quantity, value))
             r.total_busy_gpu_s += r.hour_busy_gpu_s
             r.total_gpu_s += gpus * span
             r.hour_energy_j = 0.0

@@ -138,7 +138,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         pending = tuple(self._view(jr, now) for jr in self.pending.values())
         running = tuple(self._view(jr, now) for jr in self.holding.values())
         prices, carbon = self._histories(now)
-        return FleetSnapshot(now, self.factories, states, links, pending, running, prices, carbon)
+        inference = self.serving.state() if self.serving is not None else None
+        return FleetSnapshot(now, self.factories, states, links, pending, running, prices, carbon, inference)
 
     def price_at(self, market: str, t_s: int) -> float:
         """The price in force at ``t_s`` (scripted shocks applied); only ever asked for t <= now."""
@@ -286,6 +287,23 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self._drain(jr)
 
     # == job lifecycle =======================================================================================
+    def _meter_recovery(self, jr: JobRuntime, seconds: float) -> None:
+        """Record wall time a job spent recovering (detection, restart) as a ``Metered`` event."""
+        if seconds:
+            self.emit(Event(self.k.now_s(), EventKind.METERED, jr.job.id, self._fid(jr), -1, "recovery_s",
+                            float(seconds)))
+
+    def end_run(self, until_s: int) -> None:
+        """Close the run at ``until_s``: the last accounting hour, and a ``JobProgress`` reading of every job that
+        started and did not finish (telemetry a live plane gets from its agents)."""
+        self.close_hour(until_s)
+        for jr in self.holding.values():
+            jr.accrue_progress(until_s)
+            jr.held_gpu_s += (until_s - jr.held_since_s) * jr.job.gpus
+        for jr in self.jobs:
+            if jr.first_start_s >= 0 and jr.completed_s < 0:
+                self.emit(Event(until_s, EventKind.JOB_PROGRESS, jr.job.id, self._fid(jr), value=jr.progress_s))
+
     def _fid(self, jr: JobRuntime) -> str:
         return self.factories[jr.factory].id if jr.factory >= 0 else ""
 
@@ -303,6 +321,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         now = self.k.now_s()
         if jr.recovering:
             jr.recovery_s += jr.restart_cost_s
+            self._meter_recovery(jr, jr.restart_cost_s)
             jr.recovering = False
         jr.run_since_s = now
         tok = jr.bump(JobState.RUNNING)
@@ -370,6 +389,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         now = self.k.now_s()
         if jr.state is JobState.STARTING and jr.recovering:
             jr.recovery_s += now - (jr.held_since_s)  # partial restart wasted
+            self._meter_recovery(jr, now - jr.held_since_s)
         jr.accrue_progress(now)
         lost = jr.progress_s - jr.committed_s
         jr.lost_work_s += lost
@@ -380,6 +400,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         tok = jr.bump(JobState.DETECTING)
         self.emit(Event(now, EventKind.JOB_INTERRUPTED, jr.job.id, self._fid(jr), node, cause, lost))
         jr.recovery_s += jr.job.recovery.detect_s
+        self._meter_recovery(jr, jr.job.recovery.detect_s)
         self.k.after(jr.job.recovery.detect_s, PRIO_JOB, self._requeue, jr, tok, True)
 
     def _planned_stop(self, jr: JobRuntime, incarnation: int, held_since_s: int) -> None:

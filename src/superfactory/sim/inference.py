@@ -1,11 +1,13 @@
 """The inference layer of the twin: replicas on reserved nodes, per-minute TTFT against the SLO, cold starts.
 
 Wiring (only when a scenario serves a service, see :mod:`superfactory.scenario.demand`):
-- every ``horizon`` (default 15 min, first at t=0 before training is placed) the pure pre-placer
-  (:class:`~superfactory.policy.inference.PrePlacer`) decides replicas per (service, PoP, factory); this layer
-  reserves whole free nodes through :meth:`SimulatedFleet.reserve_nodes` (busy to training policies), and
-  when a factory has too few free nodes it preempts preemptible training jobs (lowest priority, smallest first)
-  and claims the nodes they release (:meth:`SimulatedFleet.set_claim`): inference wins capacity over training.
+- the pre-placer (policy ``preplacer``, role ``inference``, :class:`~superfactory.policy.inference.PrePlacer`)
+  runs in the decision loop every ``horizon`` (default 15 min, first at t=0 before training is placed) on a
+  snapshot whose ``inference`` section this layer builds (:meth:`ServingActuator.state`). Its ``Preempt``
+  actions go to the fleet like any training policy's; its ``Allocate`` and ``SyncWeights`` come here
+  (:meth:`ServingActuator.apply`): this layer reserves whole free nodes through
+  :meth:`SimulatedFleet.reserve_nodes` (busy to training policies) and claims the nodes preempted jobs release
+  (:meth:`SimulatedFleet.set_claim`) for the replicas free nodes could not hold (outcome ``partial``).
 - a new replica serves after ``replica_start`` (loading weights from the factory's storage); when the factory
   lacks the weights it first syncs them over the WAN (``weights / bandwidth``: the best link from a factory
   that has them, or the registry pull bandwidth) and counts a cold start until the sync completes. Replicas
@@ -14,7 +16,8 @@ Wiring (only when a scenario serves a service, see :mod:`superfactory.scenario.d
   factory) with the warm replicas, the PoP demand routed there (PoPs split their requests in proportion to
   their replicas at each warm factory) and a fluid backlog carried across overloaded minutes; it records each
   PoP's P99 TTFT (RTT included) and whether it met the SLO, idle replica-GPU time, and cold-start minutes.
-- a replica with a failed node is released and replaced at the next minute (a new replica, with start time).
+- a replica with a failed node is released and replaced at the next minute (a new replica, with start time)
+  from free nodes, else by a claim; preempting training for it is the pre-placer's call at its next cycle.
 
 Metrics (in :class:`InferenceResult`): ``slo_attainment`` = share of (service, PoP, minute) with P99 <= SLO;
 ``idle_share`` = reserved-but-not-serving GPU time / reserved GPU time (cold replicas count as idle);
@@ -33,7 +36,16 @@ import numpy as np
 
 from superfactory.domain.accelerator import SYSTEMS
 from superfactory.domain.events import Event, EventKind
-from superfactory.domain.fleet import Plan, Preempt
+from superfactory.domain.fleet import Allocate, SyncWeights
+from superfactory.domain.inference import (
+    WEIGHTS_ABSENT,
+    WEIGHTS_PRESENT,
+    WEIGHTS_SYNCING,
+    InferenceState,
+    PopDemand,
+    ServiceProfile,
+)
+from superfactory.domain.outcome import ActionOutcome, OutcomeStatus
 from superfactory.models.serving import (
     PrefillModel,
     WaitTail,
@@ -42,20 +54,8 @@ from superfactory.models.serving import (
     ttft_quantile,
     wait_tail,
 )
-from superfactory.policy.inference import (
-    WEIGHTS_ABSENT,
-    WEIGHTS_PRESENT,
-    WEIGHTS_SYNCING,
-    FactoryCapacity,
-    InferencePlan,
-    InferenceView,
-    PopDemand,
-    PrePlacer,
-    ServiceProfile,
-)
 from superfactory.scenario.demand import InferenceSetup, ServedService
 from superfactory.sim.fleet import SimulatedFleet
-from superfactory.sim.jobstate import JobState
 from superfactory.sim.kernel import PRIO_DECIDE, PRIO_METRICS, Kernel
 
 MINUTE_S = 60
@@ -63,6 +63,8 @@ MINUTE_S = 60
 UNSERVED_MS = 60_000.0
 #: minutes of demand history the policy is given at t=0 (the day profile repeats, so "yesterday" is known)
 WARM_HISTORY_MIN = 60
+#: minutes of realised demand a snapshot shows (the pre-placer's forecast window is 60 by default)
+HISTORY_MIN = 1440
 
 
 @dataclass(slots=True)
@@ -141,8 +143,9 @@ class InferenceResult:
         }
 
 
-class InferenceServing:
-    """Runs the pre-placer and the serving model on the twin's kernel and fleet."""
+class ServingActuator:
+    """The twin's serving layer: carries out the pre-placer's actions, shows the serving state in snapshots and
+    runs the per-minute serving model (the ground truth of TTFT) on the twin's kernel and fleet."""
 
     def __init__(self, kernel: Kernel, fleet: SimulatedFleet, setup: InferenceSetup, duration_s: int,
                  emit: Callable[[Event], None]) -> None:
@@ -150,7 +153,8 @@ class InferenceServing:
         self.fleet = fleet
         self.setup = setup
         self.emit = emit
-        self.planner = PrePlacer(setup.headroom, setup.horizon_s, setup.hysteresis, setup.queue_margin)
+        self._version = 0  # bumped on every change of replicas, weights or allocation (snapshot cache key)
+        self._state_cache: tuple[tuple[int, int], InferenceState] | None = None
         self.svcs: dict[str, _Svc] = {}
         for ss in setup.services:
             svc = ss.service
@@ -185,44 +189,83 @@ class InferenceServing:
 
     # == schedule ============================================================================================
     def start(self) -> None:
-        # before the training policy's first decision (PRIO_DECIDE) so inference takes free nodes first
-        self.k.at(0, PRIO_DECIDE - 2, self._cycle)
+        """Start the per-minute serving model (decisions come from the pre-placer through the loop)."""
         if self.result.minutes > 0:
             self.k.at(MINUTE_S - 1, PRIO_METRICS, self._minute)
 
-    def _cycle(self) -> None:
-        self._apply(self.planner.plan(self._view()))
-        self.k.after(self.planner.cycle_s, PRIO_DECIDE - 2, self._cycle)
-
-    # == policy input/output =================================================================================
-    def _view(self) -> InferenceView:
+    # == FleetView part: the serving state in snapshots =====================================================
+    def state(self) -> InferenceState:
+        """Services, realised demand (the last :data:`HISTORY_MIN` minutes), allocation, weights, replicas."""
         now = self.k.now_s()
-        caps = []
-        for fi, r in enumerate(self.fleet.rt):
-            accs = {sv.served.service.accelerator for sv in self.svcs.values()}
-            free = {a: int(self.fleet.free_nodes_of(fi, a).size) for a in accs}
-            pre = dict.fromkeys(accs, 0)
-            for jr in self.fleet.holding.values():
-                if (jr.factory == fi and jr.job.preemptible and jr.job.accelerator in pre
-                        and jr.state in (JobState.RUNNING, JobState.CHECKPOINTING)):
-                    pre[jr.job.accelerator] += len(jr.nodes)
-            caps.append(FactoryCapacity(r.factory.id, r.up, free, pre,
-                                        {sid: self.weights[(sid, fi)] for sid in self.svcs}))
-        demands = tuple(PopDemand(sid, pop, tuple(h)) for (sid, pop), h in self.history.items())
-        return InferenceView(now, tuple(sv.profile for sv in self.svcs.values()), demands, tuple(caps),
-                             self.setup.rtt_ms, dict(self.allocation))
+        key = (now // MINUTE_S, self._version)
+        if self._state_cache is not None and self._state_cache[0] == key:
+            return self._state_cache[1]
+        fids = [f.id for f in self.fleet.factories]
+        st = InferenceState(
+            tuple(sv.profile for sv in self.svcs.values()),
+            tuple(PopDemand(sid, pop, tuple(h[-HISTORY_MIN:])) for (sid, pop), h in self.history.items()),
+            self.setup.rtt_ms,
+            dict(self.allocation),
+            {(sid, fids[fi]): w for (sid, fi), w in self.weights.items()},
+            {(sid, fids[fi]): len(reps) for (sid, fi), reps in self.replicas.items()},
+        )
+        self._state_cache = (key, st)
+        return st
 
-    def _apply(self, plan: InferencePlan) -> None:
+    # == Actuator part: Allocate and SyncWeights ============================================================
+    def apply(self, actions: list[Allocate | SyncWeights],
+              forecasts: tuple[tuple[str, str, float], ...]) -> list[ActionOutcome]:
+        """Carry out the pre-placer's actions: weight syncs first, then every service's new allocation (release
+        surplus replicas, reserve free nodes for new ones, claim released nodes for the rest). Outcomes:
+        ``applied``, ``partial`` (replicas still waiting for nodes, with how many and where) or ``refused``."""
         now = self.k.now_s()
-        self.allocation = dict(plan.allocation)
-        for fc in plan.forecasts:
-            self.before_headroom[(fc.service_id, fc.pop)] = fc.before_headroom
-            self.forecasts.append((fc.service_id, fc.pop, now, fc.rate_rps))
-        for sid, f_id in plan.syncs:
-            self._start_sync(sid, self.fleet.by_id[f_id])
+        self._version += 1
+        out: list[ActionOutcome] = []
+        for subject, quantity, value in forecasts:
+            sid, _, pop = subject.partition("/")
+            if quantity == "erlangs":
+                self.before_headroom[(sid, pop)] = value
+            elif quantity == "rate_rps":
+                self.forecasts.append((sid, pop, now, value))
+        allocs: list[Allocate] = []
+        for a in actions:
+            if isinstance(a, SyncWeights):
+                fi = self.fleet.by_id.get(a.factory_id)
+                if a.job_id not in self.svcs or fi is None:
+                    out.append(ActionOutcome(a.action_id, OutcomeStatus.REFUSED, a.job_id, a.factory_id,
+                                             "unknown service or factory", now))
+                elif self.weights[(a.job_id, fi)] != WEIGHTS_ABSENT:
+                    out.append(ActionOutcome(a.action_id, OutcomeStatus.REFUSED, a.job_id, a.factory_id,
+                                             f"weights already {self.weights[(a.job_id, fi)]} there", now))
+                else:
+                    self._start_sync(a.job_id, fi)
+                    out.append(ActionOutcome(a.action_id, OutcomeStatus.APPLIED, a.job_id, a.factory_id, "", now))
+            else:
+                allocs.append(a)
+        for a in allocs:
+            if a.job_id not in self.svcs:
+                out.append(ActionOutcome(a.action_id, OutcomeStatus.REFUSED, a.job_id, "", "unknown service", now))
+                continue
+            for k in [k for k in self.allocation if k[0] == a.job_id]:
+                del self.allocation[k]
+            for pop, f_id, n in a.replicas:
+                if n > 0:
+                    self.allocation[(a.job_id, pop, f_id)] = n
         for sid, sv in self.svcs.items():
             for fi, f in enumerate(self.fleet.factories):
-                self._resize(sid, fi, plan.replicas_at(sid, f.id), sv.profile.nodes_per_replica)
+                want = sum(n for (s, _, fx), n in self.allocation.items() if s == sid and fx == f.id)
+                self._resize(sid, fi, want, sv.profile.nodes_per_replica)
+        for a in allocs:
+            if a.job_id not in self.svcs:
+                continue
+            short = [f"{self.claimed[(a.job_id, fi)]} at {f.id}" for fi, f in enumerate(self.fleet.factories)
+                     if self.claimed.get((a.job_id, fi), 0) > 0]
+            if short:
+                out.append(ActionOutcome(a.action_id, OutcomeStatus.PARTIAL, a.job_id, "",
+                                         "replicas waiting for nodes: " + ", ".join(short), now))
+            else:
+                out.append(ActionOutcome(a.action_id, OutcomeStatus.APPLIED, a.job_id, "", "", now))
+        return out
 
     def _start_sync(self, sid: str, fi: int) -> None:
         now = self.k.now_s()
@@ -240,6 +283,7 @@ class InferenceServing:
         self.k.after(seconds, PRIO_DECIDE - 3, self._sync_done, sid, fi)
 
     def _sync_done(self, sid: str, fi: int) -> None:
+        self._version += 1
         self.weights[(sid, fi)] = WEIGHTS_PRESENT
         self.emit(Event(self.k.now_s(), EventKind.WEIGHT_SYNC_COMPLETED, sid, self.fleet.factories[fi].id))
 
@@ -272,8 +316,6 @@ class InferenceServing:
             short = want - len(reps)
         self.fleet.set_claim(fi, acc, max(short, 0) * npr)
         self.claimed[key] = max(short, 0)
-        if short > 0 and self.fleet.rt[fi].up:
-            self._preempt_for(fi, acc, short * npr)
 
     def _adopt(self, sid: str, fi: int, nodes: tuple[int, ...], npr: int) -> None:
         reps = self.replicas.setdefault((sid, fi), [])
@@ -284,28 +326,6 @@ class InferenceServing:
             ready, cold = self._ready_at(sid, fi)
             reps.append(Replica(nodes[i:i + npr], ready, cold))
             self.result.cold_starts += int(cold)
-
-    def _preempt_for(self, fi: int, acc: str, nodes_needed: int) -> None:
-        """Preempt preemptible training jobs at ``fi`` (lowest priority, smallest first) until enough nodes
-        are on their way (jobs already draining count)."""
-        draining = sum(len(jr.nodes) for jr in self.fleet.holding.values()
-                       if jr.factory == fi and jr.state is JobState.DRAINING and jr.job.accelerator == acc)
-        need = nodes_needed - draining
-        if need <= 0:
-            return
-        victims = sorted((jr for jr in self.fleet.holding.values()
-                          if jr.factory == fi and jr.job.preemptible and jr.job.accelerator == acc
-                          and jr.state in (JobState.RUNNING, JobState.CHECKPOINTING)),
-                         key=lambda jr: (jr.job.priority, len(jr.nodes), jr.index))
-        actions = []
-        for jr in victims:
-            if need <= 0:
-                break
-            actions.append(Preempt(jr.job.id, "inference capacity"))
-            need -= len(jr.nodes)
-        if actions:
-            self.result.preemptions += len(actions)
-            self.fleet.apply(Plan(tuple(actions)))
 
     # == per-minute serving model ============================================================================
     def _minute(self) -> None:
@@ -386,7 +406,9 @@ class InferenceServing:
             self._score_forecasts()
 
     def _heal(self) -> None:
-        """Adopt nodes handed over by preempted jobs; replace replicas that lost a node."""
+        """Adopt nodes handed over by preempted jobs; replace replicas that lost a node (from free nodes, else
+        by claiming released ones; preempting for them is the pre-placer's decision at its next cycle)."""
+        self._version += 1
         for (sid, fi), reps in self.replicas.items():
             acc = self.svcs[sid].served.service.accelerator
             npr = self.svcs[sid].profile.nodes_per_replica
@@ -406,7 +428,7 @@ class InferenceServing:
 
     def _score_forecasts(self) -> None:
         """Forecast error: forecast peak rate vs the realised mean rate over each horizon."""
-        h = self.planner.horizon_s // MINUTE_S
+        h = self.setup.horizon_s // MINUTE_S
         for sid, pop, t, rate in self.forecasts:
             start = WARM_HISTORY_MIN + t // MINUTE_S
             real = self.history[(sid, pop)][start:start + h]
@@ -414,3 +436,7 @@ class InferenceServing:
                 err = (rate - float(np.mean(real))) / float(np.mean(real))
                 self.result.forecast_pct_err.append(err)
                 self.result.forecast_abs_pct_err.append(abs(err))
+
+
+#: the wave-1 name of the serving layer
+InferenceServing = ServingActuator

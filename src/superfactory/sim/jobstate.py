@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from superfactory.domain.job import TrainingJob
-from superfactory.domain.lifecycle import HOLDS_NODES as HOLDS_NODES
-from superfactory.domain.lifecycle import JobLifecycle
+from superfactory.domain.lifecycle import HOLDS_NODES, JobLifecycle
+
+__all__ = ["HOLDS_NODES", "JobRuntime", "JobState"]
 
 #: the twin's name for the shared lifecycle enum (:class:`superfactory.domain.lifecycle.JobLifecycle`)
 JobState = JobLifecycle

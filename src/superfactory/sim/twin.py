@@ -18,7 +18,7 @@ import numpy as np
 from superfactory.domain.events import Event, EventKind
 from superfactory.errors import PolicyError
 from superfactory.loop.decision import DecisionLoop, ShadowStats
-from superfactory.policy.registry import Policy, UnknownPolicyError, make_policy
+from superfactory.policy.registry import TRAINING, Policy, UnknownPolicyError, available, make_policy
 from superfactory.scenario.model import Scenario, ScenarioEvent
 from superfactory.sim.factorystate import HourRow
 from superfactory.sim.fleet import SimulatedFleet
@@ -121,6 +121,9 @@ def run_twin(
         scenario.policy_params if policy_name == scenario.policy else {}
     )
     pol = build_policy(policy_name, params)
+    if pol.role != TRAINING:
+        raise PolicyError(f"policy {policy_name!r} places {pol.role}, not training jobs; choose a training policy "
+                          f"({', '.join(available(TRAINING))})")
     # each on its own stream of the scenario's seed tree (a scenario may pin failures.seed)
     fleet_seed, policy_seed = scenario.component_seed("failures"), scenario.component_seed("policy")
     kernel = Kernel()
@@ -138,8 +141,11 @@ def run_twin(
         policies.append(build_policy(INFERENCE_POLICY, {
             "headroom": inf.headroom, "horizon_s": inf.horizon_s, "hysteresis": inf.hysteresis,
             "queue_margin": inf.queue_margin}))
-    loop = DecisionLoop(policies, fleet, fleet, KernelClock(kernel), log, policy_seed,
-                        shadows=tuple(build_policy(n) for n in shadow))
+    try:
+        loop = DecisionLoop(policies, fleet, fleet, KernelClock(kernel), log, policy_seed,
+                            shadows=tuple(build_policy(n) for n in shadow))
+    except ValueError as e:  # a second acting policy of a role, or a shadow with no acting policy of its role
+        raise PolicyError(str(e)) from None
     fleet.request_decision = loop.request
     fleet.periodic = loop.periodic
     for ev in scenario.events:
@@ -151,10 +157,7 @@ def run_twin(
     until = scenario.duration_s
     kernel.run(until, (lambda now: on_progress(now, until)) if on_progress else None,
                fleet.check_invariants if check_invariants else None)
-    fleet.close_hour(until)
-    for jr in fleet.holding.values():
-        jr.accrue_progress(until)
-        jr.held_gpu_s += (until - jr.held_since_s) * jr.job.gpus
+    fleet.end_run(until)
     if on_progress:
         on_progress(until, until)
     if serving is not None:  # preemptions the pre-placer's actions caused, from the record
