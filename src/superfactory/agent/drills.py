@@ -10,7 +10,8 @@ again (resumed step < step at the fault).
 Fault kinds: ``job`` (SIGKILL the job), ``agent`` (SIGKILL its agent, restart it 1 s later), ``server`` (SIGKILL
 the control plane, restart it 1 s later), ``heartbeat`` (cut the agent off the control plane past the lost
 timeout, reconnect once the job trains elsewhere), ``node`` (fail the job's node, repair it afterwards),
-``hang`` (SIGSTOP the job: alive, silent; the agent's hang detection kills it).
+``hang`` (SIGSTOP the job: alive, silent; the agent's hang detection kills it), and the planned ``drain`` of
+its factory (a graceful stop: checkpoint, stop, resume elsewhere; uncordoned afterwards).
 """
 
 from __future__ import annotations
@@ -25,13 +26,20 @@ from typing import Any
 from superfactory.agent import chaos
 from superfactory.agent.fleet import FleetError, LocalFleet
 
-__all__ = ["DRILL_JOB", "FAULT_KINDS", "DrillResult", "completed_digest", "progress_records", "run_drill", "wait_job"]
+__all__ = ["DRILL_JOB", "FAULT_KINDS", "DrillResult", "completed_digest", "long_job", "progress_records", "run_drill",
+           "wait_job"]
 
-FAULT_KINDS = ("job", "agent", "server", "heartbeat", "node", "hang")
+FAULT_KINDS = ("job", "agent", "server", "heartbeat", "node", "hang", "drain")
 
 #: the drill job: 60 steps (0.1 productive s each at the fleet's default scale), a checkpoint every 10 steps
 DRILL_JOB: dict[str, Any] = {"id": "bitexact", "accelerator": "H100-SXM", "gpus": 8, "work": "6s",
                              "checkpoint": {"interval": "1s", "blocking": "0s", "size": "1MB"}}
+
+
+def long_job(lost_after_s: float) -> dict[str, Any]:
+    """The drill job for heartbeat loss: it must still be training when its lease runs out (0.8 × the lost
+    timeout after the cut), so it trains ``lost_after_s + 10`` productive seconds."""
+    return {**DRILL_JOB, "id": "bitexact-long", "work": f"{round(lost_after_s + 10)}s"}
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -50,6 +58,7 @@ class DrillResult:
     sites: list[str] = field(default_factory=list)
     digest: str | None = None
     wall_s: float = 0.0
+    stop_reasons: list[str] = field(default_factory=list)  # why an incarnation stopped itself (lease_expired)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +140,11 @@ def run_drill(fleet: LocalFleet, kind: str, spec: dict[str, Any], interval_steps
         wait_job(fleet, job_id, lambda j: j["state"] == "running" and j["factory_id"] != site, timeout_s,
                  "running at another site")
         chaos.partition_agent(fleet, site, heal=True)
+    elif kind == "drain":
+        fleet.api("POST", f"/v1/factories/{site}/drain")
+        wait_job(fleet, job_id, lambda j: j["state"] == "running" and j["factory_id"] != site, timeout_s,
+                 "running at another site")
+        fleet.api("POST", f"/v1/factories/{site}/uncordon")
     elif kind == "node":
         chaos.fail_node(fleet, site, nodes[0])
         wait_job(fleet, job_id, lambda j: j["state"] == "running" and j["fencing_token"] != job["fencing_token"],
@@ -148,12 +162,19 @@ def run_drill(fleet: LocalFleet, kind: str, spec: dict[str, Any], interval_steps
         lost_steps=max(0, int(at["step"]) - resumed) if resumed is not None else 0,
         tokens=sorted({int(r["fencing_token"]) for r in recs}), sites=sorted({r["site"] for r in recs}),
         digest=completed_digest(fleet, job_id), wall_s=round(time.time() - t0, 3),
+        stop_reasons=[str(r.get("reason")) for r in recs if r["kind"] == "stopping"],
     )
 
 
-def reference_run(fleet: LocalFleet, spec: dict[str, Any], timeout_s: float = 240.0) -> str:
-    """Run ``spec`` without faults and return its final-state digest."""
-    job_id = fleet.submit(spec, key=f"reference-{uuid.uuid4().hex[:8]}")
+def start_reference(fleet: LocalFleet, spec: dict[str, Any]) -> int:
+    """Submit a failure-free run of ``spec`` (it may run beside drills); its job id."""
+    return fleet.submit(spec, key=f"reference-{uuid.uuid4().hex[:8]}")
+
+
+def reference_run(fleet: LocalFleet, spec: dict[str, Any], timeout_s: float = 240.0,
+                  job_id: int | None = None) -> str:
+    """The final-state digest of a failure-free run of ``spec`` (submitted now, or ``job_id`` if given)."""
+    job_id = start_reference(fleet, spec) if job_id is None else job_id
     end = wait_job(fleet, job_id, lambda j: j["state"] in TERMINAL, timeout_s, "the end")
     digest = completed_digest(fleet, job_id)
     if end["state"] != "succeeded" or digest is None:
@@ -161,5 +182,5 @@ def reference_run(fleet: LocalFleet, spec: dict[str, Any], timeout_s: float = 24
     return digest
 
 
-__all__ += ["reference_run"]
+__all__ += ["reference_run", "start_reference"]
 
