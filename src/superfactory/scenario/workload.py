@@ -20,6 +20,7 @@ drawn; a spec that would generate more (a tiny median duration on a big fleet) i
 from __future__ import annotations
 
 import math
+from typing import NoReturn
 
 import numpy as np
 
@@ -63,6 +64,8 @@ def generate_jobs(spec: WorkloadSpec, factories: tuple[Factory, ...], duration_s
         mu = math.log(spec.median_duration)
         mean_dur = _clipped_lognormal_mean(mu, spec.duration_sigma, spec.min_duration, spec.max_duration, rng)
         rate_per_s = spec.load * capacity / (mean_gpus * mean_dur)
+        if rate_per_s * duration_s > MAX_GENERATED_JOBS:  # refuse up front rather than draw 50,000 jobs first
+            _too_large(acc, rate_per_s, duration_s)
         t = 0.0
         backlog_gpus = 0
         n = 0
@@ -86,12 +89,15 @@ def generate_jobs(spec: WorkloadSpec, factories: tuple[Factory, ...], duration_s
                     backlog_gpus += gpus
             n += 1
             if len(jobs) > MAX_GENERATED_JOBS or n > 4 * MAX_GENERATED_JOBS:
-                raise WorkloadTooLarge(
-                    f"the workload would generate more than {MAX_GENERATED_JOBS:,} jobs (the twin's limit: it keeps "
-                    f"one record per job and policies scan the queue at every decision); {acc} alone offers "
-                    f"{rate_per_s * 86400:,.0f} jobs/day for {duration_s / 86400:g} days: raise median_duration, "
-                    "lower load or shorten the run")
+                _too_large(acc, rate_per_s, duration_s)
     return tuple(sorted(jobs, key=lambda j: (j.submit_s, j.id)))
+
+
+def _too_large(acc: str, rate_per_s: float, duration_s: int) -> NoReturn:
+    raise WorkloadTooLarge(
+        f"the workload would generate more than {MAX_GENERATED_JOBS:,} jobs (the twin's limit: it keeps one record "
+        f"per job and policies scan the queue at every decision); {acc} alone offers {rate_per_s * 86400:,.0f} "
+        f"jobs/day for {duration_s / 86400:g} days: raise median_duration, lower load or shorten the run")
 
 
 def _clipped_lognormal_mean(mu: float, sigma: float, lo: float, hi: float, rng: np.random.Generator) -> float:

@@ -117,3 +117,11 @@ def test_facility_energy_never_exceeds_the_caps() -> None:
     r = run_twin(sc)
     assert r.hours and all(h.facility_energy_mwh <= 30e3 / 1e6 + 1e-12 for h in r.hours)
     assert all(h.facility_energy_mwh > 0.029 for h in r.hours)  # billed at the cap, not zero
+
+
+def test_a_workload_too_big_to_simulate_is_refused_up_front(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    text = scenario([factory("a", nodes=64)], [], duration="30d",
+                    workload={"kind": "mixed-training", "sizes": [{"gpus": 8, "weight": 1}],
+                              "median_duration": "1s", "min_duration": "1s"})
+    code, _, err = run("scenario", "validate", _file(tmp_path, text))
+    assert code == 2 and "more than 50,000 jobs" in err and "raise median_duration" in err
