@@ -105,6 +105,9 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[Loc, str]]:
             msg = f"{msg} (got {e.get('input')!r})"
         elif e["type"] == "missing":
             msg = "required field is missing"
+        elif not e["type"].startswith(("value_error", "assertion_error")) and "input" in e:
+            shown = repr(e["input"])
+            msg = f"{msg} (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
         out.append((loc, msg))
     return out
 
