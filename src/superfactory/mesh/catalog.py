@@ -296,7 +296,7 @@ class Catalog:
         if any(e.checkpoint_id == record.checkpoint_id for e in committed):
             return None
         if any(e.manifest.step > record.step for e in committed):
-            return None  # the record lags a commit whose record update was interrupted: not a rollback
+            return None  # a newer authentic checkpoint (committed through another ledger): not a rollback
         newest = f"step {committed[-1].manifest.step}" if committed else "none"
         return (
             f"rollback detected in mesh {self.config.name!r}: the commit record says step {record.step} "
