@@ -70,24 +70,47 @@ def jobs(n: int, seed: int) -> list[dict[str, object]]:
     return out
 
 
-async def submit_all(url: str, token: str, specs: list[dict[str, object]], clients: int) -> tuple[float, list[float]]:
-    lat: list[float] = []
-    queue = list(enumerate(specs))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, limits=limits,
-                                 timeout=60) as c:
-        async def worker() -> None:
-            while queue:
-                i, spec = queue.pop()
-                t0 = time.perf_counter()
-                r = await c.post("/v1/jobs", json=spec, headers={"Idempotency-Key": f"bench-{i}"})
-                lat.append(time.perf_counter() - t0)
-                if r.status_code != 201:
-                    raise RuntimeError(f"submit {i}: HTTP {r.status_code} {r.text[:300]}")
+async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, token: str, path: str,
+                body: bytes, key: str) -> tuple[int, bytes]:
+    """One HTTP/1.1 POST on a kept-alive connection (a minimal client: httpx's own CPU per request would
+    otherwise exceed the server's on a 2-core machine and cap what the benchmark can show)."""
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                 f"Idempotency-Key: {key}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        return time.perf_counter() - t0, lat
+
+async def submit_all(url: str, token: str, specs: list[dict[str, object]], clients: int) -> tuple[float, list[float]]:
+    """Submit every spec, one per request, ``clients`` connections in parallel; returns (wall s, latencies)."""
+    lat: list[float] = []
+    queue = [(i, json.dumps(spec).encode()) for i, spec in enumerate(specs)]
+    host_port = url.removeprefix("http://")
+    host, port = host_port.split(":")
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while queue:
+                i, body = queue.pop()
+                t0 = time.perf_counter()
+                status, text = await _post(reader, writer, host_port, token, "/v1/jobs", body, f"bench-{i}")
+                lat.append(time.perf_counter() - t0)
+                if status != 201:
+                    raise RuntimeError(f"submit {i}: HTTP {status} {text[:300]!r}")
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return time.perf_counter() - t0, lat
 
 
 def place_all(url: str, admin: str, agents: list[str], policy: str) -> tuple[int, float, int]:
@@ -109,6 +132,29 @@ def place_all(url: str, admin: str, agents: list[str], policy: str) -> tuple[int
             placed += n
             if n == 0 or cycles >= 20:
                 return placed, spent, cycles
+
+
+def _tree_cpu_s(root_pid: int) -> float:
+    """CPU seconds (user + system) of ``root_pid`` and its live descendants, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0.0))[1]
+        todo += [c for c, (ppid, _) in stats.items() if ppid == pid]
+    return total
+
+
+def _postmaster_pid(pg: TempPostgres) -> int:
+    return int((pg.data / "postmaster.pid").read_text().split()[0])
 
 
 def serve(url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -146,7 +192,10 @@ def main() -> None:
             admin, tenant, agents = prepare(url)
             proc, base = serve(url, args.workers)
             try:
+                cpu0 = (_tree_cpu_s(proc.pid), _tree_cpu_s(_postmaster_pid(pg)), time.process_time())
                 wall, lat = asyncio.run(submit_all(base, tenant, jobs(args.jobs, k), args.clients))
+                cpu1 = (_tree_cpu_s(proc.pid), _tree_cpu_s(_postmaster_pid(pg)), time.process_time())
+                cpu_ms = [1e3 * (b - a) / len(lat) for a, b in zip(cpu0, cpu1, strict=True)]
                 placed, spent, cycles = place_all(base, admin, agents, policy)
             finally:
                 proc.send_signal(signal.SIGINT)
@@ -155,19 +204,27 @@ def main() -> None:
             sub_n += len(lat)
             sub_s += wall
             rows.append({"policy": policy, "jobs": len(lat), "submit_s": wall, "submissions_per_s": len(lat) / wall,
-                         "placed": placed, "cycles": cycles, "place_s": spent,
+                         "server_cpu_ms_per_submit": cpu_ms[0], "postgres_cpu_ms_per_submit": cpu_ms[1],
+                         "client_cpu_ms_per_submit": cpu_ms[2], "placed": placed, "cycles": cycles, "place_s": spent,
                          "placements_per_s": placed / spent if spent else 0.0,
                          "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3)})
-    print(f"{'policy':8} {'jobs':>6} {'submit/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'placed':>7} {'cycles':>6} "
-          f"{'place/s':>8}")
+    print(f"{'policy':8} {'jobs':>6} {'submit/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cpu ms/submit srv+pg+cli':>25} "
+          f"{'placed':>7} {'cycles':>6} {'place/s':>8}")
     for r in rows:
+        cpu = (f"{r['server_cpu_ms_per_submit']:.2f}+{r['postgres_cpu_ms_per_submit']:.2f}+"
+               f"{r['client_cpu_ms_per_submit']:.2f}")
         print(f"{r['policy']:8} {r['jobs']:>6} {r['submissions_per_s']:>9.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
-              f"{r['placed']:>7} {r['cycles']:>6} {r['placements_per_s']:>8.0f}")
+              f"{cpu:>25} {r['placed']:>7} {r['cycles']:>6} {r['placements_per_s']:>8.0f}")
+    cpu_total = float(np.mean([r["server_cpu_ms_per_submit"] + r["postgres_cpu_ms_per_submit"]
+                               + r["client_cpu_ms_per_submit"] for r in rows]))
     summary = {
         "submissions_per_s": sub_n / sub_s,
         "placements_per_s": min(r["placements_per_s"] for r in rows),
         **{f"placements_per_s_{r['policy']}": r["placements_per_s"] for r in rows},
         "p50_ms": float(np.percentile(all_lat, 50) * 1e3), "p99_ms": float(np.percentile(all_lat, 99) * 1e3),
+        "cpu_ms_per_submit": cpu_total,
+        # what the CPU cost allows on this machine's cores with nothing else running
+        "cpu_bound_submissions_per_s": 1e3 * (os.cpu_count() or 1) / cpu_total,
     }
     for key, v in summary.items():
         print(f"{key}={v:.1f}")

@@ -14,23 +14,25 @@ from superfactory.live.services.auth import Principal, authenticate, require_rol
 bearer = HTTPBearer(auto_error=False, description="`sft_<id>.<secret>`: an admin, tenant or agent token")
 
 
-def get_live(request: Request) -> Live:
+# The dependencies are ``async``: they never block for long (a token is checked against the store only on a
+# cache miss), and a sync dependency would cost a thread-pool hop per request.
+async def get_live(request: Request) -> Live:
     live: Live = request.app.state.live
     return live
 
 
-def get_principal(request: Request,
+async def get_principal(request: Request,
                   creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     header = f"{creds.scheme} {creds.credentials}" if creds is not None else request.headers.get("authorization")
     return authenticate(request.app.state.live.engine, header)
 
 
-def get_admin(p: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def get_admin(p: Annotated[Principal, Depends(get_principal)]) -> Principal:
     require_role(p, "admin")
     return p
 
 
-def get_agent(p: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def get_agent(p: Annotated[Principal, Depends(get_principal)]) -> Principal:
     require_role(p, "agent")
     return p
 

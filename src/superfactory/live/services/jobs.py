@@ -53,7 +53,7 @@ def _defaults(fleet: FleetCache) -> SimpleNamespace:
 
 
 #: one statement object per shape: compiled once, executed with parameters (no per-request SQL building)
-_INSERT_JOB = t.jobs.insert().returning(*t.jobs.c)
+_INSERT_JOB = t.jobs.insert().returning(t.jobs.c.id)
 _INSERT_EVENT = t.job_events.insert()
 
 
@@ -96,16 +96,19 @@ def submit(live: Live, p: Principal, spec: JobSpec, idempotency_key: str | None,
     try:
         with live.engine.begin() as conn:
             prio = spec.priority + _tenant_priority(live, conn, tenant_id)
-            row = conn.execute(_INSERT_JOB, {
+            values = {
                 "tenant_id": tenant_id, "name": spec.id, "idempotency_key": idempotency_key,
                 "request_sha256": digest, "spec": {"request": spec.model_dump(mode="json"), "job": encode_job(job)},
                 "accelerator": job.accelerator, "gpus": job.gpus, "priority": prio, "state": "pending", "nodes": [],
                 "last_nodes": [], "submit_s": now_s, "waiting_since_s": now_s, "submitted_at_unix_s": now_unix,
                 "updated_at_unix_s": now_unix, "fencing_token": 0, "progress_s": 0.0, "committed_progress_s": 0.0,
                 "interrupted": False, "preempted": False, "attempts": 0, "carbon_spent_tco2": 0.0,
-            }).one()
-            conn.execute(_INSERT_EVENT, {"job_id": row.id, "at_unix_s": now_unix, "kind": "submitted",
+            }
+            job_id = conn.execute(_INSERT_JOB, values).scalar_one()
+            conn.execute(_INSERT_EVENT, {"job_id": job_id, "at_unix_s": now_unix, "kind": "submitted",
                                          "data": {"tenant": tenant_id, "gpus": job.gpus}})
+        # the row as stored: every column was given above (nothing is left to a server default)
+        row = SimpleNamespace(**{**{c.name: None for c in t.jobs.c}, **values, "id": job_id})
     except sa.exc.IntegrityError:
         if idempotency_key is None:
             raise

@@ -46,7 +46,9 @@ def make_engine(url: str) -> sa.Engine:
 
         return engine
     if url.startswith("postgresql"):
-        return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        # no pre-ping (a round trip per checkout); connections are recycled instead, and a dropped one fails one
+        # request, which the caller retries (submissions are idempotent)
+        return sa.create_engine(url, pool_size=10, max_overflow=20, pool_recycle=300)
     raise ApiError(400, "unsupported_database", f"database URL {url.split(':', 1)[0]!r} is not supported; "
                    "use sqlite:///path or postgresql://user@host/db")
 
