@@ -39,6 +39,12 @@ def _client(server: str | None, token: str | None) -> Any:
     return Client(server, token)
 
 
+def _call(server: str | None, token: str | None, method: str, path: str, **kw: Any) -> Any:
+    """One request with a client that is closed afterwards."""
+    with _client(server, token) as c:
+        return c.request(method, path, **kw)
+
+
 def serve(
     db: Annotated[str | None, typer.Option(help="store URL: sqlite:///file or postgresql://user@host/db "
                                            "(default: SQLite under --state-dir)")] = None,
@@ -87,7 +93,7 @@ def fleet_import(scenario: Annotated[str, typer.Argument(help="built-in scenario
     """Declare the factories, links, markets and job defaults of a scenario."""
     p = Path(scenario)
     body = {"yaml": p.read_text()} if p.suffix in (".yaml", ".yml") and p.exists() else {"scenario": scenario}
-    res = _client(server, token).post("/v1/fleet/import", json=body)
+    res = _call(server, token, "POST", "/v1/fleet/import", json=body)
     if json_out:
         emit_json(res)
         return
@@ -117,14 +123,14 @@ def submit(job_file: Annotated[Path, typer.Argument(help="YAML: one job like a s
            key: Annotated[str | None, typer.Option("--idempotency-key", help="retry-safe key (default: new)")] = None,
            server: ServerOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
     """Submit jobs; prints each job id. Retried requests reuse the idempotency key (never two jobs)."""
-    c = _client(server, token)
     results = []
     base = key or uuid.uuid4().hex
     jobs = _load_jobs(job_file)
-    for i, j in enumerate(jobs):
-        k = base if len(jobs) == 1 else f"{base}-{i}"
-        params = {"tenant": tenant} if tenant else {}
-        results.append(c.post("/v1/jobs", json=j, params=params, headers={"Idempotency-Key": k}))
+    with _client(server, token) as c:
+        for i, j in enumerate(jobs):
+            k = base if len(jobs) == 1 else f"{base}-{i}"
+            params = {"tenant": tenant} if tenant else {}
+            results.append(c.post("/v1/jobs", json=j, params=params, headers={"Idempotency-Key": k}))
     if json_out:
         emit_json(results if len(results) > 1 else results[0])
         return
@@ -138,17 +144,17 @@ def queue(state: Annotated[str | None, typer.Option(help="pending, held, assigne
           limit: Annotated[int, typer.Option(min=1, max=100_000, help="show at most this many")] = 1000,
           server: ServerOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
     """List jobs (like squeue)."""
-    c = _client(server, token)
     jobs: list[dict[str, Any]] = []
     after = 0
-    while len(jobs) < limit:
-        params: dict[str, Any] = {"after_id": after, "limit": min(1000, limit - len(jobs))}
-        params.update({k: v for k, v in (("state", state), ("factory", factory), ("tenant", tenant)) if v})
-        page = c.get("/v1/jobs", params=params)
-        jobs.extend(page["jobs"])
-        if page["next_after_id"] is None:
-            break
-        after = page["next_after_id"]
+    with _client(server, token) as c:
+        while len(jobs) < limit:
+            params: dict[str, Any] = {"after_id": after, "limit": min(1000, limit - len(jobs))}
+            params.update({k: v for k, v in (("state", state), ("factory", factory), ("tenant", tenant)) if v})
+            page = c.get("/v1/jobs", params=params)
+            jobs.extend(page["jobs"])
+            if page["next_after_id"] is None:
+                break
+            after = page["next_after_id"]
     if json_out:
         emit_json(jobs)
         return
@@ -161,7 +167,7 @@ def queue(state: Annotated[str | None, typer.Option(help="pending, held, assigne
 
 def show(job: JobArg, server: ServerOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
     """A job in full (like `scontrol show job`): state, placement, history, why pending."""
-    j = _client(server, token).get(f"/v1/jobs/{job}")
+    j = _call(server, token, "GET", f"/v1/jobs/{job}")
     if json_out:
         emit_json(j)
         return
@@ -187,7 +193,7 @@ def show(job: JobArg, server: ServerOpt = None, token: TokenOpt = None, json_out
 
 def _verb(name: str, doc: str) -> Any:
     def cmd(job: JobArg, server: ServerOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
-        j = _client(server, token).post(f"/v1/jobs/{job}/{name}")
+        j = _call(server, token, "POST", f"/v1/jobs/{job}/{name}")
         if json_out:
             emit_json(j)
         else:
@@ -199,7 +205,7 @@ def _verb(name: str, doc: str) -> Any:
 
 def factories(server: ServerOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
     """Factories: state, agent lease, free GPUs per accelerator."""
-    fs = _client(server, token).get("/v1/factories")
+    fs = _call(server, token, "GET", "/v1/factories")
     if json_out:
         emit_json(fs)
         return
@@ -213,7 +219,7 @@ def factories(server: ServerOpt = None, token: TokenOpt = None, json_out: JsonOp
 
 def _factory_verb(name: str, doc: str) -> Any:
     def cmd(factory: FactoryArg, server: ServerOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
-        f = _client(server, token).post(f"/v1/factories/{factory}/{name}")
+        f = _call(server, token, "POST", f"/v1/factories/{factory}/{name}")
         if json_out:
             emit_json(f)
         else:
@@ -225,7 +231,7 @@ def _factory_verb(name: str, doc: str) -> Any:
 
 def agent_token(factory: FactoryArg, server: ServerOpt = None, token: TokenOpt = None) -> None:
     """Mint a token for a factory's agent (printed once; the server keeps only its hash)."""
-    print(_client(server, token).post(f"/v1/factories/{factory}/tokens")["token"])
+    print(_call(server, token, "POST", f"/v1/factories/{factory}/tokens")["token"])
 
 
 @tenant_app.command("add")
@@ -240,7 +246,7 @@ def tenant_add(name: Annotated[str, typer.Argument(help="tenant id")],
         if not sep or not n.strip().isdigit():
             raise SuperfactoryError(f"--quota {q!r}: expected ACCELERATOR=GPUS, e.g. --quota H100-SXM=1024")
         quotas[acc.strip()] = int(n)
-    res = _client(server, token).post("/v1/tenants", json={"id": name, "priority": priority, "quotas": quotas})
+    res = _call(server, token, "POST", "/v1/tenants", json={"id": name, "priority": priority, "quotas": quotas})
     if json_out:
         emit_json(res)
     else:
@@ -250,7 +256,7 @@ def tenant_add(name: Annotated[str, typer.Argument(help="tenant id")],
 @tenant_app.command("list")
 def tenant_list(server: ServerOpt = None, token: TokenOpt = None, json_out: JsonOpt = False) -> None:
     """Tenants with priorities and quotas."""
-    res = _client(server, token).get("/v1/tenants")
+    res = _call(server, token, "GET", "/v1/tenants")
     if json_out:
         emit_json(res)
         return
