@@ -306,7 +306,10 @@ def policies(json_out: JsonOpt = False) -> None:
     from superfactory.scenario.policies import policy_parameters
 
     if json_out:
-        emit_json([{"name": name, "description": doc,
+        from superfactory.policy import registry
+
+        role = getattr(registry, "role_of", lambda _: "training")
+        emit_json([{"name": name, "role": role(name), "description": doc,
                     "parameters": {k: d for k, (_, d) in policy_parameters(name).items()}}
                    for name, doc in available().items()])
         return

@@ -15,6 +15,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
+from superfactory.policy import registry
 from superfactory.policy.registry import UnknownPolicyError, available, make_policy
 
 Path_ = tuple[str | int, ...]
@@ -64,8 +65,13 @@ def policy_problems(name: str, params: dict[str, object], where: Path_ = ("polic
                     params_where: Path_ = ("policy_params",)) -> list[tuple[Path_, str]]:
     """Everything wrong with running policy ``name`` with ``params`` (empty when it would construct)."""
     known = available()
+    training = list(available(role="training")) if hasattr(registry, "role_of") else list(known)
     if name not in known:
-        return [(where, f"unknown policy {name!r}{did_you_mean(name, known)}; policies are: {', '.join(known)}")]
+        return [(where, f"unknown policy {name!r}{did_you_mean(name, training)}; policies are: "
+                 f"{', '.join(training)}")]
+    if name not in training:  # e.g. the inference pre-placer: it runs by itself when a scenario has services
+        return [(where, f"policy {name!r} places {registry.role_of(name)}, not training jobs; choose a training "
+                 f"policy ({', '.join(training)})")]
     spec = policy_parameters(name)
     out: list[tuple[Path_, str]] = []
     for key, value in params.items():

@@ -20,7 +20,8 @@ from superfactory.policy.registry import available
 
 from scenario_builders import factory, job, scenario
 
-POLICIES = sorted(available())
+POLICIES = sorted(available(role="training"))  # what --policy takes
+SERVING = sorted(set(available()) - set(POLICIES))  # run by themselves when a scenario serves inference
 
 
 def sf(*args: str) -> subprocess.CompletedProcess[str]:
@@ -41,6 +42,27 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return p
 
 
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny scenario with an inference service on a 3-request trace (so the serving policies run too)."""
+    d = tmp_path_factory.mktemp("served")
+    (d / "trace.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:00:00.0,400,40\n"
+                                 "2023-11-16 18:00:20.5,300,90\n2023-11-16 18:00:59.0,900,20\n")
+    (d / "rtt.csv").write_text("src_region,dst_region,avg_rtt\nr:pop,r:a,20.0\nr:pop,r:b,35.0\n")
+    text = scenario(
+        [factory("a", nodes=8, system="dgx-b200", cloud_region="r:a"),
+         factory("b", market="ERCOT", nodes=8, system="dgx-b200", cloud_region="r:b")],
+        [job("t1", gpus=16, work="6h", accelerator="B200")], duration="1d",
+        pops=[{"id": "pop", "cloud_region": "r:pop"}],
+        services=[{"id": "chat", "model": "llama-70b", "weights": "141GB", "accelerator": "B200",
+                   "gpus_per_replica": 8, "slo_p99_ms": 150, "pops": ["pop"], "trace": "trace.csv",
+                   "trace_scale": 2, "weights_at": ["a"]}],
+        inference={"rtt_matrix": "rtt.csv"},
+    )
+    (d / "served.yaml").write_text(text)
+    return d / "served.yaml"
+
+
 def _json(r: subprocess.CompletedProcess[str]) -> object:
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)  # the whole of stdout: nothing before or after the document
@@ -59,6 +81,14 @@ def test_simulate_json_with_explain_is_one_document(policy: str, tiny: Path) -> 
         assert "HiGHS" in r.stderr
 
 
+@pytest.mark.skipif(not SERVING, reason="no serving-role policy is registered")
+def test_simulate_json_with_the_serving_policies(served: Path) -> None:
+    s = _json(sf("simulate", str(served), "--json"))
+    assert isinstance(s, dict) and "inference_slo_attainment" in s and "demand:chat" in s["seeds"]
+    r = sf("simulate", str(served), "--policy", SERVING[0], "--json")
+    assert r.returncode == 2 and r.stdout == "" and "choose a training policy" in r.stderr
+
+
 def test_compare_json_under_every_policy(tiny: Path) -> None:
     d = _json(sf("compare", str(tiny), "--policies", ",".join(POLICIES), "--json"))
     assert isinstance(d, dict)
@@ -70,7 +100,7 @@ def test_listings_and_validate_json(tiny: Path) -> None:
     names = [row["name"] for row in _json(sf("scenarios", "--json"))]  # type: ignore[union-attr]
     assert "default" in names and "llama3-405b" in names
     pols = _json(sf("policies", "--json"))
-    assert sorted(p["name"] for p in pols) == POLICIES  # type: ignore[union-attr]
+    assert sorted(p["name"] for p in pols) == sorted(POLICIES + SERVING)  # type: ignore[union-attr]
     assert next(p for p in pols if p["name"] == "gang")["parameters"]["spare_pool"] == 0  # type: ignore[union-attr]
     v = _json(sf("scenario", "validate", str(tiny), "--json"))
     assert v["ok"] is True and v["jobs"] == 3 and len(v["warnings"]) == 1  # type: ignore[index]
