@@ -148,3 +148,53 @@ def test_other_registered_policies_place_through_the_same_loop(api, policy):
     assert {a["policy"] for a in api.call("GET", "/v1/actions")} == {policy}
     e = api.call("PUT", "/v1/policies/active", json={"name": "nope"}, expect=422)["error"]
     assert e["code"] == "unknown_policy" and "gang" in e["message"]
+
+
+def test_scheduler_thread_pass_places_after_a_submission_and_only_one_leader_acts(api):
+    from superfactory.live.context import Live
+    from superfactory.live.scheduler.service import SchedulerService
+
+    api.import_fleet()
+    api.agent("texas")
+    acme = api.tenant("acme")
+    other_process = Live(api.live.engine, api.live.clock, api.live.settings)  # same store, its own wake-ups
+    leader, follower = SchedulerService(api.live), SchedulerService(other_process)
+    assert leader.tick() and not follower.tick()  # the lock is a lease: one scheduler at a time
+    jid = api.submit(acme, JOB)["id"]  # wakes the scheduler
+    assert api.live.wake.is_set()
+    assert not follower.tick() and api.job(jid)["state"] == "pending"
+    assert leader.tick()
+    assert api.job(jid)["state"] == "assigned"
+    api.live.clock.advance(11)  # the leader goes quiet past its lock lease: another process takes over
+    assert follower.tick() and not leader.tick()
+
+
+def test_migrate_moves_a_running_job_under_a_new_token(api):
+    from superfactory.domain.fleet import Migrate, Plan
+    from superfactory.live.scheduler.actuator import StoreActuator
+    from superfactory.live.scheduler.view import StoreFleetView
+
+    api.import_fleet()
+    tx, _ = api.agent("texas"), api.agent("virginia")
+    acme = api.tenant("acme")
+    jid = api.submit(acme, JOB)["id"]
+    api.cycle()
+    job = api.job(jid)
+    assert job["factory_id"] == "texas"  # gang fills sites in import order
+    api.call("POST", f"/v1/agent/jobs/{jid}/report", tx, json={"fencing_token": job["fencing_token"],
+                                                                 "state": "running"})
+    dest = tuple(range(8, 16))
+    (out,) = StoreActuator(api.live).apply(Plan((Migrate(str(jid), "virginia", dest, "cheaper", "t:0:0"),)))
+    assert out.in_force, out
+    (a,) = _assigned(api, "texas")
+    assert a["action"] == "stop" and a["stop_reason"] == "migrate"
+    snap = StoreFleetView(api.live).snapshot()
+    va = snap.states[snap.factory_index("virginia")]
+    assert all(va.node_status[n] == 1 for n in dest)  # reserved at the destination while the source stops
+    (again,) = StoreActuator(api.live).apply(Plan((Migrate(str(jid), "virginia", dest, "", "t:1:0"),)))
+    assert not again.in_force  # stopping already: refused, with the reason
+    moved = api.call("POST", f"/v1/agent/jobs/{jid}/report", tx, json={"fencing_token": job["fencing_token"],
+                                                                         "state": "stopped"})
+    assert moved["state"] == "assigned" and moved["factory_id"] == "virginia" and moved["nodes"] == list(dest)
+    assert moved["fencing_token"] > job["fencing_token"]
+    assert _assigned(api, "texas") == [] and _assigned(api, "virginia")[0]["job_id"] == jid

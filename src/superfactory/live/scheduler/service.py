@@ -153,6 +153,7 @@ class SchedulerService:
         """One pass of the scheduler thread; returns whether this process is the scheduler."""
         with self.lock:
             if not self.is_leader():
+                self.live.wake.clear()  # the leader (another process) schedules; do not spin on our wake-ups
                 return False
             sweep_leases(self.live)
             loop = self._ensure_loop()
