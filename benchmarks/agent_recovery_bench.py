@@ -5,6 +5,8 @@ fault is injected in the middle of an interval, and the job runs to the end. Rep
 
 * ``downtime_s`` — failure → training again: the longest gap between two consecutive training steps of any
   incarnation after the fault (includes detection, requeue, placement, process start, restore);
+* ``new_proc_s`` — fault → first step of a process started after the fault (heartbeat loss: the cut →
+  training at another site; "-" when the job never needed a new process);
 * ``lost_steps`` — steps trained before the fault that had to be trained again;
 * whether the final state equals a failure-free run's bit for bit.
 
@@ -73,10 +75,11 @@ def main() -> None:
     print(f"agent recovery benchmark — local fleet, {os.cpu_count()} cores, lost timeout {opts.lost_after_s:g} s, "
           f"hang timeout {opts.hang_s:g} s, heartbeat {opts.heartbeat_interval_s:g} s; failure-free run "
           f"{reference_wall_s:.1f} s wall")
-    print(f"{'fault':<10} {'downtime_s':>10} {'lost_steps':>10} {'fault@':>6} {'resumed@':>8} {'sites':<20} "
-          f"{'bit-exact':>9}  goal")
+    print(f"{'fault':<10} {'downtime_s':>10} {'new_proc_s':>10} {'lost_steps':>10} {'fault@':>6} {'resumed@':>8} "
+          f"{'sites':<20} {'bit-exact':>9}  goal")
     for r in results:
-        print(f"{r['kind']:<10} {r['downtime_s']:>10.2f} {r['lost_steps']:>10} {r['fault_step']:>6} "
+        new = "-" if r["new_incarnation_s"] is None else f"{r['new_incarnation_s']:.2f}"
+        print(f"{r['kind']:<10} {r['downtime_s']:>10.2f} {new:>10} {r['lost_steps']:>10} {r['fault_step']:>6} "
               f"{r['resumed_step']!s:>8} {'+'.join(r['sites']):<20} {r['bit_identical']!s:>9}  {GOALS[r['kind']]}")
     for r in results:
         print(f"recovery_s_{r['kind']}={r['downtime_s']}")

@@ -71,6 +71,8 @@ class LimitsConfig(_Strict):
 class JobConfig(_Strict):
     command: list[str] = Field(default_factory=lambda: ["{python}", "-m", "superfactory.agent.examples.mlp"])
     seconds_per_step: float = Field(default=0.1, gt=0, description="productive seconds one step stands for")
+    step_wall_s: float | None = Field(default=None, ge=0, description="wall time of one step (default: "
+                                      "seconds_per_step; smaller compresses time, e.g. a day of work in a minute)")
     checkpoint_interval_steps: int = Field(default=10, ge=1, description="when the spec has no checkpoint")
     max_steps: int = Field(default=100_000, ge=1)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

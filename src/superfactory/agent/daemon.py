@@ -89,8 +89,9 @@ class Agent:
         self.outbox = [tuple(x) for x in data.get("outbox", [])]  # type: ignore[misc]
         for rec in data.get("jobs", []):
             handle = self.executor.adopt(rec["handle"])
-            steps, interval, seed, sps = rec["plan"]
-            plan = JobPlan(int(steps), int(interval), int(seed), float(sps))
+            steps, interval, seed, sps, *rest = rec["plan"]
+            wall = rest[0] if rest else None
+            plan = JobPlan(int(steps), int(interval), int(seed), float(sps), None if wall is None else float(wall))
             # a process that ended while no agent watched is reported from what its progress file says
             handle = handle or _dead_handle(rec["handle"])
             job = LocalJob(handle.job_id, handle.fencing_token, handle, plan, list(rec["nodes"]),

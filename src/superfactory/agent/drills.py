@@ -5,7 +5,8 @@ recover, and measure. Used by the integration tests (which assert the outcome) a
 The job's own progress files are the clock: every incarnation appends a record per step with its wall time,
 so **downtime** (failure → training again) is the longest gap between consecutive progress records of any
 incarnation after the fault, and **lost steps** are the steps trained before the fault that had to be trained
-again (resumed step < step at the fault).
+again (resumed step < step at the fault); **new incarnation** is the time from the fault to the first step of
+a process started after it (for heartbeat loss: cut → training at another site).
 
 Fault kinds: ``job`` (SIGKILL the job), ``agent`` (SIGKILL its agent, restart it 1 s later), ``server`` (SIGKILL
 the control plane, restart it 1 s later), ``heartbeat`` (cut the agent off the control plane past the lost
@@ -59,6 +60,7 @@ class DrillResult:
     digest: str | None = None
     wall_s: float = 0.0
     stop_reasons: list[str] = field(default_factory=list)  # why an incarnation stopped itself (lease_expired)
+    new_incarnation_s: float | None = None  # fault -> first step of an incarnation started after the fault
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,7 +165,14 @@ def run_drill(fleet: LocalFleet, kind: str, spec: dict[str, Any], interval_steps
         tokens=sorted({int(r["fencing_token"]) for r in recs}), sites=sorted({r["site"] for r in recs}),
         digest=completed_digest(fleet, job_id), wall_s=round(time.time() - t0, 3),
         stop_reasons=[str(r.get("reason")) for r in recs if r["kind"] == "stopping"],
+        new_incarnation_s=_first_new_step(recs, job["fencing_token"], t_fault),
     )
+
+
+def _first_new_step(recs: list[dict[str, Any]], token: int, t_fault: float) -> float | None:
+    """Seconds from the fault to the first training step of an incarnation with another fencing token."""
+    new = [r["t_unix_s"] for r in recs if r["kind"] == "progress" and r["fencing_token"] != token]
+    return round(min(new) - t_fault, 3) if new else None
 
 
 def start_reference(fleet: LocalFleet, spec: dict[str, Any]) -> int:

@@ -61,6 +61,7 @@ class FleetOptions:
     stop_grace_s: float = 10.0
     tick_s: float = 0.2
     seconds_per_step: float = 0.1
+    step_wall_s: float | None = None
     nodes_per_site: int = 2
     mesh_fsync: bool = True
     policy: str | None = None
@@ -214,7 +215,7 @@ class LocalFleet:
                    "state_dir": str(d), "power_w": 1e6, "cooling_w": 1e6, "nodes": factory_nodes(factories[site]),
                    "storage": storage, "keyring": str(self.root / "keys" / "keyring.json"),
                    "mesh_fsync": o.mesh_fsync,
-                   "job": {"seconds_per_step": o.seconds_per_step},
+                   "job": {"seconds_per_step": o.seconds_per_step, "step_wall_s": o.step_wall_s},
                    "timeouts": {"hang_s": o.hang_s, "startup_s": o.startup_s, "stop_grace_s": o.stop_grace_s,
                                 "tick_s": o.tick_s}}
             (d / "agent.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -39,10 +39,12 @@ class JobPlan:
     checkpoint_interval_steps: int
     seed: int
     seconds_per_step: float
+    step_wall_s: float | None = None
 
     def params(self) -> dict[str, Any]:
+        wall = self.seconds_per_step if self.step_wall_s is None else self.step_wall_s
         return {"steps": self.steps, "checkpoint_interval_steps": self.checkpoint_interval_steps,
-                "seed": self.seed, "step_sleep_s": self.seconds_per_step}
+                "seed": self.seed, "step_sleep_s": wall}
 
     def progress_s(self, step: int) -> float:
         """Productive seconds on the declared gang after ``step`` steps."""
@@ -78,7 +80,7 @@ def plan_job(cfg: AgentConfig, assignment: dict[str, Any]) -> JobPlan:
         interval = max(1, round(_duration_s(ckpt["interval"], "checkpoint.interval") / sps))
     seed = int.from_bytes(hashlib.sha256(str(spec.get("id") or assignment["job_id"]).encode()).digest()[:4],
                           "little")
-    return JobPlan(steps, interval, seed, sps)
+    return JobPlan(steps, interval, seed, sps, cfg.job.step_wall_s)
 
 
 def process_spec(cfg: AgentConfig, assignment: dict[str, Any], plan: JobPlan, attempt: int,

@@ -101,5 +101,6 @@ class LocalJob:
     def to_dict(self) -> dict[str, Any]:
         """What a restarted agent needs to adopt this incarnation."""
         return {"handle": self.handle.to_dict(), "plan": [self.plan.steps, self.plan.checkpoint_interval_steps,
-                                                          self.plan.seed, self.plan.seconds_per_step],
+                                                          self.plan.seed, self.plan.seconds_per_step,
+                                                          self.plan.step_wall_s],
                 "nodes": self.nodes, "progress_path": str(self.reader.path), "stop_reason": self.stop_reason}
