@@ -1,6 +1,9 @@
-"""The live control plane (not built yet): API, store, scheduler service and factory agents.
+"""The live control plane: the service users submit training jobs to, scheduled by the same policies as the twin.
 
-Reserved so the layering contracts in ``pyproject.toml`` already place it beside ``sim`` (the twin): it will
-implement the same loop ports (:mod:`superfactory.loop.ports`) against wall-clock time, a database and real
-factory agents, and run the same registered policies. No issue has asked for it yet; nothing here runs.
+- :mod:`.api`: the FastAPI app (v1) built by :func:`~superfactory.live.api.app.create_app`;
+- :mod:`.services`: tenants, tokens, jobs (idempotent submit), fleet, leases, agents, signals, why-pending;
+- :mod:`.store`: SQLAlchemy 2 tables, Alembic migrations, engines (SQLite embedded, PostgreSQL in production);
+- :mod:`.scheduler`: the loop's ports against the store (a wall clock, a ``FleetView``, an ``Actuator``).
+
+See docs/control-plane.md and docs/agent-protocol.md. Nothing here imports the twin (:mod:`superfactory.sim`).
 """
