@@ -6,6 +6,8 @@ the raw event rate the fleet model keeps, independent of how fast this machine i
 
 Goals (issue 2): llama3-405b < 0.5 s, default < 30 s on the 2-core CI machines.
 
+Output: a table, then one ``key=value`` line per scenario (``<scenario>_wall_s=...``), and the JSON.
+
 Usage: python benchmarks/twin_bench.py [--repeat N]   (writes benchmarks/results/twin.json)
 """
 
@@ -67,6 +69,11 @@ def main() -> None:
     for r in rows:
         print(f"{r['scenario']:<13} {r['wall_s_median']:>8.3f} {r['goal_s']:>7.1f} {r['kernel_events']:>9,} "
               f"{r['events_per_s']:>10,.0f} {r['kernel_overhead']:>8.3f} {r['sim_s_per_wall_s']:>13,.0f}")
+    for r in rows:  # machine-readable lines (grep/awk in CI)
+        key = r["scenario"].replace("-", "_")
+        print(f"{key}_wall_s={r['wall_s_median']:.4f} {key}_kernel_events={r['kernel_events']} "
+              f"{key}_domain_events={r['domain_events']} {key}_events_per_s={r['events_per_s']:.0f} "
+              f"{key}_kernel_overhead={r['kernel_overhead']:.4f} {key}_meets_goal={int(r['meets_goal'])}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "twin", "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -33,7 +33,7 @@ def test_regulated_work_stays_in_cleared_sites(policy: str) -> None:
     assert {e.factory for e in audits if "DE_HEALTH" in classes[e.job]} >= {"virginia"}
 
 
-class _Lawless:
+class _Lawless(registry.PolicyBase):
     """Cheapest site first, ignoring sovereignty: the twin must refuse to carry this out."""
 
     name = "lawless-test"

@@ -24,7 +24,11 @@ from enum import StrEnum
 from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import FactoryState, JobView
 from superfactory.domain.job import TrainingJob
+from superfactory.models.power import added_it_power_w, remaining_energy_mwh
 from superfactory.policy.nodes import nodes_needed
+
+__all__ = ["Feasibility", "Verdict", "added_it_power_w", "carbon_budget_refusal", "evaluate", "power_refusal",
+           "remaining_energy_mwh", "sovereignty_refusal", "static_refusal"]
 
 
 class Verdict(StrEnum):
@@ -96,15 +100,6 @@ def sovereignty_refusal(job: TrainingJob, factory: Factory) -> str | None:
     return None
 
 
-def added_it_power_w(factory: Factory, accelerator: str, nodes: int) -> float:
-    """Extra IT power, W, when ``nodes`` idle nodes of ``accelerator`` start training."""
-    clusters = factory.clusters_of(accelerator)
-    if not clusters:
-        return 0.0
-    s = clusters[0].system
-    return nodes * (s.training_power_per_node_w - s.idle_power_per_node_w)
-
-
 def power_refusal(factory: Factory, it_power_w: float, extra_it_w: float) -> str | None:
     """Why adding ``extra_it_w`` to an IT load of ``it_power_w`` would break the power cap or cooling
     capacity, or ``None``."""
@@ -119,17 +114,6 @@ def power_refusal(factory: Factory, it_power_w: float, extra_it_w: float) -> str
             f"{factory.id} cooling: {it_w / 1e6:.1f} MW heat > capacity {factory.cooling_capacity_w / 1e6:.1f} MW"
         )
     return None
-
-
-def remaining_energy_mwh(job: TrainingJob, progress_s: float, factory: Factory) -> float:
-    """Facility energy, MWh, to finish ``job`` from ``progress_s`` on ``factory`` at training power."""
-    clusters = factory.clusters_of(job.accelerator)
-    if not clusters:
-        return 0.0
-    s = clusters[0].system
-    nodes = nodes_needed(factory, job.accelerator, job.gpus)
-    remaining_h = max(0.0, job.work_s - progress_s) / 3600.0
-    return nodes * s.training_power_per_node_w * factory.pue * remaining_h / 1e6
 
 
 def carbon_budget_refusal(job: TrainingJob, spent_tco2: float, progress_s: float, factory: Factory,
