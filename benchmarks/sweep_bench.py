@@ -73,12 +73,14 @@ def swept(duration: str, policy: str, seeds: list[int], runner: str) -> dict[str
             "outcome": outcome, "rows": rows}
 
 
-def identical(seq: dict[int, dict[str, Any]], rows: list[dict[str, Any]]) -> bool:
+def differences(seq: dict[int, dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """Where the sweep's rows differ from the sequential summaries (timing fields and nested values aside)."""
     by_seed = {r["seed"]: r for r in rows if r["status"] == "ok"}
     if set(by_seed) != set(seq):
-        return False
-    return all(by_seed[s][k] == seq[s][k] for s in seq for k in seq[s]
-               if not timing_column(k) and not isinstance(seq[s][k], dict | list))
+        return [f"seeds ok in the sweep: {sorted(by_seed)}; failed: "
+                f"{[r.get('error') for r in rows if r['status'] != 'ok'][:2]}"]
+    return [f"seed {s} {k}: {seq[s][k]!r} vs {by_seed[s].get(k)!r}" for s in seq for k in seq[s]
+            if not timing_column(k) and not isinstance(seq[s][k], dict | list) and by_seed[s].get(k) != seq[s][k]]
 
 
 def main() -> None:
@@ -109,7 +111,10 @@ def main() -> None:
         wall, outcome = run["wall_s"], run["outcome"]
         speedup = seq_s / wall
         overhead = (wall * n_cores - seq_s) / args.runs
-        same = identical(seq, run["rows"])
+        diffs = differences(seq, run["rows"])
+        same = not diffs
+        for line in diffs[:5]:
+            print(f"  differs ({kind}): {line}  (was the code edited during the benchmark?)")
         label = "local Ray (start included)" if kind == "ray" else "local processes"
         print(f"{label:<26}{wall:>10.1f}{speedup:>10.2f}{speedup / n_cores:>10.2f}{overhead:>16.3f}"
               f"{outcome.batches:>9}")

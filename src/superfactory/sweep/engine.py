@@ -1,10 +1,11 @@
 """Run a sweep: plan the cells, skip those already done, batch the rest onto a runner, journal every batch.
 
 Batching: a batch holds consecutive cells of one scenario text and one policy (it runs in one fresh process,
-which parses the scenario once). Its size adapts: before any cell has finished, ``ceil(cells / (4 · slots))``
-capped at 4; afterwards, as many cells as fit in ``TARGET_TASK_S`` at the mean cell time so far (so short runs
-share a process start and long runs get a process each), never more than keeps every slot busy to the end.
-``batch_size`` fixes it instead.
+which parses the scenario once). Its size adapts: before any batch has finished, ``ceil(cells / (4 · slots))``
+capped at 4; afterwards, enough cells that the measured process start (:data:`STARTUP_SHARE`) is at most 5 % of
+the batch's time at the mean cell time so far — short runs share a process, long runs get one each — but at most
+``MAX_BATCH_S`` of work (a kill loses at most that per slot), and at most ``ceil(left / (2 · slots))`` so batches
+shrink towards the end and no slot idles long while another finishes. ``batch_size`` fixes it instead.
 
 A batch whose process dies (crash, timeout) is split into single cells that run again, so one bad cell cannot
 take its neighbours down; a single cell that dies is recorded as failed with the reason. Ctrl-C stops the
@@ -27,7 +28,8 @@ from superfactory.sweep.runners import Runner, make_runner
 from superfactory.sweep.spec import SweepSpec
 from superfactory.sweep.store import ResultStore
 
-TARGET_TASK_S = 15.0  # a process start costs ~1 s; batches of ~15 s keep that under ~7 %
+STARTUP_SHARE = 0.05  # target share of a batch's time spent starting its process (~1 s on an idle machine)
+MAX_BATCH_S = 60.0
 MAX_BATCH = 64
 POLL_S = 0.5
 NOTED_FAILURES = 5  # failures printed as they happen; the table has them all
@@ -116,9 +118,22 @@ class _Stats:
     batches: int = 0
     cell_s: float = 0.0
     cells: int = 0
+    startup_s: float = 0.0
+    finished_batches: int = 0
 
     def mean_cell_s(self) -> float | None:
         return self.cell_s / self.cells if self.cells else None
+
+    def size(self, initial: int, left: int, slots: int) -> int:
+        """Cells for the next batch (module docstring)."""
+        mean = self.mean_cell_s()
+        if mean is None or not self.finished_batches:
+            size = initial
+        else:
+            startup = self.startup_s / self.finished_batches
+            mean = max(mean, 1e-3)
+            size = min(math.ceil(startup / (STARTUP_SHARE * mean)), max(1, math.floor(MAX_BATCH_S / mean)))
+        return max(1, min(size, MAX_BATCH, math.ceil(left / (2 * slots))))
 
 
 def _drive(runner: Runner, todo: list[Cell], sources: dict[str, ScenarioSource], store: ResultStore,
@@ -132,12 +147,7 @@ def _drive(runner: Runner, todo: list[Cell], sources: dict[str, ScenarioSource],
     def next_batch() -> list[Cell]:
         if queue:
             return queue.popleft()
-        if batch_size is not None:
-            size = batch_size
-        else:
-            mean = stats.mean_cell_s()
-            size = initial if mean is None else max(1, round(TARGET_TASK_S / max(mean, 1e-3)))
-            size = min(size, MAX_BATCH, max(1, math.ceil(len(pending) / runner.slots)))
+        size = batch_size if batch_size is not None else stats.size(initial, len(pending), runner.slots)
         first = pending.popleft()
         batch = [first]
         while pending and len(batch) < size and pending[0].group == first.group:
@@ -164,6 +174,8 @@ def _drive(runner: Runner, todo: list[Cell], sources: dict[str, ScenarioSource],
                          f"{result}", "cell_wall_s": None, "completed_at": datetime.now(UTC).isoformat()}]
             else:
                 rows = result
+                stats.finished_batches += 1
+                stats.startup_s += sum(float(r.get("startup_wall_s") or 0.0) for r in rows)
             store.append(rows)
             for row in rows:
                 if row.get("cell_wall_s") is not None:

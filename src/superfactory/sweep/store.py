@@ -25,7 +25,7 @@ from typing import Any
 from superfactory.sweep.spec import SweepError
 
 COORDINATES = ("cell_id", "scenario", "scenario_hash", "policy", "seed")
-TAIL = ("cell_wall_s", "completed_at")
+TAIL = ("cell_wall_s", "startup_wall_s", "completed_at")
 TABLE = "results.parquet"
 
 

@@ -34,9 +34,12 @@ class WorkerCrashedError(RuntimeError):
 def run_batch_in_subprocess(batch: dict[str, Any], timeout_s: float | None = None) -> list[dict[str, Any]]:
     """Run ``batch`` (see :func:`run_batch`) in a new ``python -m superfactory.sweep.worker`` process.
 
+    Each row gets ``startup_wall_s``: its share of the process's time outside the cells (start, imports).
+
     Raises:
         WorkerCrashedError: the process exited non-zero, wrote no rows, or ran past ``timeout_s``.
     """
+    t0 = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-m", "superfactory.sweep.worker"], input=json.dumps(batch),
                               capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -49,6 +52,11 @@ def run_batch_in_subprocess(batch: dict[str, Any], timeout_s: float | None = Non
         rows: list[dict[str, Any]] = json.loads(proc.stdout)
     except json.JSONDecodeError:
         raise WorkerCrashedError(f"worker process returned no readable rows: {proc.stdout[:200]!r}") from None
+    # what the process cost beyond its cells (start, imports, parsing the scenario), shared among them: the
+    # engine sizes batches from it
+    overhead = time.perf_counter() - t0 - sum(r.get("cell_wall_s") or 0.0 for r in rows)
+    for r in rows:
+        r["startup_wall_s"] = max(0.0, overhead) / max(1, len(rows))
     return rows
 
 

@@ -109,3 +109,23 @@ def test_cli_errors_exit_2_without_a_traceback(tmp_path: Path) -> None:
                            timeout=120, check=False)
         assert r.returncode == 2, (args, r.stderr)
         assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_cell_gives_what_simulate_gives_for_its_seed(tmp_path: Path) -> None:
+    """The worker's path (parse once, reseed per cell) and `simulate --seed` (parse under the seed) agree."""
+    from superfactory.observe.summary import summarize
+    from superfactory.scenario.loader import load_scenario
+    from superfactory.sim.twin import run_twin
+    from superfactory.sweep.worker import run_batch, summary_fields
+
+    scenario = write_small(tmp_path)
+    batch = {"scenario": {"text": SMALL, "source": str(scenario), "base_dir": str(tmp_path)},
+             "cells": [{"coordinates": {"seed": s}, "fields": [], "policy": "home-region", "params": [], "seed": s}
+                       for s in (1, 2)]}
+    rows = run_batch(batch)
+    for row in rows:
+        direct = summary_fields(summarize(run_twin(load_scenario(str(scenario), seed=row["seed"]),
+                                                   policy="home-region")))
+        assert row["status"] == "ok"
+        assert {k: v for k, v in direct.items() if not timing_column(k)} == \
+            {k: row[k] for k in direct if not timing_column(k)}

@@ -34,7 +34,7 @@ def test_table_keeps_cell_order_types_and_only_current_cells(tmp_path: Path) -> 
     table = pq.read_table(path)
     assert table.column_names[:7] == ["cell_id", "scenario", "scenario_hash", "policy", "seed",
                                       "set:workload.load", "status"]
-    assert table.column_names[-2:] == ["cell_wall_s", "completed_at"]
+    assert table.column_names[-2:] == ["cell_wall_s", "completed_at"]  # (startup_wall_s only from workers)
     assert str(table.schema.field("ettr").type) == "int64"
     assert str(table.schema.field("causes").type) == "string"
     rows = read_table(path)
