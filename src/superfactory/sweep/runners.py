@@ -127,7 +127,7 @@ class RayRunner:
 def make_runner(kind: str = "auto", address: str | None = None, slots: int | None = None,
                 note: Any = None) -> Runner:
     """A runner: ``ray``, ``local`` or ``auto`` (Ray if it can be imported, else local processes, said on
-    ``note`` — a callable taking one line, default stderr).
+    ``note`` — a callable taking one line, default stderr; also when a local Ray fails to start).
 
     Raises:
         SweepError: ``ray`` asked for (or an ``address`` given) but Ray is not installed; an unknown kind.
@@ -148,5 +148,12 @@ def make_runner(kind: str = "auto", address: str | None = None, slots: int | Non
             say(f"sweep: Ray is not installed; running on {runner.slots} local processes instead "
                 "(pip install 'superfactory[ray]' to use Ray)")
             return runner
-        return RayRunner(address, slots)
+        if kind == "ray" or address is not None:
+            return RayRunner(address, slots)
+        try:
+            return RayRunner(None, slots)
+        except SweepError as e:  # auto: a machine where Ray cannot start (no /dev/shm, ...) still sweeps
+            runner = ProcessRunner(slots)
+            say(f"sweep: {e}; running on {runner.slots} local processes instead")
+            return runner
     return ProcessRunner(slots)

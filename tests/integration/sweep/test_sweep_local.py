@@ -129,3 +129,18 @@ def test_a_cell_gives_what_simulate_gives_for_its_seed(tmp_path: Path) -> None:
         assert row["status"] == "ok"
         assert {k: v for k, v in direct.items() if not timing_column(k)} == \
             {k: row[k] for k in direct if not timing_column(k)}
+
+
+def test_without_ray_it_falls_back_to_local_processes_and_says_so(tmp_path: Path) -> None:
+    scenario = write_small(tmp_path)
+    blocker = tmp_path / "no_ray" / "ray"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('ray is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker.parent)}
+    r = subprocess.run([sys.executable, "-m", "superfactory.cli.main", "sweep", str(scenario), "--seeds", "0",
+                        "--out", str(tmp_path / "out"), "--json", "--no-report"], capture_output=True, text=True,
+                       timeout=300, check=False, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "Ray is not installed; running on" in r.stderr
+    result = json.loads(r.stdout)
+    assert result["runner"] == "local processes" and result["ran"] == 1 and result["failed"] == 0
