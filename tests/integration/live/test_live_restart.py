@@ -16,7 +16,7 @@ from superfactory.live.services.tenants import create_tenant
 from superfactory.live.store import tables as t
 from superfactory.live.store.db import open_store
 
-BURST = 120
+BURST = 90
 THREADS = 6
 SMALL = """
 name: crash

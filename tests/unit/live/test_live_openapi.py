@@ -45,7 +45,7 @@ def _fuzz(op, headers):
     """A few generated requests to one operation, each response checked."""
 
     @given(case=op.as_strategy())
-    @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+    @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
               database=None)
     def check(case):
         if case.path.endswith("/events") and case.query:
