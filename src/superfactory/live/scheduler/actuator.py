@@ -68,7 +68,9 @@ class StoreActuator:
         self._events: list[dict[str, Any]] = []
         with live.engine.begin() as conn:
             n_fences = sum(isinstance(a, Place) for a in plan.actions)
-            fence = next_fence(conn, n_fences) if n_fences else 0
+            # reserving tokens is this transaction's first write: on SQLite it takes the database's write lock
+            # before anything is read, so the checks below see the state the writes apply to
+            fence = next_fence(conn, max(1, n_fences)) if plan.actions else 0
             ids = sorted({int(a.job_id) for a in plan.actions if a.job_id.isdigit()})
             q = sa.select(t.jobs).where(t.jobs.c.id.in_(ids))
             if conn.dialect.name == "postgresql":
