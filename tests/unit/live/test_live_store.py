@@ -110,3 +110,31 @@ def test_bad_input_is_a_clear_4xx(api):
     e = api.submit(acme, {**JOB, "accelerator": "Z80"}, expect=422)["error"]
     assert e["code"] == "invalid_request" and "accelerator" in e["message"]
     assert api.call("GET", "/v1/jobs/999", acme, expect=404)["error"]["code"] == "job_not_found"
+
+
+def test_group_commit_gives_every_request_its_own_answer(api):
+    """Concurrent submissions share transactions; a repeated key inside a batch is settled row by row."""
+    api.import_fleet()
+    acme = api.tenant("acme")
+    got: dict[int, int] = {}
+
+    def go(i: int) -> None:
+        key = "dup" if i % 4 == 0 else f"k{i}"
+        r = api.client.post("/v1/jobs", json={**JOB, "id": f"j{i}" if key != "dup" else "dup"},
+                            headers={**acme, "Idempotency-Key": key})
+        assert r.status_code in (200, 201), r.text
+        got[i] = r.json()["id"]
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(24)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    dups = {got[i] for i in got if i % 4 == 0}
+    others = [got[i] for i in got if i % 4]
+    assert len(dups) == 1 and len(set(others)) == len(others) == 18 and not dups & set(others)
+    committer = api.live.extras["committer"]
+    assert committer.committed == 19  # 18 distinct jobs + the first "dup"
+    with api.live.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.jobs)).scalar() == 19
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.job_events)).scalar() == 19
