@@ -127,11 +127,13 @@ def free_port() -> int:
 
 
 class ProcessWatch:
-    """Samples the process table: which live processes carry ``SUPERFACTORY_JOB_ID=<job>`` (and their tokens)."""
+    """Samples the process table: which live processes carry ``SUPERFACTORY_JOB_ID=<job>`` (and their tokens),
+    counting only jobs whose progress file lies under ``root`` (other fleets may run beside this one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path) -> None:
         import threading
 
+        self.root = str(root)
         self.seen: dict[tuple[int, int], tuple[str, int] | None] = {}
         self.first_seen: dict[tuple[int, int], float] = {}
         self.max_live: dict[str, int] = {}
@@ -147,6 +149,8 @@ class ProcessWatch:
             return None
         kv = dict(e.split(b"=", 1) for e in env if b"=" in e)
         if b"SUPERFACTORY_JOB_ID" not in kv or b"SUPERFACTORY_FENCING_TOKEN" not in kv:
+            return None
+        if not kv.get(b"SUPERFACTORY_PROGRESS_PATH", b"").decode().startswith(self.root):
             return None
         return kv[b"SUPERFACTORY_JOB_ID"].decode(), int(kv[b"SUPERFACTORY_FENCING_TOKEN"])
 
@@ -194,7 +198,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
                         cycle_s=0.5, hang_s=6.0, startup_s=120.0, stop_grace_s=5.0, tick_s=0.1, seconds_per_step=0.1,
                         mesh_fsync=False)
     f = LocalFleet(tmp_path_factory.mktemp("fleet"), opts)
-    watch = ProcessWatch()
+    watch = ProcessWatch(f.root)
     f.watch = watch  # type: ignore[attr-defined]
     try:
         f.up(demo_jobs=False)
