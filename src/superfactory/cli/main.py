@@ -284,6 +284,7 @@ def scenario_schema(
 def scenario_validate(scenario: ScenarioArg, seed: SeedOpt = None, json_out: JsonOpt = False) -> None:
     """Check a scenario file without running it (errors: exit 2; warnings: printed, exit 0)."""
     from superfactory.scenario.loader import load_scenario
+    from superfactory.scenario.market_data import data_notes
 
     with quiet_stdout():
         sc = load_scenario(scenario, seed=seed)
@@ -292,11 +293,13 @@ def scenario_validate(scenario: ScenarioArg, seed: SeedOpt = None, json_out: Jso
         emit_json({"ok": True, "scenario": sc.name, "source": sc.source, "factories": len(sc.factories),
                    "gpus": gpus, "jobs": len(sc.jobs), "simulated_days": sc.duration_s / 86400,
                    "policy": sc.policy, "seed": sc.seed, "seeds": sc.seeds, "pinned_seeds": sorted(sc.pinned_seeds),
-                   "warnings": list(sc.warnings)})
+                   "warnings": list(sc.warnings), "data": data_notes(sc.prices, sc.carbon)})
         return
     _warn(sc.warnings)
     out.print(f"ok: {sc.name}: {len(sc.factories)} factories, {gpus:,} GPUs, {len(sc.jobs)} jobs, "
               f"{sc.duration_s / 86400:.1f} days" + (f", {len(sc.warnings)} warning(s)" if sc.warnings else ""))
+    for line in data_notes(sc.prices, sc.carbon):  # real series: what cleaning did (scenario/market_data.py)
+        out.print(f"  data: {line}", markup=False, highlight=False)
 
 
 @app.command()

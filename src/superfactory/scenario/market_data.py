@@ -382,3 +382,18 @@ def real_prices(market: str, window: Window, hours: int) -> StepSeries:
 def real_carbon(grid: str, window: Window, hours: int, basis: str = "direct") -> StepSeries:
     """The twin's carbon-intensity series of ``grid`` for ``window``; see :func:`real_prices`."""
     return window_series(load_carbon(grid, basis), "carbon", grid, window, hours)
+
+
+def data_notes(prices: dict[str, StepSeries], carbon: dict[str, StepSeries]) -> list[str]:
+    """One line per real series of a compiled scenario: its file's cleaning report and, for prices, the negative
+    hours inside the run (for ``superfactory scenario validate``). Synthetic and file series are skipped."""
+    out = []
+    for kind, series in (("price", prices), ("carbon", carbon)):
+        for name, s in sorted(series.items()):
+            if not series_source(s).startswith("real:"):
+                continue
+            data = load_prices(name) if kind == "price" else load_carbon(name)
+            neg = sum(1 for v in s.values if v < 0)
+            extra = f"; {neg} negative hours in this run" if kind == "price" else ""
+            out.append(f"{kind} {name}: {data.report.describe()}{extra}")
+    return out

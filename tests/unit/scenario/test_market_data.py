@@ -204,3 +204,11 @@ def test_a_user_csv_is_marked_as_a_file(tmp_path: Path) -> None:
     sc = parse_scenario(text, base_dir=tmp_path)
     assert series_source(sc.prices["ERCOT"]) == "file:prices.csv"
     assert series_source(sc.prices["MISO"]) == "synthetic"
+
+
+def test_validate_notes_say_what_cleaning_did(shared_data: Path) -> None:
+    sc = parse_scenario(_mini("2023-08", "31d", market="EPEX_DE"))
+    notes = market_data.data_notes(sc.prices, sc.carbon)
+    de = next(n for n in notes if n.startswith("price EPEX_DE:"))
+    assert "292 negative hours kept" in de and "21 negative hours in this run" in de
+    assert not any("MISO" in n for n in notes)  # synthetic series have no data notes
