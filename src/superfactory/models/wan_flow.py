@@ -137,8 +137,8 @@ def simulate(capacity_gbps: Sequence[float], latency_ms: Sequence[float], flows:
     while t < until_s:
         demand = np.zeros(n_f + inf_arcs.size)
         live = (left > eps) & (start <= t + 1e-9)
-        for i in np.flatnonzero(live):
-            demand[i] = _scheduled_rate(flows[i], t) if flows[i].schedule else cap_rate[i]
+        for fi in np.flatnonzero(live).tolist():
+            demand[fi] = _scheduled_rate(flows[fi], t) if flows[fi].schedule else cap_rate[fi]
         demand[n_f:] = lam[inf_arcs] + backlog / dt_s
         if not live.any() and not (left > eps).any() and backlog.sum() <= 1e-9 and t > start.max(initial=0.0):
             break
@@ -158,8 +158,8 @@ def simulate(capacity_gbps: Sequence[float], latency_ms: Sequence[float], flows:
         load = (inc * rate[:, None]).sum(axis=0)
         peak_util = max(peak_util, float((load / np.maximum(cap, 1e-12)).max(initial=0.0)))
         t += dt_s
-        for i in np.flatnonzero((left <= eps) & (sent > 0)):
-            key = flows[i].key
+        for fi in np.flatnonzero((left <= eps) & (sent > 0)).tolist():
+            key = flows[fi].key
             open_flows[key] -= 1
             if open_flows[key] == 0:
                 finish[key] = t

@@ -134,7 +134,7 @@ def feasible_instances(draw):
     transfers = []
     for k in range(draw(st.integers(1, 8))):
         a, b = draw(st.sampled_from([(i, j) for i in range(n) for j in range(n) if i != j]))
-        paths = shortest_paths(fab, a, b, 3, 4)
+        paths = shortest_paths(fab, a, b, 3, n)
         path = paths[draw(st.integers(0, len(paths) - 1))]
         arcs = [idx[(path[i], path[i + 1])] for i in range(len(path) - 1)]
         t0 = draw(st.integers(0, n_slots - 2))
