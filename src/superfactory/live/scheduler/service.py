@@ -118,6 +118,7 @@ class SchedulerService:
         self.loop: DecisionLoop | None = None
         self._policy_key = ""
         self._last_request_unix = -1e18
+        self._held_until = -1e18
         self.lock = threading.Lock()
 
     def _ensure_loop(self) -> DecisionLoop:
@@ -132,22 +133,26 @@ class SchedulerService:
         return self.loop
 
     def is_leader(self) -> bool:
-        """Take or renew the scheduler lock (a lease of ``LOCK_S``); True if this process holds it."""
+        """Take or renew the scheduler lock (a lease of ``LOCK_S``); True if this process holds it. A lock held
+        for more than half its term more is not renewed yet (no store write on most passes)."""
         now = self.live.clock.unix_s()
+        if now < self._held_until - LOCK_S / 2:
+            return True
         with self.live.engine.begin() as conn:
             n = conn.execute(t.locks.update().where(
                 t.locks.c.name == "scheduler",
                 sa.or_(t.locks.c.holder == self.holder, t.locks.c.expires_unix_s < now),
             ).values(holder=self.holder, expires_unix_s=now + LOCK_S)).rowcount
-            if n:
-                return True
-            try:
-                with conn.begin_nested():
-                    conn.execute(t.locks.insert().values(name="scheduler", holder=self.holder,
-                                                         expires_unix_s=now + LOCK_S))
-                return True
-            except sa.exc.IntegrityError:
-                return False
+            if not n:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(t.locks.insert().values(name="scheduler", holder=self.holder,
+                                                             expires_unix_s=now + LOCK_S))
+                except sa.exc.IntegrityError:
+                    self._held_until = -1e18
+                    return False
+        self._held_until = now + LOCK_S
+        return True
 
     def tick(self) -> bool:
         """One pass of the scheduler thread; returns whether this process is the scheduler."""
