@@ -90,9 +90,15 @@ class Factory:
     ppa_share: float = 0.0  # share of energy bought at the fixed ppa_usd_per_mwh (0 = spot only)
     ppa_usd_per_mwh: float = 0.0
     _node_count: int = field(default=0, init=False, repr=False, compare=False)
+    # per accelerator: its clusters and GPUs (derived once; policies ask millions of times over a long run)
+    _by_accelerator: dict[str, tuple[tuple[Cluster, ...], int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_node_count", sum(c.nodes for c in self.clusters))
+        for acc in {c.accelerator for c in self.clusters}:
+            cl = tuple(c for c in self.clusters if c.accelerator == acc)
+            self._by_accelerator[acc] = (cl, sum(c.gpus for c in cl))
 
     @property
     def nodes(self) -> int:
@@ -108,10 +114,13 @@ class Factory:
 
     def gpus_of(self, accelerator: str) -> int:
         """Total GPUs of one accelerator type."""
-        return sum(c.gpus for c in self.clusters if c.accelerator == accelerator)
+        entry = self._by_accelerator.get(accelerator)
+        return entry[1] if entry is not None else 0
 
     def clusters_of(self, accelerator: str) -> tuple[Cluster, ...]:
-        return tuple(c for c in self.clusters if c.accelerator == accelerator)
+        """The clusters of one accelerator type, in node order."""
+        entry = self._by_accelerator.get(accelerator)
+        return entry[0] if entry is not None else ()
 
     def cluster_of_node(self, node: int) -> Cluster:
         """The cluster that holds node index ``node`` (raises IndexError if out of range)."""

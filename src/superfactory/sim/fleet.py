@@ -38,6 +38,7 @@ from superfactory.domain.topology import topology_of
 from superfactory.domain.units import HOUR_S
 from superfactory.errors import SimulationError
 from superfactory.models.collective import placement_throughput
+from superfactory.scenario.seeds import child_seed
 from superfactory.sim.accounting import AccountingMixin
 from superfactory.sim.factorystate import FactoryRuntime, HourRow
 from superfactory.sim.failures import FactoryFailureProcess
@@ -87,11 +88,13 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self.request_decision: Callable[[], None] = lambda: None
         self.periodic = False  # set by the twin for policies with a cycle: they also decide on every price change
         self._refused: set[tuple[str, str, str]] = set()  # audit refusals already emitted (job, factory, reason)
-        seeds = np.random.SeedSequence(int(rng.integers(2**63))).spawn(len(factories) + 1)
-        self.planned_rng = np.random.default_rng(seeds[-1])
+        # one failure stream per factory, keyed by its id (scenario/seeds.py): adding a factory reshuffles no other
+        # factory's failures; planned maintenance has its own stream
+        base = int(rng.integers(2**63))
+        self.planned_rng = np.random.default_rng(child_seed(base, "planned"))
         self.failures = [
-            FactoryFailureProcess(f, failure_model, np.random.default_rng(s))
-            for f, s in zip(factories, seeds, strict=False)
+            FactoryFailureProcess(f, failure_model, np.random.default_rng(child_seed(base, f"factory:{f.id}")))
+            for f in factories
         ]
         self._hour_start_s = 0
         # price shocks: market -> multiplier in force; realised hourly histories for snapshots
@@ -158,8 +161,15 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         return prices, carbon
 
     def _view(self, jr: JobRuntime, now: int) -> JobView:
+        """The job as policies see it. Cached on the job: a view changes only with its state (every transition
+        bumps ``token``), its committed progress, its carbon, and — while running — time. A queue of waiting jobs
+        therefore costs nothing to show again (issue 12: decision cost must not grow with the backlog's age)."""
+        key = (jr.token, jr.committed_s, jr.carbon_g, now if jr.state is JobState.RUNNING else -1)
+        if jr.view_key == key:
+            return jr.view  # type: ignore[return-value]
         progress = jr.progress_s + ((now - jr.run_since_s) * jr.speed if jr.state is JobState.RUNNING else 0)
-        return JobView(
+        jr.view_key = key
+        jr.view = view = JobView(
             jr.job,
             self.factories[jr.factory].id if jr.factory >= 0 else None,
             jr.nodes,
@@ -172,6 +182,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             jr.state,
             jr.carbon_g / 1e6,
         )
+        return view
 
     # == Actuator ============================================================================================
     def apply(self, plan: Plan) -> list[ActionOutcome]:

@@ -68,6 +68,9 @@ class JobRuntime:
     cost_usd: float = 0.0
     carbon_g: float = 0.0
     interruptions_by_cause: dict[str, int] = field(default_factory=dict)
+    # the JobView last shown to policies and what it depended on (see SimulatedFleet._view)
+    view_key: tuple[int, float, float, int] = (-1, 0.0, 0.0, -1)
+    view: object = None
 
     def bump(self, state: JobState) -> int:
         """Move to ``state`` and invalidate every callback scheduled for earlier states."""
