@@ -29,7 +29,7 @@ from superfactory.domain.fleet import NODE_FREE
 from superfactory.live.codec import decode_job
 from superfactory.live.context import Live
 from superfactory.live.scheduler.view import StoreFleetView
-from superfactory.live.services.fleet import schedulable
+from superfactory.live.services.fleet import lease_status, schedulable
 from superfactory.live.services.tenants import usage
 from superfactory.live.store import tables as t
 
@@ -39,6 +39,14 @@ CODES = ("held", "quota", "sovereignty", "cordoned", "capacity", "power_cooling"
 
 def _reason(code: str, message: str, requested: float | None, available: float | None, unit: str) -> dict[str, Any]:
     return {"code": code, "message": message, "requested": requested, "available": available, "unit": unit}
+
+
+def _why_closed(live: Live, frow: Any) -> str:
+    lease = lease_status(live, frow)
+    if frow.state != "active":
+        return frow.state
+    return {"none": "no agent has registered", "suspect": "agent silent past the short timeout",
+            "lost": "agent lost"}.get(lease, lease)
 
 
 def why_pending(live: Live, row: Any) -> list[dict[str, Any]]:
@@ -68,7 +76,8 @@ def why_pending(live: Live, row: Any) -> list[dict[str, Any]]:
         frows = {r.id: r for r in conn.execute(sa.select(t.factories))}
     open_ = [i for i in cleared if schedulable(live, frows[snap.factories[i].id])]
     if cleared and not open_:
-        states = ", ".join(f"{snap.factories[i].id} ({frows[snap.factories[i].id].state})" for i in cleared)
+        states = ", ".join(f"{snap.factories[i].id} ({_why_closed(live, frows[snap.factories[i].id])})"
+                           for i in cleared)
         out.append(_reason("cordoned", f"every factory that could run it takes no new work now: {states}",
                            job.gpus, 0, "GPUs"))
     free_by: dict[int, int] = {}
