@@ -1,0 +1,240 @@
+"""A perfect-hindsight bound on the power cost of a training schedule, and the exact hourly model it relaxes.
+
+The instance (:class:`HindsightInstance`) is the fleet and workload on an hourly grid with the *true* prices:
+``pools`` (one per factory x accelerator) with a GPU capacity per hour and a cost per busy GPU-hour per hour
+(the extra facility power of a training GPU over an idle one x PUE x the realised price, plus carbon at its
+price if wanted); ``jobs`` with their GPUs, work (GPU-hours), submit hour and the pools they may lawfully use.
+
+Exact model (:func:`exact_schedule`, a MILP, tiny instances only): in every hour a job runs whole (all its GPUs)
+in one pool or not at all, never before its submit hour and never beyond its work; pools never exceed their
+capacity; at least ``target_gpu_h`` GPU-hours are delivered; minimise the cost of the busy GPU-hours. Moves are
+free and there are no failures, so any schedule a policy can carry out (in the twin, on this grid) is a
+feasible point of this model or costs more.
+
+Bound (:func:`hindsight_bound`, an LP solved to proven optimality by HiGHS): the exact model with the whole-job
+rule relaxed and jobs aggregated into *classes* (the set of pools they may use), with work flowing through a
+backlog per class: the work of a class done by hour ``h`` is at most the work that has arrived by ``h``, and its
+GPUs busy in hour ``h`` at most the GPUs of its jobs arrived by then. Its size is classes x pools x hours (a
+year of five factories fits in memory). With ``aggregate=False`` every job is its own class (the job-level LP):
+on unit jobs (1 GPU, whole hours) that LP is a bipartite b-matching, totally unimodular, so it equals the exact
+optimum. Every relaxation only drops constraints, so
+
+    aggregated bound <= job-level LP <= exact optimum <= cost of any feasible schedule.
+
+Pure: no I/O; HiGHS is the only solver (silent, single-threaded).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import numpy.typing as npt
+
+from superfactory.policy.relaxation import new_highs
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _set_matrix(lp: highspy.HighsLp, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64],
+                vals: FloatArray, n_cols: int) -> None:
+    """Column-wise matrix from (row, col, value) triples (no duplicates)."""
+    order = np.lexsort((rows, cols))
+    start = np.zeros(n_cols + 1, dtype=np.int32)
+    np.cumsum(np.bincount(cols, minlength=n_cols), out=start[1:])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = start
+    lp.a_matrix_.index_ = rows[order].astype(np.int32)
+    lp.a_matrix_.value_ = vals[order].astype(np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class HindsightJob:
+    """A job on the hourly grid: ``gpus`` at once, ``work_gpu_h`` GPU-hours in all, from hour ``submit_h``,
+    in any of ``pools`` (indices into the instance's pools)."""
+
+    gpus: int
+    work_gpu_h: float
+    submit_h: int
+    pools: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HindsightInstance:
+    """``capacity_gpus[p, h]`` GPUs of pool ``p`` usable in hour ``h``; ``usd_per_gpu_h[p, h]`` the cost of one
+    busy GPU-hour there and then (true prices); ``jobs``."""
+
+    capacity_gpus: FloatArray
+    usd_per_gpu_h: FloatArray
+    jobs: tuple[HindsightJob, ...]
+
+    def __post_init__(self) -> None:
+        if self.capacity_gpus.shape != self.usd_per_gpu_h.shape or self.capacity_gpus.ndim != 2:
+            raise ValueError("capacity_gpus and usd_per_gpu_h must both be (pools, hours)")
+        n_pools = self.capacity_gpus.shape[0]
+        for j in self.jobs:
+            if j.gpus <= 0 or j.work_gpu_h < 0 or j.submit_h < 0:
+                raise ValueError(f"bad job {j}: gpus > 0, work >= 0 and submit_h >= 0 required")
+            if any(not 0 <= p < n_pools for p in j.pools):
+                raise ValueError(f"job {j} names a pool outside 0..{n_pools - 1}")
+
+    @property
+    def hours(self) -> int:
+        return int(self.capacity_gpus.shape[1])
+
+    def max_gpu_h(self) -> float:
+        """The most GPU-hours any schedule can deliver is at most this (total work of jobs that arrive)."""
+        return float(sum(j.work_gpu_h for j in self.jobs if j.submit_h < self.hours and j.pools))
+
+
+@dataclass(frozen=True, slots=True)
+class HindsightResult:
+    """``cost_usd`` of the busy GPU-hours (``None`` when ``target_gpu_h`` cannot be delivered), the GPU-hours
+    delivered, the GPU-hours per (pool, hour) and the solver's status."""
+
+    cost_usd: float | None
+    delivered_gpu_h: float
+    gpu_h: FloatArray
+    status: str
+
+
+def _solve(h: highspy.Highs, n_pools: int, hours: int, var_ph: npt.NDArray[np.int64], n_x: int
+           ) -> HindsightResult:
+    h.run()
+    st = h.getModelStatus()
+    if st != highspy.HighsModelStatus.kOptimal:
+        return HindsightResult(None, 0.0, np.zeros((n_pools, hours)), h.modelStatusToString(st))
+    x = np.asarray(h.getSolution().col_value, dtype=np.float64)[:n_x]
+    grid = np.zeros(n_pools * hours)
+    np.add.at(grid, var_ph, x)
+    return HindsightResult(float(h.getInfo().objective_function_value), float(x.sum()),
+                           grid.reshape(n_pools, hours), "optimal")
+
+
+def hindsight_bound(inst: HindsightInstance, target_gpu_h: float, aggregate: bool = True,
+                    time_limit_s: float | None = None) -> HindsightResult:
+    """The least cost of delivering ``target_gpu_h`` busy GPU-hours with hindsight (LP, see module docstring)."""
+    n_pools, hours = inst.capacity_gpus.shape
+    classes: dict[object, list[HindsightJob]] = defaultdict(list)
+    for k, j in enumerate(inst.jobs):
+        if j.submit_h < hours and j.pools and j.work_gpu_h > 0:
+            classes[tuple(sorted(set(j.pools))) if aggregate else k].append(j)
+    # variables: x[c, p, h] for h >= first arrival of c (GPU-hours), then backlog b[c, h] (GPU-hours)
+    x_class: list[int] = []
+    x_pool: list[int] = []
+    x_hour: list[int] = []
+    cls = list(classes.values())
+    arrive = np.zeros((len(cls), hours))  # work arriving per class and hour
+    rate = np.zeros((len(cls), hours))  # GPUs of the class's jobs arrived by hour h
+    for c, jobs in enumerate(cls):
+        for j in jobs:
+            arrive[c, j.submit_h] += j.work_gpu_h
+            rate[c, j.submit_h:] += j.gpus
+        first = min(j.submit_h for j in jobs)
+        pools = sorted({p for j in jobs for p in j.pools})
+        for p in pools:
+            for hh in range(first, hours):
+                x_class.append(c)
+                x_pool.append(p)
+                x_hour.append(hh)
+    xc, xp, xh = (np.asarray(a, dtype=np.int64) for a in (x_class, x_pool, x_hour))
+    n_x, n_c = xc.size, len(cls)
+    n_b = n_c * hours
+    # rows: [pool capacity (P*H)] [class rate (C*H)] [backlog balance (C*H), equality] [target (1)]
+    r_cap = xp * hours + xh
+    r_rate = n_pools * hours + xc * hours + xh
+    r_bal = n_pools * hours + n_c * hours + xc * hours + xh
+    r_tgt = np.full(n_x, n_pools * hours + 2 * n_c * hours)
+    b_ix = np.arange(n_b)
+    b_h = b_ix % hours
+    # balance of (c, h): b[c, h] - b[c, h-1] + sum_p x[c, p, h] = arrive[c, h]
+    rows = np.concatenate([r_cap, r_rate, r_bal, r_tgt,
+                           n_pools * hours + n_c * hours + b_ix,
+                           n_pools * hours + n_c * hours + b_ix[b_h > 0]])
+    cols = np.concatenate([np.arange(n_x)] * 4 + [n_x + b_ix, n_x + b_ix[b_h > 0] - 1])
+    vals = np.concatenate([np.ones(4 * n_x), np.ones(n_b), -np.ones(int((b_h > 0).sum()))])
+    n_rows = n_pools * hours + 2 * n_c * hours + 1
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_x + n_b
+    lp.num_row_ = n_rows
+    lp.col_cost_ = np.concatenate([inst.usd_per_gpu_h[xp, xh], np.zeros(n_b)])
+    lp.col_lower_ = np.zeros(n_x + n_b)
+    lp.col_upper_ = np.full(n_x + n_b, highspy.kHighsInf)
+    inf = highspy.kHighsInf
+    lp.row_lower_ = np.concatenate([np.full(n_pools * hours + n_c * hours, -inf), arrive.ravel(), [target_gpu_h]])
+    lp.row_upper_ = np.concatenate([inst.capacity_gpus.ravel(), rate.ravel(), arrive.ravel(), [inf]])
+    _set_matrix(lp, rows, cols, vals, n_x + n_b)
+    h = new_highs(time_limit_s)
+    h.passModel(lp)
+    return _solve(h, n_pools, hours, xp * hours + xh, n_x)
+
+
+def exact_schedule(inst: HindsightInstance, target_gpu_h: float, time_limit_s: float | None = 60.0
+                   ) -> HindsightResult:
+    """The exact hourly optimum (MILP: whole jobs, one pool per job and hour); tiny instances only."""
+    n_pools, hours = inst.capacity_gpus.shape
+    jx: list[int] = []
+    px: list[int] = []
+    hx: list[int] = []
+    for k, j in enumerate(inst.jobs):
+        if j.work_gpu_h <= 0:
+            continue
+        for p in sorted(set(j.pools)):
+            for hh in range(j.submit_h, hours):
+                jx.append(k)
+                px.append(p)
+                hx.append(hh)
+    zj, zp, zh = (np.asarray(a, dtype=np.int64) for a in (jx, px, hx))
+    g = np.array([inst.jobs[k].gpus for k in jx], dtype=np.float64)
+    n_z, n_j = zj.size, len(inst.jobs)
+    # rows: [pool capacity P*H] [one pool per job-hour J*H] [work per job J] [target 1]
+    rows = np.concatenate([zp * hours + zh, n_pools * hours + zj * hours + zh,
+                           n_pools * hours + n_j * hours + zj, np.full(n_z, n_pools * hours + n_j * hours + n_j)])
+    cols = np.concatenate([np.arange(n_z)] * 4)
+    vals = np.concatenate([g, np.ones(n_z), g, g])
+    n_rows = n_pools * hours + n_j * hours + n_j + 1
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_z
+    lp.num_row_ = n_rows
+    lp.col_cost_ = g * inst.usd_per_gpu_h[zp, zh] if n_z else np.zeros(0)
+    lp.col_lower_ = np.zeros(n_z)
+    lp.col_upper_ = np.ones(n_z)
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_z
+    lp.row_lower_ = np.concatenate([np.full(n_pools * hours + n_j * hours + n_j, -inf), [target_gpu_h]])
+    lp.row_upper_ = np.concatenate([inst.capacity_gpus.ravel(), np.ones(n_j * hours),
+                                    [j.work_gpu_h for j in inst.jobs], [inf]])
+    _set_matrix(lp, rows, cols, vals, n_z)
+    h = new_highs(time_limit_s)
+    h.setOptionValue("mip_rel_gap", 0.0)
+    h.passModel(lp)
+    res = _solve(h, n_pools, hours, zp * hours + zh, n_z)
+    if res.cost_usd is None:
+        return res
+    # gpu_h and delivered from z x gpus
+    z = np.asarray(h.getSolution().col_value, dtype=np.float64)
+    grid = np.zeros(n_pools * hours)
+    np.add.at(grid, zp * hours + zh, np.round(z) * g)
+    return HindsightResult(res.cost_usd, float(grid.sum()), grid.reshape(n_pools, hours), res.status)
+
+
+def schedule_cost(inst: HindsightInstance, run: npt.NDArray[np.int64]) -> tuple[float, float]:
+    """(cost USD, GPU-hours) of a schedule ``run[j, h]`` = pool job ``j`` runs in during hour ``h`` (-1 = none);
+    raises ``ValueError`` if it breaks a rule of the exact model (capacity, submit hour, lawful pools, work)."""
+    n_pools, hours = inst.capacity_gpus.shape
+    use = np.zeros((n_pools, hours))
+    cost = 0.0
+    for k, j in enumerate(inst.jobs):
+        hrs = np.flatnonzero(run[k] >= 0)
+        if hrs.size and (hrs.min() < j.submit_h or any(int(run[k, hh]) not in j.pools for hh in hrs)):
+            raise ValueError(f"job {k} runs before its submit hour or outside its pools")
+        if hrs.size * j.gpus > j.work_gpu_h + 1e-9:
+            raise ValueError(f"job {k} runs beyond its work")
+        for hh in hrs:
+            use[run[k, hh], hh] += j.gpus
+            cost += j.gpus * float(inst.usd_per_gpu_h[run[k, hh], hh])
+    if (use > inst.capacity_gpus + 1e-9).any():
+        raise ValueError("a pool is over capacity")
+    return cost, float(use.sum())
