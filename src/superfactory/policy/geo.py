@@ -47,6 +47,7 @@ from superfactory.domain.job import TrainingJob
 from superfactory.domain.lifecycle import MOVABLE
 from superfactory.domain.outcome import ActionOutcome
 from superfactory.domain.topology import topology_of
+from superfactory.models.tco import capital_usd_per_gpu_hour
 from superfactory.models.wan import route_bandwidth_gbps
 from superfactory.policy import solver as S
 from superfactory.policy.feasibility import carbon_budget_refusal, sovereignty_refusal
@@ -58,6 +59,9 @@ from superfactory.policy.registry import PolicyBase, register
 
 HOUR_S = 3600
 _BIG = 1e12
+#: wait cost (USD per GPU-hour) of a job that has waited for price past ``max_wait_s``: above any power cost,
+#: so it runs wherever lawful capacity exists (a finite number keeps the LP well scaled)
+STARVED_USD_PER_GPU_H = 1e4
 _MOVABLE = MOVABLE  # states in which a world accepts Migrate and Preempt
 
 
@@ -104,9 +108,18 @@ class GeoPolicy(PolicyBase):
     def __init__(self, alpha: float = 1.0, beta_usd_per_tco2: float = 0.0, gamma_usd_per_ms_mwh: float = 0.0,
                  horizon_h: int = 12, capacity_share: float = 0.8, hysteresis: float = 0.15,
                  amortise_h: float = 6.0, resolve_s: int = 900, migrate: bool = True,
-                 quota_share: float = 0.25, milp_time_limit_s: float = 5.0) -> None:
+                 quota_share: float = 0.25, milp_time_limit_s: float = 5.0,
+                 value_usd_per_gpu_hour: float | None = None, max_wait_s: int = 6 * HOUR_S) -> None:
         if not 0.0 < capacity_share <= 1.0:
             raise ValueError("capacity_share must be in (0, 1]")
+        if value_usd_per_gpu_hour is not None and value_usd_per_gpu_hour < 0:
+            raise ValueError("value_usd_per_gpu_hour must be >= 0 (or None for the catalog's capital rate)")
+        if max_wait_s <= 0:
+            raise ValueError("max_wait_s must be > 0")
+        self.value_usd_per_gpu_hour = value_usd_per_gpu_hour
+        self.max_wait_s = int(max_wait_s)
+        self._next_deadline_s = 10**18  # earliest instant a job waiting for price reaches max_wait_s
+        self._forced: set[str] = set()  # jobs that reached max_wait_s: never paused for price again
         self.alpha = alpha
         self.beta = beta_usd_per_tco2
         self.gamma = gamma_usd_per_ms_mwh
@@ -152,6 +165,8 @@ class GeoPolicy(PolicyBase):
         (a queue re-examined against a drifting value of a GPU-hour). Skipping the rest keeps a month of the
         default scenario from building ~86k snapshots.
         """
+        if now_s >= self._next_deadline_s:
+            return True  # a job waiting for price reaches its bound: it must be placed now
         return self._any_pending and now_s - self._last_solve_s >= self.resolve_s
 
     # == signals ===========================================================================================
@@ -193,13 +208,24 @@ class GeoPolicy(PolicyBase):
         return means, paths
 
     def _lambdas(self, snap: FleetSnapshot, paths: list[npt.NDArray[np.float64]]) -> dict[str, float]:
-        """Value of a GPU-hour per accelerator (USD/GPU-h): a quantile of next-day forecast GPU-hour costs."""
+        """Value of a GPU-hour per accelerator (USD/GPU-h).
+
+        ``value_usd_per_gpu_hour`` when set; otherwise what the hardware costs its owner per hour, the
+        catalog's capital rate (:func:`~superfactory.models.tco.capital_usd_per_gpu_hour`: list price with
+        networking and storage, straight line over the depreciation period), so an owned GPU idles only when
+        its power costs more than its capital (scarcity hours). Only for a system without a list price does
+        the wave-1 rule remain: a quantile of next-day forecast GPU-hour costs (``capacity_share``).
+        """
         lam: dict[str, float] = {}
         accs = sorted({a for f in snap.factories for a in f.accelerators})
         demand = dict.fromkeys(accs, 0)
         for v in snap.pending + snap.running:
             demand[v.job.accelerator] = demand.get(v.job.accelerator, 0) + v.job.gpus
         for a in accs:
+            value = self._value_of(snap, a)
+            if value is not None:
+                lam[a] = value
+                continue
             costs: list[npt.NDArray[np.float64]] = []
             weights: list[float] = []
             for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
@@ -227,6 +253,14 @@ class GeoPolicy(PolicyBase):
             k = int(np.searchsorted(cw, q))
             lam[a] = float(c[order][min(k, c.size - 1)])
         return lam
+
+    def _value_of(self, snap: FleetSnapshot, acc: str) -> float | None:
+        """The configured or catalog (capital) value of a GPU-hour of ``acc``, or ``None`` if unknown."""
+        if self.value_usd_per_gpu_hour is not None:
+            return self.value_usd_per_gpu_hour
+        rates = [r for f in snap.factories for c in f.clusters_of(acc)
+                 if (r := capital_usd_per_gpu_hour(c.system)) is not None]
+        return max(rates) if rates else None
 
     # == columns ===========================================================================================
     def _latency_ms(self, snap: FleetSnapshot, a: str | None, b: str) -> float:
@@ -333,9 +367,18 @@ class GeoPolicy(PolicyBase):
                         continue
                     cols.append(_Col(jx, i, mw * usd[i] + lat, nodes, it_w, moved and jx not in emergency))
             wait = job.gpus * lam * (1.0 + 0.02 * job.priority)
+            if jx not in running and v.waiting_since_s >= 0:
+                waited_s = now - v.waiting_since_s
+                if waited_s >= self.max_wait_s or job.id in self._forced:
+                    wait = job.gpus * STARVED_USD_PER_GPU_H  # no more waiting for price: run where lawful
+                    self._forced.add(job.id)
+                else:
+                    wait *= 1.0 + waited_s / self.max_wait_s  # ageing: waiting gets dearer as it lasts
             if jx in running:
                 wait += drain_h * job.gpus * lam_eff / amort_h
-            if not locked or not any(c.job == jx for c in cols[-1:]):
+            if jx in running and job.id in self._forced and any(c.job == jx for c in cols[-1:]):
+                pass  # a job that already waited its bound for price runs on (it may still move)
+            elif not locked or not any(c.job == jx for c in cols[-1:]):
                 cols.append(_Col(jx, -1, wait, 0, 0.0, False))
             if jx not in running and reasons:
                 # every factory that would otherwise take the job but is not cleared for its data: an audit event
@@ -350,7 +393,8 @@ class GeoPolicy(PolicyBase):
         now = snap.now_s
         self._any_pending = bool(snap.pending)
         sig = (now // HOUR_S, tuple(s.price_usd_per_mwh for s in snap.states), tuple(s.up for s in snap.states))
-        full = sig != self._last_sig or (snap.pending and now - self._last_solve_s >= self.resolve_s)
+        full = (sig != self._last_sig or (snap.pending and now - self._last_solve_s >= self.resolve_s)
+                or now >= self._next_deadline_s)
         if not full:
             # between full solves only new pending jobs or freed capacity can change the answer
             quick = (tuple(v.job.id for v in snap.pending), tuple(hash(st.node_status) for st in snap.states))
@@ -380,8 +424,15 @@ class GeoPolicy(PolicyBase):
             sol = S.Assignment(S.greedy(problem), 0.0, float("-inf"), "greedy")
         plan = self._actions(snap, views, running, [col_list[int(c)] for c in sol.choice], cols, rng, waiting)
         plan = Plan(plan.actions, plan.waiting, tuple(refusals))
-        self.governor.forget({v.job.id for v in snap.pending + snap.running})
+        live = {v.job.id for v in snap.pending + snap.running}
+        self.governor.forget(live)
+        if full:
+            self._forced &= live
         self._last_wait_plan = Plan((), plan.waiting) if not plan.actions else Plan()
+        placed = {a.job_id for a in plan.actions}
+        self._next_deadline_s = min((v.waiting_since_s + self.max_wait_s for v in snap.pending
+                                     if v.job.id not in placed and v.waiting_since_s >= 0
+                                     and v.waiting_since_s + self.max_wait_s > now), default=10**18)
         return plan
 
     def _problem(self, snap: FleetSnapshot, views: list[JobView], cols: list[_Col], emergency: set[int]
@@ -433,6 +484,23 @@ class GeoPolicy(PolicyBase):
             k = self._keys[job_id] = len(self._keys)
         return k
 
+    def _wait_reason(self, snap: FleetSnapshot, v: JobView, chosen: _Col, cols: list[_Col]) -> str:
+        """Why a pending job waits, with the figures compared: its cheapest lawful run (USD per hour of power,
+        carbon and latency) against the value of waiting (its GPUs x the value of a GPU-hour, aged)."""
+        wait_usd_h = chosen.cost
+        runs = [c for c in cols if c.job == chosen.job and c.factory >= 0]
+        lam = self._lam.get(v.job.accelerator, math.inf)
+        if not runs:
+            return "geo: no lawful factory with room for it is up"
+        best = min(runs, key=lambda c: c.cost)
+        site = snap.factories[best.factory].id
+        if best.cost <= wait_usd_h:
+            return (f"geo: waiting for free capacity (running in {site} costs {best.cost:.2f} USD/h <= waiting "
+                    f"{wait_usd_h:.2f} USD/h; value of a GPU-hour {lam:.3f} USD)")
+        return (f"geo: waiting for cheaper power (running in {site} costs {best.cost:.2f} USD/h > waiting "
+                f"{wait_usd_h:.2f} USD/h; value of a GPU-hour {lam:.3f} USD; since {v.waiting_since_s} s, at most "
+                f"{self.max_wait_s / HOUR_S:.1f} h)")
+
     def _actions(self, snap: FleetSnapshot, views: list[JobView], running: set[int], chosen: list[_Col],
                  cols: list[_Col], rng: np.random.Generator, waiting: dict[str, str]) -> Plan:
         now = snap.now_s
@@ -468,8 +536,7 @@ class GeoPolicy(PolicyBase):
                 actions.append(Migrate(job.id, f.id, nodes, "geo: cheaper forecast power"))
                 continue
             if c.factory < 0:
-                waiting.setdefault(job.id, "geo: waiting for cheaper power or free capacity "
-                                           f"(value of a GPU-hour {self._lam.get(job.accelerator, math.inf):.4f} USD)")
+                waiting.setdefault(job.id, self._wait_reason(snap, v, c, cols))
                 continue
             f = snap.factories[c.factory]
             nodes = pick_nodes(f, status[c.factory], job)

@@ -114,11 +114,6 @@ def test_outcomes_reach_the_policy_and_the_record() -> None:
     assert np.all([e.time_s <= HORIZON_S for e in world.events])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open (geo economics, not the seam): after a different timeline geo pauses a nearly done job and, alone in "
-    "the queue, its value of a GPU-hour (a quantile of *forecast* costs that undershoot this world's price floor) "
-    "stays below every running cost, so it waits forever; geo needs an anti-starvation term. Seam leaks found by "
-    "this test are fixed: governor records and the quick-path cache now follow outcomes"))
 def test_geo_after_refusals_stop_everything_that_would_finish_finishes() -> None:
     clean, _ = _run("geo", 0.0, 0.0, 2)
     faulty, _ = _run("geo", 0.3, 0.1, 2)
