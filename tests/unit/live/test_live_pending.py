@@ -21,7 +21,7 @@ def test_held_quota_cordoned_capacity(api):
     held = api.submit(acme, JOB)["id"]
     api.call("POST", f"/v1/jobs/{held}/hold", acme)
     r = _reasons(api, held, acme)
-    assert "held" in r and "release" in r["held"]["message"]
+    assert "release" in r["held"]["message"] and (r["held"]["requested"], r["held"]["available"]) == (64, 0)
     over = api.submit(capped, JOB)["id"]
     q = _reasons(api, over, capped)["quota"]
     assert (q["requested"], q["available"], q["unit"]) == (64, 32, "GPUs")
@@ -69,18 +69,18 @@ def test_price_and_preempted(api):
     api.live.clock.t = 48 * 3600  # two days of replayed prices behind us
     for f in ("texas", "virginia", "sweden"):
         api.heartbeat(f)
-    # a price spike now: geo defers work it can run later for less
-    spike = [{"kind": "price", "key": m, "value": 3000.0, "hour": 48} for m in ("ERCOT", "PJM", "NORDPOOL_SE2")]
+    # a price spike now (far above what a GPU-hour is worth): geo defers work it can run later for less
+    spike = [{"kind": "price", "key": m, "value": 50000.0, "hour": 48} for m in ("ERCOT", "PJM", "NORDPOOL_SE2")]
     api.call("POST", "/v1/signals", json={"points": spike})
     hist = api.call("GET", "/v1/signals/price/ERCOT")["hourly"]
-    assert len(hist) == 49 and hist[-1] == 3000.0 and max(hist[:-1]) < 3000.0
+    assert len(hist) == 49 and hist[-1] == 50000.0 and max(hist[:-1]) < 50000.0
     api.call("PUT", "/v1/policies/active", json={"name": "geo"})
     jid = api.submit(acme, JOB)["id"]
     api.cycle()
     job = api.job(jid)
     assert job["state"] == "pending", job
     p = {r["code"]: r for r in job["pending"]["reasons"]}["price"]
-    assert p["unit"] == "USD/MWh" and p["requested"] == 3000.0 and p["available"] > 0
+    assert p["unit"] == "USD/MWh" and p["requested"] == 50000.0 and p["available"] > 0
     # preempted: a policy's Preempt, carried out by the agent, puts the job back in the queue
     api.call("PUT", "/v1/policies/active", json={"name": "gang"})
     api.cycle()
@@ -93,4 +93,4 @@ def test_price_and_preempted(api):
     api.call("POST", f"/v1/agent/jobs/{jid}/report", hdr, json={"fencing_token": job["fencing_token"],
                                                                   "state": "stopped"})
     pre = _reasons(api, jid, acme)["preempted"]
-    assert pre["unit"] == "s" and pre["available"] == 0
+    assert pre["unit"] == "s" and pre["available"] == 0 and pre["requested"] == 2 * 86400  # work: 2d, none kept

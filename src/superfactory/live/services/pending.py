@@ -3,7 +3,7 @@
 Codes (each with ``message``, ``requested``, ``available`` and ``unit``):
 
 =================  ==========================================================================================
-``held``           a user holds the job (``release`` it)
+``held``           a user holds the job (``release`` it): GPUs requested vs 0 given while held
 ``quota``          the tenant's quota for the accelerator: GPUs requested vs quota left
 ``sovereignty``    no factory with the accelerator is cleared for the job's data classes
 ``cordoned``       every factory that could run it is cordoned, draining or has no live agent lease
@@ -11,7 +11,7 @@ Codes (each with ``message``, ``requested``, ``available`` and ``unit``):
 ``power_cooling``  enough GPUs are free but the facility power cap or cooling has too little headroom (W)
 ``carbon_budget``  the job's estimated emissions at the cleanest eligible factory exceed its budget left (tCO2)
 ``price``          the policy waits for cheaper power: cheapest eligible price now vs its 24 h mean (USD/MWh)
-``preempted``      the policy preempted the job; it waits to be placed again (progress kept, s)
+``preempted``      the policy preempted the job; it waits to be placed again (work left vs progress kept, s)
 =================  ==========================================================================================
 
 Reasons are computed from the store now (not cached) and listed most specific first; the policy's own words
@@ -56,7 +56,8 @@ def why_pending(live: Live, row: Any) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     job = decode_job(str(row.id), row.spec["job"], row.submit_s, row.priority)
     if row.state == "held":
-        out.append(_reason("held", "held by a user: `superfactory release JOB` lets it be scheduled", None, None, ""))
+        out.append(_reason("held", "held by a user: `superfactory release JOB` lets it be scheduled", row.gpus, 0,
+                           "GPUs"))
     with live.engine.connect() as conn:
         quota = (conn.execute(sa.select(t.tenants.c.quotas).where(t.tenants.c.id == row.tenant_id)).scalar() or {})
         used = usage(conn, row.tenant_id).get((row.tenant_id, row.accelerator), 0)
@@ -128,8 +129,10 @@ def why_pending(live: Live, row: Any) -> list[dict[str, Any]]:
                                f" USD/MWh now at {snap.factories[best].id} (the cheapest that fits) vs a 24 h mean of "
                                f"{mean:.1f}", snap.states[best].price_usd_per_mwh, mean, "USD/MWh"))
     if row.preempted:
+        left = max(0.0, job.work_s - row.committed_progress_s)
         out.append(_reason("preempted", f"preempted (checkpointed first) and waiting to be placed again; "
-                           f"{row.committed_progress_s:.0f} s of progress kept", None, row.committed_progress_s, "s"))
+                           f"{row.committed_progress_s:.0f} s of progress kept, {left:.0f} s of work left", left,
+                           row.committed_progress_s, "s"))
     return out
 
 
