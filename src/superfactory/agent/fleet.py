@@ -161,7 +161,8 @@ class LocalFleet:
         except httpx.HTTPError as exc:
             raise FleetError(f"{method} {self.url}{path}: {exc}") from None
         if r.status_code >= 400:
-            raise FleetError(f"{method} {path}: {r.status_code} {r.text[:500]}")
+            where = f" (server log: {self.root / 'logs' / 'server.log'})" if r.status_code >= 500 else ""
+            raise FleetError(f"{method} {path}: {r.status_code} {r.text[:500]}{where}")
         return r.json()
 
     def start_server(self) -> int:
