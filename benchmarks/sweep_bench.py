@@ -15,6 +15,8 @@ every batch in its own worker process, the Parquet table, ``ray.shutdown`` — a
 
 The machine is shared and noisy: the load average at start and end is printed next to the figures.
 
+It runs on a snapshot of the superfactory package taken at start (``--no-snapshot``: on the live tree).
+
 Usage: python benchmarks/sweep_bench.py [--runs 64] [--duration 10d] [--also-local]
        (writes benchmarks/results/sweep.json)
 """
@@ -39,7 +41,7 @@ from superfactory.sweep.spec import SweepSpec
 from superfactory.sweep.store import read_table, timing_column
 from superfactory.sweep.worker import summary_fields
 
-COMPARED = ("ettr", "power_cost_usd", "carbon_tco2", "interruptions", "jobs_completed", "training_throughput")
+SNAPSHOT_ENV = "SWEEP_BENCH_CODE"
 
 
 def sequential(duration: str, policy: str, seeds: list[int]) -> tuple[float, dict[int, dict[str, Any]]]:
@@ -83,12 +85,38 @@ def differences(seq: dict[int, dict[str, Any]], rows: list[dict[str, Any]]) -> l
             if not timing_column(k) and not isinstance(seq[s][k], dict | list) and by_seed[s].get(k) != seq[s][k]]
 
 
+def run_on_a_snapshot() -> None:
+    """Re-run this script on a copy of the superfactory package (and exit), so that code edited while the
+    benchmark runs — a shared working tree — cannot give the sequential runs and the sweep's workers different
+    code (workers import it afresh). The workers inherit the copy through PYTHONPATH."""
+    import shutil
+    import subprocess
+    import sys
+
+    import superfactory
+
+    if os.environ.get(SNAPSHOT_ENV) or "--no-snapshot" in sys.argv:
+        return
+    tmp = tempfile.mkdtemp(prefix="sweep-bench-code-")
+    shutil.copytree(Path(superfactory.__file__).parent, Path(tmp) / "superfactory",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, SNAPSHOT_ENV: tmp,
+           "PYTHONPATH": os.pathsep.join(p for p in (tmp, os.environ.get("PYTHONPATH", "")) if p)}
+    try:
+        rc = subprocess.call([sys.executable, __file__, *sys.argv[1:]], env=env)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(rc)
+
+
 def main() -> None:
+    run_on_a_snapshot()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=64)
     ap.add_argument("--duration", default="10d")
     ap.add_argument("--policy", default="greedy")
     ap.add_argument("--also-local", action="store_true", help="also time the local-process runner")
+    ap.add_argument("--no-snapshot", action="store_true", help="run on the working tree's code as it changes")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sweep.json")
     args = ap.parse_args()
     n_cores = cores()
@@ -100,11 +128,15 @@ def main() -> None:
         runs["local"] = swept(args.duration, args.policy, seeds, "local")
     load_after = os.getloadavg()[0]
 
+    import superfactory
+
+    print(f"code: {Path(superfactory.__file__).parent} (commit {_commit()} and the working tree at start)")
     print(f"{args.runs} runs of default cut to {args.duration} (no scripted events), policy {args.policy}, "
           f"{n_cores} cores, load average {load_before:.1f} -> {load_after:.1f}")
     print(f"{'how':<26}{'wall s':>10}{'speedup':>10}{'per core':>10}{'overhead/run s':>16}{'batches':>9}")
     print(f"{'one process, sequential':<26}{seq_s:>10.1f}{1.0:>10.2f}{1.0 / n_cores:>10.2f}{0.0:>16.3f}{'-':>9}")
-    result: dict[str, Any] = {"runs": args.runs, "duration": args.duration, "policy": args.policy, "cores": n_cores,
+    result: dict[str, Any] = {"commit": _commit(), "runs": args.runs, "duration": args.duration,
+                              "policy": args.policy, "cores": n_cores,
                               "sequential_s": seq_s, "load_average_before": load_before,
                               "load_average_after": load_after, "sequential_mean_run_s": seq_s / args.runs}
     for kind, run in runs.items():
@@ -136,6 +168,16 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        return ""
 
 
 if __name__ == "__main__":
