@@ -110,3 +110,17 @@ def test_out_of_range_seeds_are_refused_with_the_range(bad: int) -> None:
         parse_scenario(yaml.safe_dump(_doc(seed=bad)))
     with pytest.raises(ValueError, match=r"2\*\*63-1"):
         SeedTree(bad)
+
+
+def test_adding_a_factory_does_not_reshuffle_another_factorys_failures() -> None:
+    from superfactory.domain.events import EventKind
+
+    def failures_at_a(factories: list[dict[str, Any]]) -> list[str]:
+        text = scenario(factories, [], duration="20d", failures={"rate_scale": 20.0})
+        r = run_twin(parse_scenario(text), seed=11)
+        return [e.line() for e in r.events if e.kind is EventKind.NODE_FAILED and e.factory == "a"]
+
+    alone = failures_at_a([factory("a", nodes=16)])
+    assert len(alone) > 5
+    # b listed first: by position, a's stream would change; by id it does not
+    assert failures_at_a([factory("b", market="ERCOT", nodes=16), factory("a", nodes=16)]) == alone
