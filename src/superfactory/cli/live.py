@@ -130,12 +130,28 @@ def submit(job_file: Annotated[Path, typer.Argument(help="YAML: one job like a s
         for i, j in enumerate(jobs):
             k = base if len(jobs) == 1 else f"{base}-{i}"
             params = {"tenant": tenant} if tenant else {}
-            results.append(c.post("/v1/jobs", json=j, params=params, headers={"Idempotency-Key": k}))
+            results.append(_retrying(lambda j=j, k=k, params=params: c.post(
+                "/v1/jobs", json=j, params=params, headers={"Idempotency-Key": k})))
     if json_out:
         emit_json(results if len(results) > 1 else results[0])
         return
     for r in results:
         out.print(f"{r['id']}" + ("" if r["created"] else "  (already submitted with this key)"))
+
+
+def _retrying(call: Any, attempts: int = 4) -> Any:
+    """Repeat an idempotent call when the server could not be reached or answered 5xx (0.5, 1, 2 s apart); the
+    idempotency key makes a repeat of a submission that did land return the same job."""
+    from superfactory.live.errors import ApiError
+
+    for n in range(attempts):
+        try:
+            return call()
+        except ApiError as e:
+            if n == attempts - 1 or not (e.status >= 500 or e.code in ("no_server", "transport_error")):
+                raise
+            time.sleep(0.5 * 2**n)
+    raise AssertionError("unreachable")
 
 
 def queue(state: Annotated[str | None, typer.Option(help="pending, held, assigned, running, stopping, ...")] = None,

@@ -67,7 +67,7 @@ class Client:
             raise ApiError(400, "no_server", f"no control plane at {self.url}; start one with `superfactory serve` "
                            "or point --server / SUPERFACTORY_SERVER at it") from None
         except httpx.HTTPError as e:
-            raise ApiError(400, "http_error", f"{method} {self.url}{path}: {e}") from None
+            raise ApiError(400, "transport_error", f"{method} {self.url}{path}: {e}") from None
         if r.status_code >= 400:
             try:
                 err = r.json()["error"]
