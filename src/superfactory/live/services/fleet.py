@@ -23,7 +23,7 @@ from superfactory.live.errors import ApiError, not_found
 from superfactory.live.services.auth import mint_token
 from superfactory.live.services.jobs_common import HOLDING, add_event, next_fence, requeue_rows
 from superfactory.live.store import tables as t
-from superfactory.scenario.loader import load_scenario, parse_scenario
+from superfactory.scenario.loader import builtin_text, parse_scenario
 from superfactory.scenario.model import Scenario
 
 CACHE_TTL_S = 1.0
@@ -55,8 +55,9 @@ def import_scenario(live: Live, ref: str | None = None, text: str | None = None)
     try:
         if text is not None:
             sc = parse_scenario(text, source="<uploaded scenario>")
-        elif ref is not None:
-            sc = load_scenario(ref)
+        elif ref is not None:  # built-in names only: the server reads no file a caller names
+            text = builtin_text(ref)
+            sc = parse_scenario(text, source=f"<built-in {ref}>")
         else:
             raise ApiError(422, "invalid_request", "give 'scenario' (a built-in name) or 'yaml' (scenario text)")
     except ScenarioError as e:
@@ -64,18 +65,11 @@ def import_scenario(live: Live, ref: str | None = None, text: str | None = None)
     return _store_scenario(live, sc, text)
 
 
-def _store_scenario(live: Live, sc: Scenario, text: str | None) -> dict[str, Any]:
+def _store_scenario(live: Live, sc: Scenario, text: str) -> dict[str, Any]:
     import yaml
 
-    defaults: dict[str, Any] = {}
-    if text is not None:
-        doc = yaml.safe_load(text)
-        defaults = doc.get("defaults", {}) if isinstance(doc, dict) else {}
-    else:
-        from superfactory.scenario.loader import builtin_text
-
-        defaults = (yaml.safe_load(builtin_text(sc.name)) or {}).get("defaults", {}) if sc.source.startswith(
-            "<built-in") else {}
+    doc = yaml.safe_load(text)
+    defaults: dict[str, Any] = (doc.get("defaults") or {}) if isinstance(doc, dict) else {}
     with live.engine.begin() as conn:
         existing = {r.id: r for r in conn.execute(sa.select(t.factories))}
         held = {r[0] for r in conn.execute(sa.select(t.jobs.c.factory_id).where(t.jobs.c.state.in_(HOLDING))
