@@ -183,7 +183,11 @@ class Restored:
             os.unlink(tmp)
             raise
         os.close(fd)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            os.unlink(tmp)
+            raise
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable facts about the restore (not the bytes)."""

@@ -130,6 +130,9 @@ def test_restored_files_are_private_by_default_or_get_the_mode_asked(config: Pat
         os.umask(old)
     code, _, stderr = _cli("restore", "-c", str(config), "--out", str(tmp_path / "no" / "dir" / "x"))
     assert code == 2 and "cannot write" in stderr and "Traceback" not in stderr
+    (tmp_path / "a-dir").mkdir()
+    code, _, stderr = _cli("restore", "-c", str(config), "--out", str(tmp_path / "a-dir"))
+    assert code == 2 and "cannot write" in stderr
     assert not list(tmp_path.glob(".*partial*"))
 
 
