@@ -13,6 +13,7 @@ import pytest
 
 from superfactory.agent.drills import DRILL_JOB, FAULT_KINDS, long_job, reference_run, run_drill, start_reference
 
+pytestmark = pytest.mark.slow  # ~6 min on a loaded 2-core machine: every incarnation imports torch afresh
 
 @pytest.fixture(scope="module")
 def references(fleet: Any) -> dict[str, Any]:
