@@ -15,6 +15,7 @@ from superfactory.agent.drills import DRILL_JOB, FAULT_KINDS, long_job, referenc
 
 pytestmark = pytest.mark.slow  # ~6 min on a loaded 2-core machine: every incarnation imports torch afresh
 
+
 @pytest.fixture(scope="module")
 def references(fleet: Any) -> dict[str, Any]:
     """Failure-free runs of both drill jobs, submitted at once so they train beside the first drills; their
