@@ -142,6 +142,8 @@ class TwinMetricsFold:
                     for outcome in ("succeeded", "failed"):
                         self._set("migrations_total", (("source", a.id), ("destination", b.id),
                                                        ("outcome", outcome)), 0, 0)
+                    for name in ("migration_transfer_bytes_total", "migration_gpu_seconds_total"):
+                        self._set(name, (("source", a.id), ("destination", b.id)), 0, 0)
         for name in self.links.values():
             lk = next(x for x in scenario.links if link_name(x.a, x.b) == name)
             self._set("link_capacity_bytes_per_second", (("link", name),), 0, lk.bandwidth_gbps * 1e9 / 8)
