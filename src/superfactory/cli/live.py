@@ -54,6 +54,11 @@ def serve(
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="serve the API only")] = False,
     state_dir: Annotated[Path, typer.Option(help="folder of the embedded store and the CLI config")] = Path(
         ".superfactory"),
+    suspect_after_s: Annotated[float, typer.Option(min=1, help="short lease timeout: a silent site gets no new "
+                                                   "work")] = 30.0,
+    lost_after_s: Annotated[float, typer.Option(min=1, help="long lease timeout: a silent site's jobs are "
+                                                "requeued")] = 300.0,
+    cycle_s: Annotated[float, typer.Option(min=0.1, help="scheduler period (it also runs after changes)")] = 2.0,
 ) -> None:
     """Run the control plane (API v1 + scheduler). First start: migrates the store, makes the admin token and
     writes it to the CLI config (mode 0600)."""
@@ -63,10 +68,14 @@ def serve(
 
     from superfactory.live.api.app import create_app, make_live
     from superfactory.live.client import write_config
+    from superfactory.live.context import Settings
     from superfactory.live.services.auth import bootstrap_admin
 
+    if lost_after_s <= suspect_after_s:
+        raise SuperfactoryError(f"--lost-after-s ({lost_after_s:g}) must exceed --suspect-after-s "
+                                f"({suspect_after_s:g})")
     url = db or f"sqlite:///{(state_dir / 'superfactory.db').resolve()}"
-    live = make_live(url)
+    live = make_live(url, Settings(suspect_after_s=suspect_after_s, lost_after_s=lost_after_s, cycle_s=cycle_s))
     token = bootstrap_admin(live.engine, time.time())
     env_cfg = os.environ.get("SUPERFACTORY_CONFIG")
     cfg = Path(env_cfg) if env_cfg else state_dir / "config.json"
@@ -83,6 +92,9 @@ def serve(
         live.engine.dispose()
         os.environ["SUPERFACTORY_DB"] = url
         os.environ["SUPERFACTORY_SCHEDULER"] = "0" if no_scheduler else "1"
+        os.environ["SUPERFACTORY_SUSPECT_AFTER_S"] = repr(suspect_after_s)
+        os.environ["SUPERFACTORY_LOST_AFTER_S"] = repr(lost_after_s)
+        os.environ["SUPERFACTORY_CYCLE_S"] = repr(cycle_s)
         uvicorn.run("superfactory.live.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                     log_level="warning")
 
