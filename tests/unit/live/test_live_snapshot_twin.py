@@ -29,6 +29,7 @@ FLEET = scenario(
     failures={"rate_scale": 0, "planned": False},
 )
 RESTART_S = 300  # the scenario defaults' restart time: placed jobs start running then
+DOWN_NODE = 3  # of virginia: down in both worlds (the twin's node state, the agent's down_nodes)
 
 
 class _Log:
@@ -51,6 +52,7 @@ def _twin_snapshots(jobs: tuple) -> tuple[FleetSnapshot, FleetSnapshot]:
     fleet.periodic = loop.periodic
     loop.start()
     fleet.start()
+    fleet.rt[fleet.by_id["virginia"]].set_down(DOWN_NODE, True)  # a failed node, known before the first decision
     kernel.run(1)
     first = _frozen(fleet.snapshot())
     later: list[FleetSnapshot] = []
@@ -90,17 +92,19 @@ def test_live_snapshot_equals_the_twins(api):
     twin_jobs = tuple(dataclasses.replace(j, id=str(i)) for j, i in zip(sc.jobs, ids, strict=True))
     twin_first, twin_later = _twin_snapshots(twin_jobs)
 
+    api.heartbeat("virginia", down_nodes=[DOWN_NODE])
     api.cycle()  # live decision at t=0, same policy, same seed
     api.live.clock.t = 1
     for f in sc.factories:
-        api.heartbeat(f.id)
+        api.heartbeat(f.id, down_nodes=[DOWN_NODE] if f.id == "virginia" else [])
     live_first = StoreFleetView(api.live).snapshot()
     assert len(twin_first.running) == 4 and len(twin_first.pending) == 1  # the comparison is not vacuous
+    assert twin_first.states[1].node_status[DOWN_NODE] == 2
     _assert_same(live_first, twin_first)
 
     api.live.clock.t = RESTART_S
     for f in sc.factories:
-        api.heartbeat(f.id)
+        api.heartbeat(f.id, down_nodes=[DOWN_NODE] if f.id == "virginia" else [])
     for j in api.call("GET", "/v1/jobs?state=assigned")["jobs"]:
         hdr = api.agents[j["factory_id"]][0]
         api.call("POST", f"/v1/agent/jobs/{j['id']}/report", hdr,
