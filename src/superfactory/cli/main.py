@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from superfactory.cli import agent as agent_cli
-from superfactory.cli import ckpt, cost, sweep
+from superfactory.cli import ckpt, cost, gangbound, sweep
 from superfactory.cli import live as live_cli
 from superfactory.cli.stdio import emit_json, quiet_stdout
 from superfactory.errors import PolicyError, SuperfactoryError
@@ -38,6 +38,7 @@ app.command("cost")(cost.cost)
 sweep.register(app)
 live_cli.register(app)
 agent_cli.register(app)
+gangbound.register(app)
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)

@@ -41,9 +41,10 @@ from superfactory.domain.job import TrainingJob
 from superfactory.domain.lifecycle import MOVABLE, JobLifecycle
 from superfactory.domain.outcome import ActionOutcome
 from superfactory.domain.topology import FactoryTopology, topology_of
-from superfactory.models.collective import probe_ratio
+from superfactory.models.collective import placement_throughput, probe_ratio
 from superfactory.policy.feasibility import Verdict, evaluate
 from superfactory.policy.gangfit import GangShape, place_gang, shape_of, units_available
+from superfactory.policy.preemption import PreemptionCosts, PreemptionLedger
 from superfactory.policy.registry import PolicyBase, register
 
 BoolArray = npt.NDArray[np.bool_]
@@ -94,7 +95,10 @@ class GangScheduler(PolicyBase):
 
     def __init__(self, reservations: int = 2, backfill: bool = True, preemption: bool = True,
                  hot_swap: bool = True, spare_pool: int = 0, bandwidth_check: bool = True,
-                 min_bandwidth_ratio: float = 0.9, preempt_after_s: int = 1800) -> None:
+                 min_bandwidth_ratio: float = 0.9, preempt_after_s: int = 1800,
+                 max_preemptions_per_day: int = 16, victim_cooldown_s: int = 12 * 3600,
+                 preempt_margin: float = 1.5, priority_base: float = 4.0, evacuate_degraded: bool = True,
+                 probe_cycle_s: int = 60) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -105,6 +109,13 @@ class GangScheduler(PolicyBase):
         self.bandwidth_check = bandwidth_check
         self.min_bandwidth_ratio = min_bandwidth_ratio
         self.preempt_after_s = preempt_after_s
+        self.costs = PreemptionCosts(priority_base=priority_base, margin=preempt_margin)
+        self.ledger = PreemptionLedger(max_per_day=max_preemptions_per_day, victim_cooldown_s=victim_cooldown_s)
+        self.evacuate_degraded = evacuate_degraded
+        # a periodic cycle at the probe period, so a sweep that reveals a degraded domain is acted on at once
+        self.cycle_s = probe_cycle_s if evacuate_degraded else 0
+        # jobs draining off a degraded domain: (factory id, nodes promised to them, expiry)
+        self._evac: dict[str, tuple[str, tuple[int, ...], int]] = {}
         self._victim_of: dict[str, str] = {}  # victim job id -> the gang it is draining for
         # nodes a preemptor was promised (factory id, nodes, expiry): withheld from everyone else until it starts
         self._claims: dict[str, tuple[str, tuple[int, ...], int]] = {}
@@ -112,7 +123,7 @@ class GangScheduler(PolicyBase):
         self._sticky: dict[str, tuple[str, tuple[int, ...]]] = {}
         #: counters a benchmark or report may read: placements, hot_swaps, bandwidth_rejections, preemptions
         self.stats: dict[str, int] = {"placements": 0, "hot_swaps": 0, "bandwidth_rejections": 0,
-                                      "preemptions": 0}
+                                      "preemptions": 0, "preemptions_declined": 0, "evacuations": 0}
 
     # == decision ===========================================================================================
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
@@ -134,6 +145,16 @@ class GangScheduler(PolicyBase):
             mask[list(nodes)] = True
             site.reserved.append((mask, float("inf"), jid))
         actions: list[Place | Preempt] = []
+        for jid, (fid, nodes, expires_s) in list(self._evac.items()):
+            if (jid not in pending_ids and jid not in held_ids) or snapshot.now_s >= expires_s:
+                del self._evac[jid]
+                continue
+            site = sites[snapshot.factory_index(fid)]
+            mask = np.zeros(site.factory.nodes, dtype=bool)
+            mask[list(nodes)] = True
+            site.reserved.append((mask, float("inf"), jid))
+        if self.evacuate_degraded:
+            actions.extend(self._evacuations(snapshot, sites))
         waiting: list[tuple[str, str]] = []
         refusals: list[tuple[str, str, str]] = []
         running_by_site: dict[int, list[JobView]] = {}
@@ -176,11 +197,57 @@ class GangScheduler(PolicyBase):
         for o in outcomes:
             if o.in_force:
                 continue
+            self.ledger.forget(o.job_id)
+            self._evac.pop(o.job_id, None)
             preemptor = self._victim_of.pop(o.job_id, None)
             if preemptor is not None:
                 self._claims.pop(preemptor, None)
                 for v in [v for v, p in self._victim_of.items() if p == preemptor]:
                     del self._victim_of[v]
+
+    # == degraded domains ===================================================================================
+    def _evacuations(self, snapshot: FleetSnapshot, sites: list[_Site]) -> list[Preempt]:
+        """Move running gangs off NVLink domains the probes found degraded, when that pays.
+
+        A gang whose TP traffic rides a degraded domain runs at ``placement_throughput`` (< 1) of nominal. It is
+        drained (final checkpoint: nothing lost) and restarted on healthy nodes if the seconds it would lose by
+        staying, ``remaining x (1 - speed)``, exceed the move's cost (drain + restart), and only when a healthy
+        placement exists *now* (free nodes plus its own nodes on healthy domains); those nodes are promised to
+        it so the move never turns a slow gang into a waiting one."""
+        out: list[Preempt] = []
+        for v in snapshot.running:
+            if v.factory_id is None or v.state not in RUNNING_STATES or v.job.id in self._evac:
+                continue
+            site = sites[snapshot.factory_index(v.factory_id)]
+            if not site.bad_domains or not site.bad_domains.intersection(site.topo.node_domain[list(v.nodes)].tolist()):
+                continue
+            speed = placement_throughput(site.topo, v.nodes, v.job, site.link_factor)
+            if speed >= self.min_bandwidth_ratio:
+                continue
+            remaining_s = expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s
+            move_s = self.costs.overhead_s(v)
+            if remaining_s * (1.0 - speed) <= move_s:
+                continue
+            shape = self._shape(site, v.job)
+            if shape is None:
+                continue
+            usable = self._usable(site, v.job, float("inf"))
+            own = np.asarray(v.nodes, dtype=np.intp)
+            usable[own] = ~np.isin(site.topo.node_domain[own], list(site.bad_domains))
+            target = place_gang(site.topo, usable, shape) if int(usable.sum()) >= shape.nodes else None
+            if target is None:
+                continue
+            mask = np.zeros(site.factory.nodes, dtype=bool)
+            mask[list(target)] = True
+            site.free &= ~mask
+            site.reserved.append((mask, float("inf"), v.job.id))
+            self._evac[v.job.id] = (site.factory.id, target, snapshot.now_s + CLAIM_S)
+            self.stats["evacuations"] += 1
+            bad = sorted(site.bad_domains.intersection(site.topo.node_domain[list(v.nodes)].tolist()))
+            out.append(Preempt(v.job.id, f"evacuating degraded NVLink domain(s) {bad} of {site.factory.id}: runs at "
+                                         f"{speed:.2f} of nominal, {remaining_s / 3600:.1f} h left; moves to "
+                                         f"{len(target)} healthy nodes after a final checkpoint"))
+        return out
 
     # == per-factory state ===================================================================================
     def _site(self, snapshot: FleetSnapshot, i: int) -> _Site:
@@ -307,20 +374,23 @@ class GangScheduler(PolicyBase):
                 continue
             running = running_by_site.get(i, [])
             waited_s = snapshot.now_s - view.waiting_since_s if view.waiting_since_s >= 0 else 0
+            res = self._reservation(snapshot, site, running, job, shape)
+            start_s = res[1] if res is not None else float("inf")
+            declined = ""
             if self.preemption and waited_s >= self.preempt_after_s:
-                evict = self._preempt_for(site, running, view, shape, victims, snapshot.now_s)
+                evict, declined = self._preempt_for(site, running, view, shape, victims, snapshot.now_s, start_s)
                 if evict:
                     return (f"preempting {', '.join(p.job_id for p in evict)} (lower priority; they checkpoint "
-                            "first)"), evict
+                            f"first; {declined})"), evict
                 if evict is not None:
                     return "waiting for the gangs it preempted to finish their checkpoints", []
-            res = self._reservation(snapshot, site, running, job, shape)
             if res is not None:
                 nodes, start_s = res
                 site.reserved.append((nodes, start_s, job.id))
                 wait_h = (start_s - snapshot.now_s) / 3600
-                return (f"reserved {int(nodes.sum())} nodes on {site.factory.id} from t={int(start_s)} s "
-                        f"(~{wait_h:.1f} h, when running gangs are expected to end)"), []
+                note = (f"reservation {job.id}@{site.factory.id}: {int(nodes.sum())} nodes, expected start "
+                        f"t={int(start_s)} s (~{wait_h:.1f} h, when running gangs are expected to end)")
+                return (f"{note}; not preempting: {declined}" if declined else note), []
         return "", []
 
     def _reservation(self, snapshot: FleetSnapshot, site: _Site, running: list[JobView], job: TrainingJob,
@@ -368,15 +438,18 @@ class GangScheduler(PolicyBase):
         return None
 
     def _preempt_for(self, site: _Site, running: list[JobView], view: JobView, shape: GangShape,
-                     victims: set[str], now_s: int) -> list[Preempt] | None:
-        """Preempt actions that make room for ``view``; ``[]`` if victims already draining suffice (their
-        nodes are then reserved for it); ``None`` if preemption cannot make room."""
+                     victims: set[str], now_s: int, start_s: float) -> tuple[list[Preempt] | None, str]:
+        """Preempt actions that make room for ``view`` (and why); ``[]`` if victims already draining suffice
+        (their nodes are then reserved for it); ``None`` if preemption cannot make room, does not pay
+        (:class:`~superfactory.policy.preemption.PreemptionCosts`) or the factory's rate limit is spent.
+        ``start_s``: when it would start without preempting (its reservation), ``inf`` if unknown."""
         job = view.job
+        room = self.ledger.room(site.factory.id, now_s)
         cands = [v for v in running if v.job.preemptible and v.job.priority < job.priority
                  and v.state in RUNNING_STATES and v.job.id not in victims
-                 and v.job.accelerator == job.accelerator]
+                 and v.job.accelerator == job.accelerator and not self.ledger.cooling(v.job.id, now_s)]
         if not cands:
-            return None
+            return None, "no preemptible lower-priority gang outside its cooldown"
 
         def lost_gpu_s(v: JobView) -> float:
             ck = v.job.checkpoint
@@ -384,7 +457,7 @@ class GangScheduler(PolicyBase):
 
         cands.sort(key=lambda v: (v.job.priority, lost_gpu_s(v) / max(1, len(v.nodes)), v.job.id))
         if job.id in self._claims:
-            return []  # it already preempted: wait for its claim rather than evict again
+            return [], ""  # it already preempted: wait for its claim rather than evict again
         usable = site.free & ~site.spare & site.accel_mask(job.accelerator)
         for nodes, _, owner in site.reserved:
             if owner != job.id:
@@ -403,7 +476,7 @@ class GangScheduler(PolicyBase):
                 mask = np.zeros(site.factory.nodes, dtype=bool)
                 mask[list(target)] = True
                 site.reserved.append((mask, float("inf"), job.id))
-                return []
+                return [], ""
         chosen: list[JobView] = []
         hypo = usable.copy()
         for v in cands:
@@ -412,7 +485,7 @@ class GangScheduler(PolicyBase):
             if units_available(site.topo, hypo, shape) >= shape.units:
                 break
         else:
-            return None
+            return None, "preempting every candidate would still not make room"
         # prune: drop the costliest victims that are not needed
         for v in sorted(chosen, key=lost_gpu_s, reverse=True):
             trial = usable.copy()
@@ -421,12 +494,21 @@ class GangScheduler(PolicyBase):
                     trial[list(w.nodes)] = healthy[list(w.nodes)]
             if units_available(site.topo, trial, shape) >= shape.units:
                 chosen.remove(v)
+        if len(chosen) > room:
+            self.stats["preemptions_declined"] += 1
+            return None, f"rate limit: {site.factory.id} may preempt {room} more gang(s) in this 24 h window"
+        drain_s = max(v.job.checkpoint.blocking_s + v.job.checkpoint.async_write_s for v in chosen)
+        sooner_s = start_s - (now_s + drain_s)
+        ok, why = self.costs.pays(view, [(v, expected_run_s(v.job, v.progress_s)) for v in chosen], sooner_s)
+        if not ok:
+            self.stats["preemptions_declined"] += 1
+            return None, why
         hypo = usable.copy()
         for v in chosen:
             hypo[list(v.nodes)] = healthy[list(v.nodes)]
         target = place_gang(site.topo, hypo, shape)
         if target is None:
-            return None
+            return None, "no placement after preempting"
         mask = np.zeros(site.factory.nodes, dtype=bool)
         mask[list(target)] = True
         site.reserved.append((mask, float("inf"), job.id))  # nobody backfills onto the preemptor's nodes
@@ -434,8 +516,10 @@ class GangScheduler(PolicyBase):
         victims.update(v.job.id for v in chosen)
         self._victim_of.update((v.job.id, job.id) for v in chosen)
         self.stats["preemptions"] += len(chosen)
-        return [Preempt(v.job.id, f"preempted by {job.id} (priority {job.priority} > {v.job.priority})")
-                for v in chosen]
+        for v in chosen:
+            self.ledger.record(site.factory.id, v.job.id, now_s)
+        return [Preempt(v.job.id, f"preempted by {job.id} (priority {job.priority} > {v.job.priority}; {why})")
+                for v in chosen], why
 
     # == hot swap ============================================================================================
     def _hot_swap(self, snapshot: FleetSnapshot, sites: list[_Site], view: JobView) -> Place | None:

@@ -1,0 +1,56 @@
+"""``superfactory gangbound``: the theoretical occupancy bound of a scenario's training workload.
+
+    superfactory gangbound nvl72-saturated            # the bound with NVLink-domain packing (gang-aware policies)
+    superfactory gangbound nvl72-saturated --blind    # capacity and release only (bounds every policy)
+    superfactory gangbound nvl72-saturated --json
+
+The LP is :func:`superfactory.policy.occupancy_bound.occupancy_bound`; a run's GPU occupancy divided by this
+number is its share of the achievable (``benchmarks/gang_bench.py`` prints ``gang_occupancy_share=``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from superfactory.errors import SuperfactoryError
+
+
+def gangbound(
+    scenario: Annotated[str, typer.Argument(help="built-in scenario name or a YAML file")],
+    blind: Annotated[bool, typer.Option("--blind", help="drop the NVLink-domain constraints (a bound for "
+                                        "topology-blind policies too)")] = False,
+    slot: Annotated[int, typer.Option(help="LP time slot, s")] = 900,
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON document on stdout (nothing else)")] = False,
+) -> None:
+    """Upper bound on GPU occupancy any schedule of the scenario's training jobs can reach (an LP relaxation)."""
+    from superfactory.cli.stdio import emit_json, quiet_stdout
+    from superfactory.policy.occupancy_bound import occupancy_bound
+    from superfactory.scenario.loader import load_scenario
+
+    if slot <= 0:
+        raise SuperfactoryError(f"--slot {slot}: must be a positive number of seconds")
+    sc = load_scenario(scenario)
+    if not sc.jobs:
+        raise SuperfactoryError(f"scenario {sc.name!r} has no training jobs: nothing to bound")
+    with quiet_stdout():  # HiGHS prints a banner on the C side
+        b = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=not blind, slot_s=slot)
+    doc = {"scenario": sc.name, "jobs": len(sc.jobs), "horizon_s": sc.duration_s, "topology": b.topology,
+           "occupancy_bound": b.occupancy, "busy_gpu_s": b.busy_gpu_s, "capacity_gpu_s": b.capacity_gpu_s,
+           "slots": b.slots, "variables": b.variables, "constraints": b.constraints, "binding": b.binding}
+    if json_out:
+        emit_json(doc)
+        return
+    kind = "with NVLink-domain packing" if b.topology else "capacity and release only (topology-blind)"
+    sys.stdout.write(
+        f"{sc.name}: occupancy bound {b.occupancy:.4f} ({kind})\n"
+        f"  {b.busy_gpu_s / 3600:,.0f} of {b.capacity_gpu_s / 3600:,.0f} GPU-h over {sc.duration_s / 3600:g} h, "
+        f"{len(sc.jobs)} jobs; LP {b.variables} variables x {b.constraints} rows in {b.slots} slots; "
+        f"mostly bound by: {b.binding}\n")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``gangbound`` command to ``app``."""
+    app.command("gangbound")(gangbound)

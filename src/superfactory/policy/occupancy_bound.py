@@ -1,0 +1,140 @@
+"""A theoretical upper bound on GPU occupancy: an LP relaxation over time of gang placement (pure, HiGHS).
+
+Occupancy is what the twin meters: GPU-seconds of held nodes over the horizon / (every GPU x horizon). The bound
+answers "how much of that could *any* schedule reach with this workload on these factories", so a policy's
+occupancy reads as a share of the achievable (``occupancy / bound``).
+
+The relaxation. Time ``[0, horizon_s)`` is cut into slots (every ``slot_s``); jobs fall into classes
+``k = (accelerator, nodes per TP unit)`` per cluster system. Variable ``x[k, c, s]`` = nodes of class ``k``
+held in cluster ``c`` during slot ``s`` (continuous). Maximise the held GPU-seconds subject to
+
+1. **capacity**: in each cluster, ``sum_k x[k, c, s] <= nodes(c)``;
+2. **release**: a class holds no more nodes than its jobs submitted by the *end* of the slot need,
+   ``sum_c x[k, c, s] <= sum_{j in k, submit_j < end(s)} nodes_j`` (releases counted early: still a bound);
+3. **NVLink domains** (``topology=True``): a TP unit sits inside one NVLink domain of ``n`` nodes, so units of
+   ``u`` nodes fill at most ``floor(n / u) * u`` nodes of a domain; and any mix of units whose sizes are all
+   multiples of ``u`` fills at most that too. For every unit size ``u`` of the cluster:
+   ``sum_{k: u | unit_k} x[k, c, s] <= domains(c) * floor(n / u) * u``.
+
+Every schedule a policy can run satisfies 1-3 at every instant (a gang holds its nodes whole; failed nodes,
+repairs, restarts, checkpoints and slowdowns only *lower* what is feasible), so the LP optimum is an upper bound.
+It drops: gangs' all-or-nothing timing (fractional x), how long a job can hold nodes (a failure-prone job may
+hold them for any time, so no per-job cap is sound), leaf-group segments, power and cooling caps, sovereignty.
+Hence it is tight when the queue never empties (saturated factories) and loose when work runs out.
+
+Topology-blind policies (``firstfit-blind``, ``greedy``) may split TP groups across domains and so break 3: for
+them use ``topology=False`` (capacity and release only), which bounds every policy.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+
+from superfactory.domain.factory import Factory
+from superfactory.domain.job import TrainingJob
+from superfactory.policy.gangfit import shape_of
+from superfactory.policy.relaxation import new_highs
+
+
+@dataclass(frozen=True, slots=True)
+class OccupancyBound:
+    """Result of :func:`occupancy_bound`.
+
+    Attributes:
+        busy_gpu_s: the most GPU-seconds any schedule (within the relaxation's assumptions) can hold.
+        capacity_gpu_s: every GPU of every factory x horizon (the twin's occupancy denominator).
+        occupancy: ``busy_gpu_s / capacity_gpu_s``.
+        topology: whether the NVLink-domain packing constraints were applied.
+        slots: time slots of the LP; variables, constraints: its size.
+        binding: constraint family that limits the optimum most often (``capacity``, ``release``, ``domains``).
+    """
+
+    busy_gpu_s: float
+    capacity_gpu_s: float
+    occupancy: float
+    topology: bool
+    slots: int
+    variables: int
+    constraints: int
+    binding: str
+
+
+def _slots(horizon_s: int, slot_s: int) -> list[tuple[int, int]]:
+    edges = [*range(0, horizon_s, max(1, slot_s)), horizon_s]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], horizon_s: int,
+                    topology: bool = True, slot_s: int = 900) -> OccupancyBound:
+    """The LP bound of the module docstring for ``jobs`` on ``factories`` over ``[0, horizon_s)``.
+
+    Raises ``ValueError`` for a non-positive horizon or slot. Jobs whose accelerator no factory has are ignored
+    (no schedule can run them)."""
+    if horizon_s <= 0 or slot_s <= 0:
+        raise ValueError(f"horizon_s and slot_s must be > 0, got {horizon_s}, {slot_s}")
+    clusters = [c for f in factories for c in f.clusters]
+    capacity_gpu_s = float(sum(f.gpus for f in factories)) * horizon_s
+    slots = _slots(horizon_s, slot_s)
+    # classes: (accelerator, unit nodes) -> per-slot released nodes; nodes per job depend on the cluster system,
+    # so classes are per (cluster system signature, unit) and a job counts in each system it could run on
+    systems: dict[tuple[str, int, int], list[int]] = {}
+    for ci, c in enumerate(clusters):
+        key = (c.accelerator, c.system.gpus_per_node, c.system.nodes_per_domain)
+        systems.setdefault(key, []).append(ci)
+    ends = np.array([b for _, b in slots], dtype=np.int64)
+    classes: dict[tuple[tuple[str, int, int], int], np.ndarray] = {}
+    for j in jobs:
+        for key in systems:
+            if key[0] != j.accelerator:
+                continue
+            shape = shape_of(j, key[1], key[2])
+            rel = classes.setdefault((key, shape.unit_nodes), np.zeros(len(slots)))
+            rel[j.submit_s < ends] += shape.nodes
+    if not classes:
+        return OccupancyBound(0.0, capacity_gpu_s, 0.0, topology, len(slots), 0, 0, "release")
+    h = new_highs()
+    inf = highspy.kHighsInf
+    var: dict[tuple[int, int, int], int] = {}  # (class index, cluster, slot) -> column
+    class_keys = list(classes)
+    for k, (key, _unit) in enumerate(class_keys):
+        for ci in systems[key]:
+            gpn = clusters[ci].system.gpus_per_node
+            for s, (a, b) in enumerate(slots):
+                var[(k, ci, s)] = h.getNumCol()
+                h.addVar(0.0, inf)
+                h.changeColCost(var[(k, ci, s)], -float(gpn * (b - a)))  # HiGHS minimises
+    rows: list[str] = []
+
+    def add_row(cols: list[int], ub: float, family: str) -> None:
+        if cols:
+            h.addRow(-inf, float(ub), len(cols), np.asarray(cols, dtype=np.int32), np.ones(len(cols)))
+            rows.append(family)
+
+    for s in range(len(slots)):
+        for ci, c in enumerate(clusters):
+            in_c = [(k, var[(k, ci, s)]) for k in range(len(class_keys)) if (k, ci, s) in var]
+            add_row([col for _, col in in_c], c.nodes, "capacity")
+            n = c.system.nodes_per_domain
+            if topology and n > 1:
+                domains = c.nodes // n
+                for u in sorted({class_keys[k][1] for k, _ in in_c if class_keys[k][1] > 1}):
+                    cols = [col for k, col in in_c if class_keys[k][1] % u == 0]
+                    add_row(cols, domains * (n // u) * u + (c.nodes - domains * n) // u * u, "domains")
+        for k, ckey in enumerate(class_keys):
+            add_row([var[(k, ci, s)] for ci in systems[ckey[0]]], classes[ckey][s], "release")
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:  # pragma: no cover - the LP is always feasible
+        raise RuntimeError(f"occupancy bound LP: {h.modelStatusToString(h.getModelStatus())}")
+    busy = -float(h.getInfo().objective_function_value)
+    duals = np.asarray(h.getSolution().row_dual)
+    weight: dict[str, float] = {}
+    for fam, d in zip(rows, duals, strict=True):
+        weight[fam] = weight.get(fam, 0.0) + abs(float(d))
+    binding = max(weight, key=lambda fam: weight[fam]) if weight else "capacity"
+    return OccupancyBound(busy, capacity_gpu_s, busy / capacity_gpu_s if capacity_gpu_s else 0.0, topology,
+                          len(slots), h.getNumCol(), h.getNumRow(), binding)
