@@ -1,0 +1,70 @@
+"""The occupancy bound (policy/occupancy_bound.py): exact on hand-computed cases, and an upper bound on what
+every policy's schedule reaches on random small workloads (property test)."""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from superfactory.observe.summary import summarize
+from superfactory.policy.occupancy_bound import occupancy_bound
+from superfactory.scenario.loader import parse_scenario
+from superfactory.sim.twin import run_twin
+
+from scenario_builders import factory, job, scenario
+
+
+def _sc(nodes: int, jobs: list[dict[str, object]], duration: str = "4h") -> object:
+    return parse_scenario(scenario([factory("f", nodes=nodes, system="gb200-nvl72")], jobs, duration=duration,
+                                   failures={"rate_scale": 0.0, "planned": False}))
+
+
+def test_tp16_gangs_fill_16_of_18_nodes_of_an_nvl72_domain() -> None:
+    # one NVL72 rack (18 trays of 4 GPUs); only 16-GPU TP groups (4 trays each) in the queue: 4 units fit a domain
+    sc = _sc(18, [job(f"j{i}", gpus=16, accelerator="GB200", work="8h", tp_size=16) for i in range(10)])
+    b = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True)
+    assert b.occupancy == pytest.approx(16 / 18)
+    assert b.binding == "domains"
+    # a topology-blind schedule may use all 18 trays
+    assert occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False).occupancy == pytest.approx(1.0)
+    # and two-tray jobs fill the two left over
+    sc2 = _sc(18, [job(f"j{i}", gpus=16, accelerator="GB200", work="8h", tp_size=16) for i in range(10)]
+              + [job("s", gpus=8, accelerator="GB200", work="8h", tp_size=8)])
+    assert occupancy_bound(sc2.factories, sc2.jobs, sc2.duration_s).occupancy == pytest.approx(1.0)
+
+
+def test_release_times_limit_the_bound() -> None:
+    # 8 of 18 trays wanted from t=0, all 18 from t=2h of a 4 h horizon: (8 x 2 h + 18 x 2 h) / (18 x 4 h)
+    jobs = [job("a", gpus=32, accelerator="GB200", work="8h", tp_size=8),
+            job("b", gpus=40, accelerator="GB200", work="8h", tp_size=8, submit="2h")]
+    sc = _sc(18, jobs)
+    b = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, slot_s=900)
+    assert b.occupancy == pytest.approx((8 * 2 + 18 * 2) / (18 * 4))
+
+
+def test_bad_arguments_are_refused() -> None:
+    sc = _sc(18, [job("a", gpus=8, accelerator="GB200", work="1h", tp_size=8)])
+    with pytest.raises(ValueError, match="horizon_s and slot_s"):
+        occupancy_bound(sc.factories, sc.jobs, 0)
+
+
+_job = st.tuples(st.sampled_from([(8, 8), (16, 8), (16, 16), (32, 16), (64, 32), (24, 8), (72, 8)]),
+                 st.integers(0, 12), st.integers(1, 16), st.integers(0, 2))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(racks=st.integers(1, 3), specs=st.lists(_job, min_size=1, max_size=9))
+def test_no_policy_schedule_exceeds_the_bound(racks: int, specs: list[tuple[tuple[int, int], int, int, int]]) -> None:
+    jobs = [job(f"j{i}", gpus=g, accelerator="GB200", tp_size=tp, submit=f"{sub * 15}min", work=f"{w * 15}min",
+                priority=p)
+            for i, ((g, tp), sub, w, p) in enumerate(specs)]
+    sc = _sc(racks * 18, jobs)
+    strict = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True)
+    blind = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False)
+    assert strict.busy_gpu_s <= blind.busy_gpu_s + 1e-6
+    for policy in ("gang", "greedy", "firstfit-blind"):
+        busy = summarize(run_twin(sc, policy=policy))["gpu_utilization"]
+        assert busy <= blind.occupancy + 1e-9, policy  # every policy, NVLink-blind or not
+        if policy == "gang":  # TP groups inside NVLink domains: the strict bound holds too
+            assert busy <= strict.occupancy + 1e-9
