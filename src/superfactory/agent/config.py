@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -104,6 +104,9 @@ class AgentConfig(_Strict):
     storage: list[StorageConfig] = Field(default_factory=list)
     sovereignty: dict[str, list[str]] = Field(default_factory=dict)
     keyring: Path = Path(".superfactory/keys/keyring.json")
+    keys: Literal["server", "local"] = Field(
+        default="server", description="server: checkpoint keys and the commit ledger come from the control plane "
+        "(/v1/kms); local: the keyring file (single-machine use only)")
     mesh_fsync: bool = True
     job: JobConfig = Field(default_factory=JobConfig)
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)

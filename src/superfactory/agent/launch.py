@@ -20,6 +20,7 @@ from typing import Any
 
 from superfactory.agent.config import AgentConfig
 from superfactory.agent.executor import ProcessSpec
+from superfactory.agent.kms import kms_env
 from superfactory.agent.meshconf import job_mesh_dict, lawful_targets, write_job_mesh_config
 from superfactory.agent.runtime import Assignment
 from superfactory.errors import SuperfactoryError
@@ -107,6 +108,8 @@ def process_spec(cfg: AgentConfig, assignment: dict[str, Any], plan: JobPlan, at
                      lease_path=cfg.state_dir / "lease.json")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERFACTORY_")}
     env.update(job.to_env())
+    if cfg.keys == "server":  # keys and the commit ledger from the control plane, never a copied file
+        env.update(kms_env(cfg.server, cfg.resolved_token()))
     env["PYTHONUNBUFFERED"] = "1"
     if cfg.job.real_gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)

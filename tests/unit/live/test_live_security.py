@@ -46,6 +46,7 @@ ROUTES = {
     ("GET", "/v1/agent/assignments"): "agent",
     ("POST", "/v1/agent/jobs/{job_id}/report"): "agent",
     ("POST", "/v1/agent/jobs/{job_id}/checkpoints"): "agent",
+    ("POST", "/v1/kms/jobs/{job_id}"): "agent",
 }
 
 
@@ -70,6 +71,7 @@ def test_every_route_refuses_another_tenants_token(api):
         "/v1/agent/register": {"agent_id": "x"}, "/v1/agent/heartbeat": {"lease_epoch": 1},
         "/v1/agent/jobs/{job_id}/report": {"fencing_token": 1, "state": "running"},
         "/v1/agent/jobs/{job_id}/checkpoints": {"fencing_token": 1, "step": 1, "progress_s": 1, "location": "x"},
+        "/v1/kms/jobs/{job_id}": {"fencing_token": 1, "op": "fencing_token", "args": {"mesh": "job-1"}},
     }
     for (method, path), kind in ROUTES.items():
         url = path.format(job_id=jid, tenant_id="owner", factory_id="texas", kind="price", key="ERCOT")

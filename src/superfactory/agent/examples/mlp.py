@@ -142,7 +142,9 @@ def run(assignment: Assignment) -> int:
     params = {**DEFAULTS, **assignment.params}
     stop = StopFlag().install()
     out = ProgressWriter(assignment)
-    mesh = CheckpointMesh(load_config(assignment.mesh_config))
+    from superfactory.agent.kms import provider_from_env
+
+    mesh = CheckpointMesh(load_config(assignment.mesh_config), keys=provider_from_env(assignment))
     try:
         mesh.raise_fence(assignment.fencing_token)
     except StaleFencingTokenError as exc:

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from superfactory.live.api import admin, agent, fleet, jobs
+from superfactory.live.api import keys as kms
 from superfactory.live.context import Live, Settings, WallClock, ensure_epoch
 from superfactory.live.errors import ApiError
 from superfactory.live.metrics import router as metrics_router
@@ -58,7 +59,7 @@ def create_app(live: Live, scheduler: bool = True) -> FastAPI:
     app.state.live = live
     if scheduler or "scheduler" not in live.extras:
         live.extras.setdefault("scheduler", SchedulerService(live))
-    for r in (admin.router, jobs.router, fleet.router, agent.router):
+    for r in (admin.router, jobs.router, fleet.router, agent.router, kms.router):
         app.include_router(r)
     app.include_router(metrics_router)  # GET /metrics (live/metrics.py)
 

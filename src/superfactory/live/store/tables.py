@@ -154,3 +154,16 @@ locks = sa.Table(
     sa.Column("holder", sa.String(64), nullable=False),
     sa.Column("expires_unix_s", sa.Float, nullable=False),
 )
+
+#: Per-job checkpoint keys and the mesh's commit ledger (live/services/keys.py): one JSON document per job,
+#: encrypted at rest with the server's master key (AES-GCM, bound to the job and tenant); ``version`` makes
+#: every change a compare-and-swap, so concurrent callers never lose an update.
+job_keyrings = sa.Table(
+    "job_keyrings", metadata,
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id"), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("nonce", sa.LargeBinary, nullable=False),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at_unix_s", sa.Float, nullable=False),
+)
