@@ -1,7 +1,8 @@
 """Group commit for submissions: concurrent submissions share one transaction, each still durable before its
 request is answered.
 
-Each request thread hands its prepared rows to the committer and waits. The committer thread takes whatever is
+Each request (a coroutine on the server's event loop) hands its prepared rows to the committer and awaits a
+future; no request holds a thread while it waits. The committer thread takes whatever is
 queued (up to ``MAX_BATCH``), inserts all jobs with one ``executemany ... RETURNING id`` and all their
 ``submitted`` events with another, commits once, then wakes each waiter with its job id. A lone request commits
 alone, with no added delay. If any row of a batch violates a constraint (a repeated idempotency key), the batch
@@ -11,9 +12,11 @@ On PostgreSQL this turns N commits (N fsyncs, 4N round trips) into one; see benc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,13 +31,25 @@ _INSERT_JOBS = t.jobs.insert().returning(t.jobs.c.id, sort_by_parameter_order=Tr
 _INSERT_EVENTS = t.job_events.insert()
 
 
+def _settle(fut: asyncio.Future[int], job_id: int | None, error: BaseException | None) -> None:
+    if fut.done():  # the request went away (client disconnected); the row is committed all the same
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(job_id)  # type: ignore[arg-type]
+
+
 @dataclass
 class _Item:
     job: dict[str, Any]
     event: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    job_id: int | None = None
-    error: BaseException | None = None
+    loop: asyncio.AbstractEventLoop
+    fut: asyncio.Future[int]
+
+    def finish(self, job_id: int | None, error: BaseException | None = None) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is waiting any more
+            self.loop.call_soon_threadsafe(_settle, self.fut, job_id, error)
 
 
 class GroupCommitter:
@@ -48,21 +63,22 @@ class GroupCommitter:
         self.batches = 0
         self.committed = 0
 
-    def insert(self, job: dict[str, Any], event: dict[str, Any]) -> int:
+    async def insert(self, job: dict[str, Any], event: dict[str, Any]) -> int:
         """Insert a job row and its event (``job_id`` filled in); returns the job id once committed.
 
         Raises:
             sqlalchemy.exc.IntegrityError: the row violates a constraint (e.g. a repeated idempotency key).
+            TimeoutError: nothing was committed within ``WAIT_S`` (the store is down or stuck).
         """
-        item = _Item(job, event)
+        loop = asyncio.get_running_loop()
+        item = _Item(job, event, loop, loop.create_future())
         self.q.put(item)
         self._ensure_thread()
-        if not item.done.wait(WAIT_S):
-            raise TimeoutError(f"the store did not commit a submission within {WAIT_S:g} s")
-        if item.error is not None:
-            raise item.error
-        assert item.job_id is not None
-        return item.job_id
+        try:
+            async with asyncio.timeout(WAIT_S):
+                return await item.fut
+        except TimeoutError:
+            raise TimeoutError(f"the store did not commit a submission within {WAIT_S:g} s") from None
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -95,20 +111,17 @@ class GroupCommitter:
                 conn.execute(_INSERT_EVENTS, [{**b.event, "job_id": i} for b, i in zip(batch, ids, strict=True)])
         except sa.exc.IntegrityError as e:
             if len(batch) == 1:
-                batch[0].error = e
-                batch[0].done.set()
+                batch[0].finish(None, e)
                 return
             for b in batch:  # someone repeated a key: settle each row on its own
                 self._commit([b])
             return
         except BaseException as e:  # never let the thread die with waiters left hanging
             for b in batch:
-                b.error = e
-                b.done.set()
+                b.finish(None, e)
             return
         self.batches += 1
         self.committed += len(batch)
         for b, i in zip(batch, ids, strict=True):
-            b.job_id = i
-            b.done.set()
+            b.finish(i)
 

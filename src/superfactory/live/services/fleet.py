@@ -30,6 +30,14 @@ CACHE_TTL_S = 1.0
 FACTORY_STATES = ("active", "cordoned", "draining")
 
 
+def cached_fleet(live: Live) -> FleetCache | None:
+    """The cached fleet while it is fresh (no store read); ``None`` when :func:`load_fleet` must check the store."""
+    cache = live.fleet_cache
+    if cache is not None and 0 <= live.clock.unix_s() - cache.loaded_unix_s < CACHE_TTL_S:
+        return cache
+    return None
+
+
 def load_fleet(live: Live, force: bool = False) -> FleetCache:
     """The fleet's factories and links in import order (cached; reloaded when ``fleet_version`` changes)."""
     cache = live.fleet_cache

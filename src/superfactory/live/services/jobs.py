@@ -13,6 +13,7 @@ body is refused with 409.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from types import SimpleNamespace
@@ -25,7 +26,7 @@ from superfactory.live.context import FleetCache, Live
 from superfactory.live.errors import ApiError, not_found
 from superfactory.live.services.auth import Principal
 from superfactory.live.services.commit import GroupCommitter
-from superfactory.live.services.fleet import load_fleet
+from superfactory.live.services.fleet import cached_fleet, load_fleet
 from superfactory.live.services.jobs_common import STATES, TERMINAL, add_event, job_doc
 from superfactory.live.store import tables as t
 from superfactory.scenario.compiler import _job as compile_job  # the scenario compiler's own job rules
@@ -33,19 +34,22 @@ from superfactory.scenario.schema import JobDefaults, JobSpec
 
 TENANT_TTL_S = 2.0
 MAX_WAIT_S = 30.0
+_NULL_ROW: dict[str, None] = {c.name: None for c in t.jobs.c}
 
 
-def _tenant_priority(live: Live, tenant_id: str) -> int:
+def _tenant_priority(live: Live, tenant_id: str) -> int | None:
+    """The tenant's priority if cached and fresh (``None``: read it with :func:`_load_tenant_priority`)."""
+    hit = live.extras.get("tenant_priority", {}).get(tenant_id)
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
+def _load_tenant_priority(live: Live, tenant_id: str) -> int:
     cache: dict[str, tuple[float, int]] = live.extras.setdefault("tenant_priority", {})
-    hit = cache.get(tenant_id)
-    now = time.monotonic()
-    if hit is not None and hit[0] > now:
-        return hit[1]
     with live.engine.connect() as conn:
         prio = conn.execute(sa.select(t.tenants.c.priority).where(t.tenants.c.id == tenant_id)).scalar()
     if prio is None:
         raise not_found("tenant", tenant_id)
-    cache[tenant_id] = (now + TENANT_TTL_S, int(prio))
+    cache[tenant_id] = (time.monotonic() + TENANT_TTL_S, int(prio))
     return int(prio)
 
 
@@ -77,47 +81,55 @@ def _owner(p: Principal, tenant: str | None) -> str:
     raise ApiError(403, "wrong_role", f"this route needs a tenant or admin token; yours is a {p.role} token")
 
 
-def submit(live: Live, p: Principal, spec: JobSpec, idempotency_key: str | None,
-           tenant: str | None = None) -> tuple[dict[str, Any], bool]:
-    """Create a pending job from a scenario job entry; returns ``(job, created)``."""
+async def submit(live: Live, p: Principal, spec: JobSpec, idempotency_key: str | None,
+                 tenant: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Create a pending job from a scenario job entry; returns ``(job, created)``.
+
+    Runs on the server's event loop: the work is CPU only while the fleet and the tenant's priority are cached;
+    a cache miss, the commit (:mod:`.commit`) and a repeat's lookup run in threads.
+    """
     tenant_id = _owner(p, tenant)
     if spec.submit:
         raise ApiError(422, "invalid_request", "live jobs start when submitted: remove 'submit' from the job")
     if idempotency_key is not None and not (1 <= len(idempotency_key) <= 128):
         raise ApiError(422, "invalid_request", "Idempotency-Key must be 1 to 128 characters")
-    body = spec.model_dump_json()
-    digest = hashlib.sha256(body.encode()).hexdigest()
-    fleet = load_fleet(live)
+    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    fleet = cached_fleet(live) or await asyncio.to_thread(load_fleet, live)
     if not fleet.factories:
         raise ApiError(409, "no_fleet", "the control plane has no factories yet: an admin runs "
                        "`superfactory fleet import default` (or POST /v1/fleet/import)")
     errors: list[tuple[Any, str]] = []
     job = compile_job(spec, _defaults(fleet), ("job",), list(fleet.factories), errors)  # type: ignore[arg-type]
     if errors or job is None:
-        found = _by_key(live, tenant_id, idempotency_key, digest) if idempotency_key is not None else None
+        found = (await asyncio.to_thread(_by_key, live, tenant_id, idempotency_key, digest)
+                 if idempotency_key is not None else None)
         if found is not None:  # a repeat of a job accepted before the fleet changed
             return found, False
         raise ApiError(422, "invalid_job", "; ".join(f"{'.'.join(map(str, path[1:]))}: {msg}" for path, msg in errors))
     now_unix, now_s = live.clock.unix_s(), live.clock.now_s()
     # Insert first: the unique (tenant, key) constraint decides, atomically, whether this is a repeat.
     try:
-        prio = spec.priority + _tenant_priority(live, tenant_id)
+        base = _tenant_priority(live, tenant_id)
+        if base is None:
+            base = await asyncio.to_thread(_load_tenant_priority, live, tenant_id)
         values = {
             "tenant_id": tenant_id, "name": spec.id, "idempotency_key": idempotency_key,
             "request_sha256": digest, "spec": {"request": spec.model_dump(mode="json"), "job": encode_job(job)},
-            "accelerator": job.accelerator, "gpus": job.gpus, "priority": prio, "state": "pending", "nodes": [],
-            "last_nodes": [], "submit_s": now_s, "waiting_since_s": now_s, "submitted_at_unix_s": now_unix,
-            "updated_at_unix_s": now_unix, "fencing_token": 0, "progress_s": 0.0, "committed_progress_s": 0.0,
-            "interrupted": False, "preempted": False, "attempts": 0, "carbon_spent_tco2": 0.0,
+            "accelerator": job.accelerator, "gpus": job.gpus, "priority": spec.priority + base, "state": "pending",
+            "nodes": [], "last_nodes": [], "submit_s": now_s, "waiting_since_s": now_s,
+            "submitted_at_unix_s": now_unix, "updated_at_unix_s": now_unix, "fencing_token": 0, "progress_s": 0.0,
+            "committed_progress_s": 0.0, "interrupted": False, "preempted": False, "attempts": 0,
+            "carbon_spent_tco2": 0.0,
         }
-        job_id = _committer(live).insert(values, {"at_unix_s": now_unix, "kind": "submitted",
-                                                  "data": {"tenant": tenant_id, "gpus": job.gpus}})
+        job_id = await _committer(live).insert(values, {"at_unix_s": now_unix, "kind": "submitted",
+                                                        "data": {"tenant": tenant_id, "gpus": job.gpus}})
         # the row as stored: every column was given above (nothing is left to a server default)
-        row = SimpleNamespace(**{**{c.name: None for c in t.jobs.c}, **values, "id": job_id})
+        row = SimpleNamespace(**{**_NULL_ROW, **values, "id": job_id})
     except sa.exc.IntegrityError:
         if idempotency_key is None:
             raise
-        found = _by_key(live, tenant_id, idempotency_key, digest)  # submitted before (or by a concurrent retry)
+        # submitted before (or by a concurrent retry)
+        found = await asyncio.to_thread(_by_key, live, tenant_id, idempotency_key, digest)
         if found is None:
             raise
         return found, False
