@@ -8,7 +8,8 @@ agent's factory token and the job's *current* fencing token. A superseded incarn
 
 The agent hands the job ``SUPERFACTORY_KMS_URL`` and ``SUPERFACTORY_KMS_TOKEN`` (:func:`kms_env`); the job
 builds the provider with :func:`provider_from_env`. Calls that get no answer (the control plane restarting) are
-retried for ``retry_s``; a ``commit_save`` whose answer was lost is recognised on retry from the commit record.
+retried for ``retry_s`` (``on_wait`` is told, so the job can show it is alive);
+a ``commit_save`` whose answer was lost is recognised on retry from the commit record.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -41,21 +43,24 @@ def kms_env(server: str, token: str) -> dict[str, str]:
     return {URL_ENV: server, TOKEN_ENV: token}
 
 
-def provider_from_env(assignment: Assignment, env: dict[str, str] | None = None) -> HttpKeyProvider | None:
-    """The provider for ``assignment`` when its agent set the KMS variables; None means the local keyring."""
+def provider_from_env(assignment: Assignment, env: dict[str, str] | None = None,
+                      on_wait: Callable[[str], None] | None = None) -> HttpKeyProvider | None:
+    """The provider for ``assignment`` when its agent set the KMS variables; None means the local keyring.
+    ``on_wait(why)`` is called while a call is retried (the job reports ``waiting`` so it is not taken as hung)."""
     env = dict(os.environ) if env is None else env
     url, token = env.get(URL_ENV), env.get(TOKEN_ENV)
     if not url or not token:
         return None
-    return HttpKeyProvider(url, token, int(assignment.job_id), assignment.fencing_token)
+    return HttpKeyProvider(url, token, int(assignment.job_id), assignment.fencing_token, on_wait=on_wait)
 
 
 class HttpKeyProvider(KeyProvider):
     """KEKs and the commit ledger of job ``job_id``, held by the control plane at ``base_url``."""
 
     def __init__(self, base_url: str, token: str, job_id: int, fencing_token: int, *, timeout_s: float = 10.0,
-                 retry_s: float = 30.0, http: httpx.Client | None = None) -> None:
-        self.job_id, self.job_token, self.retry_s = job_id, fencing_token, retry_s
+                 retry_s: float = 60.0, http: httpx.Client | None = None,
+                 on_wait: Callable[[str], None] | None = None) -> None:
+        self.job_id, self.job_token, self.retry_s, self.on_wait = job_id, fencing_token, retry_s, on_wait
         self._http = http if http is not None else httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
         self._headers = {"Authorization": f"Bearer {token}"}
 
@@ -86,6 +91,8 @@ class HttpKeyProvider(KeyProvider):
             if time.monotonic() + delay > deadline:
                 raise KeyringError(f"control plane KMS unreachable for {self.retry_s:.0f} s ({op} of job "
                                    f"{self.job_id}): {problem}")
+            if self.on_wait is not None:
+                self.on_wait(f"control plane KMS: {problem}")
             time.sleep(delay)
             delay = min(2.0, delay * 2)
 

@@ -50,7 +50,8 @@ class LocalJob:
         now = time.monotonic()
         for r in mine:
             kind = r["kind"]
-            if kind in ("started", "progress", "checkpoint", "stopping", "completed"):
+            if kind in ("started", "progress", "checkpoint", "stopping", "completed", "waiting"):  # waiting: alive,
+                # blocked on a service (the control plane's KMS while it restarts), not hung
                 self.last_progress_mono = now
             if kind == "started":
                 self.step = int(r.get("step", 0))

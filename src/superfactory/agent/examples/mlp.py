@@ -144,7 +144,8 @@ def run(assignment: Assignment) -> int:
     out = ProgressWriter(assignment)
     from superfactory.agent.kms import provider_from_env
 
-    mesh = CheckpointMesh(load_config(assignment.mesh_config), keys=provider_from_env(assignment))
+    mesh = CheckpointMesh(load_config(assignment.mesh_config), keys=provider_from_env(
+        assignment, on_wait=lambda why: out.emit("waiting", reason=why[:300])))
     try:
         mesh.raise_fence(assignment.fencing_token)
     except StaleFencingTokenError as exc:
