@@ -16,8 +16,9 @@ hidden truth about a degraded link.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from superfactory.domain.factory import Factory, WanLink
 from superfactory.domain.inference import InferenceState
@@ -104,6 +105,55 @@ class JobView:
     carbon_spent_tco2: float = 0.0
 
 
+class LazyViews(Sequence[JobView]):
+    """A read-only sequence of job views built on first use (a world's snapshot can offer its running jobs this
+    way: a policy that never looks at them, like ``greedy``, does not pay for them). Behaves like a tuple: index,
+    iterate, ``len``, ``+`` with tuples, equality with sequences."""
+
+    __slots__ = ("_build", "_items")
+
+    def __init__(self, build: Callable[[], tuple[JobView, ...]]) -> None:
+        self._build: Callable[[], tuple[JobView, ...]] | None = build
+        self._items: tuple[JobView, ...] | None = None
+
+    def items(self) -> tuple[JobView, ...]:
+        """The views, as a tuple (built now if not yet)."""
+        if self._items is None:
+            assert self._build is not None
+            self._items = self._build()
+            self._build = None
+        return self._items
+
+    @overload
+    def __getitem__(self, i: int) -> JobView: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[JobView, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> JobView | tuple[JobView, ...]:
+        return self.items()[i]
+
+    def __len__(self) -> int:
+        return len(self.items())
+
+    def __iter__(self) -> Iterator[JobView]:
+        return iter(self.items())
+
+    def __add__(self, other: Sequence[JobView]) -> tuple[JobView, ...]:
+        return self.items() + tuple(other)
+
+    def __radd__(self, other: Sequence[JobView]) -> tuple[JobView, ...]:
+        return tuple(other) + self.items()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and self.items() == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LazyViews({self.items()!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class FleetSnapshot:
     """The fleet at one instant, aligned by index: ``states[i]`` describes ``factories[i]``.
@@ -119,7 +169,7 @@ class FleetSnapshot:
     states: tuple[FactoryState, ...]
     links: tuple[WanLink, ...]
     pending: tuple[JobView, ...]
-    running: tuple[JobView, ...]
+    running: Sequence[JobView]  # a tuple, or LazyViews (built on first use)
     price_history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     carbon_history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     inference: InferenceState | None = None

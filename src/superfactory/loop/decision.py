@@ -40,7 +40,7 @@ from functools import partial
 import numpy as np
 
 from superfactory.domain.events import Event, EventKind
-from superfactory.domain.fleet import Action, FleetSnapshot, Plan
+from superfactory.domain.fleet import Action, FleetSnapshot, LazyViews, Plan
 from superfactory.domain.outcome import ActionOutcome, outcome_event
 from superfactory.loop.ports import Actuator, Clock, EventSink, FleetView
 from superfactory.policy.registry import ROLES, Policy
@@ -233,10 +233,13 @@ class DecisionLoop:
         self.decisions_by_policy[name] = self.decisions_by_policy.get(name, 0) + 1
         for a in plan.actions:
             self._in_flight[a.action_id] = s
+        shadows = self._shadows.get(s.policy.role, ())
+        if shadows and isinstance(snapshot.running, LazyViews):
+            snapshot.running.items()  # shadows decide on this snapshot after the plan is applied: build it now
         outcomes = self.actuator.apply(plan)
         self._settle(s, outcomes, pop=True)
         self._note_waiting(snapshot.now_s, plan)
-        for sh in self._shadows.get(s.policy.role, ()):
+        for sh in shadows:
             self._shadow(sh, snapshot, plan)
         return plan
 

@@ -219,7 +219,7 @@ class GeoPolicy(PolicyBase):
         lam: dict[str, float] = {}
         accs = sorted({a for f in snap.factories for a in f.accelerators})
         demand = dict.fromkeys(accs, 0)
-        for v in snap.pending + snap.running:
+        for v in (*snap.pending, *snap.running):
             demand[v.job.accelerator] = demand.get(v.job.accelerator, 0) + v.job.gpus
         for a in accs:
             value = self._value_of(snap, a)
@@ -424,7 +424,7 @@ class GeoPolicy(PolicyBase):
             sol = S.Assignment(S.greedy(problem), 0.0, float("-inf"), "greedy")
         plan = self._actions(snap, views, running, [col_list[int(c)] for c in sol.choice], cols, rng, waiting)
         plan = Plan(plan.actions, plan.waiting, tuple(refusals))
-        live = {v.job.id for v in snap.pending + snap.running}
+        live = {v.job.id for v in (*snap.pending, *snap.running)}
         self.governor.forget(live)
         if full:
             self._forced &= live

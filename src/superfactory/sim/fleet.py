@@ -10,6 +10,7 @@ tests catch them instead of silently corrupting capacity.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,7 @@ from superfactory.domain.fleet import (
     FactoryState,
     FleetSnapshot,
     JobView,
+    LazyViews,
     LinkProbe,
     Migrate,
     Place,
@@ -107,6 +109,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         # what the all-reduce probes last measured below nominal (what snapshots show): domain -> reading
         self.link_probes: list[dict[int, LinkProbe]] = [{} for _ in factories]
         self.serving: ServingActuator | None = None  # the inference layer, when the scenario serves services
+        self._changes = 0  # plans applied (guards lazily built snapshot views)
         # inference capacity (sim/inference.py): nodes wanted per (factory, accelerator) from jobs being
         # preempted for it, and nodes handed over to it when those jobs released them
         self.claims: dict[tuple[int, str], int] = {}
@@ -139,10 +142,15 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         )
         links = tuple(lk for lk in self.links if (lk.a, lk.b) not in self.links_down)
         pending = tuple(self._view(jr, now) for jr in self.pending.values())
-        running = tuple(self._view(jr, now) for jr in self.holding.values())
+        running = LazyViews(partial(self._running_views, now, self._changes))
         prices, carbon = self._histories(now)
         inference = self.serving.state() if self.serving is not None else None
         return FleetSnapshot(now, self.factories, states, links, pending, running, prices, carbon, inference)
+
+    def _running_views(self, now: int, changes: int) -> tuple[JobView, ...]:
+        if self.k.now_s() != now or self._changes != changes:
+            raise SimulationError("a snapshot's running jobs were first read after the fleet changed")
+        return tuple(self._view(jr, now) for jr in self.holding.values())
 
     def price_at(self, market: str, t_s: int) -> float:
         """The price in force at ``t_s`` (scripted shocks applied); only ever asked for t <= now."""
@@ -190,6 +198,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         action is a policy bug and raises :class:`SimulationError`. Inference actions go to the serving layer
         (``self.serving``), which reports their outcomes."""
         now = self.k.now_s()
+        if plan.actions:
+            self._changes += 1  # lazily built views of earlier snapshots must not show the new state
         for job_id, factory_id, reason in plan.refusals:
             key = (job_id, factory_id, reason)
             if key not in self._refused:  # one audit record per distinct refusal, not one per decision

@@ -11,6 +11,7 @@ from superfactory.domain.events import EventKind, event_log_digest
 from superfactory.domain.fleet import FleetSnapshot, Plan
 from superfactory.policy.registry import PolicyBase, register
 from superfactory.scenario.loader import parse_scenario
+from superfactory.sim.fleet import PROBE_INTERVAL_S
 from superfactory.sim.twin import run_twin
 
 from scenario_builders import factory, job, scenario
@@ -22,7 +23,7 @@ SEEN: list[tuple[int, dict[int, float]]] = []
 class ProbeSpy(PolicyBase):
     """Test only: records what the snapshots say about NVLink domains, places nothing."""
 
-    cycle_s = 60
+    cycle_s = 5
 
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
         SEEN.append((snapshot.now_s, snapshot.states[0].link_factors))
@@ -61,16 +62,18 @@ def test_every_action_has_one_outcome_event() -> None:
 
 
 def test_a_degraded_link_is_invisible_until_a_probe_measures_it() -> None:
-    text = scenario([factory("f", nodes=4 * 18, system="gb200-nvl72")], [], duration="2h",
-                    events=[{"at": "1000s", "kind": "link_degradation", "factory": "f", "domain": 0,
-                             "duration": "1h"}], failures={"rate_scale": 0.0, "planned": False})
+    sweep = PROBE_INTERVAL_S
+    at, lasts = 5 * sweep + sweep // 2, 3 * sweep  # between two sweeps
+    text = scenario([factory("f", nodes=4 * 18, system="gb200-nvl72")], [], duration=f"{12 * sweep}s",
+                    events=[{"at": f"{at}s", "kind": "link_degradation", "factory": "f", "domain": 0,
+                             "duration": f"{lasts}s"}], failures={"rate_scale": 0.0, "planned": False})
     SEEN.clear()
     run_twin(parse_scenario(text), policy="test-probe-spy")
-    before = [f for t, f in SEEN if 1000 <= t < 1200]
-    after = [f for t, f in SEEN if 1200 <= t < 1000 + 3600]
-    assert before and all(f == {} for f in before)  # degraded since t=1000, no probe has run yet
-    assert after and all(0 in f and f[0] < 0.9 for f in after)  # the sweep at t=1200 measured it
-    healed = [f for t, f in SEEN if t >= 4800]  # healed at 4600; the sweep at 4800 sees it
+    before = [f for t, f in SEEN if at <= t < 6 * sweep]
+    after = [f for t, f in SEEN if 6 * sweep <= t < at + lasts]
+    assert before and all(f == {} for f in before)  # degraded since `at`, no probe has run yet
+    assert after and all(0 in f and f[0] < 0.9 for f in after)  # the next sweep measured it
+    healed = [f for t, f in SEEN if t >= 9 * sweep]  # healed at at + lasts; the next sweep sees it
     assert healed and all(f == {} for f in healed)
 
 

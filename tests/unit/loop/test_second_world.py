@@ -86,7 +86,7 @@ def test_policy_runs_unchanged_in_the_second_world(policy: str) -> None:
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=(Phase.explicit, Phase.reuse, Phase.generate))  # no shrinking: each example runs 2 worlds
-@given(policy=st.sampled_from([p for p in TRAINING_POLICIES if p != "geo"]),
+@given(policy=st.sampled_from(TRAINING_POLICIES),
        refuse=st.floats(0.1, 0.5), timeout=st.floats(0.0, 0.3), seed=st.integers(0, 10_000))
 def test_after_refusals_stop_everything_that_would_finish_finishes(policy: str, refuse: float, timeout: float,
                                                                    seed: int) -> None:
