@@ -161,9 +161,11 @@ def compare_window(sc: Any) -> dict[str, Any]:
                                  and bound * ph / pg <= busy_cost_h + 1e-6),
         # raw sums, for the year line
         "home": {"power_usd": sh["power_cost_usd"], "total_usd": sh["total_cost_usd"], "tco2": sh["carbon_tco2"],
-                 "prod_gpu_h": ph, "busy_usd": busy_cost_h, "ettr": sh["ettr"], "cpu_s": cpu_h},
+                 "prod_gpu_h": ph, "busy_usd": busy_cost_h, "ettr": sh["ettr"], "cpu_s": cpu_h,
+                 "failure_ettr": sh["failure_ettr"], "policy_wait_share": sh["policy_wait_share"]},
         "geo": {"power_usd": sg["power_cost_usd"], "total_usd": sg["total_cost_usd"], "tco2": sg["carbon_tco2"],
                 "prod_gpu_h": pg, "busy_usd": busy_cost_g, "ettr": sg["ettr"], "cpu_s": cpu_g,
+                "failure_ettr": sg["failure_ettr"], "policy_wait_share": sg["policy_wait_share"],
                 "migrations": sg["migrations"], "preemptions": sg["preemptions"]},
         "bound_busy_usd": bound,
     }
