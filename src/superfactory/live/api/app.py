@@ -59,7 +59,8 @@ def create_app(live: Live, scheduler: bool = True) -> FastAPI:
     app.state.live = live
     if scheduler or "scheduler" not in live.extras:
         live.extras.setdefault("scheduler", SchedulerService(live))
-    for r in (admin.router, jobs.router, fleet.router, agent.router, kms.router):
+    # jobs first: routes are matched in order, and POST /v1/jobs is the hot path
+    for r in (jobs.router, admin.router, fleet.router, agent.router, kms.router):
         app.include_router(r)
     app.include_router(metrics_router)  # GET /metrics (live/metrics.py)
 

@@ -43,8 +43,13 @@ def node_power(f: Factory) -> tuple[np.ndarray, np.ndarray]:
     return busy, idle
 
 
+# a job row as the view reads it: the compiled job (`spec.job`) without the request it came from
+_VIEW_COLUMNS = (*(c for c in t.jobs.c if c.name != "spec"), t.jobs.c.spec["job"].label("job"))
+
+
 def job_view(r: Any, pending: bool) -> JobView:
-    job = decode_job(str(r.id), r.spec["job"], r.submit_s, r.priority)
+    """The policy's view of a job row read with ``_VIEW_COLUMNS``."""
+    job = decode_job(str(r.id), r.job, r.submit_s, r.priority)
     return JobView(
         job, None if pending else r.factory_id, () if pending else tuple(r.nodes), r.progress_s,
         r.waiting_since_s if pending else -1, r.last_factory_id, tuple(r.last_nodes), bool(r.interrupted) and pending,
@@ -65,9 +70,9 @@ class StoreFleetView:
         fleet = load_fleet(live)
         with live.engine.connect() as conn:
             rows = {r.id: r for r in conn.execute(sa.select(t.factories))}
-            holding = conn.execute(sa.select(t.jobs).where(t.jobs.c.state.in_(HOLDING))
+            holding = conn.execute(sa.select(*_VIEW_COLUMNS).where(t.jobs.c.state.in_(HOLDING))
                                    .order_by(t.jobs.c.fencing_token)).all()
-            pending = conn.execute(sa.select(t.jobs).where(t.jobs.c.state == "pending")
+            pending = conn.execute(sa.select(*_VIEW_COLUMNS).where(t.jobs.c.state == "pending")
                                    .order_by(t.jobs.c.waiting_since_s, t.jobs.c.id)).all()
             quotas = {r.id: r.quotas for r in conn.execute(sa.select(t.tenants.c.id, t.tenants.c.quotas))}
             used = usage(conn)
