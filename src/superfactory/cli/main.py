@@ -334,6 +334,9 @@ def compare(
     param: ParamOpt = None,
     seeds: Annotated[str | None, typer.Option(help="compare over seeds, e.g. 0-9: mean, 95 % CI and paired "
                                               "differences (docs/sweeps.md)")] = None,
+    shadow: Annotated[list[str] | None, typer.Option(
+        "--shadow", help="run POLICY in shadow beside each compared policy (decides on the same snapshots, never "
+        "acts) and show how often it agrees; repeatable")] = None,
 ) -> None:
     """Run several policies on the same scenario and seed and compare them.
 
@@ -366,7 +369,8 @@ def compare(
     rows = []
     for name, params in plans:
         with quiet_stdout(), LazyProgress(f"{name} on {sc.name}", enabled=progress and not json_out) as bar:
-            rows.append(summarize(run_twin(sc, policy=name, policy_params=params, on_progress=bar)))
+            rows.append(summarize(run_twin(sc, policy=name, policy_params=params, on_progress=bar,
+                                           shadow=tuple(shadow or ()))))
     if out_dir is not None:
         from superfactory.observe.compare import write_compare
 

@@ -83,4 +83,10 @@ def compare_table(scenario: str, rows: list[dict[str, Any]]) -> Table:
         cells = [fmt.format(r[k]) if k in r else "-" for k, _, fmt in COMPARE_COLUMNS]
         cells += [f"{r[c]:.4f}" if c in r else "-" for c in extra]
         t.add_row(r["policy"], *cells)
+    shadow_lines = [f"{r['policy']} acting, {name} in shadow: {sh['actions']:,} shadow actions vs "
+                    f"{sh['acting_actions']:,} acting, agreement {sh['agreement']:.1%}"
+                    for r in rows for name, sh in r.get("shadow", {}).items()]
+    if shadow_lines:  # compare --shadow: what each shadow would have done on the acting policy's snapshots
+        t.caption = "\n".join(shadow_lines)
+        t.caption_justify = "left"
     return t

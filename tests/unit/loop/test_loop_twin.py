@@ -88,3 +88,27 @@ def test_every_sovereignty_refusal_is_audited_under_gang() -> None:
     placed = {(e.job, e.factory) for e in res.events if e.kind is EventKind.JOB_PLACED}
     assert placed == {("eu-data", "eu"), ("us-data", "us")}
     assert audits == {("eu-data", "us"), ("us-data", "eu")}
+
+
+def test_cli_shows_acting_vs_shadow(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from superfactory.cli.main import app
+    from superfactory.errors import PolicyError
+
+    path = tmp_path / "small.yaml"
+    path.write_text(_small())
+    res = CliRunner().invoke(app, ["simulate", str(path), "--policy", "gang", "--shadow", "greedy", "--json",
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output
+    sh = json.loads(res.stdout)["shadow"]["greedy"]
+    assert sh["decisions"] > 0 and sh["actions"] > 0 and 0.0 <= sh["agreement"] <= 1.0
+    res = CliRunner().invoke(app, ["compare", str(path), "--policies", "greedy,gang", "--shadow", "greedy",
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "greedy acting, greedy in shadow" in res.stdout and "agreement 100.0%" in res.stdout
+    bad = CliRunner().invoke(app, ["simulate", str(path), "--shadow", "preplacer", "--no-progress"])
+    # a user error (PolicyError: main() prints it and exits 2), not a traceback from the loop
+    assert isinstance(bad.exception, PolicyError) and "no acting policy for role 'inference'" in str(bad.exception)
