@@ -14,15 +14,14 @@ far). Keys of the second scenario carry the prefix ``seren_``. Writes ``benchmar
 
 from __future__ import annotations
 
-import contextlib
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from superfactory.cli.stdio import quiet_stdout
 from superfactory.domain.events import EventKind
 from superfactory.domain.factory import Factory, build_clusters
 from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
@@ -88,7 +87,7 @@ def _evacuations(result: object, sc: object) -> dict[str, float]:
 def saturated_day(name: str) -> dict[str, object]:
     """One day of ``name`` under greedy and gang, the occupancy bound, and every goal of issue 19."""
     sc = load_scenario(name)
-    with contextlib.redirect_stdout(sys.stderr):
+    with quiet_stdout():  # HiGHS prints a banner on the C side
         bound = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True)
         blind = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False)
     runs: dict[str, dict[str, float]] = {}
