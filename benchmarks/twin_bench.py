@@ -4,11 +4,19 @@ Baseline measured in the same run: a bare heap-driven event loop (the kernel wit
 the same number of events, so ``kernel_overhead`` = twin events/s / bare-kernel events/s says how much of
 the raw event rate the fleet model keeps, independent of how fast this machine is today.
 
-Goals (issue 2): llama3-405b < 0.5 s, default < 30 s on the 2-core CI machines.
+Goals (issue 2): llama3-405b < 0.5 s, default < 30 s on the 2-core CI machines. Issue 12: ``fleet-year``
+(365 days, ~26k jobs) <= 60 s and ``fleet-200`` (200 factories, ~1M GPUs, 30 days) <= 300 s under greedy.
+
+The fleet scenarios are slow, so they run only with ``--fleet``, each once, in a child process under a wall-clock
+limit (``--fleet-timeout``), which reports its own peak RSS (``ru_maxrss``). A run that does not finish in time is
+reported as such (``<key>_timed_out=1``, no wall figure) and the scenario is run again cut to its first
+``--fleet-cut-days`` days (jobs submitted and events scheduled before the cut), giving simulated days per wall
+second at this scale.
 
 Output: a table, then one ``key=value`` line per scenario (``<scenario>_wall_s=...``), and the JSON.
 
-Usage: python benchmarks/twin_bench.py [--repeat N]   (writes benchmarks/results/twin.json)
+Usage: python benchmarks/twin_bench.py [--repeat N] [--fleet [--fleet-only] [--fleet-timeout S]]
+       (writes benchmarks/results/twin.json)
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +36,82 @@ from superfactory.sim.kernel import Kernel
 from superfactory.sim.twin import run_twin
 
 GOALS_S = {"llama3-405b": 0.5, "default": 30.0}
+#: issue 12: scenario -> (key of its wall figure, goal s, days of the cut run used when the full run times out)
+FLEET_GOALS = {"fleet-year": ("fleet_year_wall_s", 60.0, 30), "fleet-200": ("fleet200_month_wall_s", 300.0, 3)}
+
+
+def run_cut(name: str, days: int | None) -> dict[str, float]:
+    """Run built-in ``name`` under greedy in this process, cut to its first ``days`` days when given (jobs
+    submitted and events scheduled before the cut). Returns wall, events, simulated seconds and peak RSS."""
+    sc = load_scenario(name)
+    if days is not None and days * 86_400 < sc.duration_s:
+        cut = days * 86_400
+        sc = dataclasses.replace(sc, duration_s=cut, jobs=tuple(j for j in sc.jobs if j.submit_s < cut),
+                                 events=tuple(e for e in sc.events if e.at_s < cut))
+    result = run_twin(sc, policy="greedy")
+    return {"wall_s": result.wall_seconds, "kernel_events": result.kernel_events,
+            "domain_events": len(result.events), "sim_s": sc.duration_s, "jobs": len(sc.jobs),
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child(name: str, days: int | None, timeout_s: float) -> dict[str, float] | None:
+    """``run_cut`` in a fresh interpreter (its own peak RSS) under a wall-clock limit; None when it timed out."""
+    cmd = [sys.executable, __file__, "--child", name] + ([] if days is None else ["--child-days", str(days)])
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=True)
+    except subprocess.TimeoutExpired:
+        return None
+    except subprocess.CalledProcessError as e:
+        raise SystemExit(f"{name}: the child run failed:\n{e.stderr[-3000:]}") from e
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def fleet_rows(timeout_s: float, cut_days: int | None) -> list[dict[str, object]]:
+    """One row per fleet scenario: the full run, or (timed out) a cut run's rate."""
+    rows: list[dict[str, object]] = []
+    for name, (key, goal_s, default_cut) in FLEET_GOALS.items():
+        full = _child(name, None, timeout_s)
+        row: dict[str, object] = {"scenario": name, "key": key, "goal_s": goal_s, "timeout_s": timeout_s,
+                                  "timed_out": full is None}
+        if full is not None:
+            row.update(full, meets_goal=full["wall_s"] <= goal_s)
+        else:
+            days = cut_days or default_cut
+            cut = _child(name, days, timeout_s)
+            row.update(meets_goal=False, cut_days=days)
+            if cut is not None:
+                row.update({f"cut_{k}": v for k, v in cut.items()})
+                row["cut_sim_days_per_wall_s"] = cut["sim_s"] / 86_400 / cut["wall_s"]
+        rows.append(row)
+    return rows
+
+
+def print_fleet(rows: list[dict[str, object]]) -> None:
+    print(f"{'scenario':<11} {'wall s':>9} {'goal s':>7} {'jobs':>7} {'events':>10} {'events/s':>9} "
+          f"{'sim-d/wall-s':>12} {'peak RSS MiB':>12}")
+    for r in rows:
+        src = r if not r["timed_out"] else {k[4:]: v for k, v in r.items() if k.startswith("cut_")}
+        if not src:
+            print(f"{r['scenario']:<11} timed out after {r['timeout_s']:.0f} s (the cut run too)")
+            continue
+        wall = float(src["wall_s"])  # type: ignore[arg-type]
+        label = f"{r['scenario']}" + (f" ({r['cut_days']}d cut)" if r["timed_out"] else "")
+        print(f"{label:<11} {wall:>9.1f} {r['goal_s']:>7.0f} {src['jobs']:>7,} {src['kernel_events']:>10,} "
+              f"{float(src['kernel_events']) / wall:>9,.0f} {float(src['sim_s']) / 86_400 / wall:>12.3f} "  # type: ignore[arg-type]
+              f"{float(src['peak_rss_mib']):>12,.0f}")  # type: ignore[arg-type]
+    for r in rows:
+        key, stem = str(r["key"]), str(r["key"]).removesuffix("_wall_s")
+        if not r["timed_out"]:
+            print(f"{key}={float(r['wall_s']):.2f} {stem}_peak_rss_mib={float(r['peak_rss_mib']):.0f} "  # type: ignore[arg-type]
+                  f"{stem}_events_per_s={float(r['kernel_events']) / float(r['wall_s']):.0f} "  # type: ignore[arg-type]
+                  f"{stem}_meets_goal={int(bool(r['meets_goal']))}")
+        else:
+            line = f"{stem}_timed_out=1 {stem}_timeout_s={float(r['timeout_s']):.0f} {stem}_meets_goal=0"  # type: ignore[arg-type]
+            if "cut_wall_s" in r:
+                line += (f" {stem}_cut_days={r['cut_days']} {stem}_cut_wall_s={float(r['cut_wall_s']):.2f} "  # type: ignore[arg-type]
+                         f"{stem}_cut_sim_days_per_wall_s={float(r['cut_sim_days_per_wall_s']):.4f} "  # type: ignore[arg-type]
+                         f"{stem}_cut_peak_rss_mib={float(r['cut_peak_rss_mib']):.0f}")  # type: ignore[arg-type]
+            print(line)
 
 
 def bare_kernel_events_per_s(n: int) -> float:
@@ -95,7 +182,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "twin.json")
+    ap.add_argument("--fleet", action="store_true", help="also run fleet-year and fleet-200 (slow)")
+    ap.add_argument("--fleet-only", action="store_true", help="only the fleet scenarios (implies --fleet)")
+    ap.add_argument("--fleet-timeout", type=float, default=900.0, help="wall-clock limit of each fleet run, s")
+    ap.add_argument("--fleet-cut-days", type=int, default=None,
+                    help="days of the cut run after a timeout (default: 30 for fleet-year, 3 for fleet-200)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-days", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_cut(args.child, args.child_days)))
+        return
+    if args.fleet_only:
+        frows = fleet_rows(args.fleet_timeout, args.fleet_cut_days)
+        print_fleet(frows)
+        out = args.out.with_name("twin_fleet.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"benchmark": "twin-fleet", "rows": frows}, indent=2) + "\n")
+        print(f"wrote {out}")
+        return
     rows = []
     for name, goal_s in GOALS_S.items():
         sc = load_scenario(name)
@@ -131,10 +236,13 @@ def main() -> None:
         print(f"{key}_wall_s={r['wall_s_median']:.4f} {key}_kernel_events={r['kernel_events']} "
               f"{key}_domain_events={r['domain_events']} {key}_events_per_s={r['events_per_s']:.0f} "
               f"{key}_kernel_overhead={r['kernel_overhead']:.4f} {key}_meets_goal={int(r['meets_goal'])}")
+    frows = fleet_rows(args.fleet_timeout, args.fleet_cut_days) if args.fleet else []
+    if frows:
+        print_fleet(frows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "twin", "rows": rows, "decision_cost_ratio": ratio,
-                                    "decision_s_1k_finished": few_s, "decision_s_30k_finished": many_s},
-                                   indent=2) + "\n")
+                                    "decision_s_1k_finished": few_s, "decision_s_30k_finished": many_s,
+                                    "fleet_rows": frows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
