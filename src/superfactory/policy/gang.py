@@ -224,6 +224,8 @@ class GangScheduler(PolicyBase):
             speed = placement_throughput(site.topo, v.nodes, v.job, site.link_factor)
             if speed >= self.min_bandwidth_ratio:
                 continue
+            if self.ledger.room(site.factory.id, snapshot.now_s) <= 0:
+                continue  # evacuations count against the factory's preemption rate limit too
             remaining_s = expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s
             move_s = self.costs.overhead_s(v)
             if remaining_s * (1.0 - speed) <= move_s:
@@ -243,6 +245,7 @@ class GangScheduler(PolicyBase):
             site.reserved.append((mask, float("inf"), v.job.id))
             self._evac[v.job.id] = (site.factory.id, target, snapshot.now_s + CLAIM_S)
             self.stats["evacuations"] += 1
+            self.ledger.record(site.factory.id, v.job.id, snapshot.now_s)
             bad = sorted(site.bad_domains.intersection(site.topo.node_domain[list(v.nodes)].tolist()))
             out.append(Preempt(v.job.id, f"evacuating degraded NVLink domain(s) {bad} of {site.factory.id}: runs at "
                                          f"{speed:.2f} of nominal, {remaining_s / 3600:.1f} h left; moves to "

@@ -11,7 +11,8 @@ is positive with a margin: ``gain > margin x cost``. ``value`` weighs a GPU-seco
 unboundedly. The victim's expected wait is taken as the time the preemptor would otherwise have waited (the two
 swap places in the queue), capped by the victim's remaining run.
 
-Rate limits (:class:`PreemptionLedger`): at most ``max_per_day`` victims per factory in any rolling 24 h, and a
+Rate limits (:class:`PreemptionLedger`): at most ``max_per_day`` victims per factory in any rolling 24 h (the
+``gang`` policy counts its evacuations off degraded domains here too), and a
 job that was preempted is not a victim again for ``victim_cooldown_s``. The ledger is policy state rebuilt only
 from actions the policy emitted; a preemption whose outcome is not in force is forgotten (``forget``).
 """
