@@ -19,7 +19,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+from psycopg.types.json import Json
 
 from superfactory.live.store import tables as t
 
@@ -50,6 +52,57 @@ class _Item:
     def finish(self, job_id: int | None, error: BaseException | None = None) -> None:
         with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is waiting any more
             self.loop.call_soon_threadsafe(_settle, self.fut, job_id, error)
+
+
+_PG_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _pg_statement(table: sa.Table, names: tuple[str, ...], returning: str | None) -> str:
+    key = (table.name, names)
+    if key not in _PG_SQL:
+        _PG_SQL[key] = (f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})"
+                        + (f" RETURNING {returning}" if returning else ""))
+    return _PG_SQL[key]
+
+
+def _pg_rows(table: sa.Table, names: tuple[str, ...], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    json_cols = {n for n in names if isinstance(table.c[n].type, sa.JSON)}
+    return [tuple(Json(r[n]) if n in json_cols else r[n] for n in names) for r in rows]
+
+
+def _insert_pg(conn: sa.Connection, batch: list[_Item]) -> list[int]:
+    """PostgreSQL: one short INSERT per row, pipelined by psycopg (one round trip for the batch).
+
+    SQLAlchemy's executemany would send one multi-row ``VALUES`` statement whose text is too long for psycopg's
+    parse cache, so psycopg re-parsed it on every batch: two thirds of the committer's CPU. The short statement
+    is parsed once. Returns the new job ids in the batch's order.
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: a row violates a constraint (the transaction is then rolled back).
+    """
+    jobs = [b.job for b in batch]
+    job_cols = tuple(jobs[0])
+    events = batch[0].event
+    ev_cols = (*events, "job_id")
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    sql = _pg_statement(t.jobs, job_cols, "id")
+    try:
+        with raw.cursor() as cur:
+            cur.executemany(sql, _pg_rows(t.jobs, job_cols, jobs), returning=True)
+            ids: list[int] = []
+            while True:
+                row = cur.fetchone()
+                assert row is not None
+                ids.append(int(row[0]))
+                if not cur.nextset():
+                    break
+            sql = _pg_statement(t.job_events, ev_cols, None)
+            cur.executemany(sql, _pg_rows(t.job_events, ev_cols, [{**b.event, "job_id": i}
+                                                                 for b, i in zip(batch, ids, strict=True)]))
+    except psycopg.IntegrityError as e:
+        raise sa.exc.IntegrityError(sql, None, e) from e
+    return ids
 
 
 class GroupCommitter:
@@ -107,8 +160,12 @@ class GroupCommitter:
     def _commit(self, batch: list[_Item]) -> None:
         try:
             with self.engine.begin() as conn:
-                ids = [r[0] for r in conn.execute(_INSERT_JOBS, [b.job for b in batch])]
-                conn.execute(_INSERT_EVENTS, [{**b.event, "job_id": i} for b, i in zip(batch, ids, strict=True)])
+                if conn.dialect.name == "postgresql":
+                    ids = _insert_pg(conn, batch)
+                else:
+                    ids = [r[0] for r in conn.execute(_INSERT_JOBS, [b.job for b in batch])]
+                    conn.execute(_INSERT_EVENTS, [{**b.event, "job_id": i}
+                                                  for b, i in zip(batch, ids, strict=True)])
         except sa.exc.IntegrityError as e:
             if len(batch) == 1:
                 batch[0].finish(None, e)
