@@ -50,6 +50,7 @@ from superfactory.policy.registry import PolicyBase, register
 BoolArray = npt.NDArray[np.bool_]
 RUNNING_STATES = MOVABLE
 CLAIM_S = 3600  # how long nodes freed by preemption stay promised to the preemptor
+RECHECK_S = 900  # a declined preemption is not re-evaluated for the same gang before this (the search is costly)
 
 
 def queue_order(pending: tuple[JobView, ...]) -> list[JobView]:
@@ -116,6 +117,8 @@ class GangScheduler(PolicyBase):
         self.cycle_s = probe_cycle_s if evacuate_degraded else 0
         # jobs draining off a degraded domain: (factory id, nodes promised to them, expiry)
         self._evac: dict[str, tuple[str, tuple[int, ...], int]] = {}
+        # gangs whose preemption was declined: (re-evaluate after, why)
+        self._declined: dict[str, tuple[int, str]] = {}
         self._victim_of: dict[str, str] = {}  # victim job id -> the gang it is draining for
         # nodes a preemptor was promised (factory id, nodes, expiry): withheld from everyone else until it starts
         self._claims: dict[str, tuple[str, tuple[int, ...], int]] = {}
@@ -132,6 +135,8 @@ class GangScheduler(PolicyBase):
         pending_ids = {v.job.id for v in snapshot.pending}
         for jid in [j for j in self._sticky if j not in pending_ids]:
             del self._sticky[jid]
+        for jid in [j for j in self._declined if j not in pending_ids]:
+            del self._declined[jid]
         # promises are rebuilt from the snapshot: a victim no longer held, or a preemptor no longer waiting, is done
         held_ids = {v.job.id for v in snapshot.running}
         for vid in [v for v, p in self._victim_of.items() if v not in held_ids or p not in pending_ids]:
@@ -446,6 +451,17 @@ class GangScheduler(PolicyBase):
         (their nodes are then reserved for it); ``None`` if preemption cannot make room, does not pay
         (:class:`~superfactory.policy.preemption.PreemptionCosts`) or the factory's rate limit is spent.
         ``start_s``: when it would start without preempting (its reservation), ``inf`` if unknown."""
+        job = view.job
+        declined = self._declined.get(job.id)
+        if declined is not None and now_s < declined[0]:
+            return None, declined[1]
+        none, why = self._search_victims(site, running, view, shape, victims, now_s, start_s)
+        if none is None and why:
+            self._declined[job.id] = (now_s + RECHECK_S, why)
+        return none, why
+
+    def _search_victims(self, site: _Site, running: list[JobView], view: JobView, shape: GangShape,
+                        victims: set[str], now_s: int, start_s: float) -> tuple[list[Preempt] | None, str]:
         job = view.job
         room = self.ledger.room(site.factory.id, now_s)
         cands = [v for v in running if v.job.preemptible and v.job.priority < job.priority
