@@ -3,8 +3,9 @@ request is answered.
 
 Each request (a coroutine on the server's event loop) hands its prepared rows to the committer and awaits a
 future; no request holds a thread while it waits. The committer thread takes whatever is
-queued (up to ``MAX_BATCH``), inserts all jobs with one ``executemany ... RETURNING id`` and all their
-``submitted`` events with another, commits once, then wakes each waiter with its job id. A lone request commits
+queued (up to ``MAX_BATCH``), inserts all jobs with one ``executemany ... RETURNING id`` (on PostgreSQL: one
+short statement per row, pipelined, see :func:`_insert_pg`) and all their ``submitted`` events with another,
+commits once, then wakes each waiter with its job id. A lone request commits
 alone, with no added delay. If any row of a batch violates a constraint (a repeated idempotency key), the batch
 is rolled back and each row is committed on its own, so every request gets exactly the answer it would get alone.
 On PostgreSQL this turns N commits (N fsyncs, 4N round trips) into one; see benchmarks/control_plane_bench.py.
