@@ -68,3 +68,18 @@ def test_no_policy_schedule_exceeds_the_bound(racks: int, specs: list[tuple[tupl
         assert busy <= blind.occupancy + 1e-9, policy  # every policy, NVLink-blind or not
         if policy == "gang":  # TP groups inside NVLink domains: the strict bound holds too
             assert busy <= strict.occupancy + 1e-9
+
+
+def test_gangbound_command_prints_pure_json_and_refuses_bad_input() -> None:
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", "from superfactory.cli.main import main; main()"]
+    ok = subprocess.run([*cmd, "gangbound", "nvl72-saturated", "--json"], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    doc = json.loads(ok.stdout)
+    assert doc["occupancy_bound"] == pytest.approx(1.0) and doc["topology"] is True
+    bad = subprocess.run([*cmd, "gangbound", "nvl72-saturated", "--slot", "0"], capture_output=True, text=True,
+                         check=False)
+    assert bad.returncode == 2 and "--slot 0" in bad.stderr and "Traceback" not in bad.stderr
