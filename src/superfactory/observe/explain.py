@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from superfactory.domain.events import EventKind
 from superfactory.errors import SuperfactoryError
+from superfactory.observe.record import RunRecord
 from superfactory.observe.summary import job_ettr
-from superfactory.sim.twin import TwinResult
 
 
 def _t(s: int) -> str:
@@ -15,7 +15,7 @@ def _t(s: int) -> str:
     return f"d{d} {h:02d}:{m:02d}:{sec:02d}"
 
 
-def explain_job(result: TwinResult, job_id: str, max_lines: int = 40) -> str:
+def explain_job(result: RunRecord, job_id: str, max_lines: int = 40) -> str:
     """A readable account of ``job_id`` in ``result``.
 
     Raises:

@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 
 from superfactory.domain.events import EventKind
 from superfactory.domain.units import DAY_S
+from superfactory.observe.record import RunRecord
 from superfactory.observe.summary import job_ettr
 from superfactory.observe.tco import cost_html
-from superfactory.sim.twin import TwinResult
 
 
 def _png(fig: Figure) -> str:
@@ -33,7 +33,7 @@ def _png(fig: Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def plot_utilization(result: TwinResult) -> str:
+def plot_utilization(result: RunRecord) -> str:
     fig, ax = plt.subplots(figsize=(9, 3.4))
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for h in result.hours:
@@ -49,7 +49,7 @@ def plot_utilization(result: TwinResult) -> str:
     return _png(fig)
 
 
-def plot_cost(result: TwinResult) -> str:
+def plot_cost(result: RunRecord) -> str:
     cost: dict[str, float] = defaultdict(float)
     price: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for h in result.hours:
@@ -71,7 +71,7 @@ def plot_cost(result: TwinResult) -> str:
     return _png(fig)
 
 
-def plot_ettr(result: TwinResult) -> str:
+def plot_ettr(result: RunRecord) -> str:
     end = result.scenario.duration_s
     vals = sorted(((e, j.job.id) for j in result.jobs if (e := job_ettr(j, end)) is not None), reverse=True)
     fig, ax = plt.subplots(figsize=(9, 3.2))
@@ -88,7 +88,7 @@ def plot_ettr(result: TwinResult) -> str:
     return _png(fig)
 
 
-def plot_failures(result: TwinResult) -> str:
+def plot_failures(result: RunRecord) -> str:
     ints = [e for e in result.events if e.kind is EventKind.JOB_INTERRUPTED]
     nodes = [e for e in result.events if e.kind is EventKind.NODE_FAILED]
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(9, 4.4), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
@@ -107,7 +107,7 @@ def plot_failures(result: TwinResult) -> str:
     return _png(fig)
 
 
-def plot_inference(result: TwinResult) -> str:
+def plot_inference(result: RunRecord) -> str:
     """P99 time-to-first-token per minute for every (service, PoP), against each service's SLO."""
     inf = result.inference
     assert inf is not None
@@ -133,7 +133,7 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def factory_rows(result: TwinResult) -> list[dict[str, Any]]:
+def factory_rows(result: RunRecord) -> list[dict[str, Any]]:
     agg: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for h in result.hours:
         a = agg[h.factory]
@@ -154,7 +154,7 @@ def factory_rows(result: TwinResult) -> list[dict[str, Any]]:
     return rows
 
 
-def _inference_section(result: TwinResult, summary: dict[str, Any]) -> list[str]:
+def _inference_section(result: RunRecord, summary: dict[str, Any]) -> list[str]:
     if result.inference is None:
         return []
     rows = [(k, v) for k, v in summary.items() if k.startswith("inference_")]
@@ -168,7 +168,7 @@ def _inference_section(result: TwinResult, summary: dict[str, Any]) -> list[str]
     ]
 
 
-def write_report(result: TwinResult, summary: dict[str, Any], path: Path) -> Path:
+def write_report(result: RunRecord, summary: dict[str, Any], path: Path) -> Path:
     """Render ``report.html`` at ``path``."""
     sc = result.scenario
     headline = [

@@ -27,25 +27,24 @@ from typing import Any
 from superfactory.domain.events import Event
 from superfactory.domain.units import DAY_S
 from superfactory.observe.fold import fold_metrics
+from superfactory.observe.record import JobRecord, RunRecord
 from superfactory.observe.tco import cost_summary
 from superfactory.scenario.model import Scenario
-from superfactory.sim.jobstate import JobRuntime
-from superfactory.sim.twin import TwinResult
 
 
-def job_wall_s(jr: JobRuntime, end_s: int) -> int:
+def job_wall_s(jr: JobRecord, end_s: int) -> int:
     """Wall time since the job first started (0 if it never started)."""
     if jr.first_start_s < 0:
         return 0
     return (jr.completed_s if jr.completed_s >= 0 else end_s) - jr.first_start_s
 
 
-def job_ettr(jr: JobRuntime, end_s: int) -> float | None:
+def job_ettr(jr: JobRecord, end_s: int) -> float | None:
     wall = job_wall_s(jr, end_s)
     return jr.progress_s / wall if wall > 0 else None
 
 
-def summarize(result: TwinResult) -> dict[str, Any]:
+def summarize(result: RunRecord) -> dict[str, Any]:
     """The summary dict of a run (keys documented in the module docstring and README)."""
     sc = result.scenario
     end = sc.duration_s
@@ -77,7 +76,7 @@ def summarize(result: TwinResult) -> dict[str, Any]:
     }
 
 
-def shadow_summary(result: TwinResult) -> dict[str, dict[str, Any]]:
+def shadow_summary(result: RunRecord) -> dict[str, dict[str, Any]]:
     """Per shadow policy: decisions, actions (by kind), how many the acting policy also took, agreement."""
     return {name: {"role": st.role, "decisions": st.decisions, "actions": st.actions, "agreed": st.agreed,
                    "acting_actions": st.acting_actions, "agreement": st.agreement, "by_kind": dict(st.by_kind),

@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from superfactory.domain.events import EVENT_SCHEMA_VERSION, Event, EventKind
+from superfactory.observe.record import RunRecord
 from superfactory.observe.summary import job_ettr, job_wall_s
 from superfactory.observe.tco import cost_rows
-from superfactory.sim.twin import TwinResult
 
 
-def events_table(result: TwinResult) -> pa.Table:
+def events_table(result: RunRecord) -> pa.Table:
     """The run's domain events, one row each, in order; the schema version is in the table's metadata
     (``superfactory.event_schema``). This table is the record a run can be re-reported from
     (:func:`read_events`, :func:`superfactory.observe.summary.summary_from_events`)."""
@@ -52,7 +52,7 @@ def read_events(path: Path) -> list[Event]:
         cols["action"], strict=True)]
 
 
-def jobs_table(result: TwinResult) -> pa.Table:
+def jobs_table(result: RunRecord) -> pa.Table:
     end = result.scenario.duration_s
     js = result.jobs
     return pa.table({
@@ -85,7 +85,7 @@ def jobs_table(result: TwinResult) -> pa.Table:
     })
 
 
-def hours_table(result: TwinResult) -> pa.Table:
+def hours_table(result: RunRecord) -> pa.Table:
     hs = result.hours
     return pa.table({
         "factory": [h.factory for h in hs],
@@ -101,7 +101,7 @@ def hours_table(result: TwinResult) -> pa.Table:
     })
 
 
-def write_tables(result: TwinResult, out_dir: Path) -> dict[str, Path]:
+def write_tables(result: RunRecord, out_dir: Path) -> dict[str, Path]:
     """Write ``events.parquet``, ``jobs.parquet``, ``factory_hours.parquet`` and ``factory_cost.parquet``;
     return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -32,13 +32,13 @@ from superfactory.models.tco import (
     fleet_total,
     price_factory,
 )
+from superfactory.observe.record import RunRecord
 from superfactory.scenario.market_data import series_source
-from superfactory.sim.twin import TwinResult
 
 _CREDIT = (EventKind.CHECKPOINT_COMMITTED, EventKind.JOB_COMPLETED)
 
 
-def productive_by_factory(result: TwinResult) -> dict[str, tuple[float, float]]:
+def productive_by_factory(result: RunRecord) -> dict[str, tuple[float, float]]:
     """``factory -> (productive GPU-hours, productive PFLOP-hours)`` (see the module docstring)."""
     jobs = {j.job.id: j for j in result.jobs}
     credited: dict[str, float] = defaultdict(float)  # job -> progress seconds already credited
@@ -65,7 +65,7 @@ def productive_by_factory(result: TwinResult) -> dict[str, tuple[float, float]]:
     return {f: (gpu_s[f] / HOUR_S, flop[f] / FLOP_PER_PFLOP_HOUR) for f in fids}
 
 
-def factory_usage(result: TwinResult) -> list[FactoryUsage]:
+def factory_usage(result: RunRecord) -> list[FactoryUsage]:
     """The measured TCO inputs of every factory of a run."""
     sc = result.scenario
     agg: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
@@ -116,7 +116,7 @@ def headline(costs: list[FactoryCost]) -> dict[str, Any]:
     }
 
 
-def cost_summary(result: TwinResult, assumptions: CapitalAssumptions = DEFAULT_CAPITAL) -> dict[str, Any]:
+def cost_summary(result: RunRecord, assumptions: CapitalAssumptions = DEFAULT_CAPITAL) -> dict[str, Any]:
     """Summary keys for a run's TCO (see the module docstring)."""
     usage = factory_usage(result)
     costs = [price_factory(u, assumptions) for u in usage]
@@ -181,7 +181,7 @@ def cost_html(summary: dict[str, Any], title: str = "Total cost of ownership by 
             f"<p class='note'>{html.escape(note)}</p>")
 
 
-def cost_rows(result: TwinResult, assumptions: CapitalAssumptions = DEFAULT_CAPITAL) -> list[dict[str, Any]]:
+def cost_rows(result: RunRecord, assumptions: CapitalAssumptions = DEFAULT_CAPITAL) -> list[dict[str, Any]]:
     """One row per factory (``cost_by_factory`` of the summary), for the ``factory_cost`` Parquet table."""
     rows = []
     for u in factory_usage(result):
