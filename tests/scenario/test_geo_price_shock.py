@@ -15,21 +15,22 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Iterator
 
 import numpy as np
+import pytest
 
 from superfactory.domain.events import Event, EventKind
 from superfactory.domain.fleet import FleetSnapshot, Migrate, Place, Plan
 from superfactory.policy.feasibility import added_it_power_w
 from superfactory.policy.geo import GeoPolicy
-from superfactory.policy.registry import register
+from superfactory.policy.registry import register, unregister
 from superfactory.scenario.loader import load_scenario
 from superfactory.sim.twin import run_twin
 
 CAP_SLACK_W = 1.0  # float rounding only
 
 
-@register("geo-capcheck")
 class CapCheckedGeo(GeoPolicy):
     """``geo`` itself, asserting the power/cooling caps on every snapshot it sees and every plan it makes."""
 
@@ -48,12 +49,20 @@ class CapCheckedGeo(GeoPolicy):
         return plan
 
 
-def test_price_shock_moves_once_settles_fast_and_respects_caps() -> None:
+@pytest.fixture
+def capcheck_policy() -> Iterator[str]:
+    """``geo-capcheck`` registered for this test only: other tests in the same worker list the registry."""
+    register("geo-capcheck")(CapCheckedGeo)
+    yield "geo-capcheck"
+    unregister("geo-capcheck")
+
+
+def test_price_shock_moves_once_settles_fast_and_respects_caps(capcheck_policy: str) -> None:
     sc = load_scenario("price-shock")
     (shock,) = [e for e in sc.events if e.kind == "price_shock"]
     start, end = shock.at_s, shock.at_s + shock.duration_s
     shocked = {f.id for f in sc.factories if f.market == shock.market}
-    r = run_twin(sc, policy="geo-capcheck")
+    r = run_twin(sc, policy=capcheck_policy)
 
     moves: dict[str, list[int]] = defaultdict(list)
     for e in r.events:

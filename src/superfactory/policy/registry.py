@@ -123,6 +123,14 @@ def register(name: str, role: str = TRAINING) -> Callable[[type[P]], type[P]]:
     return deco
 
 
+def unregister(name: str) -> None:
+    """Forget a policy registered under ``name`` (for tests and plugins that register one for a while);
+    unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+    _DOCS.pop(name, None)
+    _ROLE_OF.pop(name, None)
+
+
 def _discover() -> None:
     global _discovered  # noqa: PLW0603 - one-time plugin discovery
     if _discovered:

@@ -79,12 +79,15 @@ def region_fabric(n_sites: int, seed: int, bandwidth_gbps: tuple[float, ...] = (
 
         source = "synthetic ring (../shared/data/skyplane absent)"
     sites = tuple(f"f{i:02d}" for i in range(n_sites))
-    return GeneratedFabric(sites, _nearest_links(sites, rtt, rng, bandwidth_gbps, min_links, max_links), regions,
+    return GeneratedFabric(sites, nearest_links(sites, rtt, rng, bandwidth_gbps, min_links, max_links), regions,
                            source)
 
 
-def _nearest_links(sites: tuple[str, ...], rtt: Callable[[int, int], float], rng: np.random.Generator,
+def nearest_links(sites: tuple[str, ...], rtt: Callable[[int, int], float], rng: np.random.Generator,
                    bandwidth_gbps: tuple[float, ...], min_links: int, max_links: int) -> tuple[WanLink, ...]:
+    """Link each site to its ``min_links``..``max_links`` nearest others by ``rtt(i, j)`` (ms; the count drawn
+    per site from ``rng``), then join any disconnected components by their nearest pair; latency = RTT / 2,
+    bandwidth drawn from ``bandwidth_gbps``. Deterministic in ``rng``."""
     n = len(sites)
     pairs: set[tuple[int, int]] = set()
     for i in range(n):
