@@ -4,6 +4,7 @@ exactly those versions (``make test`` installs with ``-c constraints.txt``; ``ma
 from __future__ import annotations
 
 import re
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -35,9 +36,16 @@ def test_lock_pins_every_dependency_and_not_superfactory() -> None:
         assert name in pins, f"{name} is not locked"
 
 
+def _site_packages() -> list[str]:
+    """The environment's own install folders. Not ``sys.path``: ``import ray`` appends its vendored
+    ``ray/thirdparty_files`` (psutil, colorama) to it, and those are Ray's files, not installed packages."""
+    return sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+
+
 def test_installed_versions_equal_the_lock() -> None:
     pins = _locked()
-    installed = {_norm(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    installed = {_norm(d.metadata["Name"]): d.version
+                 for d in metadata.distributions(path=_site_packages()) if d.metadata["Name"]}
     installed.pop("superfactory", None)
     wrong = {n: (installed[n], v) for n, v in pins.items() if n in installed and installed[n] != v}
     missing = sorted(set(pins) - set(installed))
