@@ -24,6 +24,7 @@ from superfactory.domain.factory import Factory, WanLink
 from superfactory.domain.inference import InferenceState
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.lifecycle import JobLifecycle
+from superfactory.domain.transfer import RouteTransfer, WanState
 
 NODE_FREE = 0
 NODE_BUSY = 1
@@ -173,6 +174,7 @@ class FleetSnapshot:
     price_history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     carbon_history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     inference: InferenceState | None = None
+    wan: WanState | None = None  # the WAN fabric (transfers, links), when the world models it (issue 16)
 
     def factory_index(self, factory_id: str) -> int:
         for i, f in enumerate(self.factories):
@@ -240,7 +242,7 @@ class SyncWeights:
     action_id: str = ""
 
 
-Action = Place | Preempt | Migrate | Allocate | SyncWeights
+Action = Place | Preempt | Migrate | Allocate | SyncWeights | RouteTransfer
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from superfactory.domain.factory import WanLink
+
 
 class TrafficClass(enum.IntEnum):
     """What a transfer carries; a lower value is served first when capacity is short."""
@@ -124,3 +126,73 @@ class FabricPlan:
         if self.objective - self.lower_bound <= 1e-9 * max(1.0, abs(self.objective)):
             return 0.0
         return (self.objective - self.lower_bound) / max(abs(self.lower_bound), 1e-9)
+
+
+@dataclass(frozen=True, slots=True)
+class WanSettings:
+    """How a scenario models its WAN (the ``wan:`` block; absent = no WAN modelling, links only time migrations).
+
+    Attributes:
+        policy: the acting policy of the ``wan`` role (``wan-planner``, ``wan-naive``, ``wan-overlay``).
+        policy_params: its keyword parameters.
+        copies: regions each checkpoint's critical tier is replicated to (fewer when fewer are lawful).
+        quorum: copies that must arrive for the checkpoint to be durable (0 = every target).
+        critical_share: share of a checkpoint's bytes in its critical tier (what crosses the WAN).
+        inference_share: inference traffic on every link, share of its capacity in each direction.
+        barrier_jitter: offset each job's checkpoint barriers by ±10 % of its interval from its factory's hash.
+        stall_at_barrier: a job whose previous checkpoint is not durable yet waits at its next barrier.
+        queue_alarm: checkpoint sync queue depth above which a link counts as congested (the source warns > 5).
+    """
+
+    policy: str = "wan-planner"
+    policy_params: tuple[tuple[str, object], ...] = ()
+    copies: int = 3
+    quorum: int = 0
+    critical_share: float = 1.0
+    inference_share: float = 0.0
+    barrier_jitter: bool = False
+    stall_at_barrier: bool = True
+    queue_alarm: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class WanState:
+    """The WAN as the ``wan`` role sees it (``FleetSnapshot.wan``).
+
+    Attributes:
+        now_s: the snapshot's time, s.
+        links: WAN links that are up (a partition or a factory outage takes a link down).
+        transfers: open transfers; ``size_gbit`` is what is left to carry, ``release_s`` when it may start.
+        needs_route: ids of open transfers that have no route now (new, plan used up, path cut, link healed).
+        background_gbps: forecast of inference traffic per directed link, ``(src, dst, Gb/s)``.
+        copies: regions each checkpoint goes to; critical_share: share of a checkpoint that crosses the WAN.
+        sync_capacity_gbps: per factory, the WAN egress left for checkpoint sync (up links minus inference), Gb/s.
+    """
+
+    now_s: int
+    links: tuple[WanLink, ...]
+    transfers: tuple[Transfer, ...]
+    needs_route: frozenset[str]
+    background_gbps: tuple[tuple[str, str, float], ...]
+    copies: int = 3
+    critical_share: float = 1.0
+    sync_capacity_gbps: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTransfer:
+    """Carry transfer ``job_id`` (a transfer id: outcomes name the transfer) from now on.
+
+    With ``flows``: send exactly the planned gigabits per path and slot (slot ``t`` spans
+    ``[start_s + t·slot_s, start_s + (t+1)·slot_s)``); data the plan leaves over goes best effort after the
+    plan's last slot and the world asks for a new route. Without ``flows``: best effort (the links' fair share)
+    from now over ``paths``, split by ``shares`` (equal when empty). Replaces any earlier route of the transfer.
+    """
+
+    job_id: str
+    start_s: int
+    slot_s: int = 1
+    flows: tuple[PathFlow, ...] = ()
+    paths: tuple[tuple[str, ...], ...] = ()
+    shares: tuple[float, ...] = ()
+    action_id: str = ""
