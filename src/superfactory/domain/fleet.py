@@ -212,6 +212,22 @@ class Migrate:
 
 
 @dataclass(frozen=True, slots=True)
+class SwapNodes:
+    """Hot-swap some ranks of a *running* job onto other free nodes of the same factory, without a restart from a
+    checkpoint: each ``(old, new)`` pair moves the ranks on node ``old`` (which the job holds) to node ``new``
+    (free, same accelerator). The job pauses for ``RecoverySpec.hot_swap_s`` while the moved ranks take over
+    their state from their peers (no progress lost beyond that pause), then runs on the new node set; the old
+    nodes are freed. Used to take a gang's TP groups off an NVLink domain whose probes read degraded. A world
+    that cannot do this refuses it (outcome ``refused``)."""
+
+    job_id: str
+    factory_id: str
+    swaps: tuple[tuple[int, int], ...]
+    reason: str = ""
+    action_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Preempt:
     """Stop a running job after a checkpoint and return it to the queue."""
 
@@ -242,7 +258,7 @@ class SyncWeights:
     action_id: str = ""
 
 
-Action = Place | Preempt | Migrate | Allocate | SyncWeights | RouteTransfer
+Action = Place | Preempt | Migrate | SwapNodes | Allocate | SyncWeights | RouteTransfer
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from superfactory.domain.fleet import (
     Place,
     Plan,
     Preempt,
+    SwapNodes,
     SyncWeights,
 )
 from superfactory.domain.job import TrainingJob
@@ -44,6 +45,7 @@ from superfactory.scenario.seeds import child_seed
 from superfactory.sim.accounting import AccountingMixin
 from superfactory.sim.factorystate import FactoryRuntime, HourRow
 from superfactory.sim.failures import FactoryFailureProcess
+from superfactory.sim.hotswap import swap_nodes
 from superfactory.sim.invariants import InvariantsMixin
 from superfactory.sim.jobstate import JobRuntime, JobState
 from superfactory.sim.kernel import PRIO_FAILURE, PRIO_JOB, PRIO_SIGNAL, Kernel
@@ -214,6 +216,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
                 self._preempt(action)
             elif isinstance(action, Migrate):
                 self._migrate(action)
+            elif isinstance(action, SwapNodes):
+                swap_nodes(self, action)
             elif isinstance(action, Allocate | SyncWeights):
                 serving.append(action)
                 continue
