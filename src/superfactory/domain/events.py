@@ -40,6 +40,7 @@ class EventKind(StrEnum):
     JOB_PLANNED_STOP = "JobPlannedStop"  # planned interruption (maintenance): checkpoints first
     JOB_PREEMPTED = "JobPreempted"
     JOB_MIGRATED = "JobMigrated"
+    JOB_HOT_SWAPPED = "JobHotSwapped"  # ranks of a running job moved to other nodes (value = pause s; issue 19)
     JOB_COMPLETED = "JobCompleted"
     JOB_REJECTED = "JobRejected"  # can never run (no factory could ever hold it)
     CHECKPOINT_COMMITTED = "CheckpointCommitted"
