@@ -6,7 +6,8 @@ fixed set of columns. Unused fields are empty (``""``, ``-1`` or ``0.0``).
 
 Schema: :data:`EVENT_SCHEMA_VERSION` names the set of kinds and fields below; event tables carry it so a
 reader can refuse a record it does not understand. Version history: 1 = wave 1 (no ``action`` field, no
-action-outcome or shadow kinds); 2 = action ids and outcomes, shadow decisions, link probes.
+action-outcome or shadow kinds); 2 = action ids and outcomes, shadow decisions, link probes; 3 = WAN transfers
+(``TransferCompleted``, ``CheckpointDurable``, ``CheckpointSyncQueueDepth``, ``CheckpointSyncStall``).
 
 Meaning of ``value`` per kind (the contract metrics fold over): ``JobSubmitted``/``JobPlaced``: GPUs;
 ``JobRunning``/``JobCompleted``/``CheckpointCommitted``: productive progress, s; ``JobInterrupted``: work lost,
@@ -17,6 +18,15 @@ measured fraction of nominal bandwidth (``node`` = NVLink domain); ``ShadowActio
 ``time_s``/``node`` the period's start and length (s): per factory and accounting hour ``facility_mwh``,
 ``it_mwh``, ``usd``, ``tco2``, ``busy_gpu_s``, ``gpu_s`` (capacity); per job ``recovery_s`` (detection and
 restart time, at the instant it is spent).
+
+WAN kinds (issue 16; only when a scenario models its WAN): ``TransferCompleted``: ``job`` = transfer id,
+``factory`` = ``"SRC->DST"``, ``cause`` = traffic class, ``value`` = lateness s (arrival − deadline; <= 0 on
+time). ``CheckpointDurable``: ``job``, ``factory`` = where it was written, ``value`` = progress s now safe,
+``node`` = regions holding it, ``cause`` = ``""`` or ``"reduced durability: N of M regions lawful"``.
+``CheckpointSyncQueueDepth``: ``factory`` = link ``"A-B"`` (as ``LinkPartitioned``), ``cause`` = direction
+``"SRC->DST"``, ``value`` = checkpoint transfers in flight through it (emitted when it changes; alarm > 5).
+``CheckpointSyncStall``: ``job``, ``factory``, ``value`` = seconds the job waited at its barrier for its previous
+checkpoint to become durable, ``node`` = the job's GPUs.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 #: version of the event schema (kinds, fields and the meaning of ``value``); see the module docstring
-EVENT_SCHEMA_VERSION = 2
+EVENT_SCHEMA_VERSION = 3
 
 
 class EventKind(StrEnum):
@@ -64,6 +74,10 @@ class EventKind(StrEnum):
     LINK_PROBED = "LinkProbed"  # an all-reduce probe measured an NVLink domain below nominal (value = ratio)
     METERED = "Metered"  # a metered quantity over a period: cause = quantity, value = amount, node = period s
     JOB_PROGRESS = "JobProgress"  # telemetry: a job's productive progress, s (at the end of a run)
+    TRANSFER_COMPLETED = "TransferCompleted"  # a WAN transfer's last bit arrived (value = lateness, s)
+    CHECKPOINT_DURABLE = "CheckpointDurable"  # a checkpoint's replication quorum arrived (value = progress, s)
+    CHECKPOINT_SYNC_QUEUE_DEPTH = "CheckpointSyncQueueDepth"  # checkpoint transfers in flight on a link direction
+    CHECKPOINT_SYNC_STALL = "CheckpointSyncStall"  # a job waited at its barrier for durability (value = s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,11 +176,13 @@ class DecisionLoop:
                 s.next_cycle_s = now
                 self._schedule(now)
 
-    def request(self) -> None:
-        """The world's state changed: every event-driven policy decides once at this instant."""
+    def request(self, role: str | None = None) -> None:
+        """The world's state changed: every event-driven policy decides once at this instant. With ``role``,
+        only that role's acting policy does (event-driven or not): the world tells it that its own inputs
+        changed (e.g. new WAN transfers for the ``wan`` role) without waking the others."""
         any_dirty = False
         for s in self._slots:
-            if s.policy.event_driven:
+            if s.policy.role == role if role is not None else s.policy.event_driven:
                 s.dirty = any_dirty = True
         if any_dirty:
             self._schedule(self.clock.now_s())
