@@ -87,8 +87,15 @@ class ControlPlane:
         return self._call("POST", f"/v1/agent/jobs/{job_id}/report", body)
 
     def commit_checkpoint(self, job_id: str, fencing_token: int, step: int, progress_s: float,
-                          location: str) -> dict[str, Any]:
-        """Record a committed checkpoint (what a requeued job resumes from)."""
-        return self._call("POST", f"/v1/agent/jobs/{job_id}/checkpoints",
-                          {"fencing_token": fencing_token, "step": step, "progress_s": progress_s,
-                           "location": location})
+                          location: str, mesh: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Record a committed checkpoint (what a requeued job resumes from); ``mesh``: what the agent measured
+        of the save (:func:`superfactory.agent.meshwatch.checkpoint_facts`), for the control plane's metrics."""
+        body: dict[str, Any] = {"fencing_token": fencing_token, "step": step, "progress_s": progress_s,
+                                "location": location}
+        if mesh:
+            body["mesh"] = mesh
+        return self._call("POST", f"/v1/agent/jobs/{job_id}/checkpoints", body)
+
+    def mesh_status(self, lease_epoch: int, status: dict[str, Any]) -> dict[str, Any]:
+        """Report the checkpoint replication the agent sees now (:func:`superfactory.agent.meshwatch.mesh_status`)."""
+        return self._call("POST", "/v1/agent/mesh-status", {"lease_epoch": lease_epoch, **status})

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from superfactory.agent import meshwatch
 from superfactory.agent.client import ControlPlane, ControlPlaneError, Unreachable
 from superfactory.agent.config import AgentConfig
 from superfactory.agent.executor import Executor, ProcessExecutor
@@ -52,8 +53,10 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig, executor: Executor | None = None, client: ControlPlane | None = None) -> None:
         self.cfg = cfg
-        self.executor = executor or ProcessExecutor()
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.executor = executor or ProcessExecutor(
+            warm=cfg.job.warm_start, preload=tuple(cfg.job.preload) if cfg.job.preload is not None else None,
+            zygote_log=cfg.state_dir / "zygote.log")
         self.client = client or ControlPlane(cfg.server, cfg.resolved_token(), timeout_s=cfg.timeouts.request_s,
                                              partition_flag=cfg.state_dir / "partitioned")
         self.jobs: dict[str, LocalJob] = {}
@@ -135,6 +138,7 @@ class Agent:
             self._lease_ok(ans)
             if ans.get("assignments_changed", True):
                 self.fetch_now = True
+            self._mesh_status()
         except Unreachable as exc:
             log.warning("heartbeat: %s", exc)
         except ControlPlaneError as exc:
@@ -147,12 +151,23 @@ class Agent:
             else:
                 log.error("heartbeat refused: %s", exc)
 
+    def _mesh_status(self) -> None:
+        """Report the jobs' checkpoint replication (sync queue, quorum wait) for the control plane's /metrics."""
+        if self.lease_epoch is None:
+            return
+        now, mono = time.time(), time.monotonic()
+        jobs = {j.job_id: now - (mono - j.started_mono) for j in self.jobs.values()}
+        try:
+            self.client.mesh_status(self.lease_epoch, meshwatch.mesh_status(self.cfg.storage_targets(), jobs, now))
+        except ControlPlaneError as exc:  # metrics only: never worth more than a log line
+            log.debug("mesh status not delivered: %s", exc)
+
     def _send(self, kind: str, job_id: str, body: dict[str, Any]) -> bool:
         """Deliver one report; True when done with it (accepted, or refused for good)."""
         try:
             if kind == "checkpoint":
                 self.client.commit_checkpoint(job_id, body["fencing_token"], body["step"], body["progress_s"],
-                                              body["location"])
+                                              body["location"], body.get("mesh"))
             else:
                 self.client.report(job_id, body)
             return True
@@ -240,7 +255,9 @@ class Agent:
             self.outbox.append(("checkpoint", job.job_id, {
                 "fencing_token": job.fencing_token, "step": int(rec["step"]),
                 "progress_s": job.plan.progress_s(int(rec["step"])),
-                "location": f"mesh://job-{job.job_id}/{rec['checkpoint_id']}"}))
+                "location": f"mesh://job-{job.job_id}/{rec['checkpoint_id']}",
+                "mesh": meshwatch.checkpoint_facts(self.cfg.storage_targets(), job.job_id, str(rec["checkpoint_id"]),
+                                                   rec.get("save_s"))}))
         job.checkpoints.clear()
         status = self.executor.poll(job.handle)
         if status is None:
@@ -331,6 +348,9 @@ class Agent:
             self._flush()
         self._save_state()
         self.client.close()
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
 
 
 def _dead_handle(rec: dict[str, Any]) -> Any:

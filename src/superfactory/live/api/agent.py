@@ -52,4 +52,5 @@ def report(job_id: JobId, body: ReportIn, live: LiveDep, p: AgentDep) -> dict[st
 @router.post("/jobs/{job_id}/checkpoints", response_model=JobDetail)
 def checkpoint(job_id: JobId, body: CheckpointIn, live: LiveDep, p: AgentDep) -> dict[str, Any]:
     """Record a durable checkpoint (what a requeued or moved job resumes from)."""
-    return svc.commit_checkpoint(live, p, job_id, body.fencing_token, body.step, body.progress_s, body.location)
+    return svc.commit_checkpoint(live, p, job_id, body.fencing_token, body.step, body.progress_s, body.location,
+                                 body.mesh.model_dump() if body.mesh is not None else None)

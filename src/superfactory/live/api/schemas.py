@@ -6,9 +6,9 @@ never a database error. Integers stored in 32-bit columns are bounded to ``INT32
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 INT32 = 2**31 - 1
 Identifier = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", min_length=1, max_length=64)
@@ -292,8 +292,19 @@ class ReportIn(In):
     retryable: bool = True
 
 
+class CheckpointMeshIn(In):
+    """What the agent measured of the save (optional; /metrics exposes it): the save's duration, the time from
+    its start to the replica quorum, and the fragment bytes written to each site's storage."""
+
+    duration_s: float | None = Field(default=None, ge=0, le=1e7)
+    quorum_s: float | None = Field(default=None, ge=0, le=1e7)
+    replicated_bytes: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)],
+                           Annotated[float, Field(ge=0, le=1e18)]] = Field(default_factory=dict, max_length=256)
+
+
 class CheckpointIn(In):
     fencing_token: int = Field(ge=0, le=INT32)
     step: int = Field(ge=0, le=INT32)
     progress_s: float = Field(ge=0, le=1e12)
     location: str = Field(min_length=1, max_length=2000)
+    mesh: CheckpointMeshIn | None = None

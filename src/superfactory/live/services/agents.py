@@ -194,8 +194,9 @@ def _stopped(conn: sa.Connection, live: Live, row: Any, now: float) -> None:
 
 
 def commit_checkpoint(live: Live, p: Principal, job_id: int, token: int, step: int, progress_s: float,
-                      location: str) -> dict[str, Any]:
-    """Record a durable checkpoint: what a requeued or moved job resumes from."""
+                      location: str, mesh: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record a durable checkpoint: what a requeued or moved job resumes from (``mesh``: the agent's
+    measurements of the save, kept in the event for /metrics)."""
     now = live.clock.unix_s()
     with live.engine.begin() as conn:
         _factory(conn, p)
@@ -204,6 +205,7 @@ def commit_checkpoint(live: Live, p: Principal, job_id: int, token: int, step: i
             conn.execute(t.jobs.update().where(t.jobs.c.id == job_id, t.jobs.c.fencing_token == token).values(
                 committed_progress_s=progress_s, checkpoint={"step": step, "progress_s": progress_s,
                                                              "location": location}, updated_at_unix_s=now))
-        add_event(conn, job_id, now, "checkpoint", {"step": step, "progress_s": progress_s, "location": location})
+        add_event(conn, job_id, now, "checkpoint", {"step": step, "progress_s": progress_s, "location": location,
+                                                    **({"mesh": mesh} if mesh else {})})
         out = conn.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id)).one()
     return job_doc(out, detail=True)
