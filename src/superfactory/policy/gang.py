@@ -36,12 +36,22 @@ import numpy as np
 import numpy.typing as npt
 
 from superfactory.domain.factory import Factory
-from superfactory.domain.fleet import NODE_DOWN, NODE_FREE, FleetSnapshot, JobView, Place, Plan, Preempt
+from superfactory.domain.fleet import (
+    NODE_DOWN,
+    NODE_FREE,
+    FleetSnapshot,
+    JobView,
+    Place,
+    Plan,
+    Preempt,
+    SwapNodes,
+)
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.lifecycle import MOVABLE, JobLifecycle
 from superfactory.domain.outcome import ActionOutcome
 from superfactory.domain.topology import FactoryTopology, topology_of
 from superfactory.models.collective import placement_throughput, probe_ratio
+from superfactory.policy.degraded import choose_remedy, swap_plan
 from superfactory.policy.feasibility import Verdict, evaluate
 from superfactory.policy.gangfit import GangShape, place_gang, shape_of, units_available
 from superfactory.policy.preemption import PreemptionCosts, PreemptionLedger
@@ -126,12 +136,16 @@ class GangScheduler(PolicyBase):
         self._sticky: dict[str, tuple[str, tuple[int, ...]]] = {}
         #: counters a benchmark or report may read: placements, hot_swaps, bandwidth_rejections, preemptions
         self.stats: dict[str, int] = {"placements": 0, "hot_swaps": 0, "bandwidth_rejections": 0,
-                                      "preemptions": 0, "preemptions_declined": 0, "evacuations": 0}
+                                      "preemptions": 0, "preemptions_declined": 0, "evacuations": 0,
+                                      "degraded_hot_swaps": 0}
+        self._no_swap: set[str] = set()  # jobs whose hot swap a world refused: moved, never swapped again
+        self._swapping: set[str] = set()  # jobs given a SwapNodes in the last decision
 
     # == decision ===========================================================================================
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
         del rng  # deterministic
         sites = [self._site(snapshot, i) for i in range(len(snapshot.factories))]
+        self._swapping.clear()
         pending_ids = {v.job.id for v in snapshot.pending}
         for jid in [j for j in self._sticky if j not in pending_ids]:
             del self._sticky[jid]
@@ -149,7 +163,7 @@ class GangScheduler(PolicyBase):
             mask = np.zeros(site.factory.nodes, dtype=bool)
             mask[list(nodes)] = True
             site.reserved.append((mask, float("inf"), jid))
-        actions: list[Place | Preempt] = []
+        actions: list[Place | Preempt | SwapNodes] = []
         for jid, (fid, nodes, expires_s) in list(self._evac.items()):
             if (jid not in pending_ids and jid not in held_ids) or snapshot.now_s >= expires_s:
                 del self._evac[jid]
@@ -200,8 +214,11 @@ class GangScheduler(PolicyBase):
         """A preemption that did not take effect frees its preemptor's promise: the claim and the victim links
         are dropped, and the preemptor is considered afresh at the next decision (nothing assumed done)."""
         for o in outcomes:
+            swapped = o.job_id in self._swapping
             if o.in_force:
                 continue
+            if swapped:  # a world that cannot hot-swap: the gang is only ever moved (or stays) from now on
+                self._no_swap.add(o.job_id)
             self.ledger.forget(o.job_id)
             self._evac.pop(o.job_id, None)
             preemptor = self._victim_of.pop(o.job_id, None)
@@ -211,15 +228,18 @@ class GangScheduler(PolicyBase):
                     del self._victim_of[v]
 
     # == degraded domains ===================================================================================
-    def _evacuations(self, snapshot: FleetSnapshot, sites: list[_Site]) -> list[Preempt]:
-        """Move running gangs off NVLink domains the probes found degraded, when that pays.
+    def _evacuations(self, snapshot: FleetSnapshot, sites: list[_Site]) -> list[Preempt | SwapNodes]:
+        """Take running gangs off NVLink domains the probes found degraded: stay, hot-swap or move, by what pays
+        (:func:`superfactory.policy.degraded.choose_remedy`).
 
-        A gang whose TP traffic rides a degraded domain runs at ``placement_throughput`` (< 1) of nominal. It is
-        drained (final checkpoint: nothing lost) and restarted on healthy nodes if the seconds it would lose by
-        staying, ``remaining x (1 - speed)``, exceed the move's cost (drain + restart), and only when a healthy
-        placement exists *now* (free nodes plus its own nodes on healthy domains); those nodes are promised to
-        it so the move never turns a slow gang into a waiting one."""
-        out: list[Preempt] = []
+        A gang whose TP traffic rides a degraded domain runs at ``placement_throughput`` (< 1) of nominal. A
+        **hot swap** moves only its TP groups on degraded domains to free healthy nodes (each group inside one
+        domain), pausing it ``hot_swap_s`` with its progress kept; a **move** drains it (final checkpoint) and
+        restarts it on a healthy placement that exists *now* (free nodes plus its own healthy ones), promised to
+        it so the move never turns a slow gang into a waiting one. The cheaper one is done when it costs less
+        than staying (``remaining x (1/speed - 1)``). Moves count against the factory's preemption rate limit;
+        hot swaps do not (nothing is stopped or requeued). A gang whose hot swap a world refused is only moved."""
+        out: list[Preempt | SwapNodes] = []
         for v in snapshot.running:
             if v.factory_id is None or v.state not in RUNNING_STATES or v.job.id in self._evac:
                 continue
@@ -229,32 +249,43 @@ class GangScheduler(PolicyBase):
             speed = placement_throughput(site.topo, v.nodes, v.job, site.link_factor)
             if speed >= self.min_bandwidth_ratio:
                 continue
-            if self.ledger.room(site.factory.id, snapshot.now_s) <= 0:
-                continue  # evacuations count against the factory's preemption rate limit too
-            remaining_s = expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s
-            move_s = self.costs.overhead_s(v)
-            if remaining_s * (1.0 - speed) <= move_s:
-                continue
             shape = self._shape(site, v.job)
             if shape is None:
                 continue
-            usable = self._usable(site, v.job, float("inf"))
-            own = np.asarray(v.nodes, dtype=np.intp)
-            usable[own] = ~np.isin(site.topo.node_domain[own], list(site.bad_domains))
-            target = place_gang(site.topo, usable, shape) if int(usable.sum()) >= shape.nodes else None
-            if target is None:
-                continue
-            mask = np.zeros(site.factory.nodes, dtype=bool)
-            mask[list(target)] = True
-            site.free &= ~mask
-            site.reserved.append((mask, float("inf"), v.job.id))
-            self._evac[v.job.id] = (site.factory.id, target, snapshot.now_s + CLAIM_S)
-            self.stats["evacuations"] += 1
-            self.ledger.record(site.factory.id, v.job.id, snapshot.now_s)
+            remaining_s = expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s
+            usable = self._usable(site, v.job, snapshot.now_s + remaining_s)
+            swaps = None
+            if self.hot_swap and v.state is JobLifecycle.RUNNING and v.job.id not in self._no_swap:
+                swaps = swap_plan(site.topo, usable, v.nodes, shape.unit_nodes, site.bad_domains)
+            target = None
+            if self.ledger.room(site.factory.id, snapshot.now_s) > 0:  # moves count against the rate limit
+                strict = self._usable(site, v.job, float("inf"))
+                own = np.asarray(v.nodes, dtype=np.intp)
+                strict[own] = ~np.isin(site.topo.node_domain[own], list(site.bad_domains))
+                target = place_gang(site.topo, strict, shape) if int(strict.sum()) >= shape.nodes else None
+            remedy = choose_remedy(remaining_s, speed,
+                                   float(v.job.recovery.hot_swap_s) if swaps is not None else None,
+                                   self.costs.overhead_s(v) if target is not None else None)
             bad = sorted(site.bad_domains.intersection(site.topo.node_domain[list(v.nodes)].tolist()))
-            out.append(Preempt(v.job.id, f"evacuating degraded NVLink domain(s) {bad} of {site.factory.id}: runs at "
-                                         f"{speed:.2f} of nominal, {remaining_s / 3600:.1f} h left; moves to "
-                                         f"{len(target)} healthy nodes after a final checkpoint"))
+            head = (f"degraded NVLink domain(s) {bad} of {site.factory.id}: runs at {speed:.2f} of nominal, "
+                    f"{remaining_s / 3600:.1f} h left; {remedy.why}")
+            if remedy.kind == "swap" and swaps is not None:
+                new = [n for _, n in swaps]
+                site.free[new] = False
+                self.stats["degraded_hot_swaps"] += 1
+                self._swapping.add(v.job.id)
+                out.append(SwapNodes(v.job.id, site.factory.id, swaps,
+                                     f"hot-swapping {len(swaps)} node(s) off {head}"))
+            elif remedy.kind == "move" and target is not None:
+                mask = np.zeros(site.factory.nodes, dtype=bool)
+                mask[list(target)] = True
+                site.free &= ~mask
+                site.reserved.append((mask, float("inf"), v.job.id))
+                self._evac[v.job.id] = (site.factory.id, target, snapshot.now_s + CLAIM_S)
+                self.stats["evacuations"] += 1
+                self.ledger.record(site.factory.id, v.job.id, snapshot.now_s)
+                out.append(Preempt(v.job.id, f"evacuating {head}; moves to {len(target)} healthy nodes after a "
+                                             "final checkpoint"))
         return out
 
     # == per-factory state ===================================================================================
