@@ -54,6 +54,7 @@ from superfactory.sim.reserved import ReservedCapacityMixin
 
 if TYPE_CHECKING:
     from superfactory.sim.inference import ServingActuator
+    from superfactory.sim.wan_replication import CheckpointReplication
 
 #: period of the fleet's all-reduce probe sweep over every NVLink domain, s (60 s, as the source asks; issue 19)
 PROBE_INTERVAL_S = 60
@@ -111,6 +112,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         # what the all-reduce probes last measured below nominal (what snapshots show): domain -> reading
         self.link_probes: list[dict[int, LinkProbe]] = [{} for _ in factories]
         self.serving: ServingActuator | None = None  # the inference layer, when the scenario serves services
+        self.wan: CheckpointReplication | None = None  # checkpoint replication over the WAN (scenario ``wan:``)
         self._changes = 0  # plans applied (guards lazily built snapshot views)
         # inference capacity (sim/inference.py): nodes wanted per (factory, accelerator) from jobs being
         # preempted for it, and nodes handed over to it when those jobs released them
@@ -351,7 +353,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         jr.run_since_s = now
         tok = jr.bump(JobState.RUNNING)
         self.emit(Event(now, EventKind.JOB_RUNNING, jr.job.id, self._fid(jr), value=jr.progress_s))
-        self._schedule_running(jr, tok, now + jr.job.checkpoint.interval_s)
+        jitter_s = self.wan.barrier_offset_s(jr) if self.wan is not None else 0
+        self._schedule_running(jr, tok, now + jr.job.checkpoint.interval_s + jitter_s)
         if self.model.planned_rate_per_gpu_hour > 0:
             rate_per_s = self.model.planned_rate_per_gpu_hour * jr.job.gpus / HOUR_S
             gap = max(1, int(np.ceil(self.planned_rng.exponential(1.0 / rate_per_s))))
@@ -373,6 +376,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         now = self.k.now_s()
         jr.accrue_progress(now)
         tok = jr.bump(JobState.CHECKPOINTING)
+        if self.wan is not None and self.wan.holds_barrier(jr, tok, now):
+            return  # the previous checkpoint is not durable yet: the WAN resumes the barrier when it is
         self.k.after(jr.job.checkpoint.blocking_s, PRIO_JOB, self._checkpoint_unblock, jr, tok, now, jr.progress_s)
 
     def _checkpoint_unblock(self, jr: JobRuntime, tok: int, began_s: int, snap_progress_s: float) -> None:
@@ -395,6 +400,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         jr.committed_s = progress_s
         jr.checkpoints += 1
         self.emit(Event(self.k.now_s(), EventKind.CHECKPOINT_COMMITTED, jr.job.id, self._fid(jr), value=progress_s))
+        if self.wan is not None:  # replicate its critical tier; durable once the quorum arrives
+            self.wan.written(jr, progress_s)
 
     def _complete(self, jr: JobRuntime, tok: int) -> None:
         if jr.token != tok:
@@ -416,6 +423,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             jr.recovery_s += now - (jr.held_since_s)  # partial restart wasted
             self._meter_recovery(jr, now - jr.held_since_s)
         jr.accrue_progress(now)
+        if self.wan is not None:  # with the WAN modelled, a failure restores the last *durable* checkpoint
+            jr.committed_s = min(jr.committed_s, self.wan.restore_point(jr))
         lost = jr.progress_s - jr.committed_s
         jr.lost_work_s += lost
         jr.progress_s = jr.committed_s
