@@ -53,10 +53,8 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig, executor: Executor | None = None, client: ControlPlane | None = None) -> None:
         self.cfg = cfg
+        self.executor = executor or ProcessExecutor()
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        self.executor = executor or ProcessExecutor(
-            warm=cfg.job.warm_start, preload=tuple(cfg.job.preload) if cfg.job.preload is not None else None,
-            zygote_log=cfg.state_dir / "zygote.log")
         self.client = client or ControlPlane(cfg.server, cfg.resolved_token(), timeout_s=cfg.timeouts.request_s,
                                              partition_flag=cfg.state_dir / "partitioned")
         self.jobs: dict[str, LocalJob] = {}
@@ -348,9 +346,6 @@ class Agent:
             self._flush()
         self._save_state()
         self.client.close()
-        close = getattr(self.executor, "close", None)
-        if close is not None:
-            close()
 
 
 def _dead_handle(rec: dict[str, Any]) -> Any:
