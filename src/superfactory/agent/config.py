@@ -77,6 +77,10 @@ class JobConfig(_Strict):
     max_steps: int = Field(default=100_000, ge=1)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     real_gpus: bool = False
+    warm_start: bool = Field(default=True, description="fork `{python} -m MODULE` commands from a zygote that "
+                             "has imported `preload` (agent.zygote): starts in well under a second, not seconds")
+    preload: list[str] | None = Field(default=None, description="modules the zygote imports (default: torch, "
+                                      "the mesh, the built-in job)")
 
 
 class TimeoutsConfig(_Strict):

@@ -53,8 +53,10 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig, executor: Executor | None = None, client: ControlPlane | None = None) -> None:
         self.cfg = cfg
-        self.executor = executor or ProcessExecutor()
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.executor = executor or ProcessExecutor(
+            warm=cfg.job.warm_start, preload=tuple(cfg.job.preload) if cfg.job.preload is not None else None,
+            zygote_log=cfg.state_dir / "zygote.log")
         self.client = client or ControlPlane(cfg.server, cfg.resolved_token(), timeout_s=cfg.timeouts.request_s,
                                              partition_flag=cfg.state_dir / "partitioned")
         self.jobs: dict[str, LocalJob] = {}
@@ -76,7 +78,9 @@ class Agent:
         return self.cfg.state_dir / "agent.json"
 
     def _save_state(self) -> None:
-        data = {"jobs": [j.to_dict() for j in self.jobs.values()], "outbox": self.outbox}
+        zygote = getattr(self.executor, "zygote", None)
+        data = {"jobs": [j.to_dict() for j in self.jobs.values()], "outbox": self.outbox,
+                "warm": zygote is not None and zygote.ready()}  # job starts fork a warm interpreter now
         tmp = self._state_path.with_name("agent.json.tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(self._state_path)
@@ -346,6 +350,9 @@ class Agent:
             self._flush()
         self._save_state()
         self.client.close()
+        close = getattr(self.executor, "close", None)
+        if close is not None:
+            close()
 
 
 def _dead_handle(rec: dict[str, Any]) -> Any:

@@ -63,6 +63,7 @@ class ProcessSpec:
     cwd: Path
     log_path: Path
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+    warm_module: str | None = None  # ``argv`` is ``python -m warm_module ...``: the zygote may fork it warm
 
 
 @dataclass
@@ -79,6 +80,7 @@ class JobHandle:
     stop_deadline: float | None = None  # monotonic time of the SIGKILL escalation, when a stop was asked
     exit_status: int | None = None
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    zygote: Any = field(default=None, repr=False, compare=False)  # the Zygote that forked it (warm start)
 
     def to_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "fencing_token": self.fencing_token, "pid": self.pid, "pgid": self.pgid,
@@ -157,16 +159,70 @@ class Executor(abc.ABC):
 
 
 class ProcessExecutor(Executor):
-    """Each job is a session and process group of its own on this host (``setsid``), with rlimits and a log."""
+    """Each job is a session and process group of its own on this host (``setsid``), with rlimits and a log.
+
+    With ``warm=True`` a :class:`~superfactory.agent.zygote.Zygote` (started at once, importing ``preload``)
+    forks jobs whose spec names a ``warm_module``, once it is ready; before that, or if it fails, jobs start
+    cold (``exec``). Both kinds are the same to the rest of this class: a process group, a log, rlimits, and
+    the exit status (the zygote reports it for the processes it forked)."""
 
     kind = "process"
+
+    def __init__(self, warm: bool = False, preload: tuple[str, ...] | None = None,
+                 zygote_log: Path | None = None) -> None:
+        self.zygote: Any = None
+        self._warm = (preload, zygote_log) if warm else None
+        if warm:
+            self._start_zygote()
+
+    def _start_zygote(self) -> None:
+        from superfactory.agent.zygote import DEFAULT_PRELOAD, Zygote
+
+        assert self._warm is not None
+        preload, log = self._warm
+        self.zygote = Zygote(tuple(preload) if preload is not None else DEFAULT_PRELOAD, log)
+
+    def close(self) -> None:
+        """End the zygote, if any (job processes live on)."""
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
+
+    def _start_warm(self, spec: ProcessSpec) -> JobHandle | None:
+        from dataclasses import asdict
+
+        from superfactory.agent.zygote import ZygoteError
+
+        zyg = self.zygote
+        if spec.warm_module is None or zyg is None:
+            return None
+        if zyg.proc.poll() is not None:  # it died: a new one warms up while this job starts cold
+            self._start_zygote()
+            return None
+        if not zyg.ready():
+            return None
+        try:
+            pid = zyg.spawn(spec.warm_module, list(spec.argv[3:]), spec.env, spec.cwd, spec.log_path,
+                            asdict(spec.limits))
+        except ZygoteError:
+            self.zygote = None
+            self._start_zygote()
+            return None
+        ticks = process_start_ticks(pid) or 0
+        return JobHandle(spec.job_id, spec.fencing_token, pid, pid, ticks, spec.log_path, time.time(), zygote=zyg)
 
     def start(self, spec: ProcessSpec) -> JobHandle:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         spec.cwd.mkdir(parents=True, exist_ok=True)
         with open(spec.log_path, "ab", buffering=0) as log:
+            warm = self.zygote is not None and spec.warm_module is not None and self.zygote.ready()
             log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} start job {spec.job_id} "
-                      f"fencing token {spec.fencing_token}: {' '.join(spec.argv)}\n".encode())
+                      f"fencing token {spec.fencing_token}{' (warm)' if warm else ''}: "
+                      f"{' '.join(spec.argv)}\n".encode())
+        handle = self._start_warm(spec)
+        if handle is not None:
+            return handle
+        with open(spec.log_path, "ab", buffering=0) as log:
             # preexec_fn runs only ResourceLimits.apply: setrlimit calls on an already-imported module, no
             # allocation-heavy work or locks, which is what makes it safe enough in the threaded agent
             proc = subprocess.Popen(
@@ -187,8 +243,14 @@ class ProcessExecutor(Executor):
             return handle.exit_status
         if handle.popen is not None:
             status = handle.popen.poll()
+        elif self._alive(handle):
+            status = None
+        elif handle.zygote is not None:  # forked warm: the zygote reaps it and reports the status
+            status = handle.zygote.exit_status(handle.pid)
+            if status is None and handle.zygote.settled(handle.pid):
+                status = EXIT_UNKNOWN
         else:
-            status = None if self._alive(handle) else EXIT_UNKNOWN
+            status = EXIT_UNKNOWN
         if status is None:
             if handle.stop_deadline is not None and time.monotonic() >= handle.stop_deadline:
                 self._signal_group(handle, signal.SIGKILL)
@@ -219,6 +281,10 @@ class ProcessExecutor(Executor):
         handle.stop_deadline = time.monotonic()
         if handle.popen is not None:
             handle.popen.wait()
+        elif handle.zygote is not None:
+            end = time.monotonic() + 2.0
+            while self._alive(handle) and time.monotonic() < end:
+                time.sleep(0.005)
         deadline = time.monotonic() + 5.0
         while group_pids(handle.pgid) and time.monotonic() < deadline:
             self._signal_group(handle, signal.SIGKILL)

@@ -65,6 +65,7 @@ class FleetOptions:
     nodes_per_site: int = 2
     mesh_fsync: bool = True
     policy: str | None = None
+    warm_start: bool = True  # agents fork jobs from a zygote with torch imported (agent.zygote)
 
 
 def demo_scenario(nodes_per_site: int = 2) -> dict[str, Any]:
@@ -216,7 +217,8 @@ class LocalFleet:
                    "state_dir": str(d), "power_w": 1e6, "cooling_w": 1e6, "nodes": factory_nodes(factories[site]),
                    "storage": storage, "keyring": str(self.root / "keys" / "keyring.json"),
                    "mesh_fsync": o.mesh_fsync,
-                   "job": {"seconds_per_step": o.seconds_per_step, "step_wall_s": o.step_wall_s},
+                   "job": {"seconds_per_step": o.seconds_per_step, "step_wall_s": o.step_wall_s,
+                           "warm_start": o.warm_start},
                    "timeouts": {"hang_s": o.hang_s, "startup_s": o.startup_s, "stop_grace_s": o.stop_grace_s,
                                 "tick_s": o.tick_s}}
             (d / "agent.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -242,6 +244,22 @@ class LocalFleet:
             for spec in DEMO_JOBS:
                 self.submit(spec)
         return started
+
+    def wait_warm(self, timeout_s: float = 180.0) -> None:
+        """Wait until every agent's zygote is ready, so job starts are warm (no-op without ``warm_start``)."""
+        if not self.options.warm_start:
+            return
+
+        def warm() -> bool:
+            for site, _, _ in SITES:
+                try:
+                    if not json.loads((self.agent_dir(site) / "agent.json").read_text()).get("warm"):
+                        return False
+                except (OSError, ValueError):
+                    return False
+            return True
+
+        _wait(warm, timeout_s, "the agents' zygotes to import torch (agents/*/zygote.log)", poll_s=0.2)
 
     def submit(self, spec: dict[str, Any], key: str | None = None) -> int:
         """Submit a job for the demo tenant (idempotent by ``key``, default the spec's id); returns its id."""

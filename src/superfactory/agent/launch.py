@@ -114,4 +114,6 @@ def process_spec(cfg: AgentConfig, assignment: dict[str, Any], plan: JobPlan, at
     if cfg.job.real_gpus:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     argv = tuple(sys.executable if a == "{python}" else a for a in cfg.job.command)
-    return ProcessSpec(job_id, token, argv, env, incarnation, jobdir / "job.log", cfg.limits()), job
+    cmd = cfg.job.command
+    warm = cmd[2] if cfg.job.warm_start and len(cmd) >= 3 and cmd[0] == "{python}" and cmd[1] == "-m" else None
+    return ProcessSpec(job_id, token, argv, env, incarnation, jobdir / "job.log", cfg.limits(), warm), job

@@ -143,6 +143,18 @@ class ProcessWatch:
         self._thread.start()
 
     def _identity(self, pid: int) -> tuple[str, int] | None:
+        """(job, token) of a job process: its working directory is its incarnation folder
+        ``<root>/agents/<site>/jobs/<job>/token-<n>`` (warm and cold starts), or its environment names them
+        (a cold start's /proc environ; a warm-forked process shows its zygote's start environment there)."""
+        import re
+
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""
+        m = re.fullmatch(re.escape(self.root) + r"/agents/[^/]+/jobs/([^/]+)/token-(\d+)", cwd)
+        if m:
+            return m.group(1), int(m.group(2))
         try:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
@@ -202,6 +214,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
     f.watch = watch  # type: ignore[attr-defined]
     try:
         f.up(demo_jobs=False)
+        f.wait_warm()  # every job start forks a warm interpreter (agent.zygote), not a fresh torch import
         yield f
     finally:
         watch.close()
