@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from superfactory.domain.events import EventKind
 from superfactory.domain.units import DAY_S
 from superfactory.observe.record import RunRecord
-from superfactory.observe.summary import job_ettr
+from superfactory.observe.summary import job_ettr_split
 from superfactory.observe.tco import cost_html
 
 
@@ -72,20 +72,55 @@ def plot_cost(result: RunRecord) -> str:
 
 
 def plot_ettr(result: RunRecord) -> str:
-    end = result.scenario.duration_s
-    vals = sorted(((e, j.job.id) for j in result.jobs if (e := job_ettr(j, end)) is not None), reverse=True)
-    fig, ax = plt.subplots(figsize=(9, 3.2))
-    if len(vals) <= 30:
-        ax.bar([v[1] for v in vals], [v[0] for v in vals], color="#5b9e5b")
-        ax.tick_params(axis="x", rotation=60, labelsize=7)
-        ax.set_ylim(min([v[0] for v in vals] + [0.8]) - 0.02, 1.0)
+    """Per job: ETTR, and its split into failure-ETTR (productive / holding nodes) and policy-wait share."""
+    split = job_ettr_split(result)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    if len(split) <= 30:
+        rows = sorted(split, key=lambda r: r.ettr, reverse=True)
+        names = [r.job for r in rows]
+        a1.bar(names, [r.ettr for r in rows], color="#5b9e5b", label="ETTR")
+        a1.plot(names, [r.failure_ettr for r in rows], "k_", ms=10, label="failure-ETTR")
+        a1.tick_params(axis="x", rotation=60, labelsize=7)
+        a1.set_ylim(min([r.ettr for r in rows] + [0.8]) - 0.02, 1.0)
+        a1.legend(fontsize=7)
+        a2.bar(names, [r.policy_wait_share for r in rows], color="#c08040")
+        a2.tick_params(axis="x", rotation=60, labelsize=7)
     else:
-        ax.hist([v[0] for v in vals], bins=40, color="#5b9e5b")
-        ax.set_xlabel("ETTR")
-        ax.set_ylabel("jobs")
-    ax.set_title("Effective training time ratio per job")
-    ax.grid(alpha=0.3)
+        a1.hist([[r.ettr for r in split], [r.failure_ettr for r in split]], bins=30, color=["#5b9e5b", "#777"],
+                label=["ETTR", "failure-ETTR"])
+        a1.set_xlabel("ratio")
+        a1.set_ylabel("jobs")
+        a1.legend(fontsize=7)
+        a2.hist([r.policy_wait_share for r in split], bins=30, color="#c08040")
+        a2.set_xlabel("share of wall time off nodes")
+        a2.set_ylabel("jobs")
+    a1.set_title("ETTR and failure-ETTR per job")
+    a2.set_title("Policy wait share per job")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    fig.tight_layout()
     return _png(fig)
+
+
+def ettr_split_html(result: RunRecord, summary: dict[str, Any], top: int = 15) -> str:
+    """The ETTR split, GPU-weighted and per job: a table of the ``top`` jobs with the largest policy-wait share."""
+    split = sorted(job_ettr_split(result), key=lambda r: (-r.policy_wait_share, r.job))[:top]
+    rows = "".join(f"<tr><td>{html.escape(r.job)}</td><td>{r.gpus:,}</td><td>{r.ettr:.3f}</td>"
+                   f"<td>{r.failure_ettr:.3f}</td><td>{r.policy_wait_share:.1%}</td></tr>" for r in split)
+    return (
+        "<h2>ETTR split</h2><table>"
+        f"<tr><td>ETTR (GPU-weighted)</td><td>{summary['ettr']:.3f}</td></tr>"
+        f"<tr><td>failure-ETTR: productive / time holding nodes (GPU-weighted; mean per job)</td>"
+        f"<td>{summary['failure_ettr']:.3f} ({summary['failure_ettr_job_mean']:.3f})</td></tr>"
+        f"<tr><td>policy wait share: started jobs' time not holding nodes (GPU-weighted; mean per job)</td>"
+        f"<td>{summary['policy_wait_share']:.1%} ({summary['policy_wait_share_job_mean']:.1%})</td></tr></table>"
+        "<p class='note'>failure-ETTR is what failures, checkpoint stalls and restarts leave of the time a job holds "
+        "nodes; the policy wait share is time the policy kept a started job off nodes (paused, or waiting to be "
+        "placed again after an interruption). ETTR ~= failure-ETTR x (1 - policy wait share).</p>"
+        f"<h3>Jobs with the largest policy wait share (top {top})</h3>"
+        "<table><tr><th>job</th><th>GPUs</th><th>ETTR</th><th>failure-ETTR</th><th>policy wait share</th></tr>"
+        f"{rows}</table>"
+    )
 
 
 def plot_failures(result: RunRecord) -> str:
@@ -175,6 +210,8 @@ def write_report(result: RunRecord, summary: dict[str, Any], path: Path) -> Path
         ("simulated days", summary["simulated_days"]), ("policy", summary["policy"]), ("seed", summary["seed"]),
         ("GPUs", summary["gpus"]), ("jobs (completed)", f"{summary['jobs']} ({summary['jobs_completed']})"),
         ("GPU utilisation", summary["gpu_utilization"]), ("ETTR (GPU-hour weighted)", summary["ettr"]),
+        ("failure-ETTR (productive / holding nodes)", summary["failure_ettr"]),
+        ("policy wait share (started jobs off nodes)", summary["policy_wait_share"]),
         ("unexpected interruptions", summary["interruptions"]),
         ("planned interruptions", summary["planned_interruptions"]),
         ("GPU-hours lost to failures", summary["gpu_hours_lost_to_failures"]),
@@ -205,6 +242,7 @@ def write_report(result: RunRecord, summary: dict[str, Any], path: Path) -> Path
         cost_html(summary),
         f"<h2>Utilisation</h2><img src='data:image/png;base64,{plot_utilization(result)}'>",
         f"<h2>Cost</h2><img src='data:image/png;base64,{plot_cost(result)}'>",
+        ettr_split_html(result, summary),
         f"<h2>ETTR per job</h2><img src='data:image/png;base64,{plot_ettr(result)}'>",
         f"<h2>Failures</h2><img src='data:image/png;base64,{plot_failures(result)}'>",
         "<h3>Interruptions by cause</h3><table><tr><th>cause</th><th>interruptions</th></tr>",

@@ -11,6 +11,10 @@ Definitions (all over the simulated window):
   ``carbon_tco2``: energy x hourly grid intensity.
 - ``gpu_hours_lost_to_failures``: GPUs x (work lost + detection + restart time) over interruptions.
 - ``training_throughput``: productive GPU-hours; ``usd_per_productive_gpu_hour``: power cost / that.
+- ``ettr`` split in two (:mod:`.fold`): ``failure_ettr`` = productive time / time holding nodes (what failures,
+  checkpoints and restarts leave), ``policy_wait_share`` = share of a started job's wall time spent *not*
+  holding nodes (paused, or waiting to be placed again), both GPU-weighted, and ``*_job_mean`` unweighted over
+  started jobs; per job: :func:`job_ettr_split`. ``ettr`` ~= ``failure_ettr`` x (1 - ``policy_wait_share``).
 - ``shadow`` (only with shadow policies): per shadow policy its decisions, actions by kind, the actions the
   acting policy also took (``agreed``) and ``agreement`` = agreed / actions (``--shadow`` in the CLI).
 - Every metric above is a fold over the run's domain events (:func:`superfactory.observe.fold.fold_metrics`), so a
@@ -22,9 +26,10 @@ Definitions (all over the simulated window):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from superfactory.domain.events import Event
+from superfactory.domain.events import Event, EventKind
 from superfactory.domain.units import DAY_S
 from superfactory.observe.fold import fold_metrics
 from superfactory.observe.record import JobRecord, RunRecord
@@ -42,6 +47,44 @@ def job_wall_s(jr: JobRecord, end_s: int) -> int:
 def job_ettr(jr: JobRecord, end_s: int) -> float | None:
     wall = job_wall_s(jr, end_s)
     return jr.progress_s / wall if wall > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class JobEttr:
+    """One started job's ETTR and its split: ``failure_ettr`` = productive / holding nodes, ``policy_wait_share``
+    = 1 - holding / wall since first start (the same rules as :func:`~superfactory.observe.fold.fold_metrics`)."""
+
+    job: str
+    gpus: int
+    ettr: float
+    failure_ettr: float
+    policy_wait_share: float
+
+
+_RELEASES = (EventKind.JOB_PREEMPTED, EventKind.JOB_INTERRUPTED, EventKind.JOB_PLANNED_STOP, EventKind.JOB_COMPLETED)
+
+
+def job_ettr_split(result: RunRecord) -> list[JobEttr]:
+    """Per started job (in job order): ETTR, failure-ETTR and policy-wait share, from the run's events."""
+    end = result.scenario.duration_s
+    since: dict[str, int] = {}
+    held: dict[str, float] = {}
+    for e in result.events:
+        if e.kind is EventKind.JOB_PLACED:
+            since.setdefault(e.job, e.time_s)
+        elif e.kind in _RELEASES and e.job in since:
+            held[e.job] = held.get(e.job, 0.0) + e.time_s - since.pop(e.job)
+    for j, t in since.items():
+        held[j] = held.get(j, 0.0) + max(0, end - t)
+    out = []
+    for jr in result.jobs:
+        wall = job_wall_s(jr, end)
+        if wall <= 0:
+            continue
+        h = held.get(jr.job.id, 0.0)
+        out.append(JobEttr(jr.job.id, jr.job.gpus, jr.progress_s / wall, jr.progress_s / h if h > 0 else 0.0,
+                           1.0 - h / wall))
+    return out
 
 
 def summarize(result: RunRecord) -> dict[str, Any]:

@@ -4,21 +4,22 @@ carbon, latency and law.
 Each full cycle solves one assignment problem (:mod:`.solver`) over all pending and running jobs:
 
 - **columns** of a job: run in factory ``f`` (cleared by sovereignty, right accelerator, up), or wait/pause.
-  Cost per hour of running = ``alpha`` x energy cost + ``beta`` x carbon cost + ``gamma`` x latency penalty,
-  where energy is the job's extra facility power (training minus idle, x PUE) and price/carbon are their
-  *forecast* means over the next ``horizon_h`` hours (:mod:`.forecast`; the current hour is the realised value
-  the snapshot shows, later hours are forecast from history only).
-- **the value of a GPU-hour** ``lambda_a`` per accelerator type: the ``q``-quantile of the forecast cost of
-  the fleet's GPU-hours of that type over the next day, where ``q`` = demand / capacity, capped at
-  ``capacity_share``. Waiting costs ``lambda_a`` per GPU-hour, so a job runs now only where running is at
-  most as expensive as the GPU-hours the fleet is expected to use anyway: training chases cheap power, and
-  when the queue exceeds ``capacity_share`` of the fleet the dearest capacity-hours are left idle (the
-  throughput-for-cost trade the source material quotes: ~34 % lower cost at ~94 % throughput).
-- **running jobs**: staying is discounted by ``hysteresis``; migrating adds the migration cost (final
-  checkpoint + checkpoint size / WAN bandwidth + restart, in GPU-hours valued at ``lambda_a``) amortised over
-  ``min(remaining, amortise_h)``; pausing adds drain + restart the same way. Moves obey
+  Every column is a cost *rate* over the same span, the next ``T`` = min(remaining run, ``amortise_h``, 24) hours
+  (hour 0 at the realised price the snapshot shows, later hours *forecast* from history only, :mod:`.forecast`).
+  Running in ``f`` costs ``alpha`` x energy cost + ``beta`` x carbon cost + ``gamma`` x latency penalty, where
+  energy is the job's extra facility power (training minus idle, x PUE).
+- **the value of a GPU-hour** ``lambda_a`` per accelerator type: by default what the hardware costs its owner
+  per hour (the catalog's capital rate), or ``value_usd_per_gpu_hour``; a wave-1 quantile rule only for systems
+  without a list price. Waiting or pausing costs the job's GPUs x ``lambda_a`` per hour for the best ``k`` <=
+  ``horizon_h`` hours it would wait, then it runs again (so geo pauses through a dear spell only when the power
+  saved beats the GPU-hours idled: scarcity hours), aged towards ``max_wait_s`` (no starvation).
+- **running jobs**: staying costs the current site's rate; a move costs the destination's rate, plus
+  ``hysteresis`` x that rate (no flapping between near-equal sites), plus the migration's one-off cost (final
+  checkpoint + checkpoint size / WAN bandwidth + restart, in GPU-hours valued at ``lambda_a``) spread over ``T``;
+  pausing adds drain + restart the same way. A price shock at a job's site therefore moves it to a site with
+  room as soon as the shock, as forecast over the span, costs more than the move. Moves obey
   :class:`~.migration.MigrationGovernor` (once per hour per job, per-destination quota with a 20 % emergency
-  reserve, exponential backoff on refusal).
+  reserve, one job of any size per window, exponential backoff on refusal).
 - **rows**: free nodes per (factory, accelerator) and IT-power headroom per factory (power cap / PUE and
   cooling capacity), so no plan can exceed a cap; staying jobs hold their own nodes and power.
 
@@ -107,7 +108,7 @@ class GeoPolicy(PolicyBase):
 
     def __init__(self, alpha: float = 1.0, beta_usd_per_tco2: float = 0.0, gamma_usd_per_ms_mwh: float = 0.0,
                  horizon_h: int = 12, capacity_share: float = 0.8, hysteresis: float = 0.15,
-                 amortise_h: float = 6.0, resolve_s: int = 900, migrate: bool = True,
+                 amortise_h: float = 24.0, resolve_s: int = 900, migrate: bool = True,
                  quota_share: float = 0.25, milp_time_limit_s: float = 5.0,
                  value_usd_per_gpu_hour: float | None = None, max_wait_s: int = 6 * HOUR_S) -> None:
         if not 0.0 < capacity_share <= 1.0:
@@ -305,41 +306,60 @@ class GeoPolicy(PolicyBase):
         self._site_cache[job.id] = out
         return out
 
-    def _columns(self, snap: FleetSnapshot, views: list[JobView], running: set[int], usd: list[float],
+    def _columns(self, snap: FleetSnapshot, views: list[JobView], running: set[int],
                  paths: list[npt.NDArray[np.float64]], emergency: set[int], waiting: dict[str, str],
                  refusals: list[tuple[str, str, str]]) -> list[_Col]:
         now = snap.now_s
         cols: list[_Col] = []
-        # mean_by_h[k][i]: mean forecast USD/MWh of factory i over the next k hours (k = 1..24)
-        cum = np.cumsum(np.asarray(paths), axis=1) if paths else np.zeros((0, 24))
-        mean_by_h = [[0.0] * len(paths)] + [(cum[:, k - 1] / k).tolist() for k in range(1, cum.shape[1] + 1)]
+        # cum[i, k]: forecast USD/MWh of factory i summed over the next k hours (k = 0..24; hour 0 is realised)
+        cum = np.zeros((len(paths), 25))
+        if paths:
+            np.cumsum(np.asarray(paths)[:, :24], axis=1, out=cum[:, 1:])
         for jx, v in enumerate(views):
             job = v.job
             lam = self._lam.get(job.accelerator, _BIG)
             lam_eff = lam if lam < _BIG else 1.0
             remaining_h = max(1.0, (job.work_s - v.progress_s) / HOUR_S)
-            amort_h = min(remaining_h, self.amortise_h)
             ck = job.checkpoint
             drain_h = (ck.blocking_s + ck.async_write_s + job.recovery.restart_s) / HOUR_S
             cur = snap.factory_index(v.factory_id) if v.factory_id is not None else -1
             sites, reasons = self._sites(snap, job)
-            # Running job: stay vs pause is judged on the next ``horizon_h`` hours (pause through a dear evening),
-            # stay vs move on the forecast over its remaining run (up to 24 h): a short window would chase the
-            # out-of-phase daily cycles of two markets and flap. A move's column is therefore the staying cost
-            # plus the long-run difference between destination and origin plus the amortised migration cost.
-            span = min(len(mean_by_h) - 1, max(1, math.ceil(remaining_h)))
+            # Every column is a cost rate over the same span: the next T = min(remaining run, amortise_h, 24) hours,
+            # hour 0 at the realised price, later hours forecast. Running at i costs mw x cum[i, T] / T; a move
+            # adds its one-off cost (drain + checkpoint transfer + restart, GPU-hours at the value of a GPU-hour)
+            # spread over T, and must beat staying by ``hysteresis`` of the destination's power cost; waiting or
+            # pausing costs its GPUs x the value of a GPU-hour per hour for the k hours it waits (k <= horizon_h,
+            # the best k: pause through a dear spell, then run again). So a price shock at a job's site, which the
+            # forecast carries into the next hours, makes a move to a site with room win once the shock costs
+            # more over the span than the move does.
+            span = max(1, int(min(self.amortise_h, 24, math.ceil(remaining_h))))
+            k_max = min(span, self.horizon_h)
             home = job.home_factory
             # only a job that is computing can be moved or paused; one starting, draining, migrating or
             # detecting a failure keeps its nodes until the twin settles it
             locked = jx in running and v.state not in _MOVABLE
-            stay_short = stay_long = 0.0
+            wait_rate = job.gpus * lam * (1.0 + 0.02 * job.priority)
+            forced = False
+            if jx not in running and v.waiting_since_s >= 0:
+                waited_s = now - v.waiting_since_s
+                if waited_s >= self.max_wait_s or job.id in self._forced:
+                    wait_rate = job.gpus * STARVED_USD_PER_GPU_H  # no more waiting for price: run where lawful
+                    self._forced.add(job.id)
+                    forced = True
+                else:
+                    wait_rate *= 1.0 + waited_s / self.max_wait_s  # ageing: waiting gets dearer as it lasts
+            resume = cur  # where a paused or waiting job would run after its wait: where it is, else cheapest
+            resume_mw = 0.0
             if jx in running:
                 for i, _nodes, _it_w, mw in sites:
                     if i == cur:
+                        resume_mw = mw
                         lat = self.gamma * mw * self._latency_ms(snap, home, snap.factories[i].id)
-                        stay_short = mw * usd[i] + lat
-                        stay_long = mw * mean_by_h[span][i] + lat
-                        cols.append(_Col(jx, i, stay_short * (1.0 - self.hysteresis), 0, 0.0, False))
+                        cols.append(_Col(jx, i, mw * cum[i, span] / span + lat, 0, 0.0, False))
+            else:
+                up = [(mw * cum[i, span], i, mw) for i, _n, _w, mw in sites if snap.states[i].up]
+                if up:
+                    _c, resume, resume_mw = min(up)
             for i, nodes, it_w, mw in sites:
                 if locked or not snap.states[i].up or (jx in running and i == cur):
                     continue
@@ -351,6 +371,7 @@ class GeoPolicy(PolicyBase):
                         waiting.setdefault(job.id, budget)
                     continue
                 lat = self.gamma * mw * self._latency_ms(snap, home, f.id)
+                run_rate = mw * cum[i, span] / span + lat
                 if jx in running:
                     if not (self.migrate and job.migratable and self.governor.may_move(job.id, now)):
                         continue
@@ -358,26 +379,25 @@ class GeoPolicy(PolicyBase):
                         continue
                     assert v.factory_id is not None
                     xfer_h = ck.size_bytes * 8 / (self._bandwidth_gbps(snap, v.factory_id, f.id) * 1e9) / HOUR_S
-                    mig = (drain_h + xfer_h) * job.gpus * lam_eff / amort_h
-                    cost = stay_short + (mw * mean_by_h[span][i] + lat - stay_long) + mig
-                    cols.append(_Col(jx, i, cost, nodes, it_w, True))
+                    mig_usd = (drain_h + xfer_h) * job.gpus * lam_eff
+                    margin = self.hysteresis * abs(mw * cum[i, span]) / span
+                    cols.append(_Col(jx, i, run_rate + margin + mig_usd / span, nodes, it_w, True))
                 else:
                     moved = v.last_factory_id is not None and v.last_factory_id != f.id
                     if moved and not self.governor.may_move(job.id, now) and jx not in emergency:
                         continue
-                    cols.append(_Col(jx, i, mw * usd[i] + lat, nodes, it_w, moved and jx not in emergency))
-            wait = job.gpus * lam * (1.0 + 0.02 * job.priority)
-            if jx not in running and v.waiting_since_s >= 0:
-                waited_s = now - v.waiting_since_s
-                if waited_s >= self.max_wait_s or job.id in self._forced:
-                    wait = job.gpus * STARVED_USD_PER_GPU_H  # no more waiting for price: run where lawful
-                    self._forced.add(job.id)
-                else:
-                    wait *= 1.0 + waited_s / self.max_wait_s  # ageing: waiting gets dearer as it lasts
-            if jx in running:
-                wait += drain_h * job.gpus * lam_eff / amort_h
+                    cols.append(_Col(jx, i, run_rate, nodes, it_w, moved and jx not in emergency))
+            # wait (pending) or pause (running) for the best k hours, then run at ``resume``
+            restart_usd = drain_h * job.gpus * lam_eff if jx in running else 0.0
+            if resume >= 0:
+                tail = resume_mw * (cum[resume, span] - cum[resume, 1:k_max + 1])  # run cost after k = 1..k_max
+                wait = float((wait_rate * np.arange(1, k_max + 1) + tail).min() + restart_usd) / span
+            else:
+                wait = wait_rate + restart_usd / span
             if jx in running and job.id in self._forced and any(c.job == jx for c in cols[-1:]):
                 pass  # a job that already waited its bound for price runs on (it may still move)
+            elif forced:
+                cols.append(_Col(jx, -1, job.gpus * STARVED_USD_PER_GPU_H, 0, 0.0, False))
             elif not locked or not any(c.job == jx for c in cols[-1:]):
                 cols.append(_Col(jx, -1, wait, 0, 0.0, False))
             if jx not in running and reasons:
@@ -401,7 +421,7 @@ class GeoPolicy(PolicyBase):
             if not snap.pending or quick == self._last_quick:
                 return self._last_wait_plan
             self._last_quick = quick
-        usd, paths = self._usd_per_mwh(snap)
+        _means, paths = self._usd_per_mwh(snap)
         if full:
             self._lam = self._lambdas(snap, paths)
             self._last_sig = sig
@@ -416,7 +436,7 @@ class GeoPolicy(PolicyBase):
         emergency = {jx for jx, v in enumerate(views) if jx not in running and v.last_factory_id in down}
         waiting: dict[str, str] = {}
         refusals: list[tuple[str, str, str]] = []
-        cols = self._columns(snap, views, running, usd, paths, emergency, waiting, refusals)
+        cols = self._columns(snap, views, running, paths, emergency, waiting, refusals)
         problem, col_list = self._problem(snap, views, cols, emergency)
         if full:
             sol = S.solve(problem, self.milp_time_limit_s, self.lp)
@@ -449,8 +469,12 @@ class GeoPolicy(PolicyBase):
                 free[i * len(accs) + acc_ix[cl.accelerator]] += n_free
         head = np.array([max(0.0, min(f.power_cap_w / f.pue, f.cooling_capacity_w) - st.it_power_w)
                          for f, st in zip(snap.factories, snap.states, strict=True)])
-        quota = np.array([self.governor.quota_left_gpus(f.id, f.gpus, snap.now_s, emergency=False)
-                          for f in snap.factories])
+        biggest = [0] * nf  # largest job a planned move would bring to each factory
+        for c in cols:
+            if c.migrating and c.factory >= 0:
+                biggest[c.factory] = max(biggest[c.factory], views[c.job].job.gpus)
+        quota = np.array([self.governor.quota_left_gpus(f.id, f.gpus, snap.now_s, False, biggest[i])
+                          for i, f in enumerate(snap.factories)])
         row_cap = np.concatenate([free, head, quota])
         cols_sorted = sorted(cols, key=lambda c: (c.job, c.factory))
         ptr = np.zeros(len(views) + 1, dtype=np.int64)
@@ -519,7 +543,8 @@ class GeoPolicy(PolicyBase):
                     # a cheaper move the quota refused: back off before trying that destination again
                     bm = best_move.get(c.job)
                     if bm is not None and bm.cost < c.cost and self.governor.quota_left_gpus(
-                            snap.factories[bm.factory].id, snap.factories[bm.factory].gpus, now, False) < job.gpus:
+                            snap.factories[bm.factory].id, snap.factories[bm.factory].gpus, now, False,
+                            job.gpus) < job.gpus:
                         self.governor.refuse(job.id, snap.factories[bm.factory].id, now, rng)
                     continue
                 if c.factory < 0:

@@ -27,6 +27,7 @@ Pure: no I/O; HiGHS is the only solver (silent, single-threaded).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import highspy
@@ -113,49 +114,97 @@ def _solve(h: highspy.Highs, n_pools: int, hours: int, var_ph: npt.NDArray[np.in
                            grid.reshape(n_pools, hours), "optimal")
 
 
-def hindsight_bound(inst: HindsightInstance, target_gpu_h: float, aggregate: bool = True,
-                    time_limit_s: float | None = None) -> HindsightResult:
-    """The least cost of delivering ``target_gpu_h`` busy GPU-hours with hindsight (LP, see module docstring)."""
+Target = float | Sequence[tuple[Sequence[int], float]]
+HourlyTarget = Sequence[tuple[Sequence[int], FloatArray]]
+
+
+def _targets(target_gpu_h: Target, n_pools: int) -> list[tuple[tuple[int, ...], float]]:
+    """``target_gpu_h`` as (pools, GPU-hours) groups: a bare number is one group of every pool."""
+    if isinstance(target_gpu_h, int | float):
+        return [(tuple(range(n_pools)), float(target_gpu_h))]
+    return [(tuple(sorted(set(g))), float(t)) for g, t in target_gpu_h]
+
+
+def _target_triples(xp: npt.NDArray[np.int64], xh: npt.NDArray[np.int64], coef: FloatArray, row0: int,
+                    groups: list[tuple[tuple[int, ...], float]], hourly: HourlyTarget, hours: int
+                    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray, FloatArray]:
+    """(rows, cols, values, right-hand sides) of the delivery rows: one per group (every hour), then one per
+    hourly group and hour; column ``k`` (pool ``xp[k]``, hour ``xh[k]``) delivers ``coef[k]`` GPU-hours."""
+    rows: list[npt.NDArray[np.int64]] = []
+    cols: list[npt.NDArray[np.int64]] = []
+    vals: list[FloatArray] = []
+    rhs: list[float] = []
+    for pools, t in groups:
+        k = np.flatnonzero(np.isin(xp, pools))
+        rows.append(np.full(k.size, row0 + len(rhs), dtype=np.int64))
+        cols.append(k)
+        vals.append(coef[k])
+        rhs.append(t)
+    for hpools, per_h in hourly:
+        need = np.asarray(per_h, dtype=np.float64)
+        if need.shape != (hours,):
+            raise ValueError(f"an hourly target needs {hours} values, not {need.shape}")
+        k = np.flatnonzero(np.isin(xp, tuple(hpools)))
+        rows.append(row0 + len(rhs) + xh[k])
+        cols.append(k)
+        vals.append(coef[k])
+        rhs.extend(need.tolist())
+    cat = np.concatenate
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    return cat(rows).astype(np.int64), cat(cols).astype(np.int64), cat(vals), np.asarray(rhs)
+
+
+def hindsight_bound(inst: HindsightInstance, target_gpu_h: Target, aggregate: bool = True,
+                    time_limit_s: float | None = None, hourly_gpus: HourlyTarget = ()) -> HindsightResult:
+    """The least cost of delivering ``target_gpu_h`` busy GPU-hours with hindsight (LP, see module docstring).
+
+    ``target_gpu_h``: at least that many GPU-hours over all pools, or a sequence of (pools, GPU-hours), each
+    delivered in those pools (e.g. per accelerator type: a GB200-hour is not an H100-hour). ``hourly_gpus``:
+    (pools, busy GPUs per hour) rows that also hold in every hour (the *where-only* bound: the same busy GPUs
+    per hour as a given schedule, placed at the cheapest lawful sites)."""
     n_pools, hours = inst.capacity_gpus.shape
+    groups = _targets(target_gpu_h, n_pools)
     classes: dict[object, list[HindsightJob]] = defaultdict(list)
     for k, j in enumerate(inst.jobs):
         if j.submit_h < hours and j.pools and j.work_gpu_h > 0:
             classes[tuple(sorted(set(j.pools))) if aggregate else k].append(j)
     # variables: x[c, p, h] for h >= first arrival of c (GPU-hours), then backlog b[c, h] (GPU-hours)
-    x_class: list[int] = []
-    x_pool: list[int] = []
-    x_hour: list[int] = []
+    x_class: list[npt.NDArray[np.int64]] = []
+    x_pool: list[npt.NDArray[np.int64]] = []
+    x_hour: list[npt.NDArray[np.int64]] = []
     cls = list(classes.values())
     arrive = np.zeros((len(cls), hours))  # work arriving per class and hour
-    rate = np.zeros((len(cls), hours))  # GPUs of the class's jobs arrived by hour h
+    rate = np.zeros((len(cls), hours))  # GPUs of the class's jobs arrived by hour h (at most their work)
     for c, jobs in enumerate(cls):
         for j in jobs:
             arrive[c, j.submit_h] += j.work_gpu_h
-            rate[c, j.submit_h:] += j.gpus
+            rate[c, j.submit_h:] += min(float(j.gpus), j.work_gpu_h)
         first = min(j.submit_h for j in jobs)
-        pools = sorted({p for j in jobs for p in j.pools})
-        for p in pools:
-            for hh in range(first, hours):
-                x_class.append(c)
-                x_pool.append(p)
-                x_hour.append(hh)
-    xc, xp, xh = (np.asarray(a, dtype=np.int64) for a in (x_class, x_pool, x_hour))
+        for p in sorted({p for j in jobs for p in j.pools}):
+            span = np.arange(first, hours, dtype=np.int64)
+            x_class.append(np.full(span.size, c, dtype=np.int64))
+            x_pool.append(np.full(span.size, p, dtype=np.int64))
+            x_hour.append(span)
+    empty = np.zeros(0, dtype=np.int64)
+    xc, xp, xh = (np.concatenate(a) if a else empty for a in (x_class, x_pool, x_hour))
     n_x, n_c = xc.size, len(cls)
     n_b = n_c * hours
-    # rows: [pool capacity (P*H)] [class rate (C*H)] [backlog balance (C*H), equality] [target (1)]
+    # rows: [pool capacity (P*H)] [class rate (C*H)] [backlog balance (C*H), equality] [delivery targets]
     r_cap = xp * hours + xh
     r_rate = n_pools * hours + xc * hours + xh
     r_bal = n_pools * hours + n_c * hours + xc * hours + xh
-    r_tgt = np.full(n_x, n_pools * hours + 2 * n_c * hours)
+    row0 = n_pools * hours + 2 * n_c * hours
+    t_rows, t_cols, t_vals, t_rhs = _target_triples(xp, xh, np.ones(n_x), row0, groups, hourly_gpus, hours)
     b_ix = np.arange(n_b)
     b_h = b_ix % hours
     # balance of (c, h): b[c, h] - b[c, h-1] + sum_p x[c, p, h] = arrive[c, h]
-    rows = np.concatenate([r_cap, r_rate, r_bal, r_tgt,
+    rows = np.concatenate([r_cap, r_rate, r_bal, t_rows,
                            n_pools * hours + n_c * hours + b_ix,
                            n_pools * hours + n_c * hours + b_ix[b_h > 0]])
-    cols = np.concatenate([np.arange(n_x)] * 4 + [n_x + b_ix, n_x + b_ix[b_h > 0] - 1])
-    vals = np.concatenate([np.ones(4 * n_x), np.ones(n_b), -np.ones(int((b_h > 0).sum()))])
-    n_rows = n_pools * hours + 2 * n_c * hours + 1
+    cols = np.concatenate([np.arange(n_x)] * 3 + [t_cols, n_x + b_ix, n_x + b_ix[b_h > 0] - 1])
+    vals = np.concatenate([np.ones(3 * n_x), t_vals, np.ones(n_b), -np.ones(int((b_h > 0).sum()))])
+    n_rows = row0 + t_rhs.size
     lp = highspy.HighsLp()
     lp.num_col_ = n_x + n_b
     lp.num_row_ = n_rows
@@ -163,18 +212,21 @@ def hindsight_bound(inst: HindsightInstance, target_gpu_h: float, aggregate: boo
     lp.col_lower_ = np.zeros(n_x + n_b)
     lp.col_upper_ = np.full(n_x + n_b, highspy.kHighsInf)
     inf = highspy.kHighsInf
-    lp.row_lower_ = np.concatenate([np.full(n_pools * hours + n_c * hours, -inf), arrive.ravel(), [target_gpu_h]])
-    lp.row_upper_ = np.concatenate([inst.capacity_gpus.ravel(), rate.ravel(), arrive.ravel(), [inf]])
+    lp.row_lower_ = np.concatenate([np.full(n_pools * hours + n_c * hours, -inf), arrive.ravel(), t_rhs])
+    lp.row_upper_ = np.concatenate([inst.capacity_gpus.ravel(), rate.ravel(), arrive.ravel(),
+                                    np.full(t_rhs.size, inf)])
     _set_matrix(lp, rows, cols, vals, n_x + n_b)
     h = new_highs(time_limit_s)
     h.passModel(lp)
     return _solve(h, n_pools, hours, xp * hours + xh, n_x)
 
 
-def exact_schedule(inst: HindsightInstance, target_gpu_h: float, time_limit_s: float | None = 60.0
-                   ) -> HindsightResult:
-    """The exact hourly optimum (MILP: whole jobs, one pool per job and hour); tiny instances only."""
+def exact_schedule(inst: HindsightInstance, target_gpu_h: Target, time_limit_s: float | None = 60.0,
+                   hourly_gpus: HourlyTarget = ()) -> HindsightResult:
+    """The exact hourly optimum (MILP: whole jobs, one pool per job and hour); tiny instances only. Targets as
+    :func:`hindsight_bound`."""
     n_pools, hours = inst.capacity_gpus.shape
+    groups = _targets(target_gpu_h, n_pools)
     jx: list[int] = []
     px: list[int] = []
     hx: list[int] = []
@@ -189,12 +241,14 @@ def exact_schedule(inst: HindsightInstance, target_gpu_h: float, time_limit_s: f
     zj, zp, zh = (np.asarray(a, dtype=np.int64) for a in (jx, px, hx))
     g = np.array([inst.jobs[k].gpus for k in jx], dtype=np.float64)
     n_z, n_j = zj.size, len(inst.jobs)
-    # rows: [pool capacity P*H] [one pool per job-hour J*H] [work per job J] [target 1]
+    # rows: [pool capacity P*H] [one pool per job-hour J*H] [work per job J] [delivery targets]
+    row0 = n_pools * hours + n_j * hours + n_j
+    t_rows, t_cols, t_vals, t_rhs = _target_triples(zp, zh, g, row0, groups, hourly_gpus, hours)
     rows = np.concatenate([zp * hours + zh, n_pools * hours + zj * hours + zh,
-                           n_pools * hours + n_j * hours + zj, np.full(n_z, n_pools * hours + n_j * hours + n_j)])
-    cols = np.concatenate([np.arange(n_z)] * 4)
-    vals = np.concatenate([g, np.ones(n_z), g, g])
-    n_rows = n_pools * hours + n_j * hours + n_j + 1
+                           n_pools * hours + n_j * hours + zj, t_rows])
+    cols = np.concatenate([np.arange(n_z)] * 3 + [t_cols])
+    vals = np.concatenate([g, np.ones(n_z), g, t_vals])
+    n_rows = row0 + t_rhs.size
     inf = highspy.kHighsInf
     lp = highspy.HighsLp()
     lp.num_col_ = n_z
@@ -203,9 +257,9 @@ def exact_schedule(inst: HindsightInstance, target_gpu_h: float, time_limit_s: f
     lp.col_lower_ = np.zeros(n_z)
     lp.col_upper_ = np.ones(n_z)
     lp.integrality_ = [highspy.HighsVarType.kInteger] * n_z
-    lp.row_lower_ = np.concatenate([np.full(n_pools * hours + n_j * hours + n_j, -inf), [target_gpu_h]])
+    lp.row_lower_ = np.concatenate([np.full(row0, -inf), t_rhs])
     lp.row_upper_ = np.concatenate([inst.capacity_gpus.ravel(), np.ones(n_j * hours),
-                                    [j.work_gpu_h for j in inst.jobs], [inf]])
+                                    [j.work_gpu_h for j in inst.jobs], np.full(t_rhs.size, inf)])
     _set_matrix(lp, rows, cols, vals, n_z)
     h = new_highs(time_limit_s)
     h.setOptionValue("mip_rel_gap", 0.0)

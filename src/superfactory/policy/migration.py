@@ -7,7 +7,9 @@ at once and saturate the next cheapest site. :class:`MigrationGovernor` bounds t
   its last move (a migration, or a resume in another factory after a pause);
 - **per destination**: GPUs arriving by migration within a sliding ``window_s`` are capped at ``quota_share``
   of the destination's GPUs; planned (price-driven) moves may use only ``1 - emergency_reserve`` of that
-  (80 % by default), the rest is reserved for emergency failover (moving work off a factory that is down);
+  (80 % by default), the rest is reserved for emergency failover (moving work off a factory that is down).
+  A destination that received nothing in the window takes one job bigger than that (``quota_left_gpus``'s
+  ``largest_job_gpus``), so a job bigger than the share is rate-limited, not barred for ever;
 - **backoff**: a move refused for lack of quota may not be retried to that destination before an
   exponentially distributed delay (mean ``backoff_mean_s`` = 60 s) that doubles with each further refusal,
   drawn from the policy's seeded generator so retries of many jobs spread out instead of colliding.
@@ -48,13 +50,17 @@ class MigrationGovernor:
         b = self._backoff.get((job_id, dest))
         return b is not None and now_s < b[0]
 
-    def quota_left_gpus(self, dest: str, dest_gpus: int, now_s: int, emergency: bool) -> float:
-        """GPUs that may still arrive at ``dest`` by migration in the current window."""
+    def quota_left_gpus(self, dest: str, dest_gpus: int, now_s: int, emergency: bool,
+                        largest_job_gpus: int = 0) -> float:
+        """GPUs that may still arrive at ``dest`` by migration in the current window; when nothing has arrived
+        in it, at least ``largest_job_gpus`` (the biggest job that would move there), so one such job may."""
         q = self._arrivals.get(dest)
         while q and q[0][0] <= now_s - self.window_s:
             q.popleft()
         used = sum(g for _, g in q) if q else 0
         share = self.quota_share * (1.0 if emergency else 1.0 - self.emergency_reserve)
+        if used == 0:
+            return max(share * dest_gpus, float(min(largest_job_gpus, dest_gpus)))
         return max(0.0, share * dest_gpus - used)
 
     def record_move(self, job_id: str, dest: str, gpus: int, now_s: int) -> None:

@@ -41,3 +41,11 @@ def _fourth(rng: np.random.Generator) -> int:
     for _ in range(3):
         g.refuse("j", "d", 0, rng)
     return g.refuse("j", "d", 0, rng)
+
+
+def test_a_job_bigger_than_the_quota_may_move_alone() -> None:
+    g = MigrationGovernor(quota_share=0.25)
+    assert g.quota_left_gpus("d", 64, 0, emergency=False, largest_job_gpus=64) == 64.0
+    g.record_move("j", "d", 64, 0)
+    assert g.quota_left_gpus("d", 64, 10, emergency=False, largest_job_gpus=64) == 0.0  # one per window
+    assert g.quota_left_gpus("d", 64, 3600, emergency=False, largest_job_gpus=64) == 64.0
