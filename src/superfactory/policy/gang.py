@@ -63,9 +63,19 @@ CLAIM_S = 3600  # how long nodes freed by preemption stay promised to the preemp
 RECHECK_S = 900  # a declined preemption is not re-evaluated for the same gang before this (the search is costly)
 
 
-def queue_order(pending: tuple[JobView, ...]) -> list[JobView]:
-    """Higher priority first, then earlier submission (a requeued job keeps its place), then id."""
-    return sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
+def queue_order(pending: tuple[JobView, ...], now_s: int = 0, starve_after_s: float = float("inf")
+                ) -> list[JobView]:
+    """Higher priority first, then earlier submission (a requeued job keeps its place), then id; except that the
+    job waiting longest since its submission goes first once that wait reaches ``starve_after_s`` (one at a time:
+    a starvation guard, so it gets the first reservation; at a load above capacity strict priority would never
+    start a low-priority gang that needs a large share of the factory)."""
+    order = sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
+    if order and starve_after_s < float("inf"):
+        oldest = min(order, key=lambda v: (v.job.submit_s, v.job.id))
+        if now_s - oldest.job.submit_s >= starve_after_s:
+            order.remove(oldest)
+            order.insert(0, oldest)
+    return order
 
 
 def expected_run_s(job: TrainingJob, progress_s: float) -> float:
@@ -109,7 +119,7 @@ class GangScheduler(PolicyBase):
                  min_bandwidth_ratio: float = 0.9, preempt_after_s: int = 1800,
                  max_preemptions_per_day: int = 16, victim_cooldown_s: int = 12 * 3600,
                  preempt_margin: float = 1.5, priority_base: float = 4.0, evacuate_degraded: bool = True,
-                 probe_cycle_s: int = 60) -> None:
+                 probe_cycle_s: int = 60, starve_after_s: float = 6 * 3600) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -123,6 +133,7 @@ class GangScheduler(PolicyBase):
         self.costs = PreemptionCosts(priority_base=priority_base, margin=preempt_margin)
         self.ledger = PreemptionLedger(max_per_day=max_preemptions_per_day, victim_cooldown_s=victim_cooldown_s)
         self.evacuate_degraded = evacuate_degraded
+        self.starve_after_s = float(starve_after_s)  # see queue_order
         # a periodic cycle at the probe period, so a sweep that reveals a degraded domain is acted on at once
         self.cycle_s = probe_cycle_s if evacuate_degraded else 0
         # jobs draining off a degraded domain: (factory id, nodes promised to them, expiry)
@@ -183,7 +194,7 @@ class GangScheduler(PolicyBase):
         victims: set[str] = set()
         reserved_jobs = 0
         head: str | None = None  # with backfill off, the first blocked job blocks the rest
-        for view in queue_order(snapshot.pending):
+        for view in queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s):
             if head is not None:
                 waiting.append((view.job.id, f"queued behind {head} (strict priority order, backfill off)"))
                 continue
