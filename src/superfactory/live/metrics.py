@@ -14,10 +14,19 @@ How values are obtained (at each scrape, under a lock):
   new assignment), and per-job checkpoints (bytes: the declared checkpoint size per commit, as in the twin).
   Effective throughput is measured as in the twin: progress between consecutive checkpoint commits of one
   placement over the time between them, times the gang's theoretical FLOP/s.
+  Checkpoint events carry what the agent measured of the save (``mesh``): its duration (the job's
+  ``job_checkpoint_duration_seconds``) and the fragment bytes written to each site's storage (bytes to another
+  site count as traffic on the link between the job's factory and that site). Durable work
+  (``factory_productive_flop_total``) is each commit's progress gain over the job's previous commit.
 - **Gauges are read from the store**: factories (capacity, lease, cordon state, down nodes, power cap,
   cooling), jobs per state and tenant, the jobs holding GPUs (GPUs, progress, tokens/s reported by the job
   process, restarts = placements - 1), current prices and carbon intensity. Node failures are counted when a
   node appears in a heartbeat's ``down_nodes`` between two scrapes.
+- **Power, energy, cost and carbon are metered** by :class:`~superfactory.live.power_meter.PowerMeter` at each
+  scrape from the GPUs jobs hold.
+- **The checkpoint mesh** as the agents last reported it (:mod:`superfactory.live.mesh_status`): the sync queue
+  per link (both endpoints' uploads towards each other summed), the quorum wait per factory, and ``link_up``
+  (0 when an endpoint lost its lease or reports the other site's storage unreachable).
 
 Who sees what: no token -> 401; an agent token -> 403; a tenant token -> fleet-level series plus only its own
 jobs (``job_id``/``job_name``/``tenant`` of other tenants never appear); an admin token or the read-only metrics
@@ -41,9 +50,11 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from superfactory.live import mesh_status
 from superfactory.live.codec import decode_job
 from superfactory.live.context import Live
 from superfactory.live.errors import ApiError
+from superfactory.live.power_meter import PowerMeter
 from superfactory.live.services.auth import authenticate
 from superfactory.live.services.fleet import lease_status, load_fleet
 from superfactory.live.services.jobs_common import HOLDING
@@ -57,7 +68,8 @@ PLANNED = frozenset({"preempt", "drain", "migrate", "cancel", "stopped"})
 FOLD_BATCH = 5000
 SIGNALS_TTL_S = 30
 JOB_FAMILIES = ("job_gpus", "job_progress_ratio", "job_flop_per_second", "job_theoretical_flop_per_second",
-                "job_tokens_per_second", "job_restarts_total", "job_checkpoints_total", "job_checkpoint_bytes_total")
+                "job_tokens_per_second", "job_restarts_total", "job_checkpoints_total", "job_checkpoint_bytes_total",
+                "job_checkpoint_duration_seconds")
 
 
 Families = dict[str, list[tuple[tuple[str, ...], float]]]  # metric name without prefix -> (label values, value)
@@ -106,6 +118,13 @@ class LiveMetrics:
         self.job_cache: dict[int, tuple[Any, tuple[str | None, ...]]] = {}
         self.job_block: dict[str, list[str]] = {}
         self.signals: tuple[int, dict[str, float], dict[str, float]] | None = None
+        self.where: dict[int, str] = {}  # job -> factory of its current (or last) placement
+        self.committed: dict[int, float] = {}  # job -> highest committed progress, s
+        self.gains: list[tuple[str, int, float]] = []  # (factory, job, progress s made durable) not yet in FLOP
+        self.productive_flop: Counter[str] = Counter()
+        self.ckpt_duration: dict[int, float] = {}  # job -> its last checkpoint's save duration, s
+        self.replicated: Counter[tuple[str, str]] = Counter()  # (job's factory, storage site) -> bytes
+        self.meter = PowerMeter()
 
     # -- the fold -----------------------------------------------------------------------------------------
     def _fold(self, conn: sa.Connection) -> None:
@@ -122,6 +141,7 @@ class LiveMetrics:
         factory = str(d.get("factory_id") or "")
         if kind == "assigned":
             self.placements[factory] += 1
+            self.where[job] = factory
             move = self.moving.pop(job, None)
             if move is not None or d.get("cause") == "migrate":
                 src = move[0] if move is not None else str(d.get("from") or "")
@@ -148,6 +168,17 @@ class LiveMetrics:
         elif kind == "checkpoint":
             self.checkpoints[job] += 1
             progress = float(d.get("progress_s") or 0.0)
+            where = self.where.get(job, "")
+            gain = progress - self.committed.get(job, 0.0)
+            if gain > 0 and where:
+                self.gains.append((where, job, gain))
+            self.committed[job] = max(progress, self.committed.get(job, 0.0))
+            mesh = d.get("mesh") or {}
+            if mesh.get("duration_s") is not None:
+                self.ckpt_duration[job] = float(mesh["duration_s"])
+            for site, nbytes in (mesh.get("replicated_bytes") or {}).items():
+                if where:
+                    self.replicated[(where, str(site))] += float(nbytes)
             mark = self.marks.get(job)
             token = self.fence.get(job, 0)
             if mark is not None and mark.token == token and at > mark.at_unix_s:
@@ -171,8 +202,9 @@ class LiveMetrics:
         with live.engine.connect() as conn:
             self._fold(conn)
             frows = {r.id: r for r in conn.execute(sa.select(t.factories))}
-            held = dict(conn.execute(sa.select(t.jobs.c.factory_id, sa.func.sum(t.jobs.c.gpus))
-                                     .where(t.jobs.c.state.in_(HOLDING)).group_by(t.jobs.c.factory_id)).all())
+            busy = {(f, acc): int(n or 0) for f, acc, n in conn.execute(
+                sa.select(t.jobs.c.factory_id, t.jobs.c.accelerator, sa.func.sum(t.jobs.c.gpus))
+                .where(t.jobs.c.state.in_(HOLDING)).group_by(t.jobs.c.factory_id, t.jobs.c.accelerator))}
             q = sa.select(t.jobs.c.state, t.jobs.c.tenant_id, sa.func.count()).group_by(t.jobs.c.state,
                                                                                            t.jobs.c.tenant_id)
             jq = sa.select(t.jobs.c.id, t.jobs.c.name, t.jobs.c.tenant_id, t.jobs.c.factory_id, t.jobs.c.gpus,
@@ -184,13 +216,26 @@ class LiveMetrics:
             states = conn.execute(q).all()
             holding = conn.execute(jq.order_by(t.jobs.c.id)).all()
             self._load_jobs(conn, sorted({r[0] for r in holding if r[0] not in self.jobs}
-                                         | {m[2] for m in self.moved if m[2] not in self.jobs}))
+                                         | {m[2] for m in self.moved if m[2] not in self.jobs}
+                                         | {g[1] for g in self.gains if g[1] not in self.jobs}))
         for src, dst, job_id, held_s in self.moved:  # a move's cost: the checkpoint it carried, GPUs held meanwhile
             _, _, ckpt_bytes, gpus = self.jobs[job_id]
             self.migration_bytes[(src, dst)] += ckpt_bytes
             self.migration_gpu_s[(src, dst)] += gpus * held_s
         self.moved.clear()
+        for fid, job_id, gain_s in self.gains:  # durable work: progress made durable x the gang's FLOP/s
+            self.productive_flop[fid] += gain_s * self.jobs[job_id][0]
+        self.gains.clear()
         price_now, carbon_now = self._signals(now_s)
+        held: Counter[str] = Counter()
+        for (fid, _), n in busy.items():
+            held[fid] += n
+        up = {f.id: frows.get(f.id) is not None and lease_status(live, frows[f.id]) in ("live", "suspect")
+              for f in fleet.factories}
+        down_now = {f.id: set(frows[f.id].down_nodes or []) if f.id in frows else set() for f in fleet.factories}
+        power = self.meter.read(live.clock.unix_s(), list(fleet.factories), busy, down_now, up, price_now,
+                                carbon_now)
+        reports = mesh_status.fresh(live)
         out: Families = {}
 
         def put(name: str, labels: tuple[str, ...], value: float) -> None:
@@ -207,8 +252,16 @@ class LiveMetrics:
             put("factory_gpus", fl, f.gpus)
             put("factory_allocated_gpus", fl, held.get(f.id, 0) or 0)
             put("factory_failed_nodes", fl, len(down))
-            put("factory_lease_up", fl, 1 if row is not None and lease_status(live, row) in ("live", "suspect") else 0)
+            put("factory_lease_up", fl, 1 if up[f.id] else 0)
             put("factory_power_cap_watts", fl, f.power_cap_w)
+            put("factory_power_watts", fl, power[f.id].power_w)
+            put("factory_it_power_watts", fl, power[f.id].it_power_w)
+            put("factory_energy_joules_total", fl, self.meter.energy_j[f.id])
+            put("factory_energy_cost_usd_total", fl, self.meter.cost_usd[f.id])
+            put("factory_carbon_grams_total", fl, self.meter.carbon_g[f.id])
+            put("factory_productive_flop_total", fl, self.productive_flop[f.id])
+            if f.id in reports:
+                put("checkpoint_quorum_wait_seconds", fl, reports[f.id].quorum_wait_s)
             put("factory_cooling_capacity_watts", fl, f.cooling_capacity_w)
             if f.market in price_now:
                 put("factory_energy_price_usd_per_megawatt_hour", (*fl, f.market), price_now[f.market])
@@ -230,7 +283,15 @@ class LiveMetrics:
                     put("migration_transfer_bytes_total", (a.id, b.id), self.migration_bytes[(a.id, b.id)])
                     put("migration_gpu_seconds_total", (a.id, b.id), self.migration_gpu_s[(a.id, b.id)])
         for lk in fleet.links:
-            put("link_capacity_bytes_per_second", (link_name(lk.a, lk.b),), lk.bandwidth_gbps * 1e9 / 8)
+            name = (link_name(lk.a, lk.b),)
+            put("link_capacity_bytes_per_second", name, lk.bandwidth_gbps * 1e9 / 8)
+            put("link_transmitted_bytes_total", name,
+                self.replicated[(lk.a, lk.b)] + self.replicated[(lk.b, lk.a)])
+            ends = [(a, b) for a, b in ((lk.a, lk.b), (lk.b, lk.a)) if a in reports]
+            cut = not (up.get(lk.a) and up.get(lk.b)) or any(b in reports[a].unreachable for a, b in ends)
+            put("link_up", name, 0 if cut else 1)
+            if ends:
+                put("checkpoint_sync_queue_depth", name, sum(reports[a].sync_queue.get(b, 0) for a, b in ends))
         for (state, tenant, n) in states:
             put("jobs", (STATE_NAMES.get(state, state), tenant), n)
         self.job_block = self._job_lines(holding)
@@ -247,7 +308,7 @@ class LiveMetrics:
         old, rates, checkpoints = self.job_cache, self.rate, self.checkpoints
         for row in holding:
             jid, name, tenant, factory, gpus, progress_s, tokens_per_s, attempts = row
-            key = (row, rates.get(jid), checkpoints[jid])
+            key = (row, rates.get(jid), checkpoints[jid], self.ckpt_duration.get(jid))
             hit = old.get(jid)
             if hit is not None and hit[0] == key:
                 lines = hit[1]
@@ -259,7 +320,7 @@ class LiveMetrics:
                 values: tuple[float | None, ...] = (
                     gpus, min(1.0, progress_s / work_s) if work_s > 0 else 1.0,
                     None if rate is None else rate * flop_per_s, flop_per_s, tokens_per_s,
-                    max(0, attempts - 1), n_ckpt, n_ckpt * ckpt_bytes)
+                    max(0, attempts - 1), n_ckpt, n_ckpt * ckpt_bytes, key[3])
                 lines = tuple(None if v is None else f"superfactory_{fam}{{{lbl}}} {_value(v)}\n"
                               for fam, v in zip(JOB_FAMILIES, values, strict=True))
             cache[jid] = (key, lines)
@@ -364,6 +425,7 @@ def render(live: Live, scope: Scope) -> bytes:
 
 
 router = APIRouter()
+router.include_router(mesh_status.router)  # POST /v1/agent/mesh-status: the agents' view of the mesh
 
 
 @router.get("/metrics", include_in_schema=False)

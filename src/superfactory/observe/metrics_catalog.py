@@ -21,9 +21,8 @@ Label cardinality is bounded by construction:
   bounded by the fleet's capacity, not by history (live: ``job_id`` is the store's id, ``job_name`` the
   submitted name; twin: ``job_id`` is the scenario's job id, ``job_name`` and ``tenant`` are empty).
 
-Each metric names the worlds that produce it today (``twin``, ``live``); a metric no world produces yet
-(the WAN checkpoint-sync queue and the quorum wait, which the mesh agents will report) is still defined so
-its alert rule can be written and tested.
+Each metric names the worlds that produce it today (``twin``, ``live``); the integration tests evaluate every
+dashboard query against each world through a real Prometheus and require data wherever the catalog says so.
 """
 
 from __future__ import annotations
@@ -79,14 +78,18 @@ METRICS: tuple[MetricDef, ...] = (
        "1 while the factory holds its lease (agent heartbeating; twin: site not lost), else 0."),
     _m("factory_power_cap_watts", GAUGE, "watts", _FACTORY, "Facility power cap, W."),
     _m("factory_power_watts", GAUGE, "watts", _FACTORY,
-       "Facility power draw (IT x PUE), W; twin: the hour's mean.", "twin"),
-    _m("factory_it_power_watts", GAUGE, "watts", _FACTORY, "IT power draw, W; twin: the hour's mean.", "twin"),
+       "Facility power draw (IT x PUE, within the caps), W; twin: the hour's mean; live: metered by the control "
+       "plane from the nodes jobs hold (busy vs idle node power of the declared systems) at each scrape."),
+    _m("factory_it_power_watts", GAUGE, "watts", _FACTORY, "IT power draw, W; twin: the hour's mean."),
     _m("factory_cooling_capacity_watts", GAUGE, "watts", _FACTORY, "Heat the cooling plant can remove, W."),
-    _m("factory_energy_joules_total", COUNTER, "joules", _FACTORY, "Facility energy used, J.", "twin"),
-    _m("factory_energy_cost_usd_total", COUNTER, "usd", _FACTORY, "Energy cost at the market price, USD.", "twin"),
-    _m("factory_carbon_grams_total", COUNTER, "grams", _FACTORY, "CO2 emitted for the energy used, g.", "twin"),
+    _m("factory_energy_joules_total", COUNTER, "joules", _FACTORY,
+       "Facility energy used, J (live: the metered power integrated between scrapes)."),
+    _m("factory_energy_cost_usd_total", COUNTER, "usd", _FACTORY,
+       "Energy cost at the market price (with the factory's PPA share), USD."),
+    _m("factory_carbon_grams_total", COUNTER, "grams", _FACTORY, "CO2 emitted for the energy used, g."),
     _m("factory_productive_flop_total", COUNTER, "", _FACTORY,
-       "Training FLOP made durable by a checkpoint or completion (work lost to failures excluded).", "twin"),
+       "Training FLOP made durable by a checkpoint or completion (work lost to failures excluded; live: by "
+       "checkpoint commits)."),
     _m("factory_energy_price_usd_per_megawatt_hour", GAUGE, "usd_per_megawatt_hour", (*_FACTORY, "market"),
        "Electricity price of the factory's market, USD/MWh."),
     _m("factory_carbon_intensity_grams_per_kilowatt_hour", GAUGE, "grams_per_kilowatt_hour", _FACTORY,
@@ -108,22 +111,29 @@ METRICS: tuple[MetricDef, ...] = (
        "theoretical rate (tokens/s scale by the same factor, FLOP per token being fixed for a model)."),
     _m("job_theoretical_flop_per_second", GAUGE, "", _JOB,
        "Theoretical training throughput of the gang, FLOP/s (GPUs x peak x declared MFU)."),
-    _m("job_tokens_per_second", GAUGE, "", _JOB, "Tokens/s reported by the job process.", "live"),
+    _m("job_tokens_per_second", GAUGE, "", _JOB,
+       "Training tokens/s: live, as the job process reports it; twin, the effective FLOP/s over 6 x the model's "
+       "parameters, the parameters estimated from the declared checkpoint size (14 bytes per parameter)."),
     _m("job_restarts_total", COUNTER, "", _JOB, "Times the job was (re)placed after its first start."),
     _m("job_checkpoints_total", COUNTER, "", _JOB, "Checkpoints committed (durable)."),
     _m("job_checkpoint_bytes_total", COUNTER, "bytes", _JOB,
        "Bytes of committed checkpoints (the job's declared checkpoint size per commit)."),
     _m("job_checkpoint_duration_seconds", GAUGE, "seconds", _JOB,
-       "Duration of the last committed checkpoint, from snapshot to durable, s.", "twin"),
+       "Duration of the last committed checkpoint, from snapshot to durable, s (live: as the agent measured "
+       "the save)."),
     # --- WAN links and the checkpoint mesh ---
     _m("link_capacity_bytes_per_second", GAUGE, "bytes_per_second", ("link",), "Nominal line rate, bytes/s."),
-    _m("link_up", GAUGE, "", ("link",), "1 while the link carries traffic, 0 while partitioned.", "twin"),
+    _m("link_up", GAUGE, "", ("link",),
+       "1 while the link carries traffic, 0 while partitioned (live: 0 when an endpoint's agent reports the "
+       "other site's checkpoint storage unreachable or an endpoint lost its lease)."),
     _m("link_transmitted_bytes_total", COUNTER, "bytes", ("link",),
-       "Bytes sent over the link (twin: migration transfers on the direct link).", "twin"),
+       "Bytes sent over the link (twin: migration transfers on the direct link; live: checkpoint fragments "
+       "replicated to the other site's storage, as the agents measured them)."),
     _m("checkpoint_sync_queue_depth", GAUGE, "", ("link",),
-       "Checkpoint shard transfers queued or in flight on the link (reported by mesh agents).", ""),
+       "Checkpoint shard transfers queued or in flight on the link (live: fragment uploads the agents see in "
+       "flight towards the other site's storage, both directions summed).", "live"),
     _m("checkpoint_quorum_wait_seconds", GAUGE, "seconds", _FACTORY,
-       "Age of the oldest checkpoint write still waiting for its replica quorum, s; 0 when none waits.", ""),
+       "Age of the oldest checkpoint write still waiting for its replica quorum, s; 0 when none waits."),
     # --- migrations ---
     _m("migrations_total", COUNTER, "", ("source", "destination", "outcome"),
        "Migrations by outcome: succeeded (started at the destination) or failed (requeued instead)."),

@@ -22,6 +22,19 @@ Contract:
   progress between consecutive progress reports (start of running, checkpoint commits) over the time between
   them, times the gang's theoretical FLOP/s. A commit reports the progress at its snapshot, so the first
   interval after a (re)start is measured up to the snapshot (``blocking_s + async_write_s`` before the commit).
+- Tokens/s (``job_tokens_per_second``): the effective FLOP/s over 6 FLOP per parameter per token (forward and
+  backward pass, Kaplan et al. 2020), the parameters estimated from the declared checkpoint size at
+  :data:`CHECKPOINT_BYTES_PER_PARAM` (bf16 weights + fp32 master weights + fp32 Adam moments); none for a job
+  that declares no checkpoint size.
+- Quorum wait (``checkpoint_quorum_wait_seconds``): a checkpoint write waits from its snapshot
+  (``blocking_s + async_write_s`` before its ``CheckpointCommitted``) until its replica quorum: the job's first
+  ``CheckpointDurable`` covering its progress when the run models its WAN (a run with any ``CheckpointDurable``
+  or ``CheckpointSyncQueueDepth`` event), else the commit itself. A write whose replication is given up stops
+  waiting then: superseded by the job's next commit (which waits from its own snapshot) or cancelled by an
+  interruption; one still waiting at the end of the run waits to the end. The gauge is the age
+  of the oldest waiting write at the factory (0 when none waits): it rises with slope 1 and drops at the quorum.
+- Sync queue (``checkpoint_sync_queue_depth``): the ``CheckpointSyncQueueDepth`` events of a run that models its
+  WAN, both directions of a link summed (0 on every link from t = 0); absent from runs that do not.
 - The same inputs give the same bytes.
 """
 
@@ -44,6 +57,8 @@ from superfactory.observe.metrics_catalog import METRICS, MetricDef, bounded_cau
 from superfactory.scenario.model import Scenario
 
 HOUR_S = 3600
+CHECKPOINT_BYTES_PER_PARAM = 14.0  # bf16 weights (2) + fp32 master copy (4) + fp32 Adam m and v (8)
+FLOP_PER_PARAM_PER_TOKEN = 6.0  # training: 2 forward + 4 backward
 DEFAULT_STEP_S = 60
 DEFAULT_START_UNIX_S = 1_690_848_000  # 2023-08-01T00:00:00Z: the month the built-in markets are calibrated on
 JOB_STATES = ("pending", "starting", "running", "migrating", "completed", "rejected")
@@ -101,6 +116,11 @@ class _JobFold:
     mark: tuple[float, float] | None = None  # (time of the progress reading, progress_s) in this segment
     migration: tuple[str, str] | None = None  # (source, destination) of a migration in flight
 
+    @property
+    def flop_per_token(self) -> float:
+        """Training FLOP per token, from the parameters the checkpoint size implies (0: unknown)."""
+        return FLOP_PER_PARAM_PER_TOKEN * self.job.checkpoint.size_bytes / CHECKPOINT_BYTES_PER_PARAM
+
 
 class TwinMetricsFold:
     """Folds a twin run's events into catalog series (change points); :meth:`write` renders them."""
@@ -116,6 +136,10 @@ class TwinMetricsFold:
             name = link_name(lk.a, lk.b)
             self.links[f"{lk.a}-{lk.b}"] = self.links[f"{lk.b}-{lk.a}"] = name
         self.link_bytes: dict[str, list[tuple[int, int, float]]] = {}
+        self.ckpt_writes: list[tuple[str, int, int, str, float]] = []  # (factory, start, commit t, job, progress)
+        self.durable: dict[str, list[tuple[int, float]]] = {}  # job -> (time, progress) of CheckpointDurable
+        self.given_up: dict[str, list[int]] = {}  # job -> times its older writes stop waiting (commit, interruption)
+        self.sync_depth: dict[str, dict[str, float]] = {}  # link -> direction -> transfers in flight
         self.causes: set[str] = set()
         self.state_count = dict.fromkeys(JOB_STATES, 0)
         self.job_state: dict[str, str] = {}
@@ -184,7 +208,8 @@ class TwinMetricsFold:
         self._set("job_checkpoints_total", lb, t, jf.checkpoints if present else nan)
         self._set("job_checkpoint_bytes_total", lb, t, jf.checkpoint_bytes if present else nan)
         if not present:
-            for name in ("job_progress_ratio", "job_flop_per_second", "job_checkpoint_duration_seconds"):
+            for name in ("job_progress_ratio", "job_flop_per_second", "job_tokens_per_second",
+                         "job_checkpoint_duration_seconds"):
                 self._set(name, lb, t, nan)
 
     def _hold(self, jf: _JobFold, factory: str, t: int) -> None:
@@ -212,6 +237,8 @@ class TwinMetricsFold:
         if jf.mark is not None and snapshot_t > jf.mark[0]:
             rate = max(0.0, progress_s - jf.mark[1]) / (snapshot_t - jf.mark[0])
             self._set("job_flop_per_second", lb, t, rate * jf.job.flop_per_s)
+            if jf.flop_per_token > 0:
+                self._set("job_tokens_per_second", lb, t, rate * jf.job.flop_per_s / jf.flop_per_token)
         jf.mark = (snapshot_t, progress_s)
 
     def _durable(self, jf: _JobFold, t: int, progress_s: float) -> None:
@@ -250,11 +277,18 @@ class TwinMetricsFold:
             for fid in self.market_factories.get(e.factory, ()):
                 self._set("factory_energy_price_usd_per_megawatt_hour", (*self._fl(fid), ("market", e.factory)),
                           t, e.value)
+        elif k is EventKind.CHECKPOINT_SYNC_QUEUE_DEPTH and e.factory in self.links:
+            link = self.links[e.factory]
+            depth = self.sync_depth.setdefault(link, {})
+            depth[e.cause] = e.value
+            self._set("checkpoint_sync_queue_depth", (("link", link),), t, sum(depth.values()))
         elif k is EventKind.AUDIT_REFUSAL and e.factory in self.factory_region:
             self._add("audit_refusals_total", self._fl(e.factory), t, 1)
 
     def _job_event(self, jf: _JobFold, e: Event) -> None:
         t, k, job = e.time_s, e.kind, jf.job
+        if k in (EventKind.CHECKPOINT_COMMITTED, EventKind.JOB_INTERRUPTED):  # older writes stop waiting
+            self.given_up.setdefault(job.id, []).append(t)
         if k is EventKind.JOB_PLACED:
             if jf.migration is not None:
                 src, dst = jf.migration
@@ -283,6 +317,11 @@ class TwinMetricsFold:
                 self._set("job_checkpoint_duration_seconds", lb, t, ck.blocking_s + ck.async_write_s)
             self._progress(jf, t, e.value, t - ck.blocking_s - ck.async_write_s)
             self._durable(jf, t, e.value)
+            where = jf.factory or jf.last_factory
+            if where in self.factory_region:
+                self.ckpt_writes.append((where, t - ck.blocking_s - ck.async_write_s, t, job.id, e.value))
+        elif k is EventKind.CHECKPOINT_DURABLE:
+            self.durable.setdefault(job.id, []).append((t, e.value))
         elif k is EventKind.JOB_COMPLETED:
             self._progress(jf, t, e.value, t)
             self._durable(jf, t, e.value)
@@ -325,7 +364,26 @@ class TwinMetricsFold:
                 s.put(min(t0 + HOUR_S, self.sc.duration_s), acc[i])
 
     def finish(self) -> None:
-        """Turn the migration transfers into piecewise-linear byte counters per link."""
+        """Turn the migration transfers into piecewise-linear byte counters per link, and the checkpoint writes
+        into each factory's quorum-wait gauge."""
+        waits: dict[str, list[tuple[int, int]]] = {f: [] for f in self.factory_region}
+        wan = bool(self.durable) or bool(self.sync_depth)
+        for factory, start, commit_t, job_id, progress in self.ckpt_writes:
+            end = commit_t
+            if wan:
+                end = min(next((t for t, v in self.durable.get(job_id, ()) if t >= commit_t and v >= progress),
+                               self.sc.duration_s),
+                          next((t for t in self.given_up.get(job_id, ()) if t > commit_t), self.sc.duration_s))
+            if end > start:
+                waits[factory].append((start, end))
+        for factory, writes in waits.items():
+            self._quorum_wait(factory, writes)
+        if self.sync_depth:
+            for name in self.links.values():
+                s = self._get("checkpoint_sync_queue_depth", (("link", name),))
+                if not s.times or s.times[0] > 0:
+                    s.times.insert(0, 0)
+                    s.values.insert(0, 0.0)
         for link, transfers in self.link_bytes.items():
             deltas: dict[int, float] = {}
             for start, end, nbytes in transfers:
@@ -345,6 +403,29 @@ class TwinMetricsFold:
             s = self._get("link_transmitted_bytes_total", (("link", name),))
             if not s.times:
                 s.put(0, 0.0)
+
+
+    def _quorum_wait(self, factory: str, writes: list[tuple[int, int]]) -> None:
+        """Age of the oldest write in flight, as a piecewise-linear series (slope 1 while one is, else 0)."""
+        s = self._get("checkpoint_quorum_wait_seconds", self._fl(factory))
+        s.linear = True
+        starts: dict[int, int] = {}
+        edges: dict[int, list[tuple[int, int]]] = {}
+        for a, b in writes:
+            edges.setdefault(max(0, a), []).append((a, 1))
+            edges.setdefault(b, []).append((a, -1))
+        s.put(0, 0.0)
+        points = sorted(edges)
+        for i, b in enumerate(points):
+            for a, d in edges[b]:
+                starts[a] = starts.get(a, 0) + d
+                if starts[a] == 0:
+                    del starts[a]
+            oldest = min(starts) if starts else None
+            s.put(b, 0.0 if oldest is None else float(b - oldest))
+            nxt = points[i + 1] if i + 1 < len(points) else self.sc.duration_s + 1
+            if nxt - 1 > b:
+                s.put(nxt - 1, 0.0 if oldest is None else float(nxt - 1 - oldest))
 
 
 def fold_run(scenario: Scenario, events: Iterable[Event], hours: Iterable[HourRecord]) -> TwinMetricsFold:

@@ -112,10 +112,16 @@ class Plane:
         return self.call("POST", f"/v1/agent/jobs/{job_id}/report", self.agents[factory_id][0],
                          json={"fencing_token": tok, **body})
 
-    def checkpoint(self, job_id: int, factory_id: str, step: int, progress_s: float) -> Any:
+    def checkpoint(self, job_id: int, factory_id: str, step: int, progress_s: float,
+                   mesh: dict[str, Any] | None = None) -> Any:
         tok = self.job(job_id)["fencing_token"]
-        return self.call("POST", f"/v1/agent/jobs/{job_id}/checkpoints", self.agents[factory_id][0], json={
-            "fencing_token": tok, "step": step, "progress_s": progress_s, "location": f"mesh://ck/{step}"})
+        body = {"fencing_token": tok, "step": step, "progress_s": progress_s, "location": f"mesh://ck/{step}"}
+        return self.call("POST", f"/v1/agent/jobs/{job_id}/checkpoints", self.agents[factory_id][0],
+                         json={**body, **({"mesh": mesh} if mesh else {})})
+
+    def mesh_status(self, factory_id: str, expect: int | None = 200, **body: Any) -> Any:
+        hdr, epoch = self.agents[factory_id]
+        return self.call("POST", "/v1/agent/mesh-status", hdr, expect=expect, json={"lease_epoch": epoch, **body})
 
 
 def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
