@@ -125,3 +125,22 @@ def test_mesh_status_reports_become_queue_quorum_and_link_gauges(plane: Plane) -
     assert "superfactory_checkpoint_sync_queue_depth" not in m
     assert "superfactory_checkpoint_quorum_wait_seconds" not in m
     assert _one(m, "superfactory_link_up", link="texas-virginia") == 1
+
+
+def test_metered_it_power_respects_the_caps_and_down_nodes(tmp_path: Path) -> None:
+    from superfactory.live.power_meter import it_power_w
+    from superfactory.scenario.loader import load_scenario
+
+    from scenario_builders import factory, scenario
+
+    path = tmp_path / "caps.yaml"
+    path.write_text(scenario([factory("big", nodes=16), factory("capped", nodes=16, power_cap="60kW", pue=1.5),
+                              factory("cool", nodes=16, cooling_capacity="50kW")], []))
+    fs = {f.id: f for f in load_scenario(str(path)).factories}
+    (c,) = fs["big"].clusters
+    busy_w, idle_w = c.system.training_power_per_node_w, c.system.idle_power_per_node_w
+    assert it_power_w(fs["big"], {"H100-SXM": 20}, set()) == pytest.approx(3 * busy_w + 13 * idle_w)  # 20 GPUs: 3 nodes
+    assert it_power_w(fs["big"], {"H100-SXM": 8}, {0, 1}) == pytest.approx(busy_w + 13 * idle_w)  # down: no power
+    assert it_power_w(fs["big"], {"B200": 64}, set()) == pytest.approx(16 * idle_w)  # no such accelerator there
+    assert it_power_w(fs["capped"], {"H100-SXM": 128}, set()) == pytest.approx(60e3 / 1.5)
+    assert it_power_w(fs["cool"], {"H100-SXM": 128}, set()) == pytest.approx(50e3)
