@@ -3,6 +3,7 @@
     superfactory gangbound nvl72-saturated            # the bound with NVLink-domain packing (gang-aware policies)
     superfactory gangbound nvl72-saturated --blind    # capacity and release only (bounds every policy)
     superfactory gangbound nvl72-saturated --json
+    superfactory gangbound nvl72-saturated --failures # minus the node-seconds the seed's failures take down
 
 The LP is :func:`superfactory.policy.occupancy_bound.occupancy_bound`; a run's GPU occupancy divided by this
 number is its share of the achievable (``benchmarks/gang_bench.py`` prints ``gang_occupancy_share=``).
@@ -23,6 +24,9 @@ def gangbound(
     blind: Annotated[bool, typer.Option("--blind", help="drop the NVLink-domain constraints (a bound for "
                                         "topology-blind policies too)")] = False,
     slot: Annotated[int, typer.Option(help="LP time slot, s")] = 900,
+    failures: Annotated[bool, typer.Option("--failures", help="subtract the nodes the scenario's seed takes down "
+                                           "(failure trace read from one firstfit-blind run: the same for every "
+                                           "policy)")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print one JSON document on stdout (nothing else)")] = False,
 ) -> None:
     """Upper bound on GPU occupancy any schedule of the scenario's training jobs can reach (an LP relaxation)."""
@@ -35,15 +39,24 @@ def gangbound(
     sc = load_scenario(scenario)
     if not sc.jobs:
         raise SuperfactoryError(f"scenario {sc.name!r} has no training jobs: nothing to bound")
+    down: list[tuple[str, int, int, int]] = []
     with quiet_stdout():  # HiGHS prints a banner on the C side
-        b = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=not blind, slot_s=slot)
+        if failures:
+            from superfactory.policy.occupancy_bound import down_spells
+            from superfactory.sim.twin import run_twin
+
+            down = down_spells(run_twin(sc, policy="firstfit-blind").events, sc.duration_s)
+        b = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=not blind, slot_s=slot, down=down)
     doc = {"scenario": sc.name, "jobs": len(sc.jobs), "horizon_s": sc.duration_s, "topology": b.topology,
            "occupancy_bound": b.occupancy, "busy_gpu_s": b.busy_gpu_s, "capacity_gpu_s": b.capacity_gpu_s,
+           "node_outages": len(down), "down_node_s": float(sum(t1 - t0 for _, _, t0, t1 in down)),
            "slots": b.slots, "variables": b.variables, "constraints": b.constraints, "binding": b.binding}
     if json_out:
         emit_json(doc)
         return
     kind = "with NVLink-domain packing" if b.topology else "capacity and release only (topology-blind)"
+    if failures:
+        kind += f", minus {len(down)} node outage(s) of the seed's failure trace"
     sys.stdout.write(
         f"{sc.name}: occupancy bound {b.occupancy:.4f} ({kind})\n"
         f"  {b.busy_gpu_s / 3600:,.0f} of {b.capacity_gpu_s / 3600:,.0f} GPU-h over {sc.duration_s / 3600:g} h, "

@@ -8,7 +8,9 @@ The relaxation. Time ``[0, horizon_s)`` is cut into slots (every ``slot_s``); jo
 ``k = (accelerator, nodes per TP unit)`` per cluster system. Variable ``x[k, c, s]`` = nodes of class ``k``
 held in cluster ``c`` during slot ``s`` (continuous). Maximise the held GPU-seconds subject to
 
-1. **capacity**: in each cluster, ``sum_k x[k, c, s] <= nodes(c)``;
+1. **capacity**: in each cluster, ``sum_k x[k, c, s] <= nodes(c) - down(c, s)``, where ``down(c, s)`` is the
+   mean number of the cluster's nodes that are down (failed, under repair) during the slot, from a node-failure
+   trace passed as ``down`` (a down node never counts as held: the twin meters only live held nodes);
 2. **release**: a class holds no more nodes than its jobs submitted by the *end* of the slot need,
    ``sum_c x[k, c, s] <= sum_{j in k, submit_j < end(s)} nodes_j`` (releases counted early: still a bound);
 3. **NVLink domains** (``topology=True``): a TP unit sits inside one NVLink domain of ``n`` nodes, so units of
@@ -16,8 +18,11 @@ held in cluster ``c`` during slot ``s`` (continuous). Maximise the held GPU-seco
    multiples of ``u`` fills at most that too. For every unit size ``u`` of the cluster:
    ``sum_{k: u | unit_k} x[k, c, s] <= domains(c) * floor(n / u) * u``.
 
-Every schedule a policy can run satisfies 1-3 at every instant (a gang holds its nodes whole; failed nodes,
-repairs, restarts, checkpoints and slowdowns only *lower* what is feasible), so the LP optimum is an upper bound.
+Every schedule a policy can run satisfies 1-3 at every instant (a gang holds its nodes whole; restarts,
+checkpoints and slowdowns only *lower* what is feasible), so the LP optimum is an upper bound. The failure trace
+is the same for every policy in the twin (each factory's failure stream is drawn from its own seed, whatever
+runs where; a draw that hits a node already down is discarded), so a bound with ``down`` taken from one run's
+``NodeFailed``/``NodeRepaired`` events holds for every policy on that scenario and seed.
 It drops: gangs' all-or-nothing timing (fractional x), how long a job can hold nodes (a failure-prone job may
 hold them for any time, so no per-job cap is sound), leaf-group segments, power and cooling caps, sovereignty.
 Hence it is tight when the queue never empties (saturated factories) and loose when work runs out.
@@ -29,13 +34,15 @@ them use ``topology=False`` (capacity and release only), which bounds every poli
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import highspy
 import numpy as np
+import numpy.typing as npt
 
-from superfactory.domain.factory import Factory
+from superfactory.domain.events import Event, EventKind
+from superfactory.domain.factory import Cluster, Factory
 from superfactory.domain.job import TrainingJob
 from superfactory.policy.gangfit import shape_of
 from superfactory.policy.relaxation import new_highs
@@ -64,22 +71,62 @@ class OccupancyBound:
     binding: str
 
 
+def down_spells(events: Iterable[Event], end_s: int) -> list[tuple[str, int, int, int]]:
+    """Node outages ``(factory, node, from_s, until_s)`` from ``NodeFailed``/``NodeRepaired`` events (a node
+    not repaired by ``end_s`` is down until then)."""
+    since: dict[tuple[str, int], int] = {}
+    out: list[tuple[str, int, int, int]] = []
+    for e in events:
+        if e.kind is EventKind.NODE_FAILED:
+            since.setdefault((e.factory, e.node), e.time_s)
+        elif e.kind is EventKind.NODE_REPAIRED and (e.factory, e.node) in since:
+            out.append((e.factory, e.node, since.pop((e.factory, e.node)), e.time_s))
+    out.extend((f, n, t, end_s) for (f, n), t in since.items())
+    return out
+
+
+def _down_per_slot(factories: Sequence[Factory], clusters: list[Cluster], slots: list[tuple[int, int]],
+                   down: Sequence[tuple[str, int, int, int]]) -> npt.NDArray[np.float64]:
+    """Mean down nodes per (cluster, slot) of the outages ``down``."""
+    out = np.zeros((len(clusters), len(slots)))
+    if not down:
+        return out
+    offset: dict[str, tuple[Factory, int]] = {}
+    ci = 0
+    for f in factories:
+        offset[f.id] = (f, ci)
+        ci += len(f.clusters)
+    for fid, node, a, b in down:
+        if fid not in offset or not 0 <= node < offset[fid][0].nodes:
+            raise ValueError(f"outage of unknown node {node} of factory {fid!r}")
+        f, base = offset[fid]
+        k = base + next(i for i, c in enumerate(f.clusters) if c.node_offset <= node < c.node_end)
+        for s, (lo, hi) in enumerate(slots):
+            overlap = min(b, hi) - max(a, lo)
+            if overlap > 0:
+                out[k, s] += overlap / (hi - lo)
+    return out
+
+
 def _slots(horizon_s: int, slot_s: int) -> list[tuple[int, int]]:
     edges = [*range(0, horizon_s, max(1, slot_s)), horizon_s]
     return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
 def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], horizon_s: int,
-                    topology: bool = True, slot_s: int = 900) -> OccupancyBound:
+                    topology: bool = True, slot_s: int = 900,
+                    down: Sequence[tuple[str, int, int, int]] = ()) -> OccupancyBound:
     """The LP bound of the module docstring for ``jobs`` on ``factories`` over ``[0, horizon_s)``.
 
-    Raises ``ValueError`` for a non-positive horizon or slot. Jobs whose accelerator no factory has are ignored
-    (no schedule can run them)."""
+    ``down``: node outages ``(factory id, node, from_s, until_s)`` (the realised failure trace; :func:`down_spells`
+    reads it from events). Raises ``ValueError`` for a non-positive horizon or slot, or an outage of an unknown
+    factory or node. Jobs whose accelerator no factory has are ignored (no schedule can run them)."""
     if horizon_s <= 0 or slot_s <= 0:
         raise ValueError(f"horizon_s and slot_s must be > 0, got {horizon_s}, {slot_s}")
     clusters = [c for f in factories for c in f.clusters]
     capacity_gpu_s = float(sum(f.gpus for f in factories)) * horizon_s
     slots = _slots(horizon_s, slot_s)
+    down_nodes = _down_per_slot(factories, clusters, slots, down)
     # classes: (accelerator, unit nodes) -> per-slot released nodes; nodes per job depend on the cluster system,
     # so classes are per (cluster system signature, unit) and a job counts in each system it could run on
     systems: dict[tuple[str, int, int], list[int]] = {}
@@ -118,7 +165,7 @@ def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], h
     for s in range(len(slots)):
         for ci, c in enumerate(clusters):
             in_c = [(k, var[(k, ci, s)]) for k in range(len(class_keys)) if (k, ci, s) in var]
-            add_row([col for _, col in in_c], c.nodes, "capacity")
+            add_row([col for _, col in in_c], c.nodes - down_nodes[ci, s], "capacity")
             n = c.system.nodes_per_domain
             if topology and n > 1:
                 domains = c.nodes // n
