@@ -70,6 +70,36 @@ def test_bound_is_never_above_a_feasible_schedule(inst: HindsightInstance) -> No
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances(), st.data())
+def test_bounds_with_group_and_hourly_targets_are_never_above_a_schedule_that_meets_them(
+        inst: HindsightInstance, data: st.DataObject) -> None:
+    """The benchmark's bounds: the same busy GPU-hours per pool group (an accelerator type), in total (work may
+    move in time) or in every hour (only *where* it runs may change), as a schedule a policy found."""
+    n_pools, hours = inst.capacity_gpus.shape
+    split = data.draw(st.integers(0, n_pools))  # pools [0, split) and [split, n) are two "types"
+    groups = [g for g in (tuple(range(split)), tuple(range(split, n_pools))) if g]
+    run = _policy_schedule(inst, data.draw(st.booleans()))
+    cost, _ = schedule_cost(inst, run)
+    per_hour = np.zeros((n_pools, hours))
+    for k, j in enumerate(inst.jobs):
+        for hh in np.flatnonzero(run[k] >= 0):
+            per_hour[run[k, hh], hh] += j.gpus
+    totals = [(g, float(per_hour[list(g)].sum())) for g in groups]
+    hourly = [(g, per_hour[list(g)].sum(axis=0)) for g in groups]
+    anytime = hindsight_bound(inst, totals)
+    where = hindsight_bound(inst, totals, hourly_gpus=hourly)
+    where_job = hindsight_bound(inst, totals, aggregate=False, hourly_gpus=hourly)
+    exact = exact_schedule(inst, totals, hourly_gpus=hourly)
+    assert None not in (anytime.cost_usd, where.cost_usd, where_job.cost_usd, exact.cost_usd)
+    assert anytime.cost_usd <= where.cost_usd + 1e-6  # holding every hour only adds rows
+    assert where.cost_usd <= where_job.cost_usd + 1e-6 <= exact.cost_usd + 2e-6
+    assert exact.cost_usd <= cost + 1e-6
+    for g, t in totals:  # the exact optimum meets every group's target, hour by hour
+        assert (exact.gpu_h[list(g)].sum(axis=0) >= per_hour[list(g)].sum(axis=0) - 1e-9).all()
+        assert exact.gpu_h[list(g)].sum() >= t - 1e-6
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(instances(unit=True), st.floats(0.0, 1.0))
 def test_job_level_bound_equals_the_exact_optimum_on_unit_jobs(inst: HindsightInstance, share: float) -> None:
     most = exact_schedule(inst, 0.0)  # the cheapest plan delivers nothing; find the most deliverable instead
@@ -102,3 +132,10 @@ def test_an_impossible_target_has_no_bound_and_a_known_case_is_exact() -> None:
     assert exact_schedule(inst, 4.0).cost_usd == pytest.approx(12.0)
     with pytest.raises(ValueError, match="pool"):
         HindsightInstance(cap, price, (HindsightJob(1, 1.0, 0, (5,)),))
+    # the same 4 GPU-hours with 2 GPUs busy in each of hours 0 and 2 (where-only): pool 1 both times (5 < 10)
+    where = hindsight_bound(inst, [((0, 1), 4.0)], hourly_gpus=[((0, 1), np.array([2.0, 0.0, 2.0]))])
+    assert where.cost_usd == pytest.approx(20.0)
+    assert exact_schedule(inst, 4.0, hourly_gpus=[((0, 1), np.array([2.0, 0.0, 2.0]))]).cost_usd == \
+        pytest.approx(20.0)
+    with pytest.raises(ValueError, match="hourly target"):
+        hindsight_bound(inst, 4.0, hourly_gpus=[((0,), np.ones(2))])
