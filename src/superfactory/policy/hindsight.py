@@ -21,6 +21,13 @@ optimum. Every relaxation only drops constraints, so
 
     aggregated bound <= job-level LP <= exact optimum <= cost of any feasible schedule.
 
+What "the same throughput" means is the caller's choice of delivery targets, each a row of both models:
+``target_gpu_h`` is a total over all pools, or GPU-hours per pool *group* (e.g. per accelerator type, since a
+GB200-hour is not an H100-hour); ``hourly_gpus`` adds, per group, busy GPUs to hold in *every* hour. With only
+totals the bound may shift work in time (idle a scarcity hour, run the work later in spare capacity); with hourly
+rows it may only change *where* work runs (the benchmark's ``saving_captured``). Holding more rows can only raise
+the bound, and a schedule that meets the targets is still a feasible point of the exact model.
+
 Pure: no I/O; HiGHS is the only solver (silent, single-threaded).
 """
 
