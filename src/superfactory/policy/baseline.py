@@ -48,13 +48,34 @@ class _FirstFitPlanner(PolicyBase, ABC):
     Subclasses choose the candidate factories for each job (:meth:`candidates`). Within one call, capacity
     and power taken by earlier placements are tracked so a plan never double-books a node or a megawatt.
     Jobs that fit nowhere wait; later, smaller jobs may backfill around them.
+
+    Cost (issue 12): a decision's work grows with the *distinct* job shapes waiting, not with the queue. A job
+    that fits nowhere leaves its outcome (reasons, refusals) under its shape — accelerator, GPUs, TP size, data
+    classes and candidate factories; jobs with a carbon budget are always evaluated, their outcome depends on
+    their own progress — and a later job of the same shape reuses it until the plan places something (only a
+    placement changes capacity or power within a decision). The queue order is kept while the world shows the
+    same pending tuple (a world that reuses it while its queue is unchanged saves the sort).
     """
 
     name = "abstract"
+    #: whether :meth:`candidates` depends on the job; when False it is called once per decision
+    candidates_per_job = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._order_of: tuple[tuple[JobView, ...], list[JobView]] | None = None
 
     @abstractmethod
     def candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
         """Factory indices to try for ``view``, best first."""
+
+    def _queue(self, pending: tuple[JobView, ...]) -> list[JobView]:
+        memo = self._order_of
+        if memo is not None and memo[0] is pending:
+            return memo[1]
+        order = _queue_order(pending)
+        self._order_of = (pending, order)
+        return order
 
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
         del rng  # deterministic
@@ -64,11 +85,26 @@ class _FirstFitPlanner(PolicyBase, ABC):
         actions: list[Place] = []
         waiting: list[tuple[str, str]] = []
         refusals: list[tuple[str, str, str]] = []
-        for view in _queue_order(snapshot.pending):
+        # shape -> (placements made when it was computed, why it waits, (factory index, refusal reason) ...)
+        failed: dict[tuple[object, ...], tuple[int, str, tuple[tuple[int, str], ...]]] = {}
+        shared = None if self.candidates_per_job or not snapshot.pending else self.candidates(
+            snapshot, snapshot.pending[0])
+        for view in self._queue(snapshot.pending):
             job = view.job
+            cands = self.candidates(snapshot, view) if shared is None else shared
+            shape: tuple[object, ...] | None = None
+            if job.carbon_budget_tco2 is None:
+                shape = (job.accelerator, job.gpus, job.tp_size, job.sovereignty,
+                         None if shared is not None else tuple(cands))
+                hit = failed.get(shape)
+                if hit is not None and hit[0] == len(actions):
+                    refusals.extend((job.id, snapshot.factories[i].id, reason) for i, reason in hit[2])
+                    waiting.append((job.id, hit[1]))
+                    continue
             reasons: dict[int, str] = {}
+            refused: list[tuple[int, str]] = []
             placed = False
-            for i in self.candidates(snapshot, view):
+            for i in cands:
                 f, st = snapshot.factories[i], snapshot.states[i]
                 check = evaluate(view, f, st, it_power[i])
                 if not check.ok:
@@ -76,17 +112,20 @@ class _FirstFitPlanner(PolicyBase, ABC):
                     audit = check.audit(job.id, f.id)
                     if audit is not None:
                         refusals.append(audit)
+                        refused.append((i, audit[2]))
                     continue
                 extra_w = check.extra_it_w
-                if i not in status:
-                    status[i] = np.frombuffer(st.node_status, dtype=np.uint8).copy()
                 key = (i, job.accelerator)
-                if key not in free_count:
-                    free_count[key] = sum(int((status[i][c.node_offset : c.node_end] == NODE_FREE).sum())
+                if key not in free_count:  # counted on the snapshot's bytes: placements so far touched other keys
+                    raw = st.node_status
+                    free_count[key] = sum(raw.count(NODE_FREE, c.node_offset, c.node_end)
                                           for c in f.clusters_of(job.accelerator))
                 need = nodes_needed(f, job.accelerator, job.gpus)
-                nodes = (tp_aligned_fit(f, status[i], job.accelerator, job.gpus, job.tp_size)
-                         if free_count[key] >= need else None)
+                nodes = None
+                if free_count[key] >= need:
+                    if i not in status:
+                        status[i] = np.frombuffer(st.node_status, dtype=np.uint8).copy()
+                    nodes = tp_aligned_fit(f, status[i], job.accelerator, job.gpus, job.tp_size)
                 if nodes is None:
                     reasons[i] = FULL
                     continue
@@ -97,13 +136,18 @@ class _FirstFitPlanner(PolicyBase, ABC):
                 placed = True
                 break
             if not placed:
-                waiting.append((job.id, _why(snapshot, job.accelerator, reasons)))
+                why = _why(snapshot, job.accelerator, reasons)
+                waiting.append((job.id, why))
+                if shape is not None:
+                    failed[shape] = (len(actions), why, tuple(refused))
         return Plan(tuple(actions), tuple(waiting), tuple(refusals))
 
 
 @register("greedy")
 class GreedyCheapest(_FirstFitPlanner):
     """Cheapest feasible factory now (price x PUE), first-fit nodes; never migrates."""
+
+    candidates_per_job = False
 
     def candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
         return sorted(
@@ -126,6 +170,8 @@ class HomeRegion(_FirstFitPlanner):
 @register("cheapest-static")
 class CheapestStatic(_FirstFitPlanner):
     """Factory with the lowest average price so far (x PUE) first, first-fit nodes; ignores the hour."""
+
+    candidates_per_job = False
 
     def candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
         def avg(i: int) -> float:

@@ -55,6 +55,9 @@ class FactoryRuntime:
     hour_busy_gpu_s: float = 0.0
     total_busy_gpu_s: float = 0.0
     total_gpu_s: float = 0.0
+    #: bumped by every change of what a snapshot shows of the factory (status, up, IT power; the fleet bumps it
+    #: for probe readings too), so an unchanged factory's FactoryState is reused between decisions
+    version: int = 0
 
     def __post_init__(self) -> None:
         f = self.factory
@@ -93,6 +96,7 @@ class FactoryRuntime:
 
     def refresh(self, node: int) -> None:
         """Recompute the public status byte of ``node``."""
+        self.version += 1
         if self.down[node]:
             self.status[node] = NODE_DOWN
         elif self.node_job[node] >= 0 or self.reserved[node]:
@@ -103,6 +107,7 @@ class FactoryRuntime:
     # -- transitions (caller has called accrue(now) first) --------------------------------------------------
     def hold(self, nodes: np.ndarray, job_index: int) -> None:
         """Give free nodes to a job (vectorised: a 16k-GPU gang is 2,048 nodes)."""
+        self.version += 1
         live = ~self.down[nodes]
         if self.up:
             self.it_power_w += float((self.node_power_busy_w[nodes] - self.node_power_idle_w[nodes])[live].sum())
@@ -112,6 +117,7 @@ class FactoryRuntime:
 
     def release(self, nodes: np.ndarray) -> None:
         """Return a job's nodes; nodes that failed meanwhile stay down."""
+        self.version += 1
         live = ~self.down[nodes]
         if self.up:
             self.it_power_w -= float((self.node_power_busy_w[nodes] - self.node_power_idle_w[nodes])[live].sum())
@@ -120,6 +126,7 @@ class FactoryRuntime:
         self.status[nodes] = np.where(live, NODE_FREE, NODE_DOWN)
 
     def set_down(self, node: int, is_down: bool) -> None:
+        self.version += 1
         before = self._node_power_w(node)
         held = self.node_job[node] >= 0 or self.reserved[node]
         if held and self.up and self.down[node] != is_down:
@@ -129,6 +136,7 @@ class FactoryRuntime:
         self.refresh(node)
 
     def set_up(self, up: bool) -> None:
+        self.version += 1
         self.up = up
         if up:
             live = ~self.down
@@ -144,6 +152,7 @@ class FactoryRuntime:
 
     def reserve(self, nodes: np.ndarray) -> None:
         """Mark free nodes as held by a non-job owner (caller checked they are free and live)."""
+        self.version += 1
         if self.up:
             self.it_power_w += float((self.node_power_busy_w[nodes] - self.node_power_idle_w[nodes]).sum())
             self.busy_gpus += int(self.node_gpus[nodes].sum())
@@ -152,6 +161,7 @@ class FactoryRuntime:
 
     def unreserve(self, nodes: np.ndarray) -> None:
         """Return reserved nodes; nodes that failed meanwhile stay down."""
+        self.version += 1
         live = ~self.down[nodes]
         if self.up:
             self.it_power_w -= float((self.node_power_busy_w[nodes] - self.node_power_idle_w[nodes])[live].sum())

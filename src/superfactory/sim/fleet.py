@@ -60,6 +60,33 @@ if TYPE_CHECKING:
 PROBE_INTERVAL_S = 60
 
 
+class _PendingSet(dict[int, JobRuntime]):
+    """The pending jobs by index, insertion-ordered, with a ``version`` bumped by every insertion and removal
+    (snapshots rebuild their pending tuple only when it moved)."""
+
+    __slots__ = ("version",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.version = 0
+
+    def __setitem__(self, key: int, value: JobRuntime) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: int) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def pop(self, key: int, *default: JobRuntime | None) -> JobRuntime | None:  # type: ignore[override]
+        self.version += 1
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+
 class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, InvariantsMixin):
     """Fleet state + the job state machine (see :mod:`superfactory.sim.jobstate`)."""
 
@@ -87,7 +114,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self.carbon = carbon
         self.model = failure_model
         self.emit = emit
-        self.pending: dict[int, JobRuntime] = {}  # insertion-ordered pending set
+        self.pending = _PendingSet()  # insertion-ordered pending set (versioned: snapshots reuse its views)
         self.holding: dict[int, JobRuntime] = {}
         self.hour_rows: list[HourRow] = []
         self.request_decision: Callable[[], None] = lambda: None
@@ -114,6 +141,10 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self.serving: ServingActuator | None = None  # the inference layer, when the scenario serves services
         self.wan: CheckpointReplication | None = None  # checkpoint replication over the WAN (scenario ``wan:``)
         self._changes = 0  # plans applied (guards lazily built snapshot views)
+        # what the last snapshot showed, reused while unchanged (see snapshot())
+        self._state_cache: list[tuple[tuple[int, float, float], FactoryState] | None] = [None] * len(factories)
+        self._links_cache: tuple[frozenset[tuple[str, str]], tuple[WanLink, ...]] | None = None
+        self._pending_cache: tuple[int, tuple[JobView, ...]] | None = None
         # inference capacity (sim/inference.py): nodes wanted per (factory, accelerator) from jobs being
         # preempted for it, and nodes handed over to it when those jobs released them
         self.claims: dict[tuple[int, str], int] = {}
@@ -131,21 +162,33 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
 
     # == FleetView ===========================================================================================
     def snapshot(self) -> FleetSnapshot:
+        """The fleet now. Parts that did not change since the last snapshot are the same objects (issue 12): a
+        factory's :class:`FactoryState` while its ``version``, price and carbon are unchanged, the pending tuple
+        while the pending set is, the link tuple while no link is down or healed."""
         now = self.k.now_s()
-        states = tuple(
-            FactoryState(
-                r.factory.id,
-                r.up,
-                r.status.tobytes(),
-                self.price_at(r.factory.market, now),
-                self.carbon[r.factory.grid].at(now),
-                r.it_power_w,
-                tuple(self.link_probes[r.index][d] for d in sorted(self.link_probes[r.index])),
-            )
-            for r in self.rt
-        )
-        links = tuple(lk for lk in self.links if (lk.a, lk.b) not in self.links_down)
-        pending = tuple(self._view(jr, now) for jr in self.pending.values())
+        price = {m: self.price_at(m, now) for m in self.prices}
+        carbon_now = {g: s.at(now) for g, s in self.carbon.items()}
+        cache = self._state_cache
+        states_l: list[FactoryState] = []
+        for r in self.rt:
+            f = r.factory
+            key = (r.version, price[f.market], carbon_now[f.grid])
+            hit = cache[r.index]
+            if hit is not None and hit[0] == key:
+                states_l.append(hit[1])
+                continue
+            st = FactoryState(f.id, r.up, r.status.tobytes(), key[1], key[2], r.it_power_w,
+                              tuple(self.link_probes[r.index][d] for d in sorted(self.link_probes[r.index])))
+            cache[r.index] = (key, st)
+            states_l.append(st)
+        states = tuple(states_l)
+        down = frozenset(self.links_down)
+        if self._links_cache is None or self._links_cache[0] != down:
+            self._links_cache = (down, tuple(lk for lk in self.links if (lk.a, lk.b) not in down))
+        links = self._links_cache[1]
+        if self._pending_cache is None or self._pending_cache[0] != self.pending.version:
+            self._pending_cache = (self.pending.version, tuple(self._view(jr, now) for jr in self.pending.values()))
+        pending = self._pending_cache[1]
         running = LazyViews(partial(self._running_views, now, self._changes))
         prices, carbon = self._histories(now)
         inference = self.serving.state() if self.serving is not None else None
@@ -399,6 +442,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             return
         jr.committed_s = progress_s
         jr.checkpoints += 1
+        if jr.index in self.pending:  # a waiting job's view shows its committed progress
+            self.pending.version += 1
         self.emit(Event(self.k.now_s(), EventKind.CHECKPOINT_COMMITTED, jr.job.id, self._fid(jr), value=progress_s))
         if self.wan is not None:  # replicate its critical tier; durable once the quorum arrives
             self.wan.written(jr, progress_s)
@@ -504,6 +549,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         now = self.k.now_s()
         factor = self.link_factors[fi].get(domain, 1.0)
         known = self.link_probes[fi].get(domain)
+        self.rt[fi].version += 1  # snapshots show probe readings
         if factor < 1.0:
             self.link_probes[fi][domain] = LinkProbe(domain, factor, now)
         elif known is not None:

@@ -71,6 +71,17 @@ class JobRuntime:
     # the JobView last shown to policies and what it depended on (see SimulatedFleet._view)
     view_key: tuple[int, float, float, int] = (-1, 0.0, 0.0, -1)
     view: object = None
+    # the job's constants the event hot path reads (computed properties of TrainingJob / CheckpointSpec, read
+    # once here: ~10^6 checkpoint events in a fleet-year)
+    work_s: float = field(init=False)
+    ckpt_interval_s: int = field(init=False)
+    ckpt_blocking_s: int = field(init=False)
+    ckpt_write_s: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        ck = self.job.checkpoint
+        self.work_s = self.job.work_s
+        self.ckpt_interval_s, self.ckpt_blocking_s, self.ckpt_write_s = ck.interval_s, ck.blocking_s, ck.async_write_s
 
     def bump(self, state: JobState) -> int:
         """Move to ``state`` and invalidate every callback scheduled for earlier states."""

@@ -15,6 +15,8 @@ from typing import Any
 
 from superfactory.errors import SimulationError
 
+_push = heapq.heappush
+
 # Priorities at equal time: state changes of the fleet first, then the decision loop, then metrics.
 PRIO_SIGNAL = 0
 PRIO_FAILURE = 10
@@ -26,27 +28,32 @@ PRIO_METRICS = 90
 class Kernel:
     """The event heap and simulated clock."""
 
-    __slots__ = ("_heap", "_now", "_seq", "processed")
+    __slots__ = ("_heap", "_seq", "now", "processed")
 
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, int, Callable[..., None], tuple[Any, ...]]] = []
-        self._now = 0
+        #: the simulated clock, s (read it; only :meth:`run` moves it). Hot paths read this attribute rather
+        #: than calling :meth:`now_s` (issue 12: a method call per read adds up over millions of events).
+        self.now = 0
         self._seq = 0
         self.processed = 0
 
     def now_s(self) -> int:
-        return self._now
+        return self.now
 
     def at(self, time_s: int, priority: int, fn: Callable[..., None], *args: Any) -> None:
         """Schedule ``fn(*args)`` at absolute time ``time_s`` (not before now)."""
-        if time_s < self._now:
-            raise SimulationError(f"cannot schedule {fn.__name__} at {time_s} s, before now ({self._now} s)")
-        self._seq += 1
-        heapq.heappush(self._heap, (time_s, priority, self._seq, fn, args))
+        if time_s < self.now:
+            raise SimulationError(f"cannot schedule {fn.__name__} at {time_s} s, before now ({self.now} s)")
+        self._seq = seq = self._seq + 1
+        _push(self._heap, (time_s, priority, seq, fn, args))
 
     def after(self, delay_s: int, priority: int, fn: Callable[..., None], *args: Any) -> None:
         """Schedule ``fn(*args)`` ``delay_s`` seconds from now."""
-        self.at(self._now + delay_s, priority, fn, *args)
+        if delay_s < 0:
+            raise SimulationError(f"cannot schedule {fn.__name__} {delay_s} s before now ({self.now} s)")
+        self._seq = seq = self._seq + 1
+        _push(self._heap, (self.now + delay_s, priority, seq, fn, args))
 
     def run(self, until_s: int, on_progress: Callable[[int], None] | None = None,
             after_each: Callable[[], None] | None = None) -> None:
@@ -58,21 +65,21 @@ class Kernel:
         if after_each is not None:
             while self._heap and self._heap[0][0] < until_s:
                 time_s, _prio, _seq, fn, args = heapq.heappop(self._heap)
-                self._now = time_s
+                self.now = time_s
                 fn(*args)
                 self.processed += 1
                 after_each()
-            self._now = until_s
+            self.now = until_s
             return
         heap = self._heap
         pop = heapq.heappop
         n = self.processed
         while heap and heap[0][0] < until_s:
             time_s, _prio, _seq, fn, args = pop(heap)
-            self._now = time_s
+            self.now = time_s
             fn(*args)
             n += 1
             if on_progress is not None and not n & 4095:
                 on_progress(time_s)
         self.processed = n
-        self._now = until_s
+        self.now = until_s
