@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     serve([m for m in args.preload.split(",") if m], args.fd_in, args.fd_out)
+    os._exit(0)  # skip tearing down torch (seconds on a loaded machine): the agent may be waiting for us
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def up(
     fleet = LocalFleet(state_dir, opts)
     started = fleet.up(demo_jobs=demo_jobs)
     if policy and saved.exists():
-        fleet.api("PUT", "/v1/policies/active", json={"policy": policy})
+        fleet.api("PUT", "/v1/policies/active", json={"name": policy})
     write_config(config_path(), fleet.url, fleet.admin_token())
     doc = {"url": fleet.url, "started": started, "pids": {n: fleet.pid(n) for n in fleet._pids()},
            "state_dir": str(fleet.root)}

@@ -27,15 +27,58 @@ def job_mesh(root: Path, job_id: str) -> Path:
                                  job_mesh_dict(job_id, targets, root / "keys" / "keyring.json", fsync=False))
 
 
-class JobProcess:
-    """One example-job process with its assignment; records are read from its progress file."""
+MLP = "superfactory.agent.examples.mlp"
 
-    def __init__(self, root: Path, job_id: str, token: int, params: dict[str, Any]) -> None:
+
+class WarmProc:
+    """The part of :class:`subprocess.Popen` the tests use, for a job process forked by a zygote (the agents'
+    default way of starting jobs); its exit status comes from the zygote, its output goes to ``log``."""
+
+    stderr = None
+
+    def __init__(self, zygote: Any, pid: int, log: Path) -> None:
+        self.zygote, self.pid, self.log = zygote, pid, log
+        self.returncode: int | None = None
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.zygote.exit_status(self.pid)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(MLP, timeout or 0.0)
+            time.sleep(0.005)
+        assert self.returncode is not None
+        return self.returncode
+
+
+class JobProcess:
+    """One example-job process with its assignment; records are read from its progress file. Started cold
+    (``exec``, a fresh torch import) or, given a ready ``zygote``, forked warm."""
+
+    def __init__(self, root: Path, job_id: str, token: int, params: dict[str, Any], zygote: Any = None) -> None:
         self.assignment = Assignment(job_id=job_id, fencing_token=token, mesh_config=job_mesh(root, job_id),
                                      progress_path=root / f"{job_id}.progress.jsonl", params=params)
         env = {**os.environ, **self.assignment.to_env()}
-        self.proc = subprocess.Popen([sys.executable, "-m", "superfactory.agent.examples.mlp"], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc: Any
+        if zygote is not None:
+            log = root / f"{job_id}-{token}.log"
+            pid = zygote.spawn(MLP, [], env, root, log, {"core_bytes": 0})
+            self.proc = WarmProc(zygote, pid, log)
+        else:
+            self.proc = subprocess.Popen([sys.executable, "-m", MLP], env=env, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE)
         self.reader = ProgressReader(self.assignment.progress_path)
         self.records: list[dict[str, Any]] = []
 
@@ -62,6 +105,8 @@ class JobProcess:
         return rc
 
     def stderr(self) -> str:
+        if isinstance(self.proc, WarmProc):
+            return self.proc.log.read_text(errors="replace")[-2000:] if self.proc.log.exists() else ""
         if self.proc.poll() is None or self.proc.stderr is None:
             return ""
         return self.proc.stderr.read().decode(errors="replace")[-2000:]
@@ -80,12 +125,25 @@ def job_params() -> dict[str, Any]:
     return dict(JOB_PARAMS)
 
 
+@pytest.fixture(scope="session")
+def zygote(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A zygote (torch imported once) that forks the example job warm, as agents do; shared by the session."""
+    from superfactory.agent.zygote import Zygote
+
+    z = Zygote(log_path=tmp_path_factory.mktemp("zygote") / "zygote.log")
+    yield z
+    z.close()
+
+
 @pytest.fixture
-def start_job(tmp_path: Path) -> Any:
+def start_job(tmp_path: Path, zygote: Any, reference_digest: Any) -> Any:
+    """Start the example job warm (forked by the session's zygote). The cold failure-free reference run is
+    requested first: it imports torch while the zygote does."""
     started: list[JobProcess] = []
+    assert zygote.wait_ready(300), "the zygote did not finish importing torch"
 
     def start(job_id: str, token: int, params: dict[str, Any] | None = None, root: Path | None = None) -> JobProcess:
-        job = JobProcess(root or tmp_path, job_id, token, dict(params or JOB_PARAMS))
+        job = JobProcess(root or tmp_path, job_id, token, dict(params or JOB_PARAMS), zygote)
         started.append(job)
         return job
 
@@ -206,7 +264,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A running local fleet with short lease timeouts; stopped (and checked clean) at the end of the module."""
     from superfactory.agent.fleet import FleetOptions, LocalFleet
 
-    opts = FleetOptions(port=free_port(), suspect_after_s=3.0, lost_after_s=15.0, heartbeat_interval_s=0.5,
+    opts = FleetOptions(port=free_port(), suspect_after_s=3.0, lost_after_s=10.0, heartbeat_interval_s=0.5,
                         cycle_s=0.5, hang_s=6.0, startup_s=120.0, stop_grace_s=5.0, tick_s=0.1, seconds_per_step=0.1,
                         mesh_fsync=False)
     f = LocalFleet(tmp_path_factory.mktemp("fleet"), opts)
