@@ -2,12 +2,16 @@
 
 Placement (issue 4): a 4,096-GPU gang in a 100k-GPU factory <= 50 ms (median), shown beside topology-blind
 first-fit on the same state. Saturated days (issue 19): ``nvl72-saturated`` (Kalos size mix) and
-``nvl72-saturated-seren`` (Seren mix) under ``greedy`` and ``gang``, with the LP occupancy bound
-(:mod:`superfactory.policy.occupancy_bound`). Goals, printed as key=value lines with pass/FAIL:
+``nvl72-saturated-seren`` (Seren mix) under ``firstfit-blind``, ``greedy`` and ``gang``, with the LP occupancy
+bound (:mod:`superfactory.policy.occupancy_bound`) minus the node outages of the seed's failure trace (the same
+in every run: checked). Where gang's unheld capacity goes is measured at every decision (``gang_idle_*``: down
+nodes, free nodes on probed-degraded domains, free nodes reserved/promised to a waiting gang, other free nodes).
+Goals, printed as key=value lines with pass/FAIL:
 ``gang_occupancy_share`` (occupancy / bound) >= 0.99; gang's ETTR >= greedy's; ``gang_preemptions_per_day`` <= 20
 (evacuations off degraded domains included); the highest-priority class's mean wait <= greedy's; every
 largest gang starts within ``LARGEST_GANG_WAIT_BOUND_S`` (a gang still waiting at the end counts with its wait so
-far). Keys of the second scenario carry the prefix ``seren_``. Writes ``benchmarks/results/gang.json``.
+far); gang's occupancy >= firstfit-blind's. Keys of the second scenario carry the prefix ``seren_``.
+Writes ``benchmarks/results/gang.json``.
 
     .venv/bin/python benchmarks/gang_bench.py
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -24,12 +29,15 @@ import numpy as np
 from superfactory.cli.stdio import quiet_stdout
 from superfactory.domain.events import EventKind
 from superfactory.domain.factory import Factory, build_clusters
+from superfactory.domain.fleet import NODE_DOWN, NODE_FREE, FleetSnapshot, Place, Plan, SwapNodes
 from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
 from superfactory.domain.topology import topology_of
 from superfactory.observe.summary import summarize
+from superfactory.policy.gang import GangScheduler
 from superfactory.policy.gangfit import place_gang, shape_of
 from superfactory.policy.nodes import first_fit
-from superfactory.policy.occupancy_bound import occupancy_bound
+from superfactory.policy.occupancy_bound import down_spells, occupancy_bound
+from superfactory.policy.registry import register, unregister
 from superfactory.policy.waits import first_start_waits, largest_gangs, mean_wait_s, top_priority
 from superfactory.scenario.loader import load_scenario
 from superfactory.sim.twin import run_twin
@@ -84,64 +92,129 @@ def _evacuations(result: object, sc: object) -> dict[str, float]:
             "evacuation_back_s_mean": statistics.fmean(back) if back else 0.0}
 
 
+class _IdleMeter(GangScheduler):
+    """``gang`` that also meters, between its decisions, where the factory's unheld nodes are (after its plan):
+    down, free on a probed-degraded domain, free but reserved/promised to a waiting gang, other free."""
+
+    built: list[_IdleMeter] = []  # noqa: RUF012 - instances, so the benchmark can read the meter of its run
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        _IdleMeter.built.append(self)
+        self.idle_node_s: dict[str, float] = dict.fromkeys(("down", "degraded", "reserved", "other"), 0.0)
+        self._last: tuple[int, dict[str, int]] | None = None
+
+    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
+        plan = super().decide(snapshot, rng)
+        st0 = snapshot.states[0]
+        status = np.frombuffer(st0.node_status, dtype=np.uint8)
+        free = status == NODE_FREE
+        for a in plan.actions:
+            if isinstance(a, Place):
+                free[list(a.nodes)] = False
+            elif isinstance(a, SwapNodes):
+                free[[n for _, n in a.swaps]] = False
+        topo = topology_of(snapshot.factories[0])
+        bad = np.isin(topo.node_domain, [pr.domain for pr in st0.link_probes])
+        promised = np.zeros_like(free)
+        for book in (self._sticky, self._claims, self._evac):
+            for entry in book.values():
+                promised[list(entry[1])] = True
+        now = {"down": int((status == NODE_DOWN).sum()), "degraded": int((free & bad).sum()),
+               "reserved": int((free & promised & ~bad).sum()), "other": int((free & ~promised & ~bad).sum())}
+        if self._last is not None:
+            dt = snapshot.now_s - self._last[0]
+            for k, v in self._last[1].items():
+                self.idle_node_s[k] += v * dt
+        self._last = (snapshot.now_s, now)
+        return plan
+
+
 def saturated_day(name: str) -> dict[str, object]:
-    """One day of ``name`` under greedy and gang, the occupancy bound, and every goal of issue 19."""
+    """One day of ``name`` under firstfit-blind, greedy and gang, the occupancy bound, and every goal of issue 19."""
     sc = load_scenario(name)
-    with quiet_stdout():  # HiGHS prints a banner on the C side
-        bound = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True)
-        blind = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False)
     runs: dict[str, dict[str, float]] = {}
     days = sc.duration_s / 86_400
-    for policy in ("greedy", "gang"):
-        t0 = time.perf_counter()
-        result = run_twin(sc, policy=policy)
-        wall_s = time.perf_counter() - t0
-        s = summarize(result)
-        waits = first_start_waits(result.events, sc.jobs, sc.duration_s)
-        big = largest_gangs(waits)
-        runs[policy] = {"wall_s": wall_s, "gpu_utilization": s["gpu_utilization"], "ettr": s["ettr"],
-                        "training_throughput_gpu_h": s["training_throughput"],
-                        "jobs_completed": s["jobs_completed"], "preemptions": s["preemptions"],
-                        "preemptions_per_day": s["preemptions"] / days,
-                        "top_priority_mean_wait_s": mean_wait_s(top_priority(waits)),
-                        "largest_gang_gpus": float(big[0].gpus if big else 0),
-                        "largest_gang_max_wait_s": max((w.wait_s for w in big), default=0.0),
-                        "largest_gang_never_started": float(sum(w.censored for w in big)),
-                        **_evacuations(result, sc)}
-    g, gr = runs["gang"], runs["greedy"]
+    traces = []
+    register("gang-idlemeter")(_IdleMeter)
+    try:
+        for policy in ("firstfit-blind", "greedy", "gang"):
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            result = run_twin(sc, policy="gang-idlemeter" if policy == "gang" else policy)
+            wall_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+            traces.append(down_spells(result.events, sc.duration_s))
+            s = summarize(result)
+            waits = first_start_waits(result.events, sc.jobs, sc.duration_s)
+            big = largest_gangs(waits)
+            runs[policy] = {"wall_s": wall_s, "cpu_s": cpu_s, "gpu_utilization": s["gpu_utilization"],
+                            "ettr": s["ettr"], "training_throughput_gpu_h": s["training_throughput"],
+                            "jobs_completed": s["jobs_completed"], "preemptions": s["preemptions"],
+                            "preemptions_per_day": s["preemptions"] / days,
+                            "top_priority_mean_wait_s": mean_wait_s(top_priority(waits)),
+                            "largest_gang_gpus": float(big[0].gpus if big else 0),
+                            "largest_gang_max_wait_s": max((w.wait_s for w in big), default=0.0),
+                            "largest_gang_never_started": float(sum(w.censored for w in big)),
+                            "hot_swaps_degraded": float(sum(e.kind is EventKind.JOB_HOT_SWAPPED
+                                                            for e in result.events)),
+                            **_evacuations(result, sc)}
+    finally:
+        unregister("gang-idlemeter")
+    if not traces[0] == traces[1] == traces[2]:
+        raise AssertionError("the failure trace differs between policies: the bound's outages are not common")
+    node_s = sum(f.nodes for f in sc.factories) * sc.duration_s
+    idle = {k: v / node_s for k, v in _IdleMeter.built[-1].idle_node_s.items()}
+    with quiet_stdout():  # HiGHS prints a banner on the C side
+        bound = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True, down=traces[0])
+        blind = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False, down=traces[0])
+        no_failures = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True)
+    g, gr, ff = runs["gang"], runs["greedy"], runs["firstfit-blind"]
     share = g["gpu_utilization"] / bound.occupancy if bound.occupancy else 0.0
     met = {"occupancy_share": share >= GOALS["occupancy_share"],
            "ettr_vs_greedy": g["ettr"] >= gr["ettr"],
            "preemptions_per_day": g["preemptions_per_day"] <= GOALS["preemptions_per_day"],
            "top_priority_wait_vs_greedy": g["top_priority_mean_wait_s"] <= gr["top_priority_mean_wait_s"],
-           "largest_gang_wait": g["largest_gang_max_wait_s"] <= LARGEST_GANG_WAIT_BOUND_S}
+           "largest_gang_wait": g["largest_gang_max_wait_s"] <= LARGEST_GANG_WAIT_BOUND_S,
+           "occupancy_vs_firstfit_blind": g["gpu_utilization"] >= ff["gpu_utilization"]}
     return {"scenario": name, "bound": bound.occupancy, "bound_blind": blind.occupancy,
+            "bound_without_failures": no_failures.occupancy, "node_outages": len(traces[0]),
             "greedy_share_of_blind_bound": gr["gpu_utilization"] / blind.occupancy if blind.occupancy else 0.0,
-            "gang_occupancy_share": share, "runs": runs, "met": met}
+            "gang_occupancy_share": share, "gang_idle": idle, "runs": runs, "met": met}
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
+    """Both scenarios (or only those named in ``argv``: then nothing is written)."""
+    unknown = [a for a in argv if a not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
     lat = placement_latency()
-    days = {name: saturated_day(name) for name in SCENARIOS}
+    days = {name: saturated_day(name) for name in (argv or SCENARIOS)}
     print(f"{'measure':<50} {'value':>9} {'target':>8} {'blind baseline':>15} {'ratio':>7}")
     name, value, target, base = ("place 4,096-GPU gang in 100k GPUs (median ms)", lat["median_ms"], 50.0,
                                  lat["first_fit_median_ms"])
     print(f"{name:<50} {value:9.2f} {target:8.1f} {base:15.2f} {value / base:7.2f}")
     for sname, d in days.items():
         runs = d["runs"]  # type: ignore[index]
-        print(f"\n{sname}: occupancy bound {d['bound']:.4f} (NVLink domains), {d['bound_blind']:.4f} (blind)")
-        print(f"{'policy':<8} {'occupancy':>9} {'ETTR':>6} {'preempt/d':>9} {'top-prio wait h':>15} "
-              f"{'largest wait h':>14} {'evac':>5} {'wall s':>7}")
+        print(f"\n{sname}: occupancy bound {d['bound']:.4f} (NVLink domains, minus {d['node_outages']} node "
+              f"outages), {d['bound_blind']:.4f} (blind), {d['bound_without_failures']:.4f} (no failures)")
+        idle = d["gang_idle"]  # type: ignore[index]
+        print("gang's unheld capacity (share of node-time): " + ", ".join(f"{k} {v:.4f}" for k, v in idle.items()))
+        print(f"{'policy':<15} {'occupancy':>9} {'ETTR':>6} {'preempt/d':>9} {'top-prio wait h':>15} "
+              f"{'largest wait h':>14} {'evac':>5} {'swaps':>5} {'wall s':>7} {'cpu s':>7}")
         for p, r in runs.items():  # type: ignore[union-attr]
-            print(f"{p:<8} {r['gpu_utilization']:9.4f} {r['ettr']:6.3f} {r['preemptions_per_day']:9.1f} "
+            print(f"{p:<15} {r['gpu_utilization']:9.4f} {r['ettr']:6.3f} {r['preemptions_per_day']:9.1f} "
                   f"{r['top_priority_mean_wait_s'] / 3600:15.2f} {r['largest_gang_max_wait_s'] / 3600:14.2f} "
-                  f"{r['evacuations']:5.0f} {r['wall_s']:7.1f}")
+                  f"{r['evacuations']:5.0f} {r['hot_swaps_degraded']:5.0f} {r['wall_s']:7.1f} {r['cpu_s']:7.1f}")
     print()
     for sname, d in days.items():
-        g, gr = d["runs"]["gang"], d["runs"]["greedy"]  # type: ignore[index]
+        g, gr, ff = d["runs"]["gang"], d["runs"]["greedy"], d["runs"]["firstfit-blind"]  # type: ignore[index]
         tag = "" if sname == SCENARIOS[0] else f"{sname.removeprefix('nvl72-saturated-')}_"
         print(f"{tag}gang_occupancy_bound={d['bound']:.4f}")
+        print(f"{tag}gang_occupancy_bound_without_failures={d['bound_without_failures']:.4f}")
         print(f"{tag}gang_occupancy={g['gpu_utilization']:.4f}")
+        print(f"{tag}greedy_occupancy={gr['gpu_utilization']:.4f}")
+        print(f"{tag}firstfit_blind_occupancy={ff['gpu_utilization']:.4f}")
+        for k, v in d["gang_idle"].items():  # type: ignore[union-attr]
+            print(f"{tag}gang_idle_{k}={v:.4f}")
         print(f"{tag}gang_occupancy_share={d['gang_occupancy_share']:.4f}")
         print(f"{tag}gang_ettr={g['ettr']:.4f}")
         print(f"{tag}greedy_ettr={gr['ettr']:.4f}")
@@ -152,8 +225,11 @@ def main() -> None:
         print(f"{tag}largest_gang_wait_bound_s={LARGEST_GANG_WAIT_BOUND_S}")
         print(f"{tag}gang_evacuations={g['evacuations']:.0f}")
         print(f"{tag}gang_evacuation_back_s_max={g['evacuation_back_s_max']:.0f}")
+        print(f"{tag}gang_hot_swaps_degraded={g['hot_swaps_degraded']:.0f}")
         for goal, ok in d["met"].items():  # type: ignore[union-attr]
             print(f"{tag}goal_{goal}={'pass' if ok else 'FAIL'}")
+    if argv:
+        return
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "placement": lat, "saturated_days": days,
@@ -164,4 +240,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
