@@ -57,6 +57,7 @@ from superfactory.policy.gangfit import place_gang, shape_of
 from superfactory.policy.migration import MigrationGovernor
 from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
 from superfactory.policy.registry import PolicyBase, register
+from superfactory.policy.wan_capacity import with_checkpoint_sync_rows
 
 HOUR_S = 3600
 _BIG = 1e12
@@ -498,9 +499,10 @@ class GeoPolicy(PolicyBase):
                 col_rows[n, 2] = len(free) + nf + c.factory
                 col_use[n, 2] = v.job.gpus
         keys = np.array([self._key(v.job.id) for v in views], dtype=np.int64)
-        return S.AssignmentProblem(ptr, np.array([c.factory for c in cols_sorted], dtype=np.int64),
-                                   np.array([c.cost for c in cols_sorted]), col_rows, col_use, row_cap, keys,
-                                   current), cols_sorted
+        problem = S.AssignmentProblem(ptr, np.array([c.factory for c in cols_sorted], dtype=np.int64),
+                                      np.array([c.cost for c in cols_sorted]), col_rows, col_use, row_cap, keys,
+                                      current)
+        return with_checkpoint_sync_rows(problem, snap, views), cols_sorted  # WAN egress rows (issue 16)
 
     def _key(self, job_id: str) -> int:
         k = self._keys.get(job_id)
