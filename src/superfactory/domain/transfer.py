@@ -10,6 +10,7 @@ in Gb/s, the unit links are rated in.
 from __future__ import annotations
 
 import enum
+import zlib
 from dataclasses import dataclass
 
 from superfactory.domain.factory import WanLink
@@ -33,6 +34,20 @@ CLASS_WEIGHT: dict[TrafficClass, float] = {
     TrafficClass.WEIGHT_SYNC: 1.0,
     TrafficClass.INFERENCE: 8.0,
 }
+
+
+def barrier_offset_s(factory_id: str, interval_s: int, jitter_share: float = 0.1, quantum_s: int = 10) -> int:
+    """Deterministic barrier jitter for a factory: an offset in ``[-share, +share] * interval_s`` from a hash of
+    its id, so factories on the same checkpoint interval stop colliding at the barrier (the checkpoint
+    thundering herd) and every run and every site computes the same offset.
+
+    The offset is a whole number of ``quantum_s`` (the planner's slot): a jittered barrier then starts on a slot
+    boundary, so the planner's grid loses none of a transfer's window to rounding.
+    """
+    h = zlib.crc32(factory_id.encode("utf-8")) / 0xFFFFFFFF  # in [0, 1]
+    offset = (2.0 * h - 1.0) * jitter_share * interval_s
+    q = max(1, int(quantum_s))
+    return round(offset / q) * q
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +157,8 @@ class WanSettings:
         barrier_jitter: offset each job's checkpoint barriers by ±10 % of its interval from its factory's hash.
         stall_at_barrier: a job whose previous checkpoint is not durable yet waits at its next barrier.
         queue_alarm: checkpoint sync queue depth above which a link counts as congested (the source warns > 5).
+        durability_slo_s: a checkpoint must be durable this long after it is written, s, when that comes before
+            the job's next barrier (0 = the next barrier is the deadline).
     """
 
     policy: str = "wan-planner"
@@ -153,6 +170,7 @@ class WanSettings:
     barrier_jitter: bool = False
     stall_at_barrier: bool = True
     queue_alarm: int = 5
+    durability_slo_s: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,6 @@ each pricing pass also gives a Lagrangian lower bound on the cost of any schedul
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,9 +36,12 @@ from superfactory.domain.transfer import (
     PathFlow,
     Transfer,
     TransferSchedule,
+    barrier_offset_s,
 )
 from superfactory.policy.relaxation import new_highs
 from superfactory.policy.wan_paths import Fabric, dijkstra_tree, path_from_tree, shortest_paths
+
+__all__ = ["PlannerConfig", "barrier_offset_s", "plan_transfers"]
 
 UNMET_COST = 1000.0  # per gigabit, times the class weight: missing a deadline dwarfs any lateness
 
@@ -90,20 +92,6 @@ class _Commodity:
     def late_cost(self, slot: np.ndarray | int, n_slots: int) -> np.ndarray | float:
         """Cost per gigabit sent in ``slot``: its class weight × (slot+1)/T × mean size / own size."""
         return self.weight * self.late_scale * (np.asarray(slot) + 1) / n_slots
-
-
-def barrier_offset_s(factory_id: str, interval_s: int, jitter_share: float = 0.1, quantum_s: int = 10) -> int:
-    """Deterministic barrier jitter for a factory: an offset in ``[-share, +share] * interval_s`` from a hash of
-    its id, so factories on the same checkpoint interval stop colliding at the barrier (the checkpoint
-    thundering herd) and every run and every site computes the same offset.
-
-    The offset is a whole number of ``quantum_s`` (the planner's slot): a jittered barrier then starts on a slot
-    boundary, so the planner's grid loses none of a transfer's window to rounding.
-    """
-    h = zlib.crc32(factory_id.encode("utf-8")) / 0xFFFFFFFF  # in [0, 1]
-    offset = (2.0 * h - 1.0) * jitter_share * interval_s
-    q = max(1, int(quantum_s))
-    return round(offset / q) * q
 
 
 def plan_transfers(fabric: Fabric, transfers: Sequence[Transfer], now_s: int,

@@ -26,13 +26,15 @@ from superfactory.domain.reliability import (
 )
 from superfactory.domain.signals import StepSeries
 from superfactory.domain.topology import topology_problem
+from superfactory.domain.transfer import WanSettings
 from superfactory.domain.units import HOUR_S
 from superfactory.errors import ScenarioError
+from superfactory.policy.registry import available, make_policy
 from superfactory.scenario import market_data, markets
 from superfactory.scenario.demand import compile_inference
 from superfactory.scenario.loaders import read_interruption_table
 from superfactory.scenario.model import Scenario, ScenarioEvent
-from superfactory.scenario.policies import policy_problems
+from superfactory.scenario.policies import did_you_mean, policy_problems
 from superfactory.scenario.sanity import limit_problems, semantic_warnings
 from superfactory.scenario.schema import JobSpec, ScenarioSpec, SeriesCsv
 from superfactory.scenario.seeds import SeedTree
@@ -94,6 +96,7 @@ def compile_scenario(spec: ScenarioSpec, base_dir: Path | None = None, source: s
     events = _events(spec, ids, links, errors)
     failure_model = _failure_model(spec, base_dir, errors)
     errors.extend(policy_problems(spec.policy, dict(spec.policy_params)))
+    wan = _wan(spec, errors)
     tree.seed("failures", spec.failures.seed)
     tree.seed("policy")
     if errors:
@@ -107,8 +110,29 @@ def compile_scenario(spec: ScenarioSpec, base_dir: Path | None = None, source: s
         services=services, prices=prices, carbon=carbon, failure_model=failure_model, events=tuple(events),
         policy=spec.policy, policy_params=dict(spec.policy_params), source=source, inference=inference,
         seeds=dict(sorted(tree.effective.items())), pinned_seeds=frozenset(tree.pinned), warnings=warnings,
-        generated_jobs=frozenset(j.id for j in generated), spec=spec, base_dir=base_dir,
+        generated_jobs=frozenset(j.id for j in generated), spec=spec, base_dir=base_dir, wan=wan,
     )
+
+
+def _wan(spec: ScenarioSpec, errors: list[tuple[Path_, str]]) -> WanSettings | None:
+    """The ``wan:`` block as domain settings; its policy must be a ``wan`` role policy that constructs."""
+    w = spec.wan
+    if w is None:
+        return None
+    names = list(available(role="wan"))
+    if w.policy not in names:
+        errors.append((("wan", "policy"), f"unknown wan policy {w.policy!r}{did_you_mean(w.policy, names)}; "
+                       f"wan policies are: {', '.join(names)}"))
+    else:
+        try:
+            make_policy(w.policy, **w.policy_params)
+        except (TypeError, ValueError) as e:
+            errors.append((("wan", "policy_params"), f"wan policy {w.policy!r}: bad parameters: {e}"))
+    if w.quorum > w.copies:
+        errors.append((("wan", "quorum"), f"quorum {w.quorum} is more than copies {w.copies}"))
+    return WanSettings(w.policy, tuple(sorted(w.policy_params.items())), w.copies, w.quorum, w.critical_share,
+                       w.inference_share, w.barrier_jitter, w.stall_at_barrier, w.queue_alarm,
+                       w.durability_slo)
 
 
 def _factories(spec: ScenarioSpec, errors: list[tuple[Path_, str]]) -> list[Factory]:

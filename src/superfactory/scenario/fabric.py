@@ -179,3 +179,58 @@ def checkpoint_herd(n_factories: int = 12, seed: int = 0, hot_share: float = 0.2
     for lk in fab.links:
         infer[(lk.a, lk.b)] = infer[(lk.b, lk.a)] = inference_share * lk.bandwidth_gbps
     return HerdWorkload(fab, tuple(transfers), infer, interval_s, window_s)
+
+
+#: GPUs of a job of each checkpoint class in the built-in twin scenario (smaller gangs than JOB_GPUS: the twin
+#: holds every node of every factory)
+HERD_JOB_GPUS = (1024, 2048, 4096)
+
+
+def checkpoint_herd_scenario(n_factories: int = 12, seed: int = 0, hot_share: float = 0.25, hot_jobs: int = 10,
+                             cold_jobs: int = 2, link_gbps: float = 400.0, inference_share: float = 0.3,
+                             duration: str = "2h") -> dict[str, object]:
+    """The built-in ``checkpoint-herd`` twin scenario as a YAML-ready document (``scripts/gen_checkpoint_herd.py``
+    writes it): the fabric and job mix of :func:`checkpoint_herd` with aligned 15-minute barriers (every job
+    starts at t=0 on its home factory under ``home-region``), checkpoints of 0.75/2/4.5 TB replicated to 3
+    regions, inference on 30 % of every link. One job of the first cold factory carries EU personal data that
+    only one other (linked) factory is cleared for, so its checkpoints have reduced durability (1 of 3 regions)."""
+    rng = np.random.default_rng(seed)
+    fab = region_fabric(n_factories, seed, bandwidth_gbps=(link_gbps,), min_links=4, max_links=5)
+    n_hot = max(1, round(hot_share * n_factories))
+    hot = set(rng.choice(n_factories, size=n_hot, replace=False).tolist())
+    cold = [i for i in range(n_factories) if i not in hot]
+    eu_home = fab.sites[cold[0]]
+    eu_peer = min((lk.latency_ms, lk.b if lk.a == eu_home else lk.a) for lk in fab.links if eu_home in (lk.a, lk.b))[1]
+    factories = []
+    jobs = []
+    for i, (site, region) in enumerate(zip(fab.sites, fab.regions, strict=True)):
+        n_jobs = hot_jobs if i in hot else cold_jobs
+        gpus = 0
+        for j in range(n_jobs):
+            cls = int(rng.choice(len(CHECKPOINT_TB), p=CHECKPOINT_SHARE))
+            job = {"id": f"{site}-job{j}", "accelerator": "H100-SXM", "gpus": HERD_JOB_GPUS[cls], "work": "30d",
+                   "home": site, "preemptible": False,
+                   "checkpoint": {"interval": "15min", "blocking": "10s", "size": f"{CHECKPOINT_TB[cls]}TB",
+                                  "write_bandwidth": "3.2Tbps"}}
+            if site == eu_home and j == 0:
+                job["sovereignty"] = ["EU_PERSONAL"]
+            jobs.append(job)
+            gpus += HERD_JOB_GPUS[cls]
+        nodes = gpus // 8 + 64  # every job of the site fits at t=0, with spares for failed nodes
+        factories.append({
+            "id": site, "region": region, "market": "PJM", "jurisdiction": "US",
+            "power_cap": f"{round(nodes * 0.02)}MW", "cooling_capacity": f"{round(nodes * 0.018)}MW", "pue": 1.2,
+            "clearances": ["US", "EU_PERSONAL"] if site in (eu_home, eu_peer) else ["US"],
+            "systems": [{"system": "dgx-h100", "nodes": nodes}]})
+    links = [{"a": lk.a, "b": lk.b, "bandwidth": f"{lk.bandwidth_gbps:g}Gbps", "latency": f"{lk.latency_ms:g}ms"}
+             for lk in fab.links]
+    return {
+        "name": "checkpoint-herd",
+        "description": (f"{n_factories} factories on measured cloud regions, every job checkpointing on aligned "
+                        "15-minute barriers to 3 regions over shared 400 Gb/s links carrying inference traffic"),
+        "seed": seed, "duration": duration, "policy": "home-region",
+        "factories": factories, "links": links, "jobs": jobs,
+        "failures": {"table": "llama3-405b", "planned": False},
+        "wan": {"policy": "wan-planner", "copies": 3, "inference_share": inference_share, "barrier_jitter": True,
+                "durability_slo": "8min", "policy_params": {"slot_s": 10, "horizon_s": 1200}},
+    }

@@ -10,6 +10,7 @@ from superfactory.domain.factory import Factory, WanLink
 from superfactory.domain.job import InferenceService, TrainingJob
 from superfactory.domain.reliability import FailureModel
 from superfactory.domain.signals import StepSeries
+from superfactory.domain.transfer import WanSettings
 
 if TYPE_CHECKING:
     from superfactory.scenario.demand import InferenceSetup
@@ -61,6 +62,7 @@ class Scenario:
     pinned_seeds: frozenset[str] = frozenset()
     warnings: tuple[str, ...] = ()
     generated_jobs: frozenset[str] = frozenset()  # ids of the jobs drawn from ``workload``
+    wan: WanSettings | None = None  # WAN modelling (the ``wan:`` block), if any
     spec: ScenarioSpec | None = field(default=None, repr=False, compare=False)
     base_dir: Path | None = field(default=None, repr=False, compare=False)
 

@@ -268,6 +268,23 @@ class EventSpec(Strict):
         return self
 
 
+class WanSpec(Strict):
+    """WAN modelling (docs/wan.md): links carry checkpoint replication, scheduled by a ``wan`` role policy, and a
+    failure restores the last checkpoint whose quorum of copies arrived. Absent: links only time migrations."""
+
+    policy: str = Field(default="wan-planner", description="wan-planner, wan-naive or wan-overlay")
+    policy_params: dict[str, object] = Field(default_factory=dict)
+    copies: int = Field(default=3, ge=1, le=8, description="regions each checkpoint's critical tier goes to")
+    quorum: int = Field(default=0, ge=0, le=8, description="copies that make it durable (0 = all)")
+    critical_share: float = Field(default=1.0, gt=0, le=1, description="share of a checkpoint replicated")
+    inference_share: float = Field(default=0.0, ge=0, lt=1, description="inference traffic, share of each link")
+    barrier_jitter: bool = Field(default=False, description="offset barriers ±10 % of the interval by factory")
+    stall_at_barrier: bool = Field(default=True, description="a job waits at a barrier for the last durability")
+    queue_alarm: int = Field(default=5, ge=1, description="checkpoint sync queue depth that counts as congested")
+    durability_slo: Duration = Field(default=0, ge=0, description="durable this soon after writing, if before "
+                                     "the next barrier (0 = the next barrier)")
+
+
 class ScenarioSpec(Strict):
     """A whole scenario file."""
 
@@ -291,3 +308,4 @@ class ScenarioSpec(Strict):
     events: list[EventSpec] = Field(default_factory=list)
     policy: str = "greedy"
     policy_params: dict[str, object] = Field(default_factory=dict)
+    wan: WanSpec | None = None

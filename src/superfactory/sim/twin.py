@@ -9,13 +9,17 @@ its view and actuator the simulated fleet, its event sink an append-only list.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from superfactory.domain.events import Event, EventKind
+from superfactory.domain.fleet import FleetSnapshot, Plan
+from superfactory.domain.outcome import ActionOutcome
+from superfactory.domain.transfer import RouteTransfer, WanSettings
 from superfactory.errors import PolicyError
 from superfactory.loop.decision import DecisionLoop, ShadowStats
 from superfactory.policy.registry import TRAINING, Policy, UnknownPolicyError, available, make_policy
@@ -24,7 +28,9 @@ from superfactory.sim.factorystate import HourRow
 from superfactory.sim.fleet import SimulatedFleet
 from superfactory.sim.inference import InferenceResult, ServingActuator
 from superfactory.sim.jobstate import JobRuntime
-from superfactory.sim.kernel import PRIO_DECIDE, PRIO_SIGNAL, Kernel
+from superfactory.sim.kernel import PRIO_DECIDE, PRIO_FAILURE, PRIO_SIGNAL, Kernel
+from superfactory.sim.wan import WanFabric, WanReport
+from superfactory.sim.wan_replication import CheckpointReplication, ReplicationReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,17 @@ class TwinResult:
     inference: InferenceResult | None = None
     shadow: dict[str, ShadowStats] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
+    wan: WanResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WanResult:
+    """The WAN side of a run that modelled it: the wan policy, what the links did, checkpoint durability."""
+
+    policy: str
+    fabric: WanReport
+    replication: ReplicationReport
+    decisions: int
 
 
 #: the policy that places inference replicas when a scenario serves services
@@ -98,6 +115,8 @@ def run_twin(
     on_progress: Callable[[int, int], None] | None = None,
     check_invariants: bool = False,
     shadow: tuple[str, ...] = (),
+    wan_policy: str | None = None,
+    wan_params: dict[str, object] | None = None,
 ) -> TwinResult:
     """Simulate ``scenario`` and return its results.
 
@@ -111,6 +130,8 @@ def run_twin(
         check_invariants: verify fleet invariants after every event (slow; for tests).
         shadow: names of policies (default parameters) that decide in shadow beside the acting policy of their
             role: their plans are recorded and scored, never applied (``TwinResult.shadow``).
+        wan_policy, wan_params: the ``wan`` role's policy and parameters instead of the scenario's ``wan:`` block
+            (a scenario without one then models its WAN with default settings; see docs/wan.md).
     """
     t0 = time.perf_counter()
     if seed is not None and seed != scenario.seed:
@@ -141,15 +162,32 @@ def run_twin(
         policies.append(build_policy(INFERENCE_POLICY, {
             "headroom": inf.headroom, "horizon_s": inf.horizon_s, "hysteresis": inf.hysteresis,
             "queue_margin": inf.queue_margin}))
+    world: SimulatedFleet | _WanWorld = fleet
+    fabric = replication = None
+    settings = scenario.wan
+    if wan_policy is not None:
+        settings = dataclasses.replace(settings or WanSettings(), policy=wan_policy,
+                                       policy_params=tuple(sorted((wan_params or {}).items())))
+    if settings is not None:  # links carry checkpoint replication, scheduled by the wan role (sim/wan.py)
+        fabric = WanFabric(kernel, scenario.links, settings, log.emit)
+        replication = fleet.wan = CheckpointReplication(fleet, fabric, settings, log.emit)
+        wan_pol = build_policy(settings.policy, dict(settings.policy_params))
+        if wan_pol.role != "wan":
+            raise PolicyError(f"policy {settings.policy!r} places {wan_pol.role}, not WAN transfers; choose a wan "
+                              f"policy ({', '.join(available('wan'))})")
+        policies.append(wan_pol)
+        world = _WanWorld(fleet, fabric)
     try:
-        loop = DecisionLoop(policies, fleet, fleet, KernelClock(kernel), log, policy_seed,
+        loop = DecisionLoop(policies, world, world, KernelClock(kernel), log, policy_seed,
                             shadows=tuple(build_policy(n) for n in shadow))
     except ValueError as e:  # a second acting policy of a role, or a shadow with no acting policy of its role
         raise PolicyError(str(e)) from None
     fleet.request_decision = loop.request
     fleet.periodic = loop.periodic
+    if fabric is not None:
+        fabric.request_plan = lambda: loop.request("wan")
     for ev in scenario.events:
-        kernel.at(ev.at_s, PRIO_SIGNAL, _scenario_event, fleet, ev)
+        kernel.at(ev.at_s, PRIO_SIGNAL, _scenario_event, fleet, ev, fabric)
     if serving is not None:
         serving.start()
     loop.start()
@@ -158,6 +196,11 @@ def run_twin(
     kernel.run(until, (lambda now: on_progress(now, until)) if on_progress else None,
                fleet.check_invariants if check_invariants else None)
     fleet.end_run(until)
+    wan_result = None
+    if fabric is not None and replication is not None and settings is not None:
+        fabric.close(until)
+        wan_result = WanResult(settings.policy, fabric.report(), replication.report(),
+                               loop.decisions_by_policy.get(settings.policy, 0))
     if on_progress:
         on_progress(until, until)
     if serving is not None:  # preemptions the pre-placer's actions caused, from the record
@@ -182,10 +225,39 @@ def run_twin(
         inference=serving.result if serving is not None else None,
         shadow=dict(loop.shadow_stats),
         outcomes=dict(loop.outcomes),
+        wan=wan_result,
     )
 
 
-def _scenario_event(fleet: SimulatedFleet, ev: ScenarioEvent) -> None:
+class _WanWorld:
+    """The fleet's view and actuator with the WAN added: snapshots carry the fabric's state
+    (``FleetSnapshot.wan``), and the wan role's ``RouteTransfer`` actions go to the fabric."""
+
+    __slots__ = ("fabric", "fleet")
+
+    def __init__(self, fleet: SimulatedFleet, fabric: WanFabric) -> None:
+        self.fleet = fleet
+        self.fabric = fabric
+
+    def snapshot(self) -> FleetSnapshot:
+        return dataclasses.replace(self.fleet.snapshot(), wan=self.fabric.state())
+
+    def apply(self, plan: Plan) -> Sequence[ActionOutcome]:
+        routes = [a for a in plan.actions if isinstance(a, RouteTransfer)]
+        if not routes:
+            return self.fleet.apply(plan)
+        rest = dataclasses.replace(plan, actions=tuple(a for a in plan.actions if not isinstance(a, RouteTransfer)))
+        return [*self.fleet.apply(rest), *self.fabric.route(routes)]
+
+
+def _scenario_event(fleet: SimulatedFleet, ev: ScenarioEvent, fabric: WanFabric | None = None) -> None:
+    if fabric is not None and ev.kind in ("factory_outage", "partition"):  # the WAN loses the site's or link's arcs
+        if ev.kind == "partition":
+            fabric.set_link(ev.link[0], ev.link[1], False)
+            fleet.k.after(ev.duration_s, PRIO_FAILURE, fabric.set_link, ev.link[0], ev.link[1], True)
+        else:
+            fabric.set_site(ev.factory, False)
+            fleet.k.after(ev.duration_s, PRIO_FAILURE, fabric.set_site, ev.factory, True)
     if ev.kind == "factory_outage":
         fleet.factory_outage(ev.factory, ev.duration_s)
     elif ev.kind == "partition":
