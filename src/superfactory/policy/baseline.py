@@ -6,13 +6,16 @@ These are the reference points the smarter policies are measured against. Neithe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, JobView, Place, Plan
-from superfactory.policy.feasibility import evaluate
-from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
+from superfactory.domain.factory import Factory
+from superfactory.domain.fleet import NODE_FREE, FactoryState, FleetSnapshot, JobView, Place, Plan
+from superfactory.policy.feasibility import ShapeCheck, evaluate, shape_check
+from superfactory.policy.nodes import tp_aligned_fit
 from superfactory.policy.registry import PolicyBase, register
 
 FULL = "full"
@@ -49,12 +52,17 @@ class _FirstFitPlanner(PolicyBase, ABC):
     and power taken by earlier placements are tracked so a plan never double-books a node or a megawatt.
     Jobs that fit nowhere wait; later, smaller jobs may backfill around them.
 
-    Cost (issue 12): a decision's work grows with the *distinct* job shapes waiting, not with the queue. A job
-    that fits nowhere leaves its outcome (reasons, refusals) under its shape — accelerator, GPUs, TP size, data
-    classes and candidate factories; jobs with a carbon budget are always evaluated, their outcome depends on
-    their own progress — and a later job of the same shape reuses it until the plan places something (only a
-    placement changes capacity or power within a decision). The queue order is kept while the world shows the
-    same pending tuple (a world that reuses it while its queue is unchanged saves the sort).
+    Cost (issue 12): a decision's work grows with the job *shapes* waiting and the factories that changed, not
+    with the queue or the fleet. A job's outcome depends only on its shape — accelerator, GPUs, TP size, data
+    classes (and its candidate list when that depends on the job) — and on the candidate factories' states;
+    jobs with a carbon budget are always evaluated in full (their outcome depends on their own progress). When a
+    shape fits nowhere its outcome (per-factory reasons, refusals, the waiting sentence) is kept with the
+    factory states it was computed on. The next job of that shape, in this decision or a later one, re-evaluates
+    only the factories whose state changed since (a different ``FactoryState`` object in the snapshot, or a
+    placement of this plan there): a factory that refused before and did not change refuses again with the same
+    reason, so the first factory that now accepts the job is the first *changed* one that does, in candidate
+    order — the same plan as evaluating every factory. The queue order is kept while the world shows the same
+    pending tuple (a world that reuses it while its queue is unchanged saves the sort).
     """
 
     name = "abstract"
@@ -64,6 +72,11 @@ class _FirstFitPlanner(PolicyBase, ABC):
     def __init__(self) -> None:
         super().__init__()
         self._order_of: tuple[tuple[JobView, ...], list[JobView]] | None = None
+        # (factory index, accelerator, GPUs, data classes) -> shape_check, for the factories of _fleet
+        self._shapes: dict[tuple[int, str, int, frozenset[str]], ShapeCheck] = {}
+        self._fleet: tuple[Factory, ...] = ()
+        self._failed: dict[tuple[object, ...], _Failed] = {}
+        self._serial = 0  # decisions made
 
     @abstractmethod
     def candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
@@ -79,39 +92,60 @@ class _FirstFitPlanner(PolicyBase, ABC):
 
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
         del rng  # deterministic
+        if snapshot.factories is not self._fleet:  # another fleet: nothing kept applies
+            self._shapes, self._failed, self._fleet = {}, {}, snapshot.factories
+        self._serial += 1
+        serial = self._serial
+        shapes, failed = self._shapes, self._failed
+        factories, states = snapshot.factories, snapshot.states
         status: dict[int, npt.NDArray[np.uint8]] = {}
         free_count: dict[tuple[int, str], int] = {}  # free nodes per (factory, accelerator), kept up to date
-        it_power = [s.it_power_w for s in snapshot.states]
+        it_power = [s.it_power_w for s in states]
         actions: list[Place] = []
+        touched: list[int] = []  # factory of each placement of this plan, in order
         waiting: list[tuple[str, str]] = []
         refusals: list[tuple[str, str, str]] = []
-        # shape -> (placements made when it was computed, why it waits, (factory index, refusal reason) ...)
-        failed: dict[tuple[object, ...], tuple[int, str, tuple[tuple[int, str], ...]]] = {}
         shared = None if self.candidates_per_job or not snapshot.pending else self.candidates(
             snapshot, snapshot.pending[0])
+        shared_t = tuple(shared) if shared is not None else ()
         for view in self._queue(snapshot.pending):
             job = view.job
             cands = self.candidates(snapshot, view) if shared is None else shared
             shape: tuple[object, ...] | None = None
+            memo: _Failed | None = None
+            redo: set[int] | None = None  # factories to evaluate (None: every candidate)
             if job.carbon_budget_tco2 is None:
                 shape = (job.accelerator, job.gpus, job.tp_size, job.sovereignty,
                          None if shared is not None else tuple(cands))
-                hit = failed.get(shape)
-                if hit is not None and hit[0] == len(actions):
-                    refusals.extend((job.id, snapshot.factories[i].id, reason) for i, reason in hit[2])
-                    waiting.append((job.id, hit[1]))
-                    continue
-            reasons: dict[int, str] = {}
-            refused: list[tuple[int, str]] = []
-            placed = False
+                memo = failed.get(shape)
+                if memo is not None:
+                    if memo.serial == serial:
+                        redo = set(touched[memo.placed:])
+                    else:
+                        old = memo.states
+                        redo = {i for i in range(len(states)) if states[i] is not old[i]}
+                        redo.update(touched)
+                    if not redo:
+                        ref = memo.refused if memo.order == shared_t else _in_order(memo.refused, cands)
+                        refusals.extend((job.id, factories[i].id, reason) for i, reason in ref)
+                        waiting.append((job.id, memo.why))
+                        continue
+            reasons: dict[int, str] = dict(memo.reasons) if memo is not None else {}
+            refused = [(i, r) for i, r in memo.refused if i not in redo] if memo is not None and redo else []
+            placed_at = -1
             for i in cands:
-                f, st = snapshot.factories[i], snapshot.states[i]
-                check = evaluate(view, f, st, it_power[i])
+                if redo is not None and i not in redo:
+                    continue
+                f, st = factories[i], states[i]
+                skey = (i, job.accelerator, job.gpus, job.sovereignty)
+                sc = shapes.get(skey)
+                if sc is None:
+                    sc = shapes[skey] = shape_check(job, f)
+                check = evaluate(view, f, st, it_power[i], shape=sc)
                 if not check.ok:
                     reasons[i] = check.reason
                     audit = check.audit(job.id, f.id)
                     if audit is not None:
-                        refusals.append(audit)
                         refused.append((i, audit[2]))
                     continue
                 extra_w = check.extra_it_w
@@ -120,7 +154,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
                     raw = st.node_status
                     free_count[key] = sum(raw.count(NODE_FREE, c.node_offset, c.node_end)
                                           for c in f.clusters_of(job.accelerator))
-                need = nodes_needed(f, job.accelerator, job.gpus)
+                need = sc.nodes
                 nodes = None
                 if free_count[key] >= need:
                     if i not in status:
@@ -133,14 +167,43 @@ class _FirstFitPlanner(PolicyBase, ABC):
                 free_count[key] -= len(nodes)
                 it_power[i] += extra_w
                 actions.append(Place(job.id, f.id, nodes))
-                placed = True
+                touched.append(i)
+                placed_at = i
                 break
-            if not placed:
-                why = _why(snapshot, job.accelerator, reasons)
-                waiting.append((job.id, why))
-                if shape is not None:
-                    failed[shape] = (len(actions), why, tuple(refused))
+            if memo is not None and refused:
+                refused = _in_order(refused, cands)
+            if placed_at >= 0:  # refusals of the factories tried before the one that took it
+                before = set(cands[:cands.index(placed_at)]) if refused else set()
+                refusals.extend((job.id, factories[i].id, r) for i, r in refused if i in before)
+                continue
+            refusals.extend((job.id, factories[i].id, r) for i, r in refused)
+            why = memo.why if memo is not None and reasons == memo.reasons else _why(snapshot, job.accelerator,
+                                                                                       reasons)
+            waiting.append((job.id, why))
+            if shape is not None:
+                failed[shape] = _Failed(states, serial, len(actions), reasons, tuple(refused), why, shared_t)
         return Plan(tuple(actions), tuple(waiting), tuple(refusals))
+
+
+@dataclass(slots=True)
+class _Failed:
+    """A job shape's outcome where it fit nowhere: the snapshot states and the point of the plan (decision
+    serial, placements made) it was computed at, every candidate's reason, the hard-rule refusals in candidate
+    order, the waiting sentence, and the shared candidate order then (empty when candidates are per job)."""
+
+    states: tuple[FactoryState, ...]
+    serial: int
+    placed: int
+    reasons: dict[int, str]
+    refused: tuple[tuple[int, str], ...]
+    why: str
+    order: tuple[int, ...]
+
+
+def _in_order(refused: Sequence[tuple[int, str]], cands: list[int]) -> list[tuple[int, str]]:
+    """``refused`` (factory index, reason) sorted by the factories' positions in ``cands``."""
+    pos = {i: k for k, i in enumerate(cands)}
+    return sorted(refused, key=lambda e: pos[e[0]])
 
 
 @register("greedy")

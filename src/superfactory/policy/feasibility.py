@@ -27,8 +27,8 @@ from superfactory.domain.job import TrainingJob
 from superfactory.models.power import added_it_power_w, remaining_energy_mwh
 from superfactory.policy.nodes import nodes_needed
 
-__all__ = ["Feasibility", "Verdict", "added_it_power_w", "carbon_budget_refusal", "evaluate", "power_refusal",
-           "remaining_energy_mwh", "sovereignty_refusal", "static_refusal"]
+__all__ = ["Feasibility", "ShapeCheck", "Verdict", "added_it_power_w", "carbon_budget_refusal", "evaluate",
+           "power_refusal", "remaining_energy_mwh", "shape_check", "sovereignty_refusal", "static_refusal"]
 
 
 class Verdict(StrEnum):
@@ -67,29 +67,57 @@ class Feasibility:
         return (job_id, factory_id, self.reason)
 
 
-def evaluate(view: JobView, factory: Factory, state: FactoryState, it_power_w: float,
-             nodes: int | None = None) -> Feasibility:
-    """Run the pipeline (module docstring) for ``view`` on ``factory`` whose IT load is ``it_power_w`` (the
-    snapshot's, plus what this plan already added). ``nodes``: nodes the job would take (default: the fewest
-    that hold it)."""
-    job = view.job
-    if factory.gpus_of(job.accelerator) < job.gpus:
-        return Feasibility(Verdict.INFEASIBLE, "accelerator",
-                           f"{factory.id} has {factory.gpus_of(job.accelerator)} {job.accelerator} GPUs < {job.gpus}")
-    rule = sovereignty_refusal(job, factory)
-    if rule is not None:
-        return Feasibility(Verdict.REFUSED, "sovereignty", f"sovereignty: {rule}")
-    rule = carbon_budget_refusal(job, view.carbon_spent_tco2, view.progress_s, factory, state.carbon_g_per_kwh)
-    if rule is not None:
-        return Feasibility(Verdict.REFUSED, "carbon", rule)
-    if not state.up:
-        return Feasibility(Verdict.RETRY_LATER, "down", f"{factory.id} is down")
+@dataclass(frozen=True, slots=True)
+class ShapeCheck:
+    """What :func:`evaluate` concludes from the job's shape and the factory alone (issue 12: a policy may keep it
+    for the whole run, since neither changes).
+
+    Attributes:
+        refusal: the accelerator/size or sovereignty verdict when it fails, else ``None``.
+        nodes: nodes the job would take there.
+        extra_it_w: IT power those nodes would add, W.
+    """
+
+    refusal: Feasibility | None
+    nodes: int
+    extra_it_w: float
+
+
+def shape_check(job: TrainingJob, factory: Factory, nodes: int | None = None) -> ShapeCheck:
+    """The static filters of :func:`evaluate` (accelerator and size, then sovereignty) for ``job`` on
+    ``factory``, with the nodes it takes (default: the fewest that hold it) and the IT power they add."""
     n = nodes if nodes is not None else nodes_needed(factory, job.accelerator, job.gpus)
     extra = added_it_power_w(factory, job.accelerator, n)
-    rule = power_refusal(factory, it_power_w, extra)
+    if factory.gpus_of(job.accelerator) < job.gpus:
+        return ShapeCheck(Feasibility(
+            Verdict.INFEASIBLE, "accelerator",
+            f"{factory.id} has {factory.gpus_of(job.accelerator)} {job.accelerator} GPUs < {job.gpus}"), n, extra)
+    rule = sovereignty_refusal(job, factory)
     if rule is not None:
-        return Feasibility(Verdict.RETRY_LATER, "power", rule, extra)
-    return Feasibility(Verdict.OK, extra_it_w=extra)
+        return ShapeCheck(Feasibility(Verdict.REFUSED, "sovereignty", f"sovereignty: {rule}"), n, extra)
+    return ShapeCheck(None, n, extra)
+
+
+def evaluate(view: JobView, factory: Factory, state: FactoryState, it_power_w: float,
+             nodes: int | None = None, shape: ShapeCheck | None = None) -> Feasibility:
+    """Run the pipeline (module docstring) for ``view`` on ``factory`` whose IT load is ``it_power_w`` (the
+    snapshot's, plus what this plan already added). ``nodes``: nodes the job would take (default: the fewest
+    that hold it). ``shape``: :func:`shape_check` of this job and factory, when the caller kept it."""
+    job = view.job
+    sc = shape if shape is not None else shape_check(job, factory, nodes)
+    if sc.refusal is not None:
+        return sc.refusal
+    if job.carbon_budget_tco2 is not None:
+        rule = carbon_budget_refusal(job, view.carbon_spent_tco2, view.progress_s, factory,
+                                     state.carbon_g_per_kwh)
+        if rule is not None:
+            return Feasibility(Verdict.REFUSED, "carbon", rule)
+    if not state.up:
+        return Feasibility(Verdict.RETRY_LATER, "down", f"{factory.id} is down")
+    rule = power_refusal(factory, it_power_w, sc.extra_it_w)
+    if rule is not None:
+        return Feasibility(Verdict.RETRY_LATER, "power", rule, sc.extra_it_w)
+    return Feasibility(Verdict.OK, extra_it_w=sc.extra_it_w)
 
 
 def sovereignty_refusal(job: TrainingJob, factory: Factory) -> str | None:

@@ -20,8 +20,12 @@ from superfactory.sim.kernel import PRIO_SIGNAL
 class AccountingMixin:
     """Hourly energy/cost/carbon rows, per-job energy, price events and shocks (uses SimulatedFleet's state)."""
 
-    def _accrue_job_energy(self, jr: JobRuntime, now: int) -> None:
-        """Attribute facility energy, cost and carbon of the job's nodes since max(hold start, hour start)."""
+    def _accrue_job_energy(self, jr: JobRuntime, now: int,
+                           memo: dict[tuple[int, int], tuple[float, float]] | None = None) -> None:
+        """Attribute facility energy, cost and carbon of the job's nodes since max(hold start, hour start).
+        ``memo``: (factory index, start) -> (effective price, carbon intensity), shared by the jobs of one
+        accounting close (every job in a factory mostly starts at the hour's start: one price lookup, not one
+        per job)."""
         start = max(jr.held_since_s, self._hour_start_s)
         dt = now - start
         if dt <= 0 or jr.factory < 0:
@@ -34,9 +38,15 @@ class AccountingMixin:
         e_j = power_w * dt
         jr.energy_j += e_j
         mwh = e_j / 3.6e9
-        jr.cost_usd += mwh * effective_price_usd_per_mwh(self.price_at(f.market, start), f.ppa_share,
-                                                         f.ppa_usd_per_mwh)
-        jr.carbon_g += mwh * 1000.0 * self.carbon[f.grid].at(start)  # MWh -> kWh, x g/kWh
+        key = (jr.factory, start)
+        signal = memo.get(key) if memo is not None else None
+        if signal is None:
+            signal = (effective_price_usd_per_mwh(self.price_at(f.market, start), f.ppa_share, f.ppa_usd_per_mwh),
+                      self.carbon[f.grid].at(start))
+            if memo is not None:
+                memo[key] = signal
+        jr.cost_usd += mwh * signal[0]
+        jr.carbon_g += mwh * 1000.0 * signal[1]  # MWh -> kWh, x g/kWh
 
     def _emit_prices(self, now: int) -> None:
         for market, series in sorted(self.prices.items()):
@@ -73,8 +83,9 @@ class AccountingMixin:
         span = now - start
         if span <= 0:
             return
+        memo: dict[tuple[int, int], tuple[float, float]] = {}
         for jr in self.holding.values():
-            self._accrue_job_energy(jr, now)
+            self._accrue_job_energy(jr, now, memo)
         for r in self.rt:
             r.accrue(now)
             f = r.factory

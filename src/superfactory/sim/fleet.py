@@ -9,6 +9,7 @@ tests catch them instead of silently corrupting capacity.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
@@ -404,10 +405,9 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             self.k.after(gap, PRIO_FAILURE, self._planned_stop, jr, jr.incarnation, jr.held_since_s)
 
     def _schedule_running(self, jr: JobRuntime, tok: int, next_ckpt_s: int) -> None:
-        now = self.k.now_s()
+        now = self.k.now
         jr.next_ckpt_s = next_ckpt_s
-        remaining = jr.job.work_s - jr.progress_s
-        finish_s = now + max(0, int(np.ceil(remaining / jr.speed)))
+        finish_s = now + max(0, math.ceil((jr.work_s - jr.progress_s) / jr.speed))
         if finish_s <= next_ckpt_s:
             self.k.at(finish_s, PRIO_JOB, self._complete, jr, tok)
         else:
@@ -416,26 +416,26 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
     def _checkpoint_begin(self, jr: JobRuntime, tok: int) -> None:
         if jr.token != tok:
             return
-        now = self.k.now_s()
+        now = self.k.now
         jr.accrue_progress(now)
         tok = jr.bump(JobState.CHECKPOINTING)
         if self.wan is not None and self.wan.holds_barrier(jr, tok, now):
             return  # the previous checkpoint is not durable yet: the WAN resumes the barrier when it is
-        self.k.after(jr.job.checkpoint.blocking_s, PRIO_JOB, self._checkpoint_unblock, jr, tok, now, jr.progress_s)
+        self.k.at(now + jr.ckpt_blocking_s, PRIO_JOB, self._checkpoint_unblock, jr, tok, now, jr.progress_s)
 
     def _checkpoint_unblock(self, jr: JobRuntime, tok: int, began_s: int, snap_progress_s: float) -> None:
         if jr.token != tok:
             return
-        now = self.k.now_s()
+        now = self.k.now
         jr.checkpoint_stall_s += now - began_s
         jr.run_since_s = now
         tok = jr.bump(JobState.RUNNING)
-        write_s = jr.job.checkpoint.async_write_s
+        write_s = jr.ckpt_write_s
         if write_s == 0:
             self._checkpoint_commit(jr, jr.incarnation, snap_progress_s)
         else:
-            self.k.after(write_s, PRIO_JOB - 1, self._checkpoint_commit, jr, jr.incarnation, snap_progress_s)
-        self._schedule_running(jr, tok, max(now + 1, began_s + jr.job.checkpoint.interval_s))
+            self.k.at(now + write_s, PRIO_JOB - 1, self._checkpoint_commit, jr, jr.incarnation, snap_progress_s)
+        self._schedule_running(jr, tok, max(now + 1, began_s + jr.ckpt_interval_s))
 
     def _checkpoint_commit(self, jr: JobRuntime, incarnation: int, progress_s: float) -> None:
         if jr.incarnation != incarnation or progress_s <= jr.committed_s:
@@ -444,7 +444,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         jr.checkpoints += 1
         if jr.index in self.pending:  # a waiting job's view shows its committed progress
             self.pending.version += 1
-        self.emit(Event(self.k.now_s(), EventKind.CHECKPOINT_COMMITTED, jr.job.id, self._fid(jr), value=progress_s))
+        self.emit(Event(self.k.now, EventKind.CHECKPOINT_COMMITTED, jr.job.id, self._fid(jr), value=progress_s))
         if self.wan is not None:  # replicate its critical tier; durable once the quorum arrives
             self.wan.written(jr, progress_s)
 

@@ -46,3 +46,16 @@ class InvariantsMixin:
             status = np.where(r.down, NODE_DOWN, np.where((r.node_job >= 0) | r.reserved, 1, NODE_FREE))
             if not np.array_equal(status, r.status):
                 raise SimulationError(f"{r.factory.id}: node status bytes out of sync")
+            cached = self._state_cache[r.index]
+            if cached is not None and cached[0][0] == r.version:  # what the next snapshot would reuse
+                st = cached[1]
+                probes = tuple(self.link_probes[r.index][d] for d in sorted(self.link_probes[r.index]))
+                if (st.node_status != r.status.tobytes() or st.up != r.up or st.it_power_w != r.it_power_w
+                        or st.link_probes != probes):
+                    raise SimulationError(f"{r.factory.id}: a snapshot would show a stale factory state "
+                                          f"(version {r.version} not bumped by a change)")
+        pc = self._pending_cache
+        if pc is not None and pc[0] == self.pending.version:
+            now = self.k.now
+            if pc[1] != tuple(self._view(jr, now) for jr in self.pending.values()):
+                raise SimulationError("a snapshot would show a stale pending queue (version not bumped)")
