@@ -25,12 +25,13 @@ Each full cycle solves one assignment problem (:mod:`.solver`) over all pending 
 
 When: a full solve runs on the first decision of every simulated hour (prices are hourly), whenever a price
 differs from the one the last solve used (a price shock), a factory goes down or up, and at most every
-``resolve_s`` otherwise while jobs wait. In between (the twin calls the policy after every state change and
-every ``cycle_s`` = 30 s), newly pending jobs (arrivals, restarts after failures) are placed greedily in their
-cheapest column that beats waiting, using the last solve's ``lambda_a``. This keeps a month of the default
-scenario to about a thousand LP solves. Every (job, factory) pair excluded by sovereignty is returned in
-``Plan.refusals`` (the world records each once as an ``AuditRefusal`` event) and named in the job's waiting
-reason (prefixed ``sovereignty:``).
+``resolve_s`` otherwise while jobs wait. A started job put off its nodes (interrupted, paused) waits at
+``restart_weight`` (2) x the value of a GPU-hour, so freed capacity goes to it before new work. In between (the
+twin calls the policy after every state change and every ``cycle_s`` = 30 s), newly pending jobs (arrivals,
+restarts after failures) are placed greedily in their cheapest column that beats waiting, using the last solve's
+``lambda_a``. This keeps a month of the default scenario to about a thousand LP solves. Every (job, factory) pair
+excluded by sovereignty is returned in ``Plan.refusals`` (the world records each once as an ``AuditRefusal``
+event) and named in the job's waiting reason (prefixed ``sovereignty:``).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class GeoPolicy(PolicyBase):
                  horizon_h: int = 12, capacity_share: float = 0.8, hysteresis: float = 0.15,
                  amortise_h: float = 24.0, resolve_s: int = 900, migrate: bool = True,
                  quota_share: float = 0.25, milp_time_limit_s: float = 5.0,
-                 value_usd_per_gpu_hour: float | None = None, max_wait_s: int = 6 * HOUR_S) -> None:
+                 value_usd_per_gpu_hour: float | None = None, max_wait_s: int = 6 * HOUR_S,
+                 restart_weight: float = 2.0) -> None:
         if not 0.0 < capacity_share <= 1.0:
             raise ValueError("capacity_share must be in (0, 1]")
         if value_usd_per_gpu_hour is not None and value_usd_per_gpu_hour < 0:
@@ -119,6 +121,7 @@ class GeoPolicy(PolicyBase):
         if max_wait_s <= 0:
             raise ValueError("max_wait_s must be > 0")
         self.value_usd_per_gpu_hour = value_usd_per_gpu_hour
+        self.restart_weight = restart_weight
         self.max_wait_s = int(max_wait_s)
         self._next_deadline_s = 10**18  # earliest instant a job waiting for price reaches max_wait_s
         self._forced: set[str] = set()  # jobs that reached max_wait_s: never paused for price again
@@ -273,6 +276,13 @@ class GeoPolicy(PolicyBase):
                 return lk.latency_ms
         return 100.0
 
+    def _latency_cached(self, snap: FleetSnapshot, cache: dict[tuple[str | None, str], float], a: str | None,
+                        b: str) -> float:
+        hit = cache.get((a, b))
+        if hit is None:
+            hit = cache[(a, b)] = self._latency_ms(snap, a, b)
+        return hit
+
     def _bandwidth_gbps(self, snap: FleetSnapshot, a: str, b: str) -> float:
         # the same routing the twin uses (direct, else best two-hop, else the internet) over the links the
         # snapshot shows up
@@ -313,9 +323,14 @@ class GeoPolicy(PolicyBase):
         now = snap.now_s
         cols: list[_Col] = []
         # cum[i, k]: forecast USD/MWh of factory i summed over the next k hours (k = 0..24; hour 0 is realised)
-        cum = np.zeros((len(paths), 25))
+        cum_a = np.zeros((len(paths), 25))
         if paths:
-            np.cumsum(np.asarray(paths)[:, :24], axis=1, out=cum[:, 1:])
+            np.cumsum(np.asarray(paths)[:, :24], axis=1, out=cum_a[:, 1:])
+        cum: list[list[float]] = cum_a.tolist()  # plain floats: this loop runs for every job at every decision
+        up_now = [st.up for st in snap.states]
+        fids = [f.id for f in snap.factories]
+        gbps: dict[tuple[str, str], float] = {}
+        lat_ms: dict[tuple[str | None, str], float] = {}
         for jx, v in enumerate(views):
             job = v.job
             lam = self._lam.get(job.accelerator, _BIG)
@@ -323,7 +338,7 @@ class GeoPolicy(PolicyBase):
             remaining_h = max(1.0, (job.work_s - v.progress_s) / HOUR_S)
             ck = job.checkpoint
             drain_h = (ck.blocking_s + ck.async_write_s + job.recovery.restart_s) / HOUR_S
-            cur = snap.factory_index(v.factory_id) if v.factory_id is not None else -1
+            cur = fids.index(v.factory_id) if v.factory_id is not None else -1
             sites, reasons = self._sites(snap, job)
             # Every column is a cost rate over the same span: the next T = min(remaining run, amortise_h, 24) hours,
             # hour 0 at the realised price, later hours forecast. Running at i costs mw x cum[i, T] / T; a move
@@ -340,6 +355,8 @@ class GeoPolicy(PolicyBase):
             # detecting a failure keeps its nodes until the twin settles it
             locked = jx in running and v.state not in _MOVABLE
             wait_rate = job.gpus * lam * (1.0 + 0.02 * job.priority)
+            if jx not in running and v.last_factory_id is not None:
+                wait_rate *= self.restart_weight  # a started job put off its nodes is re-placed first
             forced = False
             if jx not in running and v.waiting_since_s >= 0:
                 waited_s = now - v.waiting_since_s
@@ -355,14 +372,14 @@ class GeoPolicy(PolicyBase):
                 for i, _nodes, _it_w, mw in sites:
                     if i == cur:
                         resume_mw = mw
-                        lat = self.gamma * mw * self._latency_ms(snap, home, snap.factories[i].id)
-                        cols.append(_Col(jx, i, mw * cum[i, span] / span + lat, 0, 0.0, False))
+                        lat = self.gamma * mw * self._latency_cached(snap, lat_ms, home, fids[i]) if self.gamma else 0.0
+                        cols.append(_Col(jx, i, mw * cum[i][span] / span + lat, 0, 0.0, False))
             else:
-                up = [(mw * cum[i, span], i, mw) for i, _n, _w, mw in sites if snap.states[i].up]
+                up = [(mw * cum[i][span], i, mw) for i, _n, _w, mw in sites if up_now[i]]
                 if up:
                     _c, resume, resume_mw = min(up)
             for i, nodes, it_w, mw in sites:
-                if locked or not snap.states[i].up or (jx in running and i == cur):
+                if locked or not up_now[i] or (jx in running and i == cur):
                     continue
                 f = snap.factories[i]
                 budget = carbon_budget_refusal(job, v.carbon_spent_tco2, v.progress_s, f, self._carbon_mean[i])
@@ -371,17 +388,20 @@ class GeoPolicy(PolicyBase):
                     if jx not in running:
                         waiting.setdefault(job.id, budget)
                     continue
-                lat = self.gamma * mw * self._latency_ms(snap, home, f.id)
-                run_rate = mw * cum[i, span] / span + lat
+                lat = self.gamma * mw * self._latency_cached(snap, lat_ms, home, f.id) if self.gamma else 0.0
+                run_rate = mw * cum[i][span] / span + lat
                 if jx in running:
                     if not (self.migrate and job.migratable and self.governor.may_move(job.id, now)):
                         continue
                     if self.governor.backing_off(job.id, f.id, now):
                         continue
                     assert v.factory_id is not None
-                    xfer_h = ck.size_bytes * 8 / (self._bandwidth_gbps(snap, v.factory_id, f.id) * 1e9) / HOUR_S
+                    bw = gbps.get((v.factory_id, f.id))
+                    if bw is None:
+                        bw = gbps[(v.factory_id, f.id)] = self._bandwidth_gbps(snap, v.factory_id, f.id)
+                    xfer_h = ck.size_bytes * 8 / (bw * 1e9) / HOUR_S
                     mig_usd = (drain_h + xfer_h) * job.gpus * lam_eff
-                    margin = self.hysteresis * abs(mw * cum[i, span]) / span
+                    margin = self.hysteresis * abs(mw * cum[i][span]) / span
                     cols.append(_Col(jx, i, run_rate + margin + mig_usd / span, nodes, it_w, True))
                 else:
                     moved = v.last_factory_id is not None and v.last_factory_id != f.id
@@ -391,8 +411,9 @@ class GeoPolicy(PolicyBase):
             # wait (pending) or pause (running) for the best k hours, then run at ``resume``
             restart_usd = drain_h * job.gpus * lam_eff if jx in running else 0.0
             if resume >= 0:
-                tail = resume_mw * (cum[resume, span] - cum[resume, 1:k_max + 1])  # run cost after k = 1..k_max
-                wait = float((wait_rate * np.arange(1, k_max + 1) + tail).min() + restart_usd) / span
+                cr = cum[resume]  # wait k = 1..k_max hours, then run for the rest of the span
+                best = min(wait_rate * k - resume_mw * cr[k] for k in range(1, k_max + 1))
+                wait = (best + resume_mw * cr[span] + restart_usd) / span
             else:
                 wait = wait_rate + restart_usd / span
             if jx in running and job.id in self._forced and any(c.job == jx for c in cols[-1:]):
