@@ -16,8 +16,10 @@ node faults; ≈ lost timeout + 30 s for agent loss (heartbeat). Usage::
 
     .venv/bin/python benchmarks/agent_recovery_bench.py [--kinds job,node,...] [--lost-after-s 30] [--hang-s 60]
 
-Writes ``benchmarks/results/agent_recovery.json``. Timings depend on the machine's load (the job process
-start, torch import included, dominates); the script asserts nothing.
+Job processes are forked from each agent's zygote (torch already imported, :mod:`superfactory.agent.zygote`);
+``--cold`` starts them the old way (exec + import torch: seconds, and most of a recovery on a loaded machine).
+Writes ``benchmarks/results/agent_recovery.json``. Timings depend on the machine's load; the script asserts
+nothing.
 """
 
 from __future__ import annotations
@@ -49,16 +51,19 @@ def main() -> None:
     ap.add_argument("--kinds", default=",".join(FAULT_KINDS))
     ap.add_argument("--lost-after-s", type=float, default=FleetOptions.lost_after_s)
     ap.add_argument("--hang-s", type=float, default=FleetOptions.hang_s)
+    ap.add_argument("--cold", action="store_true", help="start job processes cold (exec + import torch), not "
+                    "forked from the agents' zygotes")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "agent_recovery.json")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
     opts = FleetOptions(port=_port(), lost_after_s=args.lost_after_s, suspect_after_s=min(10.0, args.lost_after_s / 3),
-                        hang_s=args.hang_s, startup_s=300.0, mesh_fsync=True)
+                        hang_s=args.hang_s, startup_s=300.0, mesh_fsync=True, warm_start=not args.cold)
     results = []
     with tempfile.TemporaryDirectory(prefix="agent-bench-") as tmp:
         fleet = LocalFleet(Path(tmp), opts)
         try:
             fleet.up(demo_jobs=False)
+            fleet.wait_warm()
             t0 = time.time()
             references = {DRILL_JOB["id"]: reference_run(fleet, DRILL_JOB)}
             reference_wall_s = time.time() - t0
@@ -73,7 +78,8 @@ def main() -> None:
         finally:
             left = fleet.down()
     print(f"agent recovery benchmark — local fleet, {os.cpu_count()} cores, lost timeout {opts.lost_after_s:g} s, "
-          f"hang timeout {opts.hang_s:g} s, heartbeat {opts.heartbeat_interval_s:g} s; failure-free run "
+          f"hang timeout {opts.hang_s:g} s, heartbeat {opts.heartbeat_interval_s:g} s; job starts "
+          f"{'cold' if args.cold else 'warm (zygote)'}; load {os.getloadavg()[0]:.1f}; failure-free run "
           f"{reference_wall_s:.1f} s wall")
     print(f"{'fault':<10} {'downtime_s':>10} {'new_proc_s':>10} {'lost_steps':>10} {'fault@':>6} {'resumed@':>8} "
           f"{'sites':<20} {'bit-exact':>9}  goal")
@@ -86,8 +92,9 @@ def main() -> None:
     print(f"all_bit_identical={all(r['bit_identical'] for r in results)}")
     print(f"processes_left_after_down={len(left)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"options": opts.__dict__, "reference_wall_s": reference_wall_s,
-                                    "results": results, "processes_left": left}, indent=1))
+    args.out.write_text(json.dumps({"options": opts.__dict__, "load": os.getloadavg()[0],
+                                    "reference_wall_s": reference_wall_s, "results": results,
+                                    "processes_left": left}, indent=1))
 
 
 if __name__ == "__main__":
