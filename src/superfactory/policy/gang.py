@@ -99,6 +99,20 @@ class _Site:
     link_factor: dict[int, float]
     it_power_w: float
     reserved: list[tuple[BoolArray, float, str]] = field(default_factory=list)  # (nodes, start_s, job id)
+    # per-decision caches: the nodes of ``bad_domains`` (keyed by that set), running jobs' expected ends, and
+    # placements that failed: (accelerator, shape) -> (earliest expected end that failed, reason)
+    _bad_key: frozenset[int] = frozenset()
+    _bad_mask: BoolArray | None = None
+    ends: list[tuple[float, str, tuple[int, ...]]] | None = None
+    misses: dict[tuple[str, GangShape], tuple[float, str]] = field(default_factory=dict)
+
+    def bad_nodes(self) -> BoolArray:
+        """Nodes on ``bad_domains`` (cached until that set changes)."""
+        key = frozenset(self.bad_domains)
+        if self._bad_mask is None or key != self._bad_key:
+            self._bad_key = key
+            self._bad_mask = np.isin(self.topo.node_domain, list(key))
+        return self._bad_mask
 
     def accel_mask(self, accelerator: str) -> BoolArray:
         m = np.zeros(self.factory.nodes, dtype=bool)
@@ -345,7 +359,7 @@ class GangScheduler(PolicyBase):
             if end_s > start_s and owner != job.id:
                 usable &= ~nodes
         if site.bad_domains:
-            usable &= ~np.isin(site.topo.node_domain, list(site.bad_domains))
+            usable &= ~site.bad_nodes()
         return usable
 
     def _shape(self, site: _Site, job: TrainingJob) -> GangShape | None:
@@ -372,8 +386,17 @@ class GangScheduler(PolicyBase):
                     refusals.append(audit)
                 continue
             extra_w = check.extra_it_w
+            # (a job that owns reserved nodes here, e.g. a preemptor's claim, may use them: never cached)
+            cacheable = not any(owner == job.id for _, _, owner in site.reserved)
+            miss = site.misses.get((job.accelerator, shape)) if cacheable else None
+            if miss is not None and end_s >= miss[0]:
+                # a gang of this shape ending no earlier found no room earlier in this decision, and room only
+                # shrinks as the walk goes on (nodes given away, reservations added): it cannot fit either
+                reasons.append(miss[1])
+                continue
             usable = self._usable(site, job, end_s)
             nodes: tuple[int, ...] | None = None
+            capacity_miss = True
             for _attempt in range(4):
                 if int(usable.sum()) < shape.nodes:
                     break
@@ -388,8 +411,12 @@ class GangScheduler(PolicyBase):
                 site.bad_domains.update(bad)
                 usable &= ~np.isin(site.topo.node_domain, list(bad))
                 nodes = None
+                capacity_miss = False
             if nodes is None:
-                reasons.append(self._why_not(site, job, shape, usable))
+                why = self._why_not(site, job, shape, usable)
+                reasons.append(why)
+                if capacity_miss and cacheable:
+                    site.misses[(job.accelerator, shape)] = (end_s, why)
                 continue
             site.free[list(nodes)] = False
             site.it_power_w += extra_w
@@ -451,11 +478,13 @@ class GangScheduler(PolicyBase):
             if owner != job.id:
                 base &= ~nodes
         if site.bad_domains:
-            base &= ~np.isin(site.topo.node_domain, list(site.bad_domains))
-        ends = sorted(
-            (snapshot.now_s + expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s, v.job.id, v.nodes)
-            for v in running
-        )
+            base &= ~site.bad_nodes()
+        if site.ends is None:  # the same for every gang of this decision
+            site.ends = sorted(
+                (snapshot.now_s + expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s, v.job.id, v.nodes)
+                for v in running
+            )
+        ends = site.ends
         sticky = self._sticky.get(job.id)
         if sticky is not None and sticky[0] == site.factory.id:
             held = np.zeros(site.factory.nodes, dtype=bool)
@@ -525,7 +554,7 @@ class GangScheduler(PolicyBase):
                 usable &= ~nodes
         healthy = site.status != NODE_DOWN
         if site.bad_domains:
-            healthy = healthy & ~np.isin(site.topo.node_domain, list(site.bad_domains))
+            healthy = healthy & ~site.bad_nodes()
         usable &= healthy
         # victims already draining for this gang count as free: never evict twice for one gang
         for v in running:
@@ -600,7 +629,7 @@ class GangScheduler(PolicyBase):
         topo = site.topo
         pool = site.free & site.accel_mask(view.job.accelerator)
         if site.bad_domains:
-            pool &= ~np.isin(topo.node_domain, list(site.bad_domains))
+            pool &= ~site.bad_nodes()
         pool[last] = False
         new = last.copy()
         for pos in np.flatnonzero(down):
