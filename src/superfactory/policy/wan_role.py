@@ -16,6 +16,8 @@ one :class:`~superfactory.domain.transfer.RouteTransfer` per transfer it routes 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from superfactory.domain.fleet import FleetSnapshot, Plan
@@ -119,6 +121,9 @@ class WanPlanner(_WanPolicy):
                                                             min(t.release_s, now), now + cfg.horizon_s,
                                                             t.traffic_class, t.gpus)
                      for t in w.transfers]
+        # plan only as far as the latest deadline (all of them when it lies within the horizon): fewer slots
+        last = max(t.deadline_s for t in transfers) - now
+        cfg = dataclasses.replace(cfg, horizon_s=min(cfg.horizon_s, max(1, -(-last // cfg.slot_s)) * cfg.slot_s))
         bg = np.zeros((fab.n_arcs, cfg.slots))
         pair = {(fab.sites[s], fab.sites[d]): a for a, (s, d) in enumerate(zip(fab.arc_src, fab.arc_dst,
                                                                               strict=True))}

@@ -193,7 +193,9 @@ def checkpoint_herd_scenario(n_factories: int = 12, seed: int = 0, hot_share: fl
     writes it): the fabric and job mix of :func:`checkpoint_herd` with aligned 15-minute barriers (every job
     starts at t=0 on its home factory under ``home-region``), checkpoints of 0.75/2/4.5 TB replicated to 3
     regions, inference on 30 % of every link. One job of the first cold factory carries EU personal data that
-    only one other (linked) factory is cleared for, so its checkpoints have reduced durability (1 of 3 regions)."""
+    only one other (linked) factory is cleared for, so its checkpoints have reduced durability (1 of 3 regions);
+    the first hot factory also runs ``<site>-sync1tb``, whose 1 TB checkpoints time "1 TB to 3 regions under herd
+    load"."""
     rng = np.random.default_rng(seed)
     fab = region_fabric(n_factories, seed, bandwidth_gbps=(link_gbps,), min_links=4, max_links=5)
     n_hot = max(1, round(hot_share * n_factories))
@@ -216,6 +218,12 @@ def checkpoint_herd_scenario(n_factories: int = 12, seed: int = 0, hot_share: fl
                 job["sovereignty"] = ["EU_PERSONAL"]
             jobs.append(job)
             gpus += HERD_JOB_GPUS[cls]
+        if i == min(hot):  # the must-show's 1 TB checkpoint to 3 regions, under the herd's load
+            jobs.append({"id": f"{site}-sync1tb", "accelerator": "H100-SXM", "gpus": 1024, "work": "30d",
+                         "home": site, "preemptible": False,
+                         "checkpoint": {"interval": "15min", "blocking": "10s", "size": "1TB",
+                                        "write_bandwidth": "3.2Tbps"}})
+            gpus += 1024
         nodes = gpus // 8 + 64  # every job of the site fits at t=0, with spares for failed nodes
         factories.append({
             "id": site, "region": region, "market": "PJM", "jurisdiction": "US",
