@@ -150,6 +150,8 @@ class GeoPolicy(PolicyBase):
         self._any_pending = True  # until the first decision says otherwise
         self._gpus: dict[str, int] = {}  # GPUs of jobs whose moves the governor recorded (to cancel them)
         self._sites_of: tuple[Factory, ...] | None = None
+        self._free_of: FleetSnapshot | None = None
+        self._free: dict[tuple[int, str], int] = {}
         self._site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]] = {}
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
@@ -276,6 +278,18 @@ class GeoPolicy(PolicyBase):
                 return lk.latency_ms
         return 100.0
 
+    def _free_nodes(self, snap: FleetSnapshot, i: int, acc: str) -> int:
+        """Free ``acc`` nodes of factory ``i`` in ``snap`` (cached per snapshot)."""
+        if self._free_of is not snap:
+            self._free_of = snap
+            self._free.clear()
+        hit = self._free.get((i, acc))
+        if hit is None:
+            status = np.frombuffer(snap.states[i].node_status, dtype=np.uint8)
+            hit = self._free[(i, acc)] = sum(int((status[c.node_offset:c.node_end] == NODE_FREE).sum())
+                                             for c in snap.factories[i].clusters_of(acc))
+        return hit
+
     def _latency_cached(self, snap: FleetSnapshot, cache: dict[tuple[str | None, str], float], a: str | None,
                         b: str) -> float:
         hit = cache.get((a, b))
@@ -375,7 +389,10 @@ class GeoPolicy(PolicyBase):
                         lat = self.gamma * mw * self._latency_cached(snap, lat_ms, home, fids[i]) if self.gamma else 0.0
                         cols.append(_Col(jx, i, mw * cum[i][span] / span + lat, 0, 0.0, False))
             else:
-                up = [(mw * cum[i][span], i, mw) for i, _n, _w, mw in sites if up_now[i]]
+                # resume where it could start now: waiting for a dear site's neighbour to free up would bet on
+                # capacity (running now and moving later costs a move, not hours of idle GPUs)
+                up = [(mw * cum[i][span], i, mw) for i, n, _w, mw in sites
+                      if up_now[i] and self._free_nodes(snap, i, job.accelerator) >= n]
                 if up:
                     _c, resume, resume_mw = min(up)
             for i, nodes, it_w, mw in sites:
