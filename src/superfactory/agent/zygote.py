@@ -74,6 +74,8 @@ class Zygote:
                  "--fd-in", str(req_r), "--fd-out", str(rep_w)],
                 stdin=subprocess.DEVNULL, stdout=log or subprocess.DEVNULL, stderr=log or subprocess.DEVNULL,
                 pass_fds=(req_r, rep_w), close_fds=True,
+                # no agent secrets in the zygote's (and so its children's /proc) start environment
+                env={k: v for k, v in os.environ.items() if not k.startswith("SUPERFACTORY_")},
             )
         finally:
             os.close(req_r)
