@@ -18,6 +18,9 @@ One loop (:meth:`Agent.tick`, every ``timeouts.tick_s``) does, in this order:
    most every ``report_interval_s``), each committed checkpoint; a job silent for ``hang_s`` is killed as hung.
    A process that ended is reported ``succeeded``, ``stopped`` or ``failed`` (retryable).
 
+Job processes start warm by default: the executor forks them from a zygote that imported torch once
+(:mod:`superfactory.agent.zygote`), cold (``exec``) until it is ready.
+
 Reports that must arrive (checkpoints, end states) wait in an outbox while the control plane is unreachable;
 jobs keep running meanwhile. ``<state_dir>/agent.json`` records running incarnations so a restarted agent adopts
 them instead of starting a second process.
