@@ -52,7 +52,7 @@ from superfactory.domain.outcome import ActionOutcome
 from superfactory.domain.topology import FactoryTopology, topology_of
 from superfactory.models.collective import placement_throughput, probe_ratio
 from superfactory.policy.degraded import choose_remedy, swap_plan
-from superfactory.policy.feasibility import Verdict, evaluate
+from superfactory.policy.feasibility import ShapeCheck, Verdict, evaluate, shape_check
 from superfactory.policy.gangfit import GangShape, place_gang, shape_of, units_available
 from superfactory.policy.preemption import PreemptionCosts, PreemptionLedger
 from superfactory.policy.registry import PolicyBase, register
@@ -163,6 +163,9 @@ class GangScheduler(PolicyBase):
         self.stats: dict[str, int] = {"placements": 0, "hot_swaps": 0, "bandwidth_rejections": 0,
                                       "preemptions": 0, "preemptions_declined": 0, "evacuations": 0,
                                       "degraded_hot_swaps": 0}
+        # static per (job, factory): gang shapes and the shape/sovereignty part of the feasibility pipeline
+        self._shapes: dict[tuple[str, str], GangShape | None] = {}
+        self._checks: dict[tuple[str, str], ShapeCheck] = {}
         self._no_swap: set[str] = set()  # jobs whose hot swap a world refused: moved, never swapped again
         self._swapping: set[str] = set()  # jobs given a SwapNodes in the last decision
 
@@ -344,6 +347,8 @@ class GangScheduler(PolicyBase):
         return spare
 
     def _candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
+        if len(snapshot.factories) == 1:
+            return [0]
         first = view.last_factory_id or view.job.home_factory
         order = list(range(len(snapshot.factories)))
         if first is not None and any(f.id == first for f in snapshot.factories):
@@ -363,11 +368,25 @@ class GangScheduler(PolicyBase):
         return usable
 
     def _shape(self, site: _Site, job: TrainingJob) -> GangShape | None:
+        """The job's :class:`GangShape` in ``site``'s factory (static: cached per job and factory)."""
+        key = (job.id, site.factory.id)
+        if key in self._shapes:
+            return self._shapes[key]
         clusters = site.factory.clusters_of(job.accelerator)
-        if not clusters:
-            return None
-        s = clusters[0].system
-        return shape_of(job, s.gpus_per_node, s.nodes_per_domain)
+        shape = None
+        if clusters:
+            s = clusters[0].system
+            shape = shape_of(job, s.gpus_per_node, s.nodes_per_domain)
+        self._shapes[key] = shape
+        return shape
+
+    def _static_check(self, site: _Site, job: TrainingJob, shape: GangShape | None) -> ShapeCheck:
+        """:func:`~superfactory.policy.feasibility.shape_check` of the job in ``site`` (static: cached)."""
+        key = (job.id, site.factory.id)
+        sc = self._checks.get(key)
+        if sc is None:
+            sc = self._checks[key] = shape_check(job, site.factory, shape.nodes if shape is not None else None)
+        return sc
 
     def _place(self, snapshot: FleetSnapshot, sites: list[_Site], view: JobView,
                refusals: list[tuple[str, str, str]]) -> tuple[Place | None, str]:
@@ -378,7 +397,7 @@ class GangScheduler(PolicyBase):
             site = sites[i]
             f, st = site.factory, snapshot.states[i]
             shape = self._shape(site, job)
-            check = evaluate(view, f, st, site.it_power_w, shape.nodes if shape is not None else None)
+            check = evaluate(view, f, st, site.it_power_w, shape=self._static_check(site, job, shape))
             if not check.ok or shape is None:
                 reasons.append(check.reason or f"{f.id} has no {job.accelerator}")
                 audit = check.audit(job.id, f.id)
