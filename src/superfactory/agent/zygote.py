@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fd-out", type=int, required=True)
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C at the agent's terminal: the agent ends, then we do
     serve([m for m in args.preload.split(",") if m], args.fd_in, args.fd_out)
     os._exit(0)  # skip tearing down torch (seconds on a loaded machine): the agent may be waiting for us
 
