@@ -46,6 +46,12 @@ def test_up_then_down_leaves_no_process(tmp_path: Path) -> None:
             assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, (args, bad)
         shock = _cli(tmp_path, "chaos", "price-shock", "ERCOT", "x10", "--json")
         assert shock.returncode == 0 and json.loads(shock.stdout)["market"] == "ERCOT", shock.stderr
+        # the shock is the live price signal policies see: this hour's ERCOT price is 10x what it was
+        from superfactory.agent.fleet import LocalFleet
+
+        sent = json.loads(shock.stdout)
+        hourly = LocalFleet(tmp_path / ".superfactory").api("GET", "/v1/signals/price/ERCOT")["hourly"]
+        assert hourly[-1] == sent["usd_per_mwh"] == 10 * sent["was_usd_per_mwh"] > 0, (hourly, sent)
     finally:
         stopped = _cli(tmp_path, "down", "--json")
     assert stopped.returncode == 0, stopped.stderr
