@@ -6,14 +6,16 @@ These are the reference points the smarter policies are measured against. Neithe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import NODE_FREE, FactoryState, FleetSnapshot, JobView, Place, Plan
+from superfactory.domain.job import TrainingJob
 from superfactory.policy.feasibility import ShapeCheck, evaluate, shape_check
 from superfactory.policy.nodes import tp_aligned_fit
 from superfactory.policy.registry import PolicyBase, register
@@ -57,12 +59,14 @@ class _FirstFitPlanner(PolicyBase, ABC):
     classes (and its candidate list when that depends on the job) — and on the candidate factories' states;
     jobs with a carbon budget are always evaluated in full (their outcome depends on their own progress). When a
     shape fits nowhere its outcome (per-factory reasons, refusals, the waiting sentence) is kept with the
-    factory states it was computed on. The next job of that shape, in this decision or a later one, re-evaluates
-    only the factories whose state changed since (a different ``FactoryState`` object in the snapshot, or a
-    placement of this plan there): a factory that refused before and did not change refuses again with the same
-    reason, so the first factory that now accepts the job is the first *changed* one that does, in candidate
-    order — the same plan as evaluating every factory. The queue order is kept while the world shows the same
-    pending tuple (a world that reuses it while its queue is unchanged saves the sort).
+    factory states it was computed on. The next job of that shape, in this decision or a later one,
+    re-evaluates only the factories that changed since in what the outcome depends on (up, IT power, node
+    states; a new price only reorders the candidates) or that this plan placed a job on, and of those only the
+    ones the shape can use at all (accelerator, size, data classes). A factory that refused before and did not
+    change refuses again for the same reason, so the first factory that now accepts the job is the first
+    changed one that does, in candidate order: the same plan as evaluating every factory. The queue order is
+    kept while the world shows the same pending tuple (a world that reuses it while its queue is unchanged
+    saves the sort).
     """
 
     name = "abstract"
@@ -76,7 +80,12 @@ class _FirstFitPlanner(PolicyBase, ABC):
         self._shapes: dict[tuple[int, str, int, frozenset[str]], ShapeCheck] = {}
         self._fleet: tuple[Factory, ...] = ()
         self._failed: dict[tuple[object, ...], _Failed] = {}
+        # (accelerator, GPUs, data classes) -> factories that pass the static filters (others never change)
+        self._possible: dict[tuple[str, int, frozenset[str]], frozenset[int]] = {}
         self._serial = 0  # decisions made
+        self._prev_states: tuple[FactoryState, ...] = ()
+        # (decision serial, factories whose state object changed since the decision before) for recent decisions
+        self._log: deque[tuple[int, tuple[int, ...]]] = deque(maxlen=16)
 
     @abstractmethod
     def candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
@@ -92,12 +101,20 @@ class _FirstFitPlanner(PolicyBase, ABC):
 
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
         del rng  # deterministic
-        if snapshot.factories is not self._fleet:  # another fleet: nothing kept applies
-            self._shapes, self._failed, self._fleet = {}, {}, snapshot.factories
+        factories, states = snapshot.factories, snapshot.states
+        if factories is not self._fleet:  # another fleet: nothing kept applies
+            self._shapes, self._failed, self._possible, self._fleet = {}, {}, {}, factories
+            self._prev_states, self._log = (), deque(maxlen=16)
         self._serial += 1
         serial = self._serial
         shapes, failed = self._shapes, self._failed
-        factories, states = snapshot.factories, snapshot.states
+        prev = self._prev_states
+        if len(prev) == len(states):
+            self._log.append((serial, tuple(i for i, (a, b) in enumerate(zip(prev, states, strict=True))
+                                            if a is not b and _moved(a, b))))
+        else:
+            self._log.clear()
+        self._prev_states = states
         status: dict[int, npt.NDArray[np.uint8]] = {}
         free_count: dict[tuple[int, str], int] = {}  # free nodes per (factory, accelerator), kept up to date
         it_power = [s.it_power_w for s in states]
@@ -122,12 +139,21 @@ class _FirstFitPlanner(PolicyBase, ABC):
                     if memo.serial == serial:
                         redo = set(touched[memo.placed:])
                     else:
-                        old = memo.states
-                        redo = {i for i in range(len(states)) if states[i] is not old[i]}
+                        redo = self._changed_since(memo, states)
                         redo.update(touched)
+                    if redo:  # a factory the shape can never use refuses it again, for the same reason
+                        redo &= self._possible_for(job, factories)
                     if not redo:
-                        ref = memo.refused if memo.order == shared_t else _in_order(memo.refused, cands)
-                        refusals.extend((job.id, factories[i].id, reason) for i, reason in ref)
+                        if memo.refused:
+                            if memo.order == shared_t:
+                                ref = memo.by_job.get(job.id)
+                                if ref is None:
+                                    ref = memo.by_job[job.id] = tuple((job.id, factories[i].id, reason)
+                                                                      for i, reason in memo.refused)
+                                refusals.extend(ref)
+                            else:
+                                refusals.extend((job.id, factories[i].id, reason)
+                                                for i, reason in _in_order(memo.refused, cands))
                         waiting.append((job.id, memo.why))
                         continue
             reasons: dict[int, str] = dict(memo.reasons) if memo is not None else {}
@@ -184,6 +210,35 @@ class _FirstFitPlanner(PolicyBase, ABC):
                 failed[shape] = _Failed(states, serial, len(actions), reasons, tuple(refused), why, shared_t)
         return Plan(tuple(actions), tuple(waiting), tuple(refusals))
 
+    def _changed_since(self, memo: _Failed, states: tuple[FactoryState, ...]) -> set[int]:
+        """Factories whose state object differs from when ``memo`` was computed: the union of the recent
+        decisions' changes when the log reaches back that far, else a comparison of every factory."""
+        log = self._log
+        if log and log[0][0] <= memo.serial + 1:
+            out: set[int] = set()
+            for s, changed in log:
+                if s > memo.serial:
+                    out.update(changed)
+            return out
+        old = memo.states
+        return {i for i in range(len(states)) if states[i] is not old[i] and _moved(old[i], states[i])}
+
+    def _possible_for(self, job: TrainingJob, factories: tuple[Factory, ...]) -> frozenset[int]:
+        """Factories where ``job``'s shape passes the static filters (accelerator and size, sovereignty)."""
+        key = (job.accelerator, job.gpus, job.sovereignty)
+        got = self._possible.get(key)
+        if got is None:
+            ok = []
+            for i, f in enumerate(factories):
+                skey = (i, job.accelerator, job.gpus, job.sovereignty)
+                sc = self._shapes.get(skey)
+                if sc is None:
+                    sc = self._shapes[skey] = shape_check(job, f)
+                if sc.refusal is None:
+                    ok.append(i)
+            got = self._possible[key] = frozenset(ok)
+        return got
+
 
 @dataclass(slots=True)
 class _Failed:
@@ -198,6 +253,13 @@ class _Failed:
     refused: tuple[tuple[int, str], ...]
     why: str
     order: tuple[int, ...]
+    by_job: dict[str, tuple[tuple[str, str, str], ...]] = field(default_factory=dict)  # refusals per job id
+
+
+def _moved(a: FactoryState, b: FactoryState) -> bool:
+    """Whether a factory changed in what a placement's outcome depends on (up, IT power, node states); a new
+    price or carbon intensity alone moves only the candidate order, which the planner handles itself."""
+    return a.up != b.up or a.it_power_w != b.it_power_w or a.node_status != b.node_status
 
 
 def _in_order(refused: Sequence[tuple[int, str]], cands: list[int]) -> list[tuple[int, str]]:

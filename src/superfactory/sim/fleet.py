@@ -63,29 +63,45 @@ PROBE_INTERVAL_S = 60
 
 class _PendingSet(dict[int, JobRuntime]):
     """The pending jobs by index, insertion-ordered, with a ``version`` bumped by every insertion and removal
-    (snapshots rebuild their pending tuple only when it moved)."""
+    (snapshots rebuild their pending tuple only when it moved), and ``views``: the same keys in the same order,
+    each with the job's view once a snapshot built it (``None`` until then; ``stale`` lists those), so a
+    snapshot builds views only for jobs that joined the queue since the last one."""
 
-    __slots__ = ("version",)
+    __slots__ = ("stale", "version", "views")
 
     def __init__(self) -> None:
         super().__init__()
         self.version = 0
+        self.views: dict[int, JobView | None] = {}
+        self.stale: list[int] = []
 
     def __setitem__(self, key: int, value: JobRuntime) -> None:
         self.version += 1
         super().__setitem__(key, value)
+        self.views[key] = None
+        self.stale.append(key)
 
     def __delitem__(self, key: int) -> None:
         self.version += 1
         super().__delitem__(key)
+        del self.views[key]
 
     def pop(self, key: int, *default: JobRuntime | None) -> JobRuntime | None:  # type: ignore[override]
         self.version += 1
+        self.views.pop(key, None)
         return super().pop(key, *default)
 
     def clear(self) -> None:
         self.version += 1
         super().clear()
+        self.views.clear()
+        self.stale.clear()
+
+    def touch(self, key: int) -> None:
+        """The view of pending job ``key`` changed: build it again at the next snapshot."""
+        self.version += 1
+        self.views[key] = None
+        self.stale.append(key)
 
 
 class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, InvariantsMixin):
@@ -178,8 +194,11 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             if hit is not None and hit[0] == key:
                 states_l.append(hit[1])
                 continue
-            st = FactoryState(f.id, r.up, r.status.tobytes(), key[1], key[2], r.it_power_w,
-                              tuple(self.link_probes[r.index][d] for d in sorted(self.link_probes[r.index])))
+            if hit is not None and hit[0][0] == r.version:  # only price or carbon moved: the same node bytes
+                st = FactoryState(f.id, r.up, hit[1].node_status, key[1], key[2], r.it_power_w, hit[1].link_probes)
+            else:
+                st = FactoryState(f.id, r.up, r.status.tobytes(), key[1], key[2], r.it_power_w,
+                                  tuple(self.link_probes[r.index][d] for d in sorted(self.link_probes[r.index])))
             cache[r.index] = (key, st)
             states_l.append(st)
         states = tuple(states_l)
@@ -187,8 +206,14 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         if self._links_cache is None or self._links_cache[0] != down:
             self._links_cache = (down, tuple(lk for lk in self.links if (lk.a, lk.b) not in down))
         links = self._links_cache[1]
-        if self._pending_cache is None or self._pending_cache[0] != self.pending.version:
-            self._pending_cache = (self.pending.version, tuple(self._view(jr, now) for jr in self.pending.values()))
+        pset = self.pending
+        if self._pending_cache is None or self._pending_cache[0] != pset.version:
+            views = pset.views
+            for idx in pset.stale:
+                if idx in views:
+                    views[idx] = self._view(pset[idx], now)
+            pset.stale.clear()
+            self._pending_cache = (pset.version, tuple(views.values()))  # type: ignore[arg-type]
         pending = self._pending_cache[1]
         running = LazyViews(partial(self._running_views, now, self._changes))
         prices, carbon = self._histories(now)
@@ -443,7 +468,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         jr.committed_s = progress_s
         jr.checkpoints += 1
         if jr.index in self.pending:  # a waiting job's view shows its committed progress
-            self.pending.version += 1
+            self.pending.touch(jr.index)
         self.emit(Event(self.k.now, EventKind.CHECKPOINT_COMMITTED, jr.job.id, self._fid(jr), value=progress_s))
         if self.wan is not None:  # replicate its critical tier; durable once the quorum arrives
             self.wan.written(jr, progress_s)
