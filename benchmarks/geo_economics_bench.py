@@ -28,6 +28,7 @@ all months together ("year" = the sum over the simulated windows: all of 2023 wi
 power cost, TCO and carbon per point (the table in docs/geo.md).
 
 Usage: python benchmarks/geo_economics_bench.py [--months 1,2,...|all] [--days 31] [--frontier] [--job-level]
+       [--out X.json] [--merge A.json --merge B.json ...] (months of earlier runs; --months "" to only merge)
 (writes benchmarks/results/geo_economics.json or geo_frontier.json; needs ../shared/data, exits 0 without it)
 """
 
@@ -283,13 +284,15 @@ def main() -> int:
     ap.add_argument("--frontier", action="store_true", help="sweep value of a GPU-hour x carbon price instead")
     ap.add_argument("--frontier-month", type=int, default=8)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--merge", type=Path, action="append", default=[],
+                    help="JSON of an earlier run whose months are taken as measured (repeatable)")
     args = ap.parse_args()
     if market_data.data_root() is None:
         print("geo_economics_bench: ../shared/data/green-dcc-2023 is absent; nothing to measure")
         return 0
     try:
-        months = list(range(1, 13)) if args.months == "all" else [int(m) for m in args.months.split(",")]
-        if not months or any(not 1 <= m <= 12 for m in months) or not 1 <= args.days <= 31:
+        months = list(range(1, 13)) if args.months == "all" else [int(m) for m in args.months.split(",") if m]
+        if not (months or args.merge) or any(not 1 <= m <= 12 for m in months) or not 1 <= args.days <= 31:
             raise ValueError
     except ValueError:
         print("geo_economics_bench: --months takes 'all' or months 1-12 separated by commas; --days 1-31",
@@ -309,18 +312,26 @@ def main() -> int:
         out = args.out or results / "geo_frontier.json"
         out.write_text(json.dumps({"month": args.frontier_month, "days": args.days, "points": pts}, indent=1))
         return 0
+    out = args.out or results / "geo_economics.json"
     rows: dict[str, dict[str, Any]] = {}
+    for part in args.merge:  # months measured by earlier runs (e.g. two halves of the year)
+        rows.update(json.loads(part.read_text())["by_month"])
     for m in months:
+        if f"2023-{m:02d}" in rows:
+            continue
         sc = window_scenario(m, args.days)
         rows[f"2023-{m:02d}"] = r = compare_window(sc, args.job_level)
+        # after every month, so an interrupted run keeps what it measured (--merge reads it back)
+        out.write_text(json.dumps({"days": args.days, "months": months, "by_month": rows}, indent=1, default=str))
         print(f"month=2023-{m:02d} days={r['days']:g} " + " ".join(f"{k}={r[k]:.4g}" for k in KEYS)
               + f" bound_below_both={r['bound_below_both']} cpu_s_home={r['home']['cpu_s']:.1f} "
               f"cpu_s_geo={r['geo']['cpu_s']:.1f} cpu_s_bound={r['bound_cpu_s']:.1f} wall_s={r['wall_s']:.0f}"
               + (f" job_level_where_usd={r['job_level']['where_busy_usd']:.0f} where_usd="
                  f"{r['bound_where_busy_usd']:.0f} job_level_cpu_s={r['job_level']['cpu_s']:.1f}"
                  if "job_level" in r else ""), flush=True)
+    rows = dict(sorted(rows.items()))
     y = year_line(rows)
-    whole = args.days >= 31 and len(months) == 12
+    whole = args.days >= 31 and len(rows) == 12
     print(f"year=2023 {'whole_year' if whole else 'sample'}_days={y['days']:g} months={y['months']} "
           + " ".join(f"{k}={y[k]:.4g}" for k in KEYS)
           + f" months_tco_not_above_home={y['months_tco_not_above_home']} months_throughput_ok="
@@ -336,8 +347,7 @@ def main() -> int:
               f"{r['throughput_ratio']:.3f} | {r['pending_work_home_gpu_h'] / 1e6:.2f} / "
               f"{r['pending_work_geo_gpu_h'] / 1e6:.2f} | {r['max_price_wait_h']:.1f} | {r['saving_captured']:.2f} | "
               f"{r['saving_captured_anytime']:.2f} | {r['geo']['migrations']} / {r['geo']['preemptions']} |")
-    out = args.out or results / "geo_economics.json"
-    out.write_text(json.dumps({"days": args.days, "months": months, "by_month": rows, "year": y}, indent=1,
+    out.write_text(json.dumps({"days": args.days, "months": sorted(rows), "by_month": rows, "year": y}, indent=1,
                               default=str))
     return 0
 
