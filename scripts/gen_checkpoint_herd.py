@@ -22,11 +22,12 @@ OUT = Path(__file__).resolve().parents[1] / "src" / "superfactory" / "scenario" 
 
 HEADER = """\
 # checkpoint-herd (issue 16; written by scripts/gen_checkpoint_herd.py, do not edit by hand): 12 factories on
-# measured cloud regions (skyplane RTTs), 4-5 links of 400 Gb/s each. Three hot sites run 10 jobs, the rest 2;
-# every job starts at t=0 on its home factory, so all checkpoint barriers are aligned (every 15 minutes), and each
-# checkpoint (0.75 / 2 / 4.5 TB) goes to the 3 nearest lawful regions before the job's next barrier. Inference
-# takes 30 % of every link. One job carries EU personal data with a single other cleared factory: reduced
-# durability, reported. The wan block runs the deadline-aware planner with barrier jitter; compare
+# measured cloud regions (skyplane RTTs); each links to its 4-5 nearest by RTT at 400 Gb/s (4-9 links a site).
+# Three hot sites run 10 jobs (one also a 1 TB-checkpoint job), the rest 2. Every job starts at t=0 on its home
+# factory, so all checkpoint barriers are aligned (every 15 minutes), and each checkpoint (0.75 / 2 / 4.5 TB) goes
+# to the 3 nearest lawful regions within 8 minutes (the durability SLO; the next barrier at the latest).
+# Inference takes 30 % of every link. One job carries EU personal data with a single other cleared factory:
+# reduced durability, reported. The wan block runs the deadline-aware planner with barrier jitter; compare
 #   python benchmarks/wan_bench.py   (planner vs naive vs overlay on this scenario)
 """
 
