@@ -60,7 +60,8 @@ def test_the_planner_with_jitter_meets_every_deadline_naive_misses_and_queues_tw
     assert planner.wan.fabric.deadline_misses == 0
     assert planner.wan.fabric.peak_queue_depth <= 0.5 * naive.wan.fabric.peak_queue_depth
     # inference traffic on the same links: the planner leaves it its share, naive buries it under a backlog
-    assert planner.wan.fabric.inference_p99_delay_ms < 200.0 < 100_000.0 < naive.wan.fabric.inference_p99_delay_ms
+    assert planner.wan.fabric.inference_p99_delay_ms < 200.0
+    assert naive.wan.fabric.inference_p99_delay_ms > 100_000.0
     for r in (naive, planner):
         assert r.wan is not None and r.wan.fabric.peak_utilisation <= 1.0 + 1e-9
         assert r.wan.replication.reduced_durability > 0  # the EU-personal job: one lawful region, reported
