@@ -130,8 +130,8 @@ METRICS: tuple[MetricDef, ...] = (
        "Bytes sent over the link (twin: migration transfers on the direct link; live: checkpoint fragments "
        "replicated to the other site's storage, as the agents measured them)."),
     _m("checkpoint_sync_queue_depth", GAUGE, "", ("link",),
-       "Checkpoint shard transfers queued or in flight on the link (live: fragment uploads the agents see in "
-       "flight towards the other site's storage, both directions summed).", "live"),
+       "Checkpoint shard transfers queued or in flight on the link, both directions summed (twin: a run that "
+       "models its WAN; live: fragment uploads the agents see in flight towards the other site's storage)."),
     _m("checkpoint_quorum_wait_seconds", GAUGE, "seconds", _FACTORY,
        "Age of the oldest checkpoint write still waiting for its replica quorum, s; 0 when none waits."),
     # --- migrations ---

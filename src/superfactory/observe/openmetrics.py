@@ -26,8 +26,9 @@ Contract:
   backward pass, Kaplan et al. 2020), the parameters estimated from the declared checkpoint size at
   :data:`CHECKPOINT_BYTES_PER_PARAM` (bf16 weights + fp32 master weights + fp32 Adam moments); none for a job
   that declares no checkpoint size.
-- Quorum wait (``checkpoint_quorum_wait_seconds``): a checkpoint write waits from its snapshot
-  (``blocking_s + async_write_s`` before its ``CheckpointCommitted``) until its replica quorum: the job's first
+- Quorum wait (``checkpoint_quorum_wait_seconds``): a checkpoint write waits from the start of its write (the
+  end of the blocking snapshot, ``async_write_s`` before its ``CheckpointCommitted``; for a synchronous
+  checkpoint, the snapshot's start) until its replica quorum: the job's first
   ``CheckpointDurable`` covering its progress when the run models its WAN (a run with any ``CheckpointDurable``
   or ``CheckpointSyncQueueDepth`` event), else the commit itself. A write whose replication is given up stops
   waiting then: superseded by the job's next commit (which waits from its own snapshot) or cancelled by an
@@ -319,7 +320,8 @@ class TwinMetricsFold:
             self._durable(jf, t, e.value)
             where = jf.factory or jf.last_factory
             if where in self.factory_region:
-                self.ckpt_writes.append((where, t - ck.blocking_s - ck.async_write_s, t, job.id, e.value))
+                write_s = ck.async_write_s if ck.async_write_s > 0 else ck.blocking_s
+                self.ckpt_writes.append((where, t - write_s, t, job.id, e.value))
         elif k is EventKind.CHECKPOINT_DURABLE:
             self.durable.setdefault(job.id, []).append((t, e.value))
         elif k is EventKind.JOB_COMPLETED:

@@ -1,9 +1,8 @@
 """A twin run in a real Prometheus: `simulate --metrics-out` backfilled with promtool, then every PromQL query of
 the generated dashboards evaluated through Prometheus' HTTP API over the run's time range.
 
-A query returns data exactly when the twin produces every metric it reads (the catalog's ``worlds``); the few
-metrics no twin models yet (tokens/s reported by job processes, the mesh's sync queue and quorum wait) must
-come back empty, so the day the twin starts producing them this test asks for the catalog to say so.
+Every query must return data: the demo run models its WAN, so the checkpoint sync queue and the quorum wait
+come from its replication, tokens/s from its throughput.
 """
 
 from __future__ import annotations
@@ -55,16 +54,12 @@ def test_every_dashboard_query_over_the_twin_run(twin_prometheus: tuple[Promethe
     prom, duration_s = twin_prometheus
     start, end = DEFAULT_START_UNIX_S + 3600, DEFAULT_START_UNIX_S + duration_s
     problems = []
-    answered = 0
     for view, title, expr in _all_queries():
-        result = prom.query_range(expand(expr), start, end, 600)
-        has_data = any(series["values"] for series in result)
-        expected = metrics_used(expr) <= TWIN or "vector(0)" in expr
-        answered += has_data
-        if has_data != expected:
-            problems.append(f"{view} / {title}: {'no data' if expected else 'unexpected data'} for {expr}")
-    assert not problems, "\n".join(problems)
-    assert answered >= len(_all_queries()) - 4  # at most the 4 queries of metrics no twin models are empty
+        assert metrics_used(expr) <= TWIN, f"{view} / {title} reads metrics the catalog says the twin lacks"
+        if not any(series["values"] for series in prom.query_range(expand(expr), start, end, 600)):
+            problems.append(f"{view} / {title}: no data for {expr}")
+    assert not problems, f"{len(problems)} of {len(_all_queries())} queries without data:\n" + "\n".join(problems)
+    assert len(_all_queries()) >= 30
 
 
 def test_factory_variable_filters(twin_prometheus: tuple[Prometheus, int]) -> None:
@@ -78,13 +73,25 @@ def test_factory_variable_filters(twin_prometheus: tuple[Prometheus, int]) -> No
 
 
 def test_alert_conditions_hold_in_the_twin_where_the_scenario_says(twin_prometheus: tuple[Prometheus, int]) -> None:
-    """The demo degrades two NVLink domains and takes atlanta down for 2 h: the alert expressions see both."""
+    """The demo degrades two NVLink domains and takes atlanta down for 2 h (14-16 h): the alert expressions see
+    the degraded domains, the lost lease, checkpoints that cannot reach their quorum (their copies for atlanta
+    wait) and, right after, the jobs that stalled at their barriers meanwhile."""
     prom, duration_s = twin_prometheus
     alerts = {r["alert"]: r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]
               if "alert" in r}
     start, end = DEFAULT_START_UNIX_S, DEFAULT_START_UNIX_S + duration_s
+
+    def hours(series: dict[str, object]) -> list[float]:
+        return [(float(t) - DEFAULT_START_UNIX_S) / 3600 for t, _ in series["values"]]  # type: ignore[attr-defined]
+
     slow = prom.query_range(alerts["TrainingEfficiencyAnomaly"], start, end, 600)
-    assert slow and {s["metric"]["factory"] for s in slow} == {"wisconsin"}
+    assert "wisconsin" in {s["metric"]["factory"] for s in slow}
+    for s in slow:  # elsewhere only the measurement interval that spans a barrier stall of the outage
+        if s["metric"]["factory"] != "wisconsin":
+            assert min(hours(s)) >= 16 and max(hours(s)) <= 17, (s["metric"], hours(s))
+    quorum = prom.query_range(alerts["CheckpointQuorumNotReached"], start, end, 600)
+    assert {s["metric"]["factory"] for s in quorum} == {"wisconsin", "texas"}
+    assert all(14 <= h <= 16.2 for s in quorum for h in hours(s))
     lost = prom.query_range(alerts["FactoryLeaseLost"], start, end, 600)
     assert [s["metric"]["factory"] for s in lost] == ["atlanta"]
     times = [float(t) - DEFAULT_START_UNIX_S for t, _ in lost[0]["values"]]
