@@ -51,7 +51,7 @@ def _running(sc: Scenario) -> tuple[TwinMetricsFold, str, int]:
 
 
 def test_tokens_per_second_follow_effective_flops_and_model_size(sc: Scenario) -> None:
-    fold, jid, write_s = _running(sc)
+    fold, jid, _ = _running(sc)
     job = sc.jobs[0]
     ck = job.checkpoint
     snap = ck.blocking_s + ck.async_write_s
