@@ -80,6 +80,11 @@ class _FirstFitPlanner(PolicyBase, ABC):
         self._shapes: dict[tuple[int, str, int, frozenset[str]], ShapeCheck] = {}
         self._fleet: tuple[Factory, ...] = ()
         self._failed: dict[tuple[object, ...], _Failed] = {}
+        # (factory index, accelerator, GPUs, TP, data classes) -> (the state it was computed on, decision serial,
+        # placements the plan had made there then, its reason, whether a hard rule refused it): a factory's last
+        # answer to a shape, reused in the same decision while no placement went there since, or in a later one
+        # when it was computed on the snapshot's own state and the factory did not move
+        self._at: dict[tuple[object, ...], tuple[FactoryState, int, int, str, bool]] = {}
         # (accelerator, GPUs, data classes) -> factories that pass the static filters (others never change)
         self._possible: dict[tuple[str, int, frozenset[str]], frozenset[int]] = {}
         self._serial = 0  # decisions made
@@ -103,7 +108,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
         del rng  # deterministic
         factories, states = snapshot.factories, snapshot.states
         if factories is not self._fleet:  # another fleet: nothing kept applies
-            self._shapes, self._failed, self._possible, self._fleet = {}, {}, {}, factories
+            self._shapes, self._failed, self._possible, self._at, self._fleet = {}, {}, {}, {}, factories
             self._prev_states, self._log = (), deque(maxlen=16)
         self._serial += 1
         serial = self._serial
@@ -120,6 +125,8 @@ class _FirstFitPlanner(PolicyBase, ABC):
         it_power = [s.it_power_w for s in states]
         actions: list[Place] = []
         touched: list[int] = []  # factory of each placement of this plan, in order
+        tvers: dict[int, int] = {}  # placements of this plan per factory
+        at = self._at
         waiting: list[tuple[str, str]] = []
         refusals: list[tuple[str, str, str]] = []
         shared = None if self.candidates_per_job or not snapshot.pending else self.candidates(
@@ -163,6 +170,16 @@ class _FirstFitPlanner(PolicyBase, ABC):
                 if redo is not None and i not in redo:
                     continue
                 f, st = factories[i], states[i]
+                akey = (i, *shape[:4]) if shape is not None else None
+                tv = tvers.get(i, 0)  # placements this plan made here so far
+                if akey is not None:  # this factory's last answer, if it did not move since
+                    got = at.get(akey)
+                    if got is not None and ((got[1] == serial and got[2] == tv) or (
+                            got[2] == 0 and tv == 0 and (got[0] is st or not _moved(got[0], st)))):
+                        reasons[i] = got[3]
+                        if got[4]:
+                            refused.append((i, got[3]))
+                        continue
                 skey = (i, job.accelerator, job.gpus, job.sovereignty)
                 sc = shapes.get(skey)
                 if sc is None:
@@ -173,6 +190,8 @@ class _FirstFitPlanner(PolicyBase, ABC):
                     audit = check.audit(job.id, f.id)
                     if audit is not None:
                         refused.append((i, audit[2]))
+                    if akey is not None:
+                        at[akey] = (st, serial, tv, check.reason, audit is not None)
                     continue
                 extra_w = check.extra_it_w
                 key = (i, job.accelerator)
@@ -188,12 +207,15 @@ class _FirstFitPlanner(PolicyBase, ABC):
                     nodes = tp_aligned_fit(f, status[i], job.accelerator, job.gpus, job.tp_size)
                 if nodes is None:
                     reasons[i] = FULL
+                    if akey is not None:
+                        at[akey] = (st, serial, tv, FULL, False)
                     continue
                 status[i][list(nodes)] = 1
                 free_count[key] -= len(nodes)
                 it_power[i] += extra_w
                 actions.append(Place(job.id, f.id, nodes))
                 touched.append(i)
+                tvers[i] = tv + 1
                 placed_at = i
                 break
             if memo is not None and refused:

@@ -347,7 +347,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         nodes = np.asarray(raw_nodes, dtype=np.intp)
         if nodes.size and (nodes.min() < 0 or nodes.max() >= f.nodes):
             raise SimulationError(f"policy placed job {a_job_id!r} on nodes outside {f.id} (0..{f.nodes - 1})")
-        if np.unique(nodes).size != nodes.size:
+        # strictly ascending (what first-fit gives) is distinct without sorting; otherwise count the distinct ones
+        if nodes.size > 1 and not bool((nodes[1:] > nodes[:-1]).all()) and np.unique(nodes).size != nodes.size:
             raise SimulationError(f"policy gave job {a_job_id!r} duplicate nodes")
         taken = nodes[r.status[nodes] != NODE_FREE]
         if taken.size:
@@ -355,11 +356,17 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
                 f"policy placed job {a_job_id!r} on node {int(taken[0])} of {f.id}, which is not free"
             )
         gpus = 0
-        for ci in np.unique(r.node_cluster[nodes]):
-            c = f.clusters[int(ci)]
+        cl = r.node_cluster[nodes]
+        if cl.size and int(cl.min()) == int(cl.max()):  # mostly one cluster: no sort
+            parts: list[tuple[int, int]] = [(int(cl[0]), int(cl.size))]
+        else:
+            ids, counts = np.unique(cl, return_counts=True)
+            parts = list(zip(ids.tolist(), counts.tolist(), strict=True))
+        for ci, count in parts:
+            c = f.clusters[ci]
             if c.accelerator != jr.job.accelerator:
                 raise SimulationError(f"job {a_job_id!r} needs {jr.job.accelerator}, got {c.accelerator} nodes")
-            gpus += int((r.node_cluster[nodes] == ci).sum()) * c.system.gpus_per_node
+            gpus += count * c.system.gpus_per_node
         if gpus < jr.job.gpus:
             raise SimulationError(f"policy gave job {a_job_id!r} {gpus} GPUs < {jr.job.gpus}")
         return fi, nodes, gpus

@@ -12,6 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, Place, Plan
+from superfactory.errors import SimulationError
 from superfactory.policy.baseline import FULL, _queue_order, _why
 from superfactory.policy.feasibility import evaluate
 from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
@@ -150,3 +151,38 @@ def test_unchanged_parts_are_the_same_objects() -> None:
     # the job arrived at 1 h: the pending tuple moved, and it shows the job
     later = [s for s in seen if s.now_s >= 3600]
     assert later and later[0].pending is not a.pending and [v.job.id for v in later[0].pending] == ["j"]
+
+
+@pytest.mark.parametrize(("nodes", "error"), [
+    ((3, 1, 2, 0), None),  # any order is fine
+    ((0, 1, 1, 2), "duplicate nodes"),
+    ((0, 1, 2), "GPUs < 32"),
+    ((14, 15, 16, 17), "needs H100-SXM, got B200 nodes"),  # straddles the H100 and B200 clusters
+    ((16, 17, 18, 19), "needs H100-SXM, got B200 nodes"),
+])
+def test_placement_checks_refuse_bad_node_sets(nodes: tuple[int, ...], error: str | None) -> None:
+    """The fast paths of the node-set check (ascending sets, one cluster) refuse what the full check did."""
+    name = f"test-place-{'-'.join(map(str, nodes))}"
+
+    @register(name)
+    class PlaceThese(PolicyBase):
+        """Test only: places the first pending job on fixed nodes of factory a."""
+
+        def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
+            if not snapshot.pending:
+                return Plan()
+            return Plan((Place(snapshot.pending[0].job.id, "a", nodes),))
+
+    mixed = factory("a", nodes=16)
+    mixed["systems"].append({"system": "dgx-b200", "nodes": 8})
+    sc = parse_scenario(scenario([mixed], [job("j", gpus=32, work="1h")], duration="2h",
+                                 failures={"rate_scale": 0.0, "planned": False}))
+    try:
+        if error is None:
+            res = run_twin(sc, policy=name)
+            assert [e.value for e in res.events if e.kind.value == "JobPlaced"] == [32.0]
+        else:
+            with pytest.raises(SimulationError, match=error):
+                run_twin(sc, policy=name)
+    finally:
+        unregister(name)
