@@ -15,8 +15,14 @@ second at this scale.
 
 Output: a table, then one ``key=value`` line per scenario (``<scenario>_wall_s=...``), and the JSON.
 
-Usage: python benchmarks/twin_bench.py [--repeat N] [--fleet [--fleet-only] [--fleet-timeout S]]
-       (writes benchmarks/results/twin.json)
+``--table`` runs every built-in scenario once under its own policy, each in a child process, and prints one table:
+simulated days, wall and CPU seconds, kernel events, events per wall second, simulated seconds per wall second and
+peak RSS (``benchmarks/results/twin_scenarios.json``). ``--geo`` also runs ``fleet-year`` under ``geo`` (issue 12
+asks for its figure, goal <= 120 s: ``fleet_year_geo_wall_s=``). CPU time is reported beside wall time because the
+shared CI machines are loaded: wall time there measures the neighbours as much as the twin.
+
+Usage: python benchmarks/twin_bench.py [--repeat N] [--fleet [--fleet-only] [--fleet-timeout S] [--geo]]
+       [--table] (writes benchmarks/results/twin.json)
 """
 
 from __future__ import annotations
@@ -40,23 +46,30 @@ GOALS_S = {"llama3-405b": 0.5, "default": 30.0}
 FLEET_GOALS = {"fleet-year": ("fleet_year_wall_s", 60.0, 30), "fleet-200": ("fleet200_month_wall_s", 300.0, 1)}
 
 
-def run_cut(name: str, days: int | None) -> dict[str, float]:
-    """Run built-in ``name`` under greedy in this process, cut to its first ``days`` days when given (jobs
-    submitted and events scheduled before the cut). Returns wall, events, simulated seconds and peak RSS."""
+def run_cut(name: str, days: int | None, policy: str | None = "greedy") -> dict[str, float | str]:
+    """Run built-in ``name`` under ``policy`` (None: the scenario's own) in this process, cut to its first
+    ``days`` days when given (jobs submitted and events scheduled before the cut). Returns wall and CPU seconds
+    of the run (scenario loading excluded), events, simulated seconds and peak RSS."""
+    t0 = time.process_time()
     sc = load_scenario(name)
+    load_cpu_s = time.process_time() - t0
     if days is not None and days * 86_400 < sc.duration_s:
         cut = days * 86_400
         sc = dataclasses.replace(sc, duration_s=cut, jobs=tuple(j for j in sc.jobs if j.submit_s < cut),
                                  events=tuple(e for e in sc.events if e.at_s < cut))
-    result = run_twin(sc, policy="greedy")
-    return {"wall_s": result.wall_seconds, "kernel_events": result.kernel_events,
+    t0 = time.process_time()
+    result = run_twin(sc, policy=policy)
+    return {"wall_s": result.wall_seconds, "cpu_s": time.process_time() - t0, "load_cpu_s": load_cpu_s,
+            "policy": result.policy, "kernel_events": result.kernel_events, "decisions": result.decisions,
             "domain_events": len(result.events), "sim_s": sc.duration_s, "jobs": len(sc.jobs),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _child(name: str, days: int | None, timeout_s: float) -> dict[str, float] | None:
-    """``run_cut`` in a fresh interpreter (its own peak RSS) under a wall-clock limit; None when it timed out."""
-    cmd = [sys.executable, __file__, "--child", name] + ([] if days is None else ["--child-days", str(days)])
+def _child(name: str, days: int | None, timeout_s: float, policy: str = "greedy") -> dict[str, float] | None:
+    """``run_cut`` in a fresh interpreter (its own peak RSS) under a wall-clock limit; None when it timed out.
+    ``policy`` "" runs the scenario's own."""
+    cmd = ([sys.executable, __file__, "--child", name, "--child-policy", policy]
+           + ([] if days is None else ["--child-days", str(days)]))
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=True)
     except subprocess.TimeoutExpired:
@@ -66,18 +79,21 @@ def _child(name: str, days: int | None, timeout_s: float) -> dict[str, float] | 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def fleet_rows(timeout_s: float, cut_days: int | None) -> list[dict[str, object]]:
+def fleet_rows(timeout_s: float, cut_days: int | None, geo: bool = False) -> list[dict[str, object]]:
     """One row per fleet scenario: the full run, or (timed out) a cut run's rate."""
     rows: list[dict[str, object]] = []
-    for name, (key, goal_s, default_cut) in FLEET_GOALS.items():
-        full = _child(name, None, timeout_s)
+    goals = [(name, "greedy", *g) for name, g in FLEET_GOALS.items()]
+    if geo:
+        goals.append(("fleet-year", "geo", "fleet_year_geo_wall_s", 120.0, 30))
+    for name, policy, key, goal_s, default_cut in goals:
+        full = _child(name, None, timeout_s, policy)
         row: dict[str, object] = {"scenario": name, "key": key, "goal_s": goal_s, "timeout_s": timeout_s,
                                   "timed_out": full is None}
         if full is not None:
             row.update(full, meets_goal=full["wall_s"] <= goal_s)
         else:
             days = cut_days or default_cut
-            cut = _child(name, days, timeout_s)
+            cut = _child(name, days, timeout_s, policy)
             row.update(meets_goal=False, cut_days=days)
             if cut is not None:
                 row.update({f"cut_{k}": v for k, v in cut.items()})
@@ -102,16 +118,50 @@ def print_fleet(rows: list[dict[str, object]]) -> None:
     for r in rows:
         key, stem = str(r["key"]), str(r["key"]).removesuffix("_wall_s")
         if not r["timed_out"]:
-            print(f"{key}={float(r['wall_s']):.2f} {stem}_peak_rss_mib={float(r['peak_rss_mib']):.0f} "  # type: ignore[arg-type]
+            print(f"{key}={float(r['wall_s']):.2f} {stem}_cpu_s={float(r['cpu_s']):.2f} "  # type: ignore[arg-type]
+                  f"{stem}_peak_rss_mib={float(r['peak_rss_mib']):.0f} "  # type: ignore[arg-type]
                   f"{stem}_events_per_s={float(r['kernel_events']) / float(r['wall_s']):.0f} "  # type: ignore[arg-type]
                   f"{stem}_meets_goal={int(bool(r['meets_goal']))}")
         else:
             line = f"{stem}_timed_out=1 {stem}_timeout_s={float(r['timeout_s']):.0f} {stem}_meets_goal=0"  # type: ignore[arg-type]
             if "cut_wall_s" in r:
                 line += (f" {stem}_cut_days={r['cut_days']} {stem}_cut_wall_s={float(r['cut_wall_s']):.2f} "  # type: ignore[arg-type]
+                         f"{stem}_cut_cpu_s={float(r['cut_cpu_s']):.2f} "  # type: ignore[arg-type]
                          f"{stem}_cut_sim_days_per_wall_s={float(r['cut_sim_days_per_wall_s']):.4f} "  # type: ignore[arg-type]
                          f"{stem}_cut_peak_rss_mib={float(r['cut_peak_rss_mib']):.0f}")  # type: ignore[arg-type]
             print(line)
+
+
+def scenario_table(timeout_s: float, fleet: bool) -> list[dict[str, object]]:
+    """Every built-in scenario once under its own policy, each in a child process (``fleet-*`` only with
+    ``fleet``; they take minutes). A run over ``timeout_s`` is listed as timed out."""
+    from superfactory.scenario.loader import builtin_names
+
+    rows: list[dict[str, object]] = []
+    for name in builtin_names():
+        if name.startswith("fleet-") and not fleet:
+            continue
+        got = _child(name, None, timeout_s, "")
+        rows.append({"scenario": name, "timed_out": got is None, **(got or {})})
+    print(f"{'scenario':<22} {'policy':<12} {'sim d':>6} {'wall s':>8} {'CPU s':>8} {'events':>10} {'events/s':>9} "
+          f"{'sim-s/wall-s':>12} {'peak RSS MiB':>12}")
+    for r in rows:
+        if r["timed_out"]:
+            print(f"{r['scenario']:<22} timed out after {timeout_s:.0f} s")
+            continue
+        wall, ev = float(r["wall_s"]), float(r["kernel_events"])  # type: ignore[arg-type]
+        print(f"{r['scenario']:<22} {r['policy']:<12} {float(r['sim_s']) / 86_400:>6.1f} {wall:>8.2f} "  # type: ignore[arg-type]
+              f"{float(r['cpu_s']):>8.2f} {ev:>10,.0f} {ev / wall:>9,.0f} "  # type: ignore[arg-type]
+              f"{float(r['sim_s']) / wall:>12,.0f} {float(r['peak_rss_mib']):>12,.0f}")  # type: ignore[arg-type]
+    for r in rows:
+        if not r["timed_out"]:
+            k = str(r["scenario"]).replace("-", "_")
+            wall = float(r["wall_s"])  # type: ignore[arg-type]
+            print(f"table_{k}_wall_s={wall:.3f} table_{k}_cpu_s={float(r['cpu_s']):.3f} "  # type: ignore[arg-type]
+                  f"table_{k}_events_per_s={float(r['kernel_events']) / wall:.0f} "  # type: ignore[arg-type]
+                  f"table_{k}_sim_s_per_wall_s={float(r['sim_s']) / wall:.0f} "  # type: ignore[arg-type]
+                  f"table_{k}_peak_rss_mib={float(r['peak_rss_mib']):.0f}")  # type: ignore[arg-type]
+    return rows
 
 
 def bare_kernel_events_per_s(n: int) -> float:
@@ -187,14 +237,25 @@ def main() -> None:
     ap.add_argument("--fleet-timeout", type=float, default=900.0, help="wall-clock limit of each fleet run, s")
     ap.add_argument("--fleet-cut-days", type=int, default=None,
                     help="days of the cut run after a timeout (default: 30 for fleet-year, 1 for fleet-200)")
+    ap.add_argument("--geo", action="store_true", help="with --fleet: also fleet-year under geo (goal 120 s)")
+    ap.add_argument("--table", action="store_true",
+                    help="only the table of every built-in scenario under its own policy (with --fleet: fleet-* too)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-days", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-policy", default="greedy", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_cut(args.child, args.child_days)))
+        print(json.dumps(run_cut(args.child, args.child_days, args.child_policy or None)))
+        return
+    if args.table:
+        trows = scenario_table(args.fleet_timeout, args.fleet or args.fleet_only)
+        out = args.out.with_name("twin_scenarios.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"benchmark": "twin-scenarios", "rows": trows}, indent=2) + "\n")
+        print(f"wrote {out}")
         return
     if args.fleet_only:
-        frows = fleet_rows(args.fleet_timeout, args.fleet_cut_days)
+        frows = fleet_rows(args.fleet_timeout, args.fleet_cut_days, args.geo)
         print_fleet(frows)
         out = args.out.with_name("twin_fleet.json")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -236,7 +297,7 @@ def main() -> None:
         print(f"{key}_wall_s={r['wall_s_median']:.4f} {key}_kernel_events={r['kernel_events']} "
               f"{key}_domain_events={r['domain_events']} {key}_events_per_s={r['events_per_s']:.0f} "
               f"{key}_kernel_overhead={r['kernel_overhead']:.4f} {key}_meets_goal={int(r['meets_goal'])}")
-    frows = fleet_rows(args.fleet_timeout, args.fleet_cut_days) if args.fleet else []
+    frows = fleet_rows(args.fleet_timeout, args.fleet_cut_days, args.geo) if args.fleet else []
     if frows:
         print_fleet(frows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
