@@ -26,8 +26,8 @@ JOB = {"accelerator": "H100-SXM", "gpus": 64, "work": "2d"}
 METRICS_TOKEN = "metrics-reader-secret-for-tests"
 
 
-def make_live(folder: Path, manual: bool) -> Live:
-    engine = open_store(f"sqlite:///{folder}/store.db")
+def make_live(folder: Path, manual: bool, url: str | None = None) -> Live:
+    engine = open_store(url or f"sqlite:///{folder}/store.db")
     clock: Any = ManualClock() if manual else WallClock(time.time())
     ensure_epoch(engine, clock.epoch_unix_s)
     live = Live(engine, clock, Settings(suspect_after_s=60, lost_after_s=600, cycle_s=1))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from live_harness import FLEET, Plane, make_live, parse_exposition
 
+from live_pg import pg_cluster, store_url  # noqa: F401  (fixtures)
 from superfactory.live.services.fleet import load_fleet
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -18,6 +19,15 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[Plane]:
     p = Plane(make_live(tmp_path, manual=True))
+    p.call("POST", "/v1/fleet/import", json={"yaml": FLEET})
+    yield p
+    p.live.engine.dispose()
+
+
+@pytest.fixture
+def any_plane(tmp_path: Path, store_url: str) -> Iterator[Plane]:  # noqa: F811
+    """A plane on SQLite and on PostgreSQL (the job figures are read with each database's JSON operators)."""
+    p = Plane(make_live(tmp_path, manual=True, url=store_url))
     p.call("POST", "/v1/fleet/import", json={"yaml": FLEET})
     yield p
     p.live.engine.dispose()
@@ -76,7 +86,8 @@ def test_power_follows_the_gpus_jobs_hold_and_energy_cost_carbon_integrate_it(pl
     assert _one(m3, "superfactory_factory_power_watts", factory="texas") > 0
 
 
-def test_checkpoint_reports_give_durable_work_duration_and_link_traffic(plane: Plane) -> None:
+def test_checkpoint_reports_give_durable_work_duration_and_link_traffic(any_plane: Plane) -> None:
+    plane = any_plane
     (job,), where = _running(plane)
     here = where[job]
     there = "virginia" if here == "texas" else "texas"
