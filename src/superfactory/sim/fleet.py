@@ -539,7 +539,9 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         if jr.token != tok:
             return
         self._checkpoint_commit(jr, jr.incarnation, jr.progress_s)
-        if migrate:
+        if migrate and self.wan is not None:  # the checkpoint crosses the modelled WAN fabric (issue 16)
+            self.wan.migrate(jr)
+        elif migrate:
             self._transfer(jr)
         else:
             self._requeue(jr, jr.token, False)

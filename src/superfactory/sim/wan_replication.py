@@ -18,6 +18,8 @@ What durability changes in the fleet (the hooks in :mod:`superfactory.sim.fleet`
 - **barrier stall** (``stall_at_barrier``): a job reaching its next barrier while its previous checkpoint is not
   durable yet waits there, holding its GPUs, until it is (:meth:`holds_barrier`); the wait is a
   ``CheckpointSyncStall`` event and counts in the job's checkpoint stall time;
+- **migration**: a migrating job's drained checkpoint crosses the fabric as a ``MIGRATION`` transfer
+  (:meth:`migrate`), instead of taking the fleet's fixed size ÷ bandwidth time;
 - **barrier jitter** (``barrier_jitter``): each job's first barrier after a (re)start is offset by ±10 % of its
   interval from its factory's hash (:func:`~superfactory.domain.transfer.barrier_offset_s`).
 """
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from superfactory.domain.events import Event, EventKind
 from superfactory.domain.job import TrainingJob
+from superfactory.domain.lifecycle import JobLifecycle
 from superfactory.domain.transfer import TrafficClass, Transfer, WanSettings, barrier_offset_s
 from superfactory.sim.kernel import PRIO_JOB
 from superfactory.sim.wan import WanFabric
@@ -58,13 +61,15 @@ class _Sync:
 @dataclass(frozen=True, slots=True)
 class ReplicationReport:
     """Checkpoint durability over a run: checkpoints made durable, those with reduced durability (fewer than
-    ``copies`` lawful regions), barrier stalls and the GPU time they cost, work lost beyond the local commit."""
+    ``copies`` lawful regions), barrier stalls and the GPU time they cost, checkpoints superseded while still
+    replicating, migrations carried over the fabric."""
 
     durable: int
     reduced_durability: int
     stalls: int
     stall_gpu_s: float
     superseded: int
+    migrations: int = 0
 
 
 class CheckpointReplication:
@@ -82,7 +87,7 @@ class CheckpointReplication:
         self._stalled: dict[int, tuple[int, int]] = {}  # job index -> (token, barrier time)
         self._targets: dict[tuple[str, frozenset[str]], tuple[tuple[str, ...], int]] = {}
         self._latency = _latencies(fabric)
-        self._durable = self._reduced = self._stalls = self._superseded = 0
+        self._durable = self._reduced = self._stalls = self._superseded = self._migrations = 0
         self._stall_gpu_s = 0.0
 
     # == fleet hooks =============================================================================================
@@ -134,6 +139,24 @@ class CheckpointReplication:
             return False
         self._stalled[jr.index] = (token, began_s)
         return True
+
+    def migrate(self, jr: JobRuntime) -> None:
+        """A migrating job's drained checkpoint crosses the fabric as a ``MIGRATION`` transfer (sharing links
+        with replication and inference); the job arrives when its last bit does. Deadline: twice the transfer
+        time the links would give it alone. Without a link at either end, the fleet's own transfer model."""
+        fleet = self.fleet
+        src, dst = fleet.factories[jr.factory].id, fleet.factories[jr.migrate_to].id
+        alone_s = fleet.transfer_s(src, dst, jr.job.checkpoint.size_bytes)
+        if src not in self.fabric.sites or dst not in self.fabric.sites or jr.job.checkpoint.size_bytes <= 0:
+            fleet._transfer(jr)
+            return
+        token = jr.bump(JobLifecycle.MIGRATING)
+        now = fleet.k.now_s()
+        self._migrations += 1
+        tid = f"{jr.job.id}~migration{jr.migrations}->{dst}"
+        self.fabric.add(Transfer(tid, src, dst, jr.job.checkpoint.size_bytes * 8 / 1e9, now,
+                                 now + max(60, 2 * alone_s), TrafficClass.MIGRATION, jr.job.gpus),
+                        lambda tr, t: fleet._arrive(jr, token))
 
     def barrier_offset_s(self, jr: JobRuntime) -> int:
         """Offset of the job's first barrier after a (re)start (0 unless ``barrier_jitter``)."""
@@ -194,7 +217,8 @@ class CheckpointReplication:
                           jr.progress_s)
 
     def report(self) -> ReplicationReport:
-        return ReplicationReport(self._durable, self._reduced, self._stalls, self._stall_gpu_s, self._superseded)
+        return ReplicationReport(self._durable, self._reduced, self._stalls, self._stall_gpu_s, self._superseded,
+                                 self._migrations)
 
 
 def _latencies(fabric: WanFabric) -> dict[str, dict[str, float]]:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from superfactory.domain.events import EventKind, event_log_digest
+from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, Migrate, Place, Plan
+from superfactory.domain.lifecycle import JobLifecycle
 from superfactory.errors import PolicyError, ScenarioError
+from superfactory.policy.registry import PolicyBase, register, unregister
 from superfactory.scenario.loader import parse_scenario
 from superfactory.sim.twin import TwinResult, run_twin
 
@@ -159,3 +163,42 @@ def test_a_scenario_keeps_its_wan_settings_when_reseeded() -> None:
     assert s.wan is not None and s.wan.durability_slo_s == 480 and s.wan.inference_share == 0.2
     assert s.reseeded(5).wan == s.wan
     assert dataclasses.replace(s, wan=None).wan is None
+
+
+class _HomeThenMove(PolicyBase):
+    """Places every job on its home factory's first free nodes; moves job ``j1`` to ``c`` at 20 minutes."""
+
+    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
+        del rng
+        actions: list[Place | Migrate] = []
+        taken: dict[int, int] = {}
+        for v in snapshot.pending:
+            i = snapshot.factory_index(v.job.home_factory or "")
+            free = np.flatnonzero(np.frombuffer(snapshot.states[i].node_status, dtype=np.uint8) == NODE_FREE)
+            n, k = v.job.gpus // 8, taken.get(i, 0)
+            taken[i] = k + n
+            actions.append(Place(v.job.id, v.job.home_factory or "", tuple(int(x) for x in free[k:k + n])))
+        for v in snapshot.running:
+            if v.job.id == "j1" and v.factory_id == "a" and snapshot.now_s >= 1200 and v.state is JobLifecycle.RUNNING:
+                free = np.flatnonzero(np.frombuffer(snapshot.states[2].node_status, dtype=np.uint8) == NODE_FREE)
+                actions.append(Migrate("j1", "c", tuple(int(n) for n in free[:32]), "test"))
+        return Plan(tuple(actions))
+
+    cycle_s = 300
+
+
+def test_a_migration_crosses_the_fabric_as_migration_traffic() -> None:
+    register("test-home-then-move")(_HomeThenMove)
+    try:
+        r = run(scenario_text(link="10Gbps", duration="1h"), policy="test-home-then-move")
+    finally:
+        unregister("test-home-then-move")
+    moved = of(r, EventKind.JOB_MIGRATED, "j1")
+    assert len(moved) == 1
+    carried = [e for e in of(r, EventKind.TRANSFER_COMPLETED) if e.cause == "migration"]
+    assert [(e.job.split("~")[0], e.factory) for e in carried] == [("j1", "a->c")]
+    arrived = next(e for e in of(r, EventKind.JOB_PLACED, "j1") if e.cause == "migrated")
+    assert arrived.factory == "c" and arrived.time_s == carried[0].time_s
+    # 500 GB at 10 Gb/s alone takes 400 s; it shares a->c with j1's and eu's checkpoint replication, so longer
+    assert arrived.time_s - moved[0].time_s >= 400
+    assert r.wan is not None and r.wan.replication.migrations == 1
