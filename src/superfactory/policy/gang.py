@@ -133,7 +133,8 @@ class GangScheduler(PolicyBase):
                  min_bandwidth_ratio: float = 0.9, preempt_after_s: int = 1800,
                  max_preemptions_per_day: int = 16, victim_cooldown_s: int = 12 * 3600,
                  preempt_margin: float = 1.5, priority_base: float = 4.0, evacuate_degraded: bool = True,
-                 probe_cycle_s: int = 60, starve_after_s: float = 6 * 3600) -> None:
+                 probe_cycle_s: int = 60, starve_after_s: float = 6 * 3600,
+                 degraded_backfill: bool = True) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -148,6 +149,7 @@ class GangScheduler(PolicyBase):
         self.ledger = PreemptionLedger(max_per_day=max_preemptions_per_day, victim_cooldown_s=victim_cooldown_s)
         self.evacuate_degraded = evacuate_degraded
         self.starve_after_s = float(starve_after_s)  # see queue_order
+        self.degraded_backfill = degraded_backfill  # see _on_degraded
         # a periodic cycle at the probe period, so a sweep that reveals a degraded domain is acted on at once
         self.cycle_s = probe_cycle_s if evacuate_degraded else 0
         # jobs draining off a degraded domain: (factory id, nodes promised to them, expiry)
@@ -162,10 +164,11 @@ class GangScheduler(PolicyBase):
         #: counters a benchmark or report may read: placements, hot_swaps, bandwidth_rejections, preemptions
         self.stats: dict[str, int] = {"placements": 0, "hot_swaps": 0, "bandwidth_rejections": 0,
                                       "preemptions": 0, "preemptions_declined": 0, "evacuations": 0,
-                                      "degraded_hot_swaps": 0}
+                                      "degraded_hot_swaps": 0, "degraded_backfills": 0}
         # static per (job, factory): gang shapes and the shape/sovereignty part of the feasibility pipeline
         self._shapes: dict[tuple[str, str], GangShape | None] = {}
         self._checks: dict[tuple[str, str], ShapeCheck] = {}
+        self._slow_by_choice: set[str] = set()  # jobs backfilled onto degraded domains: left there
         self._no_swap: set[str] = set()  # jobs whose hot swap a world refused: moved, never swapped again
         self._swapping: set[str] = set()  # jobs given a SwapNodes in the last decision
 
@@ -181,6 +184,7 @@ class GangScheduler(PolicyBase):
             del self._declined[jid]
         # promises are rebuilt from the snapshot: a victim no longer held, or a preemptor no longer waiting, is done
         held_ids = {v.job.id for v in snapshot.running}
+        self._slow_by_choice &= held_ids
         for vid in [v for v, p in self._victim_of.items() if v not in held_ids or p not in pending_ids]:
             del self._victim_of[vid]
         for jid, (fid, nodes, expires_s) in list(self._claims.items()):
@@ -236,6 +240,8 @@ class GangScheduler(PolicyBase):
             waiting.append((view.job.id, reason))
             if not self.backfill:
                 head = view.job.id
+        if self.evacuate_degraded and self._slow_by_choice:
+            actions.extend(self._evacuations(snapshot, sites, backfilled=True))
         return Plan(tuple(actions), tuple(waiting), tuple(refusals))
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
@@ -256,7 +262,8 @@ class GangScheduler(PolicyBase):
                     del self._victim_of[v]
 
     # == degraded domains ===================================================================================
-    def _evacuations(self, snapshot: FleetSnapshot, sites: list[_Site]) -> list[Preempt | SwapNodes]:
+    def _evacuations(self, snapshot: FleetSnapshot, sites: list[_Site], backfilled: bool = False
+                     ) -> list[Preempt | SwapNodes]:
         """Take running gangs off NVLink domains the probes found degraded: stay, hot-swap or move, by what pays
         (:func:`superfactory.policy.degraded.choose_remedy`).
 
@@ -266,10 +273,15 @@ class GangScheduler(PolicyBase):
         restarts it on a healthy placement that exists *now* (free nodes plus its own healthy ones), promised to
         it so the move never turns a slow gang into a waiting one. The cheaper one is done when it costs less
         than staying (``remaining x (1/speed - 1)``). Moves count against the factory's preemption rate limit;
-        hot swaps do not (nothing is stopped or requeued). A gang whose hot swap a world refused is only moved."""
+        hot swaps do not (nothing is stopped or requeued). A gang whose hot swap a world refused is only moved.
+
+        ``backfilled``: consider only the gangs this policy itself backfilled onto degraded domains
+        (``_on_degraded``); they are considered *after* the queue walk, so they speed up only with the healthy
+        nodes no waiting gang could use (they never jump the queue). Otherwise consider the others."""
         out: list[Preempt | SwapNodes] = []
         for v in snapshot.running:
-            if v.factory_id is None or v.state not in RUNNING_STATES or v.job.id in self._evac:
+            if (v.factory_id is None or v.state not in RUNNING_STATES or v.job.id in self._evac
+                    or (v.job.id in self._slow_by_choice) != backfilled):
                 continue
             site = sites[snapshot.factory_index(v.factory_id)]
             if not site.bad_domains or not site.bad_domains.intersection(site.topo.node_domain[list(v.nodes)].tolist()):
@@ -411,6 +423,10 @@ class GangScheduler(PolicyBase):
             if miss is not None and end_s >= miss[0]:
                 # a gang of this shape ending no earlier found no room earlier in this decision, and room only
                 # shrinks as the walk goes on (nodes given away, reservations added): it cannot fit either
+                slow = self._on_degraded(site, job, shape, end_s)
+                if slow is not None:
+                    site.it_power_w += extra_w
+                    return Place(job.id, f.id, slow), ""
                 reasons.append(miss[1])
                 continue
             usable = self._usable(site, job, end_s)
@@ -436,11 +452,36 @@ class GangScheduler(PolicyBase):
                 reasons.append(why)
                 if capacity_miss and cacheable:
                     site.misses[(job.accelerator, shape)] = (end_s, why)
+                slow = self._on_degraded(site, job, shape, end_s)
+                if slow is not None:
+                    site.it_power_w += extra_w
+                    return Place(job.id, f.id, slow), ""
                 continue
             site.free[list(nodes)] = False
             site.it_power_w += extra_w
             return Place(job.id, f.id, nodes), ""
         return None, "; ".join(reasons) or "no candidate factory"
+
+    def _on_degraded(self, site: _Site, job: TrainingJob, shape: GangShape, end_s: float) -> tuple[int, ...] | None:
+        """Backfill onto probed-degraded NVLink domains (``degraded_backfill``): a gang with no healthy room now
+        may run slow (0.6) entirely inside degraded domains rather than leave them idle. It is hot-swapped (or
+        moved) off them when that pays, but only with healthy nodes left over after the queue walk (see
+        ``_evacuations``), and speeds up anyway when the domain heals. Reservations are honoured as for any
+        backfill."""
+        if not self.degraded_backfill or not site.bad_domains:
+            return None
+        pool = site.free & ~site.spare & site.accel_mask(job.accelerator) & site.bad_nodes()
+        for nodes, start_s, owner in site.reserved:
+            if end_s > start_s and owner != job.id:
+                pool &= ~nodes
+        if int(pool.sum()) < shape.nodes:
+            return None
+        got = place_gang(site.topo, pool, shape)
+        if got is not None:
+            site.free[list(got)] = False
+            self._slow_by_choice.add(job.id)
+            self.stats["degraded_backfills"] += 1
+        return got
 
     def _why_not(self, site: _Site, job: TrainingJob, shape: GangShape, usable: BoolArray) -> str:
         f = site.factory

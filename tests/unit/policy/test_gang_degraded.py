@@ -185,3 +185,34 @@ def test_the_twin_refuses_an_invalid_hot_swap() -> None:
             run_twin(parse_scenario(text), policy="gang-badswap")
     finally:
         unregister("gang-badswap")
+
+
+def test_degraded_racks_are_backfilled_and_the_gang_is_swapped_out_with_nodes_nobody_waits_for() -> None:
+    # two NVL72 racks; rack of "a" healthy and full, the other probed degraded: "b" runs there slowly rather than
+    # wait; when "a" ends and nobody waits for its nodes, "b" is hot-swapped onto them and runs at full speed
+    def run(params: dict[str, Any]) -> TwinResult:
+        text = scenario([factory("f", nodes=2 * 18, system="gb200-nvl72")],
+                        [job("a", gpus=72, accelerator="GB200", work="2h", tp_size=8),
+                         job("b", gpus=8, accelerator="GB200", work="4h", tp_size=8, submit="1h")],
+                        duration="6h", events=[{"at": "30min", "kind": "link_degradation", "factory": "f",
+                                                "domain": 1, "duration": "5h"}],
+                        failures={"rate_scale": 0.0, "planned": False})
+        return run_twin(parse_scenario(text), policy="gang", policy_params=params)
+
+    # "a" lands on domain 0 (first fit of a whole rack), so domain 1 is the one that degrades
+    result = run({})
+    b = [e for e in result.events if e.job == "b"]
+    placed = next(e for e in b if e.kind is EventKind.JOB_PLACED)
+    assert placed.time_s == 3600  # started at submission, on the degraded rack
+    a_done = next(e.time_s for e in result.events if e.job == "a" and e.kind is EventKind.JOB_COMPLETED)
+    swap = next(e for e in b if e.kind is EventKind.JOB_HOT_SWAPPED)
+    assert a_done <= swap.time_s <= a_done + fleet_mod.PROBE_INTERVAL_S
+    assert not any(e.kind is EventKind.JOB_PREEMPTED for e in b)
+    # without degraded backfill it waits for "a"'s nodes instead
+    waited = run({"degraded_backfill": False})
+    first = next(e.time_s for e in waited.events if e.job == "b" and e.kind is EventKind.JOB_PLACED)
+    assert first >= a_done
+    # backfilled, it has done more work by the end (slow first, full speed after the swap)
+    done = {e.job: e for e in result.events if e.kind in (EventKind.JOB_COMPLETED, EventKind.JOB_PROGRESS)}
+    done_w = {e.job: e for e in waited.events if e.kind in (EventKind.JOB_COMPLETED, EventKind.JOB_PROGRESS)}
+    assert done["b"].value >= done_w["b"].value
