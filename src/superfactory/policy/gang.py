@@ -1,6 +1,9 @@
 """The topology-aware gang scheduler (policy ``gang``): all-or-nothing gangs inside a factory.
 
-One decision walks the queue once (priority first, then submission, then id):
+One decision first deals with running gangs on NVLink domains the probes read degraded (stay, hot-swap with
+:class:`~superfactory.domain.fleet.SwapNodes`, or move: :mod:`superfactory.policy.degraded`), then walks the
+queue once (priority first, then submission, then id; but the job waiting longest goes first once it has waited
+``starve_after_s``, a starvation guard):
 
 1. **Hot-swap** (first, for jobs a failure just requeued): keep every healthy node of the job and replace each
    failed one with a free node in the same NVLink domain (required when a TP group spans nodes), else the same
@@ -18,13 +21,17 @@ One decision walks the queue once (priority first, then submission, then id):
 4. **Preemption**: a blocked gang may evict *preemptible* running gangs of strictly lower priority. Victims are
    chosen greedily by lowest priority, then least lost work (GPUs x (drain + restart) time: the twin drains
    each victim with a final checkpoint, so no progress is lost) and pruned to a minimal set; the freed nodes are
-   reserved for the preemptor.
+   reserved for the preemptor. Only when it pays (:mod:`superfactory.policy.preemption`), within rate limits.
+5. **Degraded backfill** (``degraded_backfill``): a gang with no healthy room may run slow entirely inside
+   probed-degraded domains rather than leave them idle; after the walk, healthy nodes nobody waits for are used
+   to hot-swap such gangs back to full speed.
 
 Every job left waiting gets a reason a user can read (``--explain``). Knobs (``policy_params``):
 ``reservations``, ``backfill``, ``preemption``, ``preempt_after_s`` (a gang preempts only after waiting that
 long, so short waits never cost a checkpoint-and-restart), ``hot_swap``, ``spare_pool`` (nodes per NVLink
 domain kept for hot swaps when a domain has several nodes, else per leaf group), ``bandwidth_check``,
-``min_bandwidth_ratio``.
+``min_bandwidth_ratio``, ``max_preemptions_per_day``, ``victim_cooldown_s``, ``preempt_margin``,
+``priority_base``, ``evacuate_degraded``, ``probe_cycle_s``, ``starve_after_s``, ``degraded_backfill``.
 """
 
 from __future__ import annotations
