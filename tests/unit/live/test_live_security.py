@@ -46,6 +46,7 @@ ROUTES = {
     ("GET", "/v1/agent/assignments"): "agent",
     ("POST", "/v1/agent/jobs/{job_id}/report"): "agent",
     ("POST", "/v1/agent/jobs/{job_id}/checkpoints"): "agent",
+    ("POST", "/v1/agent/mesh-status"): "agent",
     ("POST", "/v1/kms/jobs/{job_id}"): "agent",
 }
 
@@ -69,6 +70,7 @@ def test_every_route_refuses_another_tenants_token(api):
         "/v1/fleet/import": {"scenario": "default"}, "/v1/policies/active": {"name": "geo"},
         "/v1/signals": {"points": [{"kind": "price", "key": "ERCOT", "value": 1.0, "hour": 0}]},
         "/v1/agent/register": {"agent_id": "x"}, "/v1/agent/heartbeat": {"lease_epoch": 1},
+        "/v1/agent/mesh-status": {"lease_epoch": 1, "sync_queue": {"virginia": 1}},
         "/v1/agent/jobs/{job_id}/report": {"fencing_token": 1, "state": "running"},
         "/v1/agent/jobs/{job_id}/checkpoints": {"fencing_token": 1, "step": 1, "progress_s": 1, "location": "x"},
         "/v1/kms/jobs/{job_id}": {"fencing_token": 1, "op": "fencing_token", "args": {"mesh": "job-1"}},
