@@ -20,6 +20,9 @@ What durability changes in the fleet (the hooks in :mod:`superfactory.sim.fleet`
   ``CheckpointSyncStall`` event and counts in the job's checkpoint stall time;
 - **migration**: a migrating job's drained checkpoint crosses the fabric as a ``MIGRATION`` transfer
   (:meth:`migrate`), instead of taking the fleet's fixed size ÷ bandwidth time;
+- **restore** at a (re)start: a job placed where its region holds no copy of the checkpoint it restarts from
+  waits for a ``RESTORE`` transfer from the nearest copy (:meth:`start`; :mod:`superfactory.sim.wan_restore`);
+  the copies are tracked here (the writer, each arrived replica, a migration's destination, a restore's);
 - **barrier jitter** (``barrier_jitter``): each job's first barrier after a (re)start is offset by ±10 % of its
   interval from its factory's hash (:func:`~superfactory.domain.transfer.barrier_offset_s`).
 """
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -38,6 +41,7 @@ from superfactory.domain.lifecycle import JobLifecycle
 from superfactory.domain.transfer import TrafficClass, Transfer, WanSettings, barrier_offset_s
 from superfactory.sim.kernel import PRIO_JOB
 from superfactory.sim.wan import WanFabric
+from superfactory.sim.wan_restore import Holders, RestoreReport, Restores
 
 if TYPE_CHECKING:
     from superfactory.sim.fleet import SimulatedFleet
@@ -54,6 +58,7 @@ class _Sync:
     transfer_ids: tuple[str, ...]
     quorum: int
     lawful_regions: int
+    held: set[str]  # factories holding this checkpoint (the writer, then each copy that arrives)
     arrived: int = 0
     durable: bool = False
 
@@ -70,6 +75,7 @@ class ReplicationReport:
     stall_gpu_s: float
     superseded: int
     migrations: int = 0
+    restores: RestoreReport = field(default_factory=RestoreReport)
 
 
 class CheckpointReplication:
@@ -87,6 +93,8 @@ class CheckpointReplication:
         self._stalled: dict[int, tuple[int, int]] = {}  # job index -> (token, barrier time)
         self._targets: dict[tuple[str, frozenset[str]], tuple[tuple[str, ...], int]] = {}
         self._latency = _latencies(fabric)
+        self.holders = Holders()
+        self.restores = Restores(fleet, fabric, settings, self.holders, self._latency)
         self._durable = self._reduced = self._stalls = self._superseded = self._migrations = 0
         self._stall_gpu_s = 0.0
 
@@ -105,8 +113,9 @@ class CheckpointReplication:
         targets, lawful = self.targets(src.id, jr.job)
         size_gbit = jr.job.checkpoint.size_bytes * self.settings.critical_share * 8 / 1e9
         seq = self._seq[jr.index] = self._seq.get(jr.index, 0) + 1
+        held = self.holders.written(jr.index, progress_s, src.id)
         if not targets or size_gbit <= 0 or src.id not in self.fabric.sites:
-            self._make_durable(jr, progress_s, src.id, 0, lawful)
+            self._make_durable(jr, progress_s, src.id, 0, lawful, held)
             return
         interval = jr.job.checkpoint.interval_s
         deadline = jr.next_ckpt_s if jr.next_ckpt_s > now else now + interval
@@ -114,7 +123,7 @@ class CheckpointReplication:
             deadline = min(deadline, now + self.settings.durability_slo_s)
         ids = tuple(f"{jr.job.id}#{seq}->{dst}" for dst in targets)
         quorum = min(len(targets), self.settings.quorum or len(targets))
-        self._sync[jr.index] = _Sync(seq, progress_s, src.id, ids, quorum, lawful)
+        self._sync[jr.index] = _Sync(seq, progress_s, src.id, ids, quorum, lawful, held)
         for tid, dst in zip(ids, targets, strict=True):
             self.fabric.add(Transfer(tid, src.id, dst, size_gbit, now, deadline, TrafficClass.CHECKPOINT,
                                      jr.job.gpus), partial(self._arrived, jr, seq))
@@ -127,7 +136,13 @@ class CheckpointReplication:
             for tid in sync.transfer_ids:
                 self.fabric.cancel(tid)
         self._stalled.pop(jr.index, None)
+        self.restores.cancel(jr)
         return self.durable_s.get(jr.index, 0.0)
+
+    def start(self, jr: JobRuntime, token: int, restart_s: int) -> None:
+        """``jr`` was placed: it runs after ``restart_s``, or, where its new factory's region holds no copy of
+        its checkpoint, once a ``RESTORE`` transfer from the nearest copy has also arrived."""
+        self.restores.start(jr, token, restart_s)
 
     def holds_barrier(self, jr: JobRuntime, token: int, began_s: int) -> bool:
         """At a barrier: ``True`` when the job must wait for its previous checkpoint to become durable (the
@@ -156,7 +171,13 @@ class CheckpointReplication:
         tid = f"{jr.job.id}~migration{jr.migrations}->{dst}"
         self.fabric.add(Transfer(tid, src, dst, jr.job.checkpoint.size_bytes * 8 / 1e9, now,
                                  now + max(60, 2 * alone_s), TrafficClass.MIGRATION, jr.job.gpus),
-                        lambda tr, t: fleet._arrive(jr, token))
+                        partial(self._migrated, jr, token, self.holders.of(jr.index, jr.committed_s)))
+
+    def _migrated(self, jr: JobRuntime, token: int, held: set[str] | None, tr: Transfer, now: int) -> None:
+        del now
+        if held is not None:  # the drained checkpoint is now held at the destination too
+            held.add(tr.dst)
+        self.fleet._arrive(jr, token)
 
     def barrier_offset_s(self, jr: JobRuntime) -> int:
         """Offset of the job's first barrier after a (re)start (0 unless ``barrier_jitter``)."""
@@ -185,20 +206,23 @@ class CheckpointReplication:
 
     # == arrivals =================================================================================================
     def _arrived(self, jr: JobRuntime, seq: int, tr: Transfer, now: int) -> None:
-        del tr, now
+        del now
         sync = self._sync.get(jr.index)
         if sync is None or sync.seq != seq:
             return
         sync.arrived += 1
+        sync.held.add(tr.dst)
         if not sync.durable and sync.arrived >= sync.quorum:
             sync.durable = True
-            self._make_durable(jr, sync.progress_s, sync.src, sync.arrived, sync.lawful_regions)
+            self._make_durable(jr, sync.progress_s, sync.src, sync.arrived, sync.lawful_regions, sync.held)
         if sync.arrived == len(sync.transfer_ids):
             del self._sync[jr.index]
 
-    def _make_durable(self, jr: JobRuntime, progress_s: float, src: str, regions: int, lawful: int) -> None:
+    def _make_durable(self, jr: JobRuntime, progress_s: float, src: str, regions: int, lawful: int,
+                      held: set[str]) -> None:
         now = self.fleet.k.now_s()
         self.durable_s[jr.index] = max(self.durable_s.get(jr.index, 0.0), progress_s)
+        self.holders.made_durable(jr.index, progress_s, held)
         self._durable += 1
         cause = ""
         if lawful < self.settings.copies:
@@ -218,7 +242,7 @@ class CheckpointReplication:
 
     def report(self) -> ReplicationReport:
         return ReplicationReport(self._durable, self._reduced, self._stalls, self._stall_gpu_s, self._superseded,
-                                 self._migrations)
+                                 self._migrations, self.restores.report())
 
 
 def _latencies(fabric: WanFabric) -> dict[str, dict[str, float]]:
