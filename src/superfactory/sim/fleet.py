@@ -326,7 +326,10 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         jr.speed = placement_throughput(topology_of(f), a.nodes, jr.job, self.link_factors[fi])
         self.emit(Event(now, EventKind.JOB_PLACED, jr.job.id, f.id, cause="hot-swap" if a.hot_swap else "",
                         value=float(gpus)))
-        self.k.after(restart_s, PRIO_JOB, self._begin_running, jr, tok)
+        if self.wan is not None:  # away from every copy of its checkpoint it also waits for a RESTORE (issue 16)
+            self.wan.start(jr, tok, restart_s)
+        else:
+            self.k.after(restart_s, PRIO_JOB, self._begin_running, jr, tok)
 
     def _check_nodes(self, jr: JobRuntime, factory_id: str, raw_nodes: tuple[int, ...]) -> tuple[int, np.ndarray, int]:
         """Validate a node set for ``jr``: known up factory cleared for the job's data classes, in range, distinct,
