@@ -7,7 +7,10 @@ one :class:`~superfactory.domain.transfer.RouteTransfer` per transfer it routes 
 ``job_id``); transfers that cannot make their deadline are named in ``Plan.waiting`` with the figures.
 
 - ``wan-planner`` — the deadline-aware planner (:mod:`.wan_planner`): every open transfer re-planned over paths
-  and time slots whenever a transfer needs a route or the links changed, inference traffic reserved.
+  and time slots whenever a transfer needs a route or the links changed, inference traffic reserved. Restores
+  (a job waits on them to restart) are not slotted: each goes at once on its first path, best effort, which the
+  fabric serves before every other class, and the planner reserves their expected load (their path's
+  bottleneck until they are done) the way it reserves inference, planning everything else around them.
 - ``wan-naive`` — what happens without a plan: each transfer starts at once on its direct link (the
   lowest-latency path when there is none); links share fairly.
 - ``wan-overlay`` — routing without deadlines: each transfer striped at once over its ``k`` shortest overlay
@@ -21,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from superfactory.domain.fleet import FleetSnapshot, Plan
-from superfactory.domain.transfer import RouteTransfer, Transfer, WanState
+from superfactory.domain.transfer import RouteTransfer, TrafficClass, Transfer, WanState
 from superfactory.policy.registry import PolicyBase, register, register_role
 from superfactory.policy.wan_paths import Fabric, dijkstra_tree, path_from_tree, shortest_paths
 from superfactory.policy.wan_planner import PlannerConfig, plan_transfers
@@ -115,12 +118,17 @@ class WanPlanner(_WanPolicy):
         cfg = self.config
         now = w.now_s
         fab = _fabric(w)
+        restores = [t for t in w.transfers if t.traffic_class is TrafficClass.RESTORE]
+        actions = [RouteTransfer(t.transfer_id, now, paths=_first_path(fab, t)) for t in restores
+                   if t.transfer_id in w.needs_route]
         # a transfer whose deadline is (nearly) past is late already: plan it as soon as possible
         soon = now + 2 * cfg.slot_s
         transfers = [t if t.deadline_s >= soon else Transfer(t.transfer_id, t.src, t.dst, t.size_gbit,
                                                             min(t.release_s, now), now + cfg.horizon_s,
                                                             t.traffic_class, t.gpus)
-                     for t in w.transfers]
+                     for t in w.transfers if t.traffic_class is not TrafficClass.RESTORE]
+        if not transfers:
+            return Plan(tuple(actions))
         # plan only as far as the latest deadline (all of them when it lies within the horizon): fewer slots
         last = max(t.deadline_s for t in transfers) - now
         cfg = dataclasses.replace(cfg, horizon_s=min(cfg.horizon_s, max(1, -(-last // cfg.slot_s)) * cfg.slot_s))
@@ -130,12 +138,37 @@ class WanPlanner(_WanPolicy):
         for src, dst, gbps in w.background_gbps:
             if (src, dst) in pair:
                 bg[pair[(src, dst)], :] = gbps
+        _reserve_restores(fab, restores, now, cfg.slot_s, bg)
         plan = plan_transfers(fab, transfers, now, cfg, bg)
         self.plans += 1
-        actions = []
         for tr, sch in zip(transfers, plan.schedules, strict=True):
             if sch.flows:
                 actions.append(RouteTransfer(tr.transfer_id, now, cfg.slot_s, sch.flows))
             else:  # nothing fits in its window (or no path): best effort on the first path, if any
                 actions.append(RouteTransfer(tr.transfer_id, now, paths=_first_path(fab, tr)))
         return Plan(tuple(actions), waiting=plan.infeasible)
+
+
+def _reserve_restores(fab: Fabric, restores: list[Transfer], now_s: int, slot_s: int, bg: np.ndarray) -> None:
+    """Add the load of open restores to the reserved background ``bg`` (arcs × slots, Gb/s, in place): each at its
+    first path's bottleneck (its fair share of it where restores share an arc), for the slots it needs to finish.
+    The fabric serves restores first on the whole capacity, so this is what is left for everything else."""
+    if not restores:
+        return
+    idx = fab.arc_index()
+    routes = []
+    for t in restores:
+        paths = _first_path(fab, t)
+        if paths:
+            p = [fab.site_index(s) for s in paths[0]]
+            routes.append((t, [idx[(p[i], p[i + 1])] for i in range(len(p) - 1)]))
+    sharing = np.zeros(fab.n_arcs)
+    for _, arcs in routes:
+        sharing[arcs] += 1
+    cap = np.asarray(fab.capacity_gbps, dtype=float)
+    for t, arcs in routes:
+        rate = float(min(cap[a] / sharing[a] for a in arcs))
+        if rate <= 0:
+            continue
+        slots = min(bg.shape[1], int(np.ceil(t.size_gbit / rate / slot_s)) + max(0, (t.release_s - now_s) // slot_s))
+        bg[arcs, :slots] += rate
