@@ -83,6 +83,14 @@ def test_gangbound_command_prints_pure_json_and_refuses_bad_input() -> None:
     bad = subprocess.run([*cmd, "gangbound", "nvl72-saturated", "--slot", "0"], capture_output=True, text=True,
                          check=False)
     assert bad.returncode == 2 and "--slot 0" in bad.stderr and "Traceback" not in bad.stderr
+    # --failures: the seed's node outages come off the capacity (still pure JSON, the run's output included)
+    fail = subprocess.run([*cmd, "gangbound", "nvl72-saturated", "--failures", "--json"], capture_output=True,
+                          text=True, check=False)
+    assert fail.returncode == 0, fail.stderr
+    fdoc = json.loads(fail.stdout)
+    assert fdoc["node_outages"] > 0 and fdoc["down_node_s"] > 0
+    assert fdoc["occupancy_bound"] < doc["occupancy_bound"]
+    assert fdoc["occupancy_bound"] == pytest.approx(1 - fdoc["down_node_s"] * 4 / fdoc["capacity_gpu_s"])
 
 
 def test_down_nodes_lower_the_bound_by_their_node_seconds() -> None:
