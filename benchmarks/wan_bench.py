@@ -17,6 +17,12 @@ Two loads: ``checkpoint-herd`` as shipped (deadline = the 8-minute durability SL
 barrier, so nobody stalls) and an overload variant (2.4× the jobs at the hot sites, deadline = the next barrier)
 where late replication stalls jobs at their barriers: GPU time lost to stalls (40 min: the first barrier's copies
 run into the second barrier; the planner plans in 30 s slots there, a third of the LP of 10 s slots).
+Restores: a job re-placed after a failure where its region holds no copy of its last durable checkpoint pulls it
+over the fabric first (``restores``: how many; ``restore_wait_s``: wall time jobs waited beyond their normal
+restart for them, summed; ``gpu_hours_restore_wait``: the GPU time that cost). ``home-region`` never moves a job,
+and node failures restart in place, so the herd itself restores nothing; the ``outage`` line is the herd with its
+first factory down for 1 h at 40 min under ``greedy`` placement (which re-places the stranded jobs elsewhere),
+``wan-naive`` (cheap; the wan policy barely matters to a restore, which every policy sends first).
 Baseline in the same run: ``naive``;
 ``peak_queue_cut`` = 1 − planner+jitter's peak checkpoint queue depth ÷ naive's. ``sync_1tb_3regions_s``: the
 longest time from commit to durable of the herd's 1 TB checkpoint job (``*-sync1tb``) under planner+jitter;
@@ -51,7 +57,7 @@ from superfactory.scenario.fabric import (
     region_fabric,
 )
 from superfactory.scenario.loader import load_scenario, parse_scenario
-from superfactory.scenario.model import Scenario
+from superfactory.scenario.model import Scenario, ScenarioEvent
 from superfactory.sim.twin import TwinResult, run_twin
 
 
@@ -125,7 +131,9 @@ def twin_run(scenario: Scenario, policy: str, jitter: bool) -> tuple[dict[str, f
             "inference_p99_delay_ms": f.inference_p99_delay_ms, "gpu_hours_stalled": rep.stall_gpu_s / 3600.0,
             "barrier_stalls": rep.stalls, "gpu_hours_lost_to_failures": lost, "durable_checkpoints": rep.durable,
             "reduced_durability": rep.reduced_durability, "peak_link_utilisation": f.peak_utilisation,
-            "wan_decisions": r.wan.decisions, "cpu_s": cpu}, r
+            "wan_decisions": r.wan.decisions, "restores": rep.restores.restores,
+            "restores_delayed": rep.restores.delayed, "restore_wait_s": rep.restores.wait_s,
+            "gpu_hours_restore_wait": rep.restores.wait_gpu_s / 3600.0, "cpu_s": cpu}, r
 
 
 def barrier_demand_ratio(scenario: Scenario, r: TwinResult, window_s: int = 60) -> float:
@@ -193,6 +201,26 @@ def twin_tables(seed: int, quick: bool) -> tuple[list[dict], list[dict], dict[st
     return rows, over_rows, extras
 
 
+def outage_restores(seed: int) -> dict[str, float]:
+    """The herd with its first factory down for 1 h at 40 min, ``greedy`` placement (re-places stranded jobs
+    elsewhere), ``wan-naive``: restores carried, how many delayed a start, the wait, the longest restore."""
+    herd = load_scenario("checkpoint-herd")
+    if seed != herd.seed:
+        herd = herd.reseeded(seed)
+    assert herd.wan is not None
+    down = ScenarioEvent(2400, "factory_outage", 3600, factory=herd.factories[0].id)
+    s = dataclasses.replace(herd, events=(*herd.events, down),
+                            wan=dataclasses.replace(herd.wan, policy="wan-naive", policy_params=()))
+    r = run_twin(s, policy="greedy")
+    assert r.wan is not None
+    rep = r.wan.replication.restores
+    restart = {j.id: j.recovery.restart_s for j in s.jobs}
+    took = [restart[e.job.split("~")[0]] + e.value for e in r.events
+            if e.kind is EventKind.TRANSFER_COMPLETED and e.cause == "restore"]  # value = arrival - placed - restart
+    return {"outage_restores": rep.restores, "outage_restores_delayed": rep.delayed,
+            "outage_restore_wait_s": rep.wait_s, "outage_restore_max_s": max(took, default=0.0)}
+
+
 def random_transfers(sites: tuple[str, ...], n: int, seed: int) -> tuple[Transfer, ...]:
     rng = np.random.default_rng(seed)
     out = []
@@ -236,15 +264,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "wan.json")
     args = ap.parse_args()
     rows, over, extras = twin_tables(args.seed, args.quick)
+    restores = outage_restores(args.seed)
     standalone = sync_1tb_standalone(args.seed)
     speed = planner_speed(args.seed, args.repeat)
     head = (f"{'strategy':<16}{'misses':>8}{'peak q':>8}{'q>5 link-s':>12}{'inf p99 ms':>12}{'GPU-h stall':>13}"
-            f"{'GPU-h lost':>12}{'durable':>9}{'CPU s':>8}")
+            f"{'GPU-h lost':>12}{'durable':>9}{'restores':>10}{'wait s':>8}{'CPU s':>8}")
 
     def line(r: dict) -> str:
         return (f"{r['strategy']:<16}{r['deadline_misses']:>8}{r['peak_queue_depth']:>8}{r['congested_link_s']:>12.0f}"
                 f"{r['inference_p99_delay_ms']:>12.1f}{r['gpu_hours_stalled']:>13.1f}"
-                f"{r['gpu_hours_lost_to_failures']:>12.1f}{r['durable_checkpoints']:>9}{r['cpu_s']:>8.1f}")
+                f"{r['gpu_hours_lost_to_failures']:>12.1f}{r['durable_checkpoints']:>9}{r['restores']:>10}"
+                f"{r['restore_wait_s']:>8.0f}{r['cpu_s']:>8.1f}")
 
     print(f"checkpoint-herd in the twin ({extras['herd_duration_s']} s, seed {args.seed}):")
     print(head)
@@ -272,6 +302,11 @@ def main() -> None:
         "overload_gpu_hours_stalled_planner": ob["planner+jitter"]["gpu_hours_stalled"],
         "overload_deadline_misses_naive": ob["naive"]["deadline_misses"],
         "overload_deadline_misses_planner": ob["planner+jitter"]["deadline_misses"],
+        "restores_naive": by["naive"]["restores"],
+        "restores_planner": by["planner+jitter"]["restores"],
+        "restore_wait_s_naive": by["naive"]["restore_wait_s"],
+        "restore_wait_s_planner": by["planner+jitter"]["restore_wait_s"],
+        **restores,
         "barrier_demand_ratio": extras["barrier_demand_ratio"],
         "sync_1tb_3regions_s": extras["sync_1tb_3regions_s"],
         "sync_1tb_3regions_standalone_s": standalone["sync_1tb_3regions_standalone_s"],
