@@ -113,13 +113,15 @@ class GeoPolicy(PolicyBase):
                  amortise_h: float = 24.0, resolve_s: int = 900, migrate: bool = True,
                  quota_share: float = 0.25, milp_time_limit_s: float = 5.0,
                  value_usd_per_gpu_hour: float | None = None, max_wait_s: int = 6 * HOUR_S,
-                 restart_weight: float = 2.0) -> None:
+                 restart_weight: float = 2.0, min_move_interval_s: int = HOUR_S) -> None:
         if not 0.0 < capacity_share <= 1.0:
             raise ValueError("capacity_share must be in (0, 1]")
         if value_usd_per_gpu_hour is not None and value_usd_per_gpu_hour < 0:
             raise ValueError("value_usd_per_gpu_hour must be >= 0 (or None for the catalog's capital rate)")
         if max_wait_s <= 0:
             raise ValueError("max_wait_s must be > 0")
+        if min_move_interval_s < 0:
+            raise ValueError("min_move_interval_s must be >= 0")
         self.value_usd_per_gpu_hour = value_usd_per_gpu_hour
         self.restart_weight = restart_weight
         self.max_wait_s = int(max_wait_s)
@@ -135,7 +137,9 @@ class GeoPolicy(PolicyBase):
         self.resolve_s = resolve_s
         self.migrate = migrate
         self.milp_time_limit_s = milp_time_limit_s
-        self.governor = MigrationGovernor(quota_share=quota_share)
+        # a job changes factory at most once per min_move_interval_s (from its start or last move): the
+        # cascade guard; a live demo fleet whose jobs run minutes, not days, sets it to its own scale
+        self.governor = MigrationGovernor(quota_share=quota_share, min_interval_s=int(min_move_interval_s))
         self.forecaster = SeasonalForecaster()
         self.lp = S.PersistentLP()
         self._fc_cache: dict[tuple[str, str, int, float], tuple[float, npt.NDArray[np.float64]]] = {}
