@@ -40,7 +40,8 @@ def explain_job(result: RunRecord, job_id: str, max_lines: int = 40) -> str:
     elif jr.first_start_s < 0:
         lines.append(f"  never started; last reason: {result.waiting_reasons.get(job_id, 'not yet submitted')}")
     kinds = {EventKind.JOB_SUBMITTED, EventKind.JOB_PLACED, EventKind.JOB_INTERRUPTED, EventKind.JOB_PLANNED_STOP,
-             EventKind.JOB_PREEMPTED, EventKind.JOB_MIGRATED, EventKind.JOB_COMPLETED, EventKind.AUDIT_REFUSAL}
+             EventKind.JOB_PREEMPTED, EventKind.JOB_MIGRATED, EventKind.JOB_HOT_SWAPPED, EventKind.JOB_COMPLETED,
+             EventKind.AUDIT_REFUSAL}
     events = [e for e in result.events if e.job == job_id and e.kind in kinds]
     history = result.reason_history.get(job_id, [])
     if history:
@@ -53,6 +54,7 @@ def explain_job(result: RunRecord, job_id: str, max_lines: int = 40) -> str:
             EventKind.JOB_INTERRUPTED: f"interrupted on {e.factory} node {e.node}: {e.cause} "
                                        f"(lost {e.value / 60:.1f} min of work)",
             EventKind.JOB_COMPLETED: f"completed on {e.factory}",
+            EventKind.JOB_HOT_SWAPPED: f"hot-swapped on {e.factory}: {e.cause} (paused {e.value:.0f} s)",
             EventKind.JOB_SUBMITTED: "submitted",
         }.get(e.kind, f"{e.kind.value} {e.factory} {e.cause}".strip())
         lines.append(f"    {_t(e.time_s)}  {detail}")

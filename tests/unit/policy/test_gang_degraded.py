@@ -12,6 +12,7 @@ from superfactory.domain.events import EventKind
 from superfactory.domain.fleet import Place
 from superfactory.domain.topology import topology_of
 from superfactory.models.collective import placement_throughput
+from superfactory.observe.explain import explain_job
 from superfactory.scenario.loader import parse_scenario
 from superfactory.sim import fleet as fleet_mod
 from superfactory.sim.twin import TwinResult, run_twin
@@ -120,6 +121,9 @@ def test_a_five_minute_restart_gang_is_hot_swapped_back_to_speed_within_two_prob
     stalls = ck.blocking_s * (-(-(sc.duration_s - resumed.time_s) // ck.interval_s))
     assert progress >= resumed.value + (sc.duration_s - resumed.time_s - stalls) * 0.9
     del topo
+    # the swap is in the job's --explain timeline, when and why
+    timeline = explain_job(result, "j")
+    assert f"hot-swapped on {sc.factories[0].id}: " in timeline and "(paused 60 s)" in timeline
 
 
 def test_remedy_choice_by_cost() -> None:
