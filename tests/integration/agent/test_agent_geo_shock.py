@@ -3,7 +3,7 @@ job checkpoints the step it is at (SIGTERM), stops, and starts at another site f
 lost, never two live processes, and the final state is bit-identical to a failure-free run.
 
 The scenario is a long job on a fleet whose three markets post the same price (50 USD/MWh) for the next hours;
-the shock makes its site's power ten times dearer. The job declares two days of work, so geo compares the sites
+the shock makes its site's power ten times dearer. The job declares four days of work, so geo compares the sites
 over the next 24 h: staying costs ~3.4 USD/h of power, a move ~0.4 USD/h plus its one-off cost (drain and restart
 at the value of a GPU-hour, spread over the span) — the move pays. Live, the demo compresses the job's time
 (a step stands for 10 productive minutes) but not the fleet's clock, so geo's once-per-hour rate limit on a job's
@@ -27,10 +27,10 @@ import pytest
 from conftest import JobProcess, ProcessWatch, free_port
 from superfactory.policy.geo import GeoPolicy
 
-SPEC = {"id": "geo-mover", "accelerator": "H100-SXM", "gpus": 8, "work": "2d",
+SPEC = {"id": "geo-mover", "accelerator": "H100-SXM", "gpus": 8, "work": "4d",
         "checkpoint": {"interval": "2h", "blocking": "0s", "size": "1MB"}}
-SECONDS_PER_STEP, STEP_WALL_S = 600.0, 0.05  # 288 steps of 50 ms, a checkpoint every 12 steps
-GEO_PARAMS = {"min_move_interval_s": 5}
+SECONDS_PER_STEP, STEP_WALL_S = 600.0, 0.05  # 576 steps of 50 ms, a checkpoint every 12 steps
+GEO_PARAMS = {"min_move_interval_s": 2}
 
 pytestmark = [
     pytest.mark.slow,
@@ -90,10 +90,13 @@ def test_price_shock_under_geo_moves_the_job_which_resumes_from_the_migration_ch
     job_id = fleet.submit(SPEC, key=f"geo-{uuid.uuid4().hex[:8]}")
     job = wait_job(fleet, job_id, lambda j: j["state"] == "running", 120, "running")
     origin = job["factory_id"]
+    placed = next(e["at_unix_s"] for e in fleet.events(job_id) if e["kind"] == "assigned")
     deadline = time.monotonic() + 60
     while not any(r["kind"] == "checkpoint" for r in progress_records(fleet, job_id)):  # training, committed
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    # geo decides once on the price change: by then the job must be past its move limit (counted from placement)
+    time.sleep(max(0.0, placed + GEO_PARAMS["min_move_interval_s"] + 1.0 - time.time()))
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SUPERFACTORY_")}
     shock = subprocess.run([sys.executable, "-m", "superfactory.cli.main", "chaos", "price-shock",
