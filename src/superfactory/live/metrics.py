@@ -345,13 +345,23 @@ class LiveMetrics:
 
     def _load_jobs(self, conn: sa.Connection, ids: list[int]) -> None:
         """Read the figures of jobs not seen before (a spec never changes, so once per job and process)."""
-        for i in range(0, len(ids), 500):
-            spec = t.jobs.c.spec
-            for r in conn.execute(sa.select(  # the numbers only, extracted by the database: no JSON parsed here
-                    t.jobs.c.id, t.jobs.c.accelerator, t.jobs.c.gpus, spec[("job", "work_flop")].as_float(),
-                    spec[("job", "mfu")].as_float(), spec[("job", "checkpoint", "size_bytes")].as_float())
-                    .where(t.jobs.c.id.in_(ids[i:i + 500]))):
-                jid, accelerator, gpus, work_flop, mfu, ckpt_bytes = r
+        if not ids:
+            return
+        wanted = set(ids)
+        spec = t.jobs.c.spec
+        q = sa.select(  # the numbers only, extracted by the database: no JSON parsed here
+            t.jobs.c.id, t.jobs.c.accelerator, t.jobs.c.gpus, spec[("job", "work_flop")].as_float(),
+            spec[("job", "mfu")].as_float(), spec[("job", "checkpoint", "size_bytes")].as_float())
+        lo, hi = min(ids), max(ids)
+        if hi - lo < 4 * len(ids):
+            # mostly consecutive ids (a burst of new placements): one primary-key range scan filtered here;
+            # compiling an IN list of hundreds of bound parameters cost more than the rows it selected
+            batches = [q.where(t.jobs.c.id.between(lo, hi))]
+        else:
+            batches = [q.where(t.jobs.c.id.in_(ids[i:i + 500])) for i in range(0, len(ids), 500)]
+        for r in (row for b in batches for row in conn.execute(b)):
+            jid, accelerator, gpus, work_flop, mfu, ckpt_bytes = r
+            if jid in wanted:
                 job = TrainingJob(str(jid), accelerator, gpus, work_flop, mfu, 0, CheckpointSpec(0, 0, ckpt_bytes, 0.0),
                                   RecoverySpec(0, 0))  # for its FLOP/s and work_s, as the scheduler computes them
                 self.jobs[jid] = (job.flop_per_s, job.work_s, ckpt_bytes, gpus)
