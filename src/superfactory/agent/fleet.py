@@ -199,6 +199,8 @@ class LocalFleet:
         self.api("POST", "/v1/fleet/import", json={"yaml": yaml.safe_dump(scenario, sort_keys=False)})
         with contextlib.suppress(FleetError):  # exists already after a partial bootstrap
             self.api("POST", "/v1/tenants", json={"id": "demo"})
+        if self.options.policy == "geo":  # the demo's jobs run minutes: geo's once-per-hour move limit to scale
+            self.api("PUT", "/v1/policies/active", json={"name": "geo", "params": {"min_move_interval_s": 10}})
         from superfactory.agent.nodes import factory_nodes
         from superfactory.scenario.loader import load_scenario
 
