@@ -43,6 +43,10 @@ DEMO_JOBS: tuple[dict[str, Any], ...] = (
 )
 
 
+#: policy parameters at the demo's scale (its jobs run minutes): geo's once-per-hour move limit -> 10 s
+DEMO_POLICY_PARAMS: dict[str, dict[str, Any]] = {"geo": {"min_move_interval_s": 10}}
+
+
 class FleetError(SuperfactoryError):
     """The local fleet could not be started, reached or stopped; the message says which part and why."""
 
@@ -199,8 +203,9 @@ class LocalFleet:
         self.api("POST", "/v1/fleet/import", json={"yaml": yaml.safe_dump(scenario, sort_keys=False)})
         with contextlib.suppress(FleetError):  # exists already after a partial bootstrap
             self.api("POST", "/v1/tenants", json={"id": "demo"})
-        if self.options.policy == "geo":  # the demo's jobs run minutes: geo's once-per-hour move limit to scale
-            self.api("PUT", "/v1/policies/active", json={"name": "geo", "params": {"min_move_interval_s": 10}})
+        if self.options.policy in DEMO_POLICY_PARAMS:
+            self.api("PUT", "/v1/policies/active", json={"name": self.options.policy,
+                                                          "params": DEMO_POLICY_PARAMS[self.options.policy]})
         from superfactory.agent.nodes import factory_nodes
         from superfactory.scenario.loader import load_scenario
 

@@ -84,7 +84,7 @@ def up(
 ) -> None:
     """Start a local fleet: control plane + 3 agents (3 sites, 3 markets) + demo jobs. Re-run to start what
     is missing (e.g. after `chaos kill-agent`)."""
-    from superfactory.agent.fleet import FleetOptions, LocalFleet
+    from superfactory.agent.fleet import DEMO_POLICY_PARAMS, FleetOptions, LocalFleet
     from superfactory.live.client import config_path, write_config
 
     saved = state_dir.resolve() / "fleet" / "fleet.json"
@@ -93,7 +93,7 @@ def up(
     fleet = LocalFleet(state_dir, opts)
     started = fleet.up(demo_jobs=demo_jobs)
     if policy and saved.exists():
-        fleet.api("PUT", "/v1/policies/active", json={"name": policy})
+        fleet.api("PUT", "/v1/policies/active", json={"name": policy, "params": DEMO_POLICY_PARAMS.get(policy, {})})
     write_config(config_path(), fleet.url, fleet.admin_token())
     doc = {"url": fleet.url, "started": started, "pids": {n: fleet.pid(n) for n in fleet._pids()},
            "state_dir": str(fleet.root)}
