@@ -51,6 +51,14 @@ def _first_path(fab: Fabric, tr: Transfer) -> tuple[tuple[str, ...], ...]:
 class _WanPolicy(PolicyBase):
     event_driven = False  # the world wakes the role itself when transfers need routes (request(role="wan"))
 
+    @staticmethod
+    def _to_route(snapshot: FleetSnapshot) -> tuple[WanState, Fabric, list[Transfer]] | None:
+        """The WAN state, its fabric and the transfers that need a route now; None when there is nothing to do."""
+        w = snapshot.wan
+        if w is None or not w.needs_route:
+            return None
+        return w, _fabric(w), [t for t in w.transfers if t.transfer_id in w.needs_route]
+
 
 @register("wan-naive", role=WAN)
 class WanNaive(_WanPolicy):
@@ -58,12 +66,11 @@ class WanNaive(_WanPolicy):
 
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
         del rng
-        w = snapshot.wan
-        if w is None or not w.needs_route:
+        todo = self._to_route(snapshot)
+        if todo is None:
             return Plan()
-        fab = _fabric(w)
-        return Plan(tuple(RouteTransfer(t.transfer_id, w.now_s, paths=_first_path(fab, t))
-                          for t in w.transfers if t.transfer_id in w.needs_route))
+        w, fab, transfers = todo
+        return Plan(tuple(RouteTransfer(t.transfer_id, w.now_s, paths=_first_path(fab, t)) for t in transfers))
 
 
 @register("wan-overlay", role=WAN)
@@ -76,14 +83,12 @@ class WanOverlay(_WanPolicy):
 
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
         del rng
-        w = snapshot.wan
-        if w is None or not w.needs_route:
+        todo = self._to_route(snapshot)
+        if todo is None:
             return Plan()
-        fab = _fabric(w)
+        w, fab, transfers = todo
         actions = []
-        for t in w.transfers:
-            if t.transfer_id not in w.needs_route:
-                continue
+        for t in transfers:
             paths = shortest_paths(fab, fab.site_index(t.src), fab.site_index(t.dst), self.k, self.max_hops)
             if not paths:
                 actions.append(RouteTransfer(t.transfer_id, w.now_s, paths=_first_path(fab, t)))
