@@ -112,7 +112,7 @@ def test_checkpoint_interval_must_exceed_blocking(tmp_path: Path) -> None:
 def test_missing_file_and_unknown_builtin() -> None:
     with pytest.raises(ScenarioError, match="no such scenario file"):
         load_scenario("/nonexistent/x.yaml")
-    with pytest.raises(ScenarioError, match="built-ins are: .*default"):
+    with pytest.raises(ScenarioError, match=r"built-ins are: .*default"):
         load_scenario("nope")
 
 
