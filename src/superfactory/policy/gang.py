@@ -128,6 +128,20 @@ class _Site:
         return m
 
 
+def _hold_claims(claims: dict[str, tuple[str, tuple[int, ...], int]], live_ids: set[str],
+                 snapshot: FleetSnapshot, sites: list[_Site]) -> None:
+    """Reserve, on this decision's ``sites``, the nodes each claim ``job -> (factory, nodes, expires_s)`` holds;
+    drop (in place) the claims whose job is not in ``live_ids`` or that expired."""
+    for jid, (fid, nodes, expires_s) in list(claims.items()):
+        if jid not in live_ids or snapshot.now_s >= expires_s:
+            del claims[jid]
+            continue
+        site = sites[snapshot.factory_index(fid)]
+        mask = np.zeros(site.factory.nodes, dtype=bool)
+        mask[list(nodes)] = True
+        site.reserved.append((mask, float("inf"), jid))
+
+
 @register("gang")
 class GangScheduler(PolicyBase):
     """Topology-aware gang scheduling: NVLink-domain TP groups, leaf/spine packing, reservations, backfill,
@@ -194,23 +208,9 @@ class GangScheduler(PolicyBase):
         self._slow_by_choice &= held_ids
         for vid in [v for v, p in self._victim_of.items() if v not in held_ids or p not in pending_ids]:
             del self._victim_of[vid]
-        for jid, (fid, nodes, expires_s) in list(self._claims.items()):
-            if jid not in pending_ids or snapshot.now_s >= expires_s:
-                del self._claims[jid]
-                continue
-            site = sites[snapshot.factory_index(fid)]
-            mask = np.zeros(site.factory.nodes, dtype=bool)
-            mask[list(nodes)] = True
-            site.reserved.append((mask, float("inf"), jid))
+        _hold_claims(self._claims, pending_ids, snapshot, sites)
         actions: list[Place | Preempt | SwapNodes] = []
-        for jid, (fid, nodes, expires_s) in list(self._evac.items()):
-            if (jid not in pending_ids and jid not in held_ids) or snapshot.now_s >= expires_s:
-                del self._evac[jid]
-                continue
-            site = sites[snapshot.factory_index(fid)]
-            mask = np.zeros(site.factory.nodes, dtype=bool)
-            mask[list(nodes)] = True
-            site.reserved.append((mask, float("inf"), jid))
+        _hold_claims(self._evac, pending_ids | held_ids, snapshot, sites)
         if self.evacuate_degraded:
             actions.extend(self._evacuations(snapshot, sites))
         waiting: list[tuple[str, str]] = []
