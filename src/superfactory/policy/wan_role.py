@@ -51,26 +51,24 @@ def _first_path(fab: Fabric, tr: Transfer) -> tuple[tuple[str, ...], ...]:
 class _WanPolicy(PolicyBase):
     event_driven = False  # the world wakes the role itself when transfers need routes (request(role="wan"))
 
-    @staticmethod
-    def _to_route(snapshot: FleetSnapshot) -> tuple[WanState, Fabric, list[Transfer]] | None:
-        """The WAN state, its fabric and the transfers that need a route now; None when there is nothing to do."""
+    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
+        """Route the transfers that need a route now (:meth:`_route`); an empty plan when none does."""
+        del rng  # deterministic
         w = snapshot.wan
         if w is None or not w.needs_route:
-            return None
-        return w, _fabric(w), [t for t in w.transfers if t.transfer_id in w.needs_route]
+            return Plan()
+        return Plan(tuple(self._route(w, _fabric(w), [t for t in w.transfers if t.transfer_id in w.needs_route])))
+
+    def _route(self, w: WanState, fab: Fabric, transfers: list[Transfer]) -> list[RouteTransfer]:
+        raise NotImplementedError
 
 
 @register("wan-naive", role=WAN)
 class WanNaive(_WanPolicy):
     """Every transfer at once on its direct link (else the lowest-latency path); links shared fairly."""
 
-    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
-        del rng
-        todo = self._to_route(snapshot)
-        if todo is None:
-            return Plan()
-        w, fab, transfers = todo
-        return Plan(tuple(RouteTransfer(t.transfer_id, w.now_s, paths=_first_path(fab, t)) for t in transfers))
+    def _route(self, w: WanState, fab: Fabric, transfers: list[Transfer]) -> list[RouteTransfer]:
+        return [RouteTransfer(t.transfer_id, w.now_s, paths=_first_path(fab, t)) for t in transfers]
 
 
 @register("wan-overlay", role=WAN)
@@ -81,12 +79,7 @@ class WanOverlay(_WanPolicy):
         self.k = k
         self.max_hops = max_hops
 
-    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
-        del rng
-        todo = self._to_route(snapshot)
-        if todo is None:
-            return Plan()
-        w, fab, transfers = todo
+    def _route(self, w: WanState, fab: Fabric, transfers: list[Transfer]) -> list[RouteTransfer]:
         actions = []
         for t in transfers:
             paths = shortest_paths(fab, fab.site_index(t.src), fab.site_index(t.dst), self.k, self.max_hops)
@@ -98,7 +91,7 @@ class WanOverlay(_WanPolicy):
             actions.append(RouteTransfer(t.transfer_id, w.now_s, paths=tuple(tuple(fab.sites[i] for i in p)
                                                                               for p in paths),
                                          shares=tuple(b / sum(bott) for b in bott)))
-        return Plan(tuple(actions))
+        return actions
 
 
 @register("wan-planner", role=WAN)
