@@ -17,14 +17,6 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
 @pytest.fixture
-def plane(tmp_path: Path) -> Iterator[Plane]:
-    p = Plane(make_live(tmp_path, manual=True))
-    p.call("POST", "/v1/fleet/import", json={"yaml": FLEET})
-    yield p
-    p.live.engine.dispose()
-
-
-@pytest.fixture
 def any_plane(tmp_path: Path, store_url: str) -> Iterator[Plane]:  # noqa: F811
     """A plane on SQLite and on PostgreSQL (the job figures are read with each database's JSON operators)."""
     p = Plane(make_live(tmp_path, manual=True, url=store_url))

@@ -3,7 +3,6 @@ the store's event log (placements, checkpoints, measured efficiency, interruptio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,6 @@ from live_harness import FLEET, METRICS_TOKEN, Plane, make_live, parse_expositio
 
 from superfactory.live.metrics import LiveMetrics, Scope, render
 from superfactory.observe.metrics_catalog import BY_NAME, produced_by
-
-
-@pytest.fixture
-def plane(tmp_path: Path) -> Iterator[Plane]:
-    p = Plane(make_live(tmp_path, manual=True))
-    p.call("POST", "/v1/fleet/import", json={"yaml": FLEET})
-    yield p
-    p.live.engine.dispose()
 
 
 def _scene(plane: Plane) -> dict[str, int]:
