@@ -13,19 +13,35 @@ held in cluster ``c`` during slot ``s`` (continuous). Maximise the held GPU-seco
    trace passed as ``down`` (a down node never counts as held: the twin meters only live held nodes);
 2. **release**: a class holds no more nodes than its jobs submitted by the *end* of the slot need,
    ``sum_c x[k, c, s] <= sum_{j in k, submit_j < end(s)} nodes_j`` (releases counted early: still a bound);
-3. **NVLink domains** (``topology=True``): a TP unit sits inside one NVLink domain of ``n`` nodes, so units of
-   ``u`` nodes fill at most ``floor(n / u) * u`` nodes of a domain; and any mix of units whose sizes are all
-   multiples of ``u`` fills at most that too. For every unit size ``u`` of the cluster:
-   ``sum_{k: u | unit_k} x[k, c, s] <= domains(c) * floor(n / u) * u``.
+3. **NVLink domains** (``topology=True``): a TP unit sits inside one NVLink domain of ``n`` nodes, and a
+   domain holds whole units only. For every set ``W`` of the unit sizes present in the cluster, a domain holds
+   at most ``knap(n, W)`` nodes of units from ``W`` (the integer knapsack: the largest sum of sizes from ``W``,
+   repeats allowed, that is ``<= n``), so
+   ``sum_{k: unit_k in W} x[k, c, s] <= domains(c) * knap(n, W) + knap(rest(c), W)`` (``rest``: the nodes of
+   a last, partial domain). ``W = {u, 2u, ...}`` gives the earlier ``floor(n / u) * u`` rule; mixed sets are
+   tighter (units of 8 and 12 fill at most 16 of 18 nodes together, not 18);
+4. **whole gangs** (``integral=True``): at any instant the gangs holding nodes in a cluster are a set of
+   whole released jobs, so a cluster holds at most ``M(c, s)``, the optimum of a small integer program: choose
+   ``m_g`` jobs of each gang shape ``g`` (nodes, unit), at most the number released by the slot's end, with
+   ``sum_g nodes_g * m_g <= nodes(c)`` and the domain rows of 3 on ``nodes_g * m_g``. HiGHS's *dual* bound of
+   that program is used (an upper bound on its optimum even if the solve stopped early).
 
-Every schedule a policy can run satisfies 1-3 at every instant (a gang holds its nodes whole; restarts,
-checkpoints and slowdowns only *lower* what is feasible), so the LP optimum is an upper bound. The failure trace
-is the same for every policy in the twin (each factory's failure stream is drawn from its own seed, whatever
+Every schedule a policy can run satisfies 1-4 at every instant (a gang holds its nodes whole; restarts,
+checkpoints and slowdowns only *lower* what is feasible; a job's node that fails is no longer counted held,
+which only lowers the left-hand sides), so each slot's time-average satisfies them too (the right-hand sides
+are constant within a slot; ``down`` enters as its slot average and ``x <= nodes - down`` is linear), and the
+LP optimum is an upper bound. Row 4 alone is not linear in ``down``, so it is stated on all the nodes (a
+failed node is still inside the cluster) and row 1 takes the outages. The failure trace is the same for every
+policy in the twin (each factory's failure stream is drawn from its own seed, whatever
 runs where; a draw that hits a node already down is discarded), so a bound with ``down`` taken from one run's
 ``NodeFailed``/``NodeRepaired`` events holds for every policy on that scenario and seed.
-It drops: gangs' all-or-nothing timing (fractional x), how long a job can hold nodes (a failure-prone job may
-hold them for any time, so no per-job cap is sound), leaf-group segments, power and cooling caps, sovereignty.
-Hence it is tight when the queue never empties (saturated factories) and loose when work runs out.
+It drops: gangs' all-or-nothing timing *across* slots (a gang's nodes must all be free at one instant, and
+which gangs run changes within a slot; only per-instant whole-gang sets are modelled), how long a job can hold
+nodes (a failure-prone, slowed or repeatedly preempted job may hold them for any time, so no per-job volume cap
+is sound), leaf-group segments, power and cooling caps, sovereignty.
+Hence it is tight when the queue never empties (saturated factories) and loose when work runs out. On a
+saturated queue with 2-node TP units (8-GPU gangs) no per-instant relaxation can be lower than capacity minus
+outages: any node count fits some set of released gangs; see docs/gang.md.
 
 Topology-blind policies (``firstfit-blind``, ``greedy``) may split TP groups across domains and so break 3: for
 them use ``topology=False`` (capacity and release only), which bounds every policy.
@@ -108,6 +124,65 @@ def _down_per_slot(factories: Sequence[Factory], clusters: list[Cluster], slots:
     return out
 
 
+def knap(n: int, sizes: Iterable[int]) -> int:
+    """The largest sum of ``sizes`` (each usable any number of times) that is ``<= n``: how many nodes of a domain
+    of ``n`` nodes whole TP units of those sizes can fill."""
+    reach = np.zeros(max(n, 0) + 1, dtype=bool)
+    reach[0] = True
+    for u in sorted(set(sizes)):
+        if u <= 0:
+            continue
+        for i in range(u, n + 1):  # unbounded knapsack: each size any number of times
+            reach[i] |= reach[i - u]
+    return int(np.flatnonzero(reach)[-1]) if n >= 0 else 0
+
+
+def domain_rows(units: Iterable[int], nodes: int, per_domain: int) -> list[tuple[frozenset[int], int]]:
+    """Row 3 of the module docstring: ``(W, cap)`` for every set ``W`` of the unit sizes (> 1 node) in ``units``:
+    a cluster of ``nodes`` nodes in domains of ``per_domain`` holds at most ``cap`` nodes of units from ``W``.
+    Sets whose cap is the cluster size are left out (row 1 already says it)."""
+    sizes = sorted({u for u in units if u > 1})
+    domains, rest = divmod(nodes, per_domain)
+    out = []
+    for r in range(1, len(sizes) + 1):
+        for w in itertools.combinations(sizes, r):
+            cap = domains * knap(per_domain, w) + knap(rest, w)
+            if cap < nodes:
+                out.append((frozenset(w), cap))
+    return out
+
+
+def whole_gang_fill(shapes: Sequence[tuple[int, int, int]], nodes: int, per_domain: int,
+                    topology: bool) -> float:
+    """Row 4 of the module docstring: the most nodes of one cluster a set of whole gangs can hold, for gang
+    shapes ``(nodes, unit nodes, how many released)``; HiGHS's dual bound of the integer program (>= its
+    optimum)."""
+    shapes = [(g, u, m) for g, u, m in shapes if m > 0 and g <= nodes]
+    if not shapes:
+        return 0.0
+    if sum(g * m for g, _, m in shapes) <= nodes and not topology:
+        return float(sum(g * m for g, _, m in shapes))
+    h = new_highs(time_limit_s=10.0)
+    inf = highspy.kHighsInf
+    for i, (g, _u, m) in enumerate(shapes):
+        h.addVar(0.0, float(m))
+        h.changeColCost(i, -float(g))
+        h.changeColIntegrality(i, highspy.HighsVarType.kInteger)
+    rows: list[tuple[frozenset[int] | None, int]] = [(None, nodes)]
+    if topology and per_domain > 1:
+        rows += domain_rows([u for _, u, _ in shapes], nodes, per_domain)
+    for w, cap in rows:
+        cols = [i for i, (_, u, _) in enumerate(shapes) if w is None or u in w]
+        if cols:
+            h.addRow(-inf, float(cap), len(cols), np.asarray(cols, dtype=np.int32),
+                     np.asarray([float(shapes[i][0]) for i in cols]))
+    h.run()
+    info = h.getInfo()
+    if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+        return -float(info.objective_function_value)
+    return min(float(nodes), -float(info.mip_dual_bound))  # pragma: no cover - tiny programs solve at once
+
+
 def _slots(horizon_s: int, slot_s: int) -> list[tuple[int, int]]:
     edges = [*range(0, horizon_s, max(1, slot_s)), horizon_s]
     return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
@@ -115,12 +190,13 @@ def _slots(horizon_s: int, slot_s: int) -> list[tuple[int, int]]:
 
 def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], horizon_s: int,
                     topology: bool = True, slot_s: int = 900,
-                    down: Sequence[tuple[str, int, int, int]] = ()) -> OccupancyBound:
+                    down: Sequence[tuple[str, int, int, int]] = (), integral: bool = True) -> OccupancyBound:
     """The LP bound of the module docstring for ``jobs`` on ``factories`` over ``[0, horizon_s)``.
 
     ``down``: node outages ``(factory id, node, from_s, until_s)`` (the realised failure trace; :func:`down_spells`
-    reads it from events). Raises ``ValueError`` for a non-positive horizon or slot, or an outage of an unknown
-    factory or node. Jobs whose accelerator no factory has are ignored (no schedule can run them)."""
+    reads it from events); ``integral``: add the whole-gang rows (4). Raises ``ValueError`` for a non-positive
+    horizon or slot, or an outage of an unknown factory or node. Jobs whose accelerator no factory has are
+    ignored (no schedule can run them)."""
     if horizon_s <= 0 or slot_s <= 0:
         raise ValueError(f"horizon_s and slot_s must be > 0, got {horizon_s}, {slot_s}")
     clusters = [c for f in factories for c in f.clusters]
@@ -135,6 +211,7 @@ def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], h
         systems.setdefault(key, []).append(ci)
     ends = np.array([b for _, b in slots], dtype=np.int64)
     classes: dict[tuple[tuple[str, int, int], int], np.ndarray] = {}
+    gangs: dict[tuple[str, int, int], dict[tuple[int, int], np.ndarray]] = {}  # system -> shape -> released
     for j in jobs:
         for key in systems:
             if key[0] != j.accelerator:
@@ -142,6 +219,8 @@ def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], h
             shape = shape_of(j, key[1], key[2])
             rel = classes.setdefault((key, shape.unit_nodes), np.zeros(len(slots)))
             rel[j.submit_s < ends] += shape.nodes
+            cnt = gangs.setdefault(key, {}).setdefault((shape.nodes, shape.unit_nodes), np.zeros(len(slots)))
+            cnt[j.submit_s < ends] += 1
     if not classes:
         return OccupancyBound(0.0, capacity_gpu_s, 0.0, topology, len(slots), 0, 0, "release")
     h = new_highs()
@@ -162,16 +241,26 @@ def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], h
             h.addRow(-inf, float(ub), len(cols), np.asarray(cols, dtype=np.int32), np.ones(len(cols)))
             rows.append(family)
 
+    fills: dict[tuple[int, tuple[tuple[int, int, int], ...]], float] = {}  # cache: same releases, same fill
+    dom_rows: dict[int, list[tuple[frozenset[int], int]]] = {}
     for s in range(len(slots)):
         for ci, c in enumerate(clusters):
             in_c = [(k, var[(k, ci, s)]) for k in range(len(class_keys)) if (k, ci, s) in var]
             add_row([col for _, col in in_c], c.nodes - down_nodes[ci, s], "capacity")
             n = c.system.nodes_per_domain
             if topology and n > 1:
-                domains = c.nodes // n
-                for u in sorted({class_keys[k][1] for k, _ in in_c if class_keys[k][1] > 1}):
-                    cols = [col for k, col in in_c if class_keys[k][1] % u == 0]
-                    add_row(cols, domains * (n // u) * u + (c.nodes - domains * n) // u * u, "domains")
+                if ci not in dom_rows:
+                    dom_rows[ci] = domain_rows([class_keys[k][1] for k, _ in in_c], c.nodes, n)
+                for w, cap in dom_rows[ci]:
+                    add_row([col for k, col in in_c if class_keys[k][1] in w], cap, "domains")
+            if integral and in_c:
+                key = (c.accelerator, c.system.gpus_per_node, n)
+                shapes = tuple((g, u, int(cnt[s])) for (g, u), cnt in sorted(gangs[key].items()))
+                ck = (ci, shapes)
+                if ck not in fills:
+                    fills[ck] = whole_gang_fill(shapes, c.nodes, n, topology)
+                if fills[ck] < c.nodes - down_nodes[ci, s]:
+                    add_row([col for _, col in in_c], fills[ck], "whole gangs")
         for k, ckey in enumerate(class_keys):
             add_row([var[(k, ci, s)] for ci in systems[ckey[0]]], classes[ckey][s], "release")
     h.run()

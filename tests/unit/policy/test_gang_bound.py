@@ -26,8 +26,11 @@ def test_tp16_gangs_fill_16_of_18_nodes_of_an_nvl72_domain() -> None:
     b = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True)
     assert b.occupancy == pytest.approx(16 / 18)
     assert b.binding == "domains"
-    # a topology-blind schedule may use all 18 trays
-    assert occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False).occupancy == pytest.approx(1.0)
+    # a topology-blind schedule may split TP groups, but its gangs are still whole: 4 gangs of 4 trays
+    assert occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False).occupancy == pytest.approx(16 / 18)
+    # the volume relaxation alone (no whole-gang rows) would let fractions of gangs use all 18 trays
+    assert occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False,
+                           integral=False).occupancy == pytest.approx(1.0)
     # and two-tray jobs fill the two left over
     sc2 = _sc(18, [job(f"j{i}", gpus=16, accelerator="GB200", work="8h", tp_size=16) for i in range(10)]
               + [job("s", gpus=8, accelerator="GB200", work="8h", tp_size=8)])
@@ -123,3 +126,95 @@ def test_with_failures_the_trace_is_policy_independent_and_the_bound_holds(
         assert busy <= occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False,
                                        down=down).occupancy + 1e-9, policy
     assert traces[0] == traces[1] == traces[2] and traces[0]  # same failures whatever the policy
+
+
+def _packs(units: tuple[int, ...], domains: int, per_domain: int) -> bool:
+    """Whether TP units of these node counts fit whole into ``domains`` domains of ``per_domain`` nodes (exact)."""
+    free = [per_domain] * domains
+
+    def place(i: int) -> bool:
+        if i == len(units):
+            return True
+        tried: set[int] = set()
+        for d in range(domains):
+            if free[d] >= units[i] and free[d] not in tried:  # domains with equal room are interchangeable
+                tried.add(free[d])
+                free[d] -= units[i]
+                if place(i + 1):
+                    return True
+                free[d] += units[i]
+        return False
+
+    return place(0)
+
+
+def _exhaustive_best(racks: int, specs: list[tuple[int, int, int, int]], steps: int) -> float:
+    """The best occupancy of any non-preemptive schedule of gangs ``(nodes, unit nodes, submit step, run steps)``
+    on ``racks`` NVL72 domains over ``steps`` 15-min steps, found by trying every start step (or never) of every
+    gang; TP units whole inside a domain; gangs may be re-placed at every step (a relaxation of the twin)."""
+    import itertools
+    from functools import cache
+
+    @cache
+    def fits(running: tuple[int, ...]) -> bool:
+        units = tuple(sorted((specs[j][1] for j in running for _ in range(specs[j][0] // specs[j][1])),
+                             reverse=True))
+        return sum(units) <= racks * 18 and _packs(units, racks, 18)
+
+    best = 0
+    options = [[None, *range(sub, steps)] for _, _, sub, _ in specs]
+    for starts in itertools.product(*options):
+        held = 0
+        for t in range(steps):
+            running = tuple(j for j, s in enumerate(starts) if s is not None and s <= t < s + specs[j][3])
+            if not fits(running):
+                break
+            held += sum(specs[j][0] for j in running)
+        else:
+            best = max(best, held)
+    return best / (racks * 18 * steps)
+
+
+_tiny = st.tuples(st.sampled_from([(8, 8), (16, 16), (32, 16), (40, 8), (48, 16), (64, 32)]),
+                  st.integers(0, 3), st.integers(1, 4))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(racks=st.integers(1, 2), specs=st.lists(_tiny, min_size=1, max_size=4))
+def test_no_schedule_found_by_exhaustive_search_exceeds_the_bound(
+        racks: int, specs: list[tuple[tuple[int, int], int, int]]) -> None:
+    from superfactory.policy.gangfit import shape_of
+
+    steps = 6
+    jobs = [job(f"j{i}", gpus=g, accelerator="GB200", tp_size=tp, submit=f"{sub * 15}min", work=f"{w * 15}min")
+            for i, ((g, tp), sub, w) in enumerate(specs)]
+    sc = _sc(racks * 18, jobs, duration="90min")
+    shapes = [shape_of(j, 4, 18) for j in sc.jobs]
+    best = _exhaustive_best(racks, [(s.nodes, s.unit_nodes, sub, w) for s, (_, sub, w) in
+                                    zip(shapes, specs, strict=True)], steps)
+    b = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, slot_s=900)
+    assert best <= b.occupancy + 1e-9
+    # the whole-gang and knapsack rows only tighten the volume relaxation
+    assert b.occupancy <= occupancy_bound(sc.factories, sc.jobs, sc.duration_s, slot_s=900,
+                                          integral=False).occupancy + 1e-9
+
+
+def test_whole_gang_rows_are_exact_on_a_one_instant_knapsack() -> None:
+    # three 48-GPU gangs (12 trays = three TP-16 units of 4 trays) on two NVL72 racks: a rack holds 4 units, so
+    # the 9 units of three gangs never fit (8 do) and at most two whole gangs, 24 of 36 trays, are ever held.
+    # The volume relaxation says 32 (16 per rack); the whole-gang row finds the exhaustive optimum.
+    sc = _sc(36, [job(f"j{i}", gpus=48, accelerator="GB200", tp_size=16, work="8h") for i in range(3)])
+    assert occupancy_bound(sc.factories, sc.jobs, sc.duration_s, integral=False).occupancy == pytest.approx(32 / 36)
+    b = occupancy_bound(sc.factories, sc.jobs, sc.duration_s)
+    assert b.occupancy == pytest.approx(24 / 36) and b.binding == "whole gangs"
+    assert _exhaustive_best(2, [(12, 4, 0, 16)] * 3, 4) == pytest.approx(24 / 36)
+
+
+def test_domain_knapsack_rows_are_tighter_than_the_multiples_rule_for_mixed_units() -> None:
+    from superfactory.policy.occupancy_bound import domain_rows, knap
+
+    assert knap(18, [16]) == 16 and knap(18, [2, 16]) == 18 and knap(18, [8, 12]) == 16 and knap(3, [4]) == 0
+    rows = dict(domain_rows([8, 12], nodes=2 * 18 + 12, per_domain=18))
+    # per unit size alone: 16 and 12 of a domain (+ 8 and 12 of the 12-node rest); together 16 (+ 12), not 18
+    assert rows[frozenset({8})] == 2 * 16 + 8 and rows[frozenset({12})] == 2 * 12 + 12
+    assert rows[frozenset({8, 12})] == 2 * 16 + 12
