@@ -17,19 +17,31 @@ all months together ("year" = the sum over the simulated windows: all of 2023 wi
   :func:`superfactory.policy.hindsight.hindsight_bound` with the true prices, the same fleet and jobs, and the
   *same throughput as geo*: in every hour, as many busy GPUs of each accelerator type as geo had (a GB200-hour is
   not an H100-hour; busy GPU-hours include restarts and recomputation, which no schedule avoids), placed at the
-  cheapest lawful sites with free moves and divisible jobs. It is the saving any schedule with geo's hourly
-  throughput could have had with hindsight;
+  cheapest lawful sites with free moves and divisible jobs. Bound v2 (this figure) limits each pool-hour to its
+  *usable* GPUs, which every schedule of the twin on this fleet and seed obeys: nodes down (the run's failure
+  events, identical in both runs: ``failures_identical``) and whole gangs (held GPUs are sums of gangs, multiples
+  of the gcd of the lawful jobs' node-rounded sizes); a job may hold two gangs (a migration), and its busy
+  GPU-hours are not capped by a guessed overhead factor (``policy/hindsight_fleet.py`` has the proof sketch);
 - ``saving_captured_anytime``: the same against the looser bound that may also *shift work in time* (only the
-  total busy GPU-hours per accelerator type are held, and work cannot run before it arrives): it may idle
-  scarcity hours and run the work later in capacity that whole gangs could not use;
-- ``bound_below_both``: both bounds are at or below both policies' busy cost (per productive GPU-hour).
+  total busy GPU-hours per accelerator type are held, and work cannot run before it arrives);
+- ``saving_captured_v1``, ``saving_captured_anytime_v1``: against the previous session's bounds (nameplate GPUs,
+  one gang per job, busy GPU-hours at most ``OVERHEAD`` x a job's work), so the change reads side by side;
+- ``bound_below_both``: both v2 bounds are at or below geo's busy cost and home-region's per productive GPU-hour;
+  ``busy_within_usable``: neither run had more GPUs busy in a pool-hour than the usable capacity;
+- ``move_sensitivity``: how much the where-only bound would rise if every GPU entering a pool cost 5 min (the
+  twin's restart) or 60 min of busy GPU time there: a sensitivity, not a bound (see ``move_sensitivity``).
 
 ``--frontier`` instead sweeps geo's value of a GPU-hour x carbon price on one window and prints throughput,
 power cost, TCO and carbon per point (the table in docs/geo.md).
 
+``--continuous DAYS`` instead runs real-2023 from 2023-01-01 for DAYS days in one run (365: the year, no
+restart from the t=0 backlog each month) and prints the window's figures (not split by month).
+
 Usage: python benchmarks/geo_economics_bench.py [--months 1,2,...|all] [--days 31] [--frontier] [--job-level]
        [--out X.json] [--merge A.json --merge B.json ...] (months of earlier runs; --months "" to only merge)
-(writes benchmarks/results/geo_economics.json or geo_frontier.json; needs ../shared/data, exits 0 without it)
+       [--continuous DAYS]
+(writes benchmarks/results/geo_economics.json, geo_economics_continuous.json or geo_frontier.json; needs
+../shared/data, exits 0 without it)
 """
 
 from __future__ import annotations
@@ -50,8 +62,16 @@ import numpy as np
 from superfactory.domain.events import EventKind
 from superfactory.loop.decision import DecisionLoop
 from superfactory.observe.summary import summarize
-from superfactory.policy.feasibility import sovereignty_refusal
-from superfactory.policy.hindsight import HindsightInstance, HindsightJob, hindsight_bound
+from superfactory.policy.hindsight import hindsight_bound
+from superfactory.policy.hindsight_fleet import (
+    GANGS_HELD,
+    Pool,
+    down_spells,
+    fleet_instance,
+    fleet_pools,
+    gang_granularity,
+    usable_gpus_per_hour,
+)
 from superfactory.scenario import market_data
 from superfactory.scenario.loader import builtin_text, parse_scenario
 from superfactory.sim.twin import TwinResult, run_twin
@@ -73,60 +93,108 @@ def window_scenario(month: int, days: int) -> Any:
     return parse_scenario(text, source=f"<real-2023 {month:02d} {days}d>")
 
 
-def _pools(sc: Any) -> list[tuple[int, str, float, int]]:
-    """(factory index, accelerator, extra facility W per busy GPU, GPUs) per pool."""
-    out = []
-    for i, f in enumerate(sc.factories):
-        for acc in f.accelerators:
-            s = f.clusters_of(acc)[0].system
-            extra_w = (s.training_power_per_node_w - s.idle_power_per_node_w) / s.gpus_per_node * f.pue
-            out.append((i, acc, extra_w, f.gpus_of(acc)))
-    return out
-
-
-def busy_cost_grid(sc: Any, r: TwinResult) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, float, int]]]:
+def busy_cost_grid(sc: Any, r: TwinResult) -> tuple[np.ndarray, np.ndarray, list[Pool]]:
     """(USD per busy GPU-hour [pool, hour], busy GPU-hours [pool, hour], pools) from the run's hour rows."""
-    pools = _pools(sc)
+    pools = fleet_pools(sc.factories)
     hours = sc.duration_s // HOUR_S
     fx = {f.id: i for i, f in enumerate(sc.factories)}
     cost = np.zeros((len(pools), hours))
     busy = np.zeros((len(pools), hours))
     by_factory = defaultdict(list)
-    for p, (i, _acc, _w, _g) in enumerate(pools):
-        by_factory[i].append(p)
+    for p, pl in enumerate(pools):
+        by_factory[pl.factory].append(p)
     for row in r.hours:
         if row.hour >= hours:
             continue
         for p in by_factory[fx[row.factory]]:
-            cost[p, row.hour] = pools[p][2] * row.price_usd_per_mwh / 1e6
+            cost[p, row.hour] = pools[p].extra_w_per_gpu * row.price_usd_per_mwh / 1e6
             busy[p, row.hour] = row.busy_gpus_mean  # one pool per factory in real-2023
     return cost, busy, pools
 
 
-def hindsight(sc: Any, cost: np.ndarray, pools: list[tuple[int, str, float, int]], busy: np.ndarray,
-              aggregate: bool = True) -> tuple[float | None, float | None]:
-    """(where-only bound, when-and-where bound) on the busy-GPU power cost of delivering ``busy`` (GPU-hours
-    per pool and hour of a run) per accelerator type: the same busy GPUs per type in every hour, resp. the same
-    busy GPU-hours per type over the window."""
-    # work as busy GPU-hours: a job's GPU-hours of work, scaled so that the run's busy hours (work, lost work,
-    # restarts) fit; classes may use only the pools they are lawful in and, in each hour, no more GPUs than
-    # their arrived jobs have
-    jobs = []
-    for j in sc.jobs:
-        ok = tuple(p for p, (i, acc, _w, g) in enumerate(pools)
-                   if acc == j.accelerator and g >= j.gpus and sovereignty_refusal(j, sc.factories[i]) is None)
-        if ok and j.submit_s < sc.duration_s:
-            jobs.append(HindsightJob(j.gpus, OVERHEAD * j.gpus * j.work_s / HOUR_S, j.submit_s // HOUR_S, ok))
-    cap = np.array([[g] * cost.shape[1] for (_i, _a, _w, g) in pools], dtype=float)
-    inst = HindsightInstance(cap, cost, tuple(jobs))
+def usable_capacity(sc: Any, r: TwinResult) -> np.ndarray:
+    """GPUs any schedule on this fleet and seed can have busy per pool and hour: nodes down (from the run's
+    failure events, the same in every schedule) and whole gangs (``policy/hindsight_fleet.py``)."""
+    pools = fleet_pools(sc.factories)
+    hours = sc.duration_s // HOUR_S
+    spells = down_spells(r.events, sc.factories, sc.duration_s)
+    gran = gang_granularity(sc.jobs, pools, sc.factories)
+    return np.array([usable_gpus_per_hour(pl.gpus, gran[p], spells[pl.factory], hours)
+                     for p, pl in enumerate(pools)])
+
+
+def failure_events(r: TwinResult) -> list[tuple[int, str, str, int]]:
+    return [(e.time_s, e.kind.name, e.factory, e.node) for e in r.events
+            if e.kind in (EventKind.NODE_FAILED, EventKind.NODE_REPAIRED, EventKind.FACTORY_LOST,
+                          EventKind.FACTORY_RESTORED)]
+
+
+def hindsight(sc: Any, cost: np.ndarray, pools: list[Pool], busy: np.ndarray, aggregate: bool = True,
+              capacity: np.ndarray | None = None, v1: bool = False) -> tuple[float | None, float | None, np.ndarray]:
+    """(where-only bound, when-and-where bound, where-only GPU-hours per pool and hour) on the busy-GPU power
+    cost of delivering ``busy`` (GPU-hours per pool and hour of a run) per accelerator type: the same busy GPUs
+    per type in every hour, resp. the same busy GPU-hours per type over the window.
+
+    ``capacity``: GPUs per pool and hour (default nameplate). ``v1``: the previous session's bound (nameplate,
+    a job's busy GPU-hours at most ``OVERHEAD`` x its work, one gang per job), kept for comparison; otherwise
+    every limit is one the twin provably obeys (``policy/hindsight_fleet.py``)."""
+    inst = fleet_instance(sc.factories, sc.jobs, sc.duration_s, cost, None if v1 else capacity,
+                          OVERHEAD if v1 else None)
     groups = defaultdict(list)
-    for p, (_i, acc, _w, _g) in enumerate(pools):
-        groups[acc].append(p)
+    for p, pl in enumerate(pools):
+        groups[pl.accelerator].append(p)
     totals = [(tuple(ps), float(busy[ps].sum())) for ps in groups.values()]
     hourly = [(tuple(ps), busy[ps].sum(axis=0)) for ps in groups.values()]
-    where = hindsight_bound(inst, totals, aggregate=aggregate, hourly_gpus=hourly).cost_usd
-    anytime = hindsight_bound(inst, totals, aggregate=aggregate).cost_usd
-    return where, anytime
+    held = 1.0 if v1 else GANGS_HELD
+    where = hindsight_bound(inst, totals, aggregate=aggregate, hourly_gpus=hourly, gangs_held=held)
+    anytime = hindsight_bound(inst, totals, aggregate=aggregate, gangs_held=held).cost_usd
+    return where.cost_usd, anytime, where.gpu_h
+
+
+def move_sensitivity(cost: np.ndarray, pools: list[Pool], busy: np.ndarray, capacity: np.ndarray,
+                     charge_h: float) -> float:
+    """How much the where-only bound would rise (relative) if every GPU entering a pool from one hour to the
+    next cost ``charge_h`` busy GPU-hours there (a move's drain + restart; the twin's restart is 5 min). A
+    sensitivity, not a bound: per accelerator type, without job classes, prices below 0 charged at 0."""
+    base = charged = 0.0
+    groups = defaultdict(list)
+    for p, pl in enumerate(pools):
+        groups[pl.accelerator].append(p)
+    for ps in groups.values():
+        need = busy[ps].sum(axis=0)
+        base += _type_lp(cost[ps], capacity[ps], need, 0.0)
+        charged += _type_lp(cost[ps], capacity[ps], need, charge_h)
+    return charged / base - 1 if base > 0 else float("nan")
+
+
+def _type_lp(cost: np.ndarray, cap: np.ndarray, need: np.ndarray, charge_h: float) -> float:
+    """min sum cost*y + charge_h*max(cost, 0)*m  s.t. sum_p y[p, h] >= need[h], y <= cap, m >= y[h] - y[h-1]."""
+    import highspy
+
+    from superfactory.policy.hindsight import _set_matrix
+    from superfactory.policy.relaxation import new_highs
+
+    n, hours = cost.shape
+    ny = n * hours
+    iy = np.arange(ny).reshape(n, hours)
+    r_need = np.repeat(np.arange(hours)[None, :], n, axis=0).ravel()
+    r_move = hours + np.arange(ny)
+    later = iy[:, 1:].ravel()
+    rows = np.concatenate([r_need, r_move, r_move, hours + later])
+    cols = np.concatenate([np.arange(ny), np.arange(ny), ny + np.arange(ny), later - 1])
+    vals = np.concatenate([np.ones(ny), np.ones(ny), -np.ones(ny), -np.ones(later.size)])
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = 2 * ny, hours + ny
+    lp.col_cost_ = np.concatenate([cost.ravel(), charge_h * np.maximum(cost, 0).ravel()])
+    lp.col_lower_ = np.zeros(2 * ny)
+    lp.col_upper_ = np.concatenate([cap.ravel(), np.full(ny, highspy.kHighsInf)])
+    lp.row_lower_ = np.concatenate([np.minimum(need, cap.sum(axis=0)), np.full(ny, -highspy.kHighsInf)])
+    lp.row_upper_ = np.concatenate([np.full(hours, highspy.kHighsInf), np.zeros(ny)])
+    _set_matrix(lp, rows.astype(np.int64), cols.astype(np.int64), vals, 2 * ny)
+    h = new_highs(None)
+    h.passModel(lp)
+    h.run()
+    return float(h.getInfo().objective_function_value)
 
 
 def pending_work_gpu_h(r: TwinResult) -> float:
@@ -179,16 +247,33 @@ def compare_window(sc: Any, job_level: bool = False) -> dict[str, Any]:
     w0 = time.perf_counter()
     rh, sh, cpu_h = run(sc, "home-region")
     rg, sg, cpu_g = run(sc, "geo")
+    out = measure(sc, (rh, sh, cpu_h), (rg, sg, cpu_g), job_level)
+    out["wall_s"] = time.perf_counter() - w0
+    return out
+
+
+def measure(sc: Any, home: tuple[TwinResult, dict[str, Any], float], geo: tuple[TwinResult, dict[str, Any], float],
+            job_level: bool = False) -> dict[str, Any]:
+    """The figures of one window from its two runs (see the module docstring)."""
+    (rh, sh, cpu_h), (rg, sg, cpu_g) = home, geo
     cost, busy_h, pools = busy_cost_grid(sc, rh)
     _cost_g, busy_g, _ = busy_cost_grid(sc, rg)
     ph, pg = sh["training_throughput"], sg["training_throughput"]
     busy_cost_h, busy_cost_g = float((cost * busy_h).sum()), float((cost * busy_g).sum())
     c0 = time.process_time()
-    where, anytime = hindsight(sc, cost, pools, busy_g)
+    usable = usable_capacity(sc, rg)
+    where, anytime, where_gpu_h = hindsight(sc, cost, pools, busy_g, capacity=usable)
+    where_v1, anytime_v1, _ = hindsight(sc, cost, pools, busy_g, v1=True)
     cpu_b = time.process_time() - c0
+    c0 = time.process_time()
+    moves = {f"{round(60 * h)}min": move_sensitivity(cost, pools, busy_g, usable, h) for h in (5 / 60, 1.0)}
+    cpu_m = time.process_time() - c0
     uh, ug = _per(busy_cost_h, ph), _per(busy_cost_g, pg)
-    ubw = _per(where, pg) if where is not None else float("nan")
-    uba = _per(anytime, pg) if anytime is not None else float("nan")
+
+    def per(x: float | None) -> float:
+        return _per(x, pg) if x is not None else float("nan")
+
+    nameplate = np.array([pl.gpus for pl in pools], dtype=float)
     out = {
         "days": sc.duration_s / 86400,
         "power_cut": 1 - _per(sg["power_cost_usd"], pg) / _per(sh["power_cost_usd"], ph),
@@ -198,10 +283,21 @@ def compare_window(sc: Any, job_level: bool = False) -> dict[str, Any]:
         "pending_work_home_gpu_h": pending_work_gpu_h(rh),
         "pending_work_geo_gpu_h": pending_work_gpu_h(rg),
         "max_price_wait_h": max_price_wait_h(rg),
-        "saving_captured": _captured(uh, ug, ubw),
-        "saving_captured_anytime": _captured(uh, ug, uba),
+        "saving_captured": _captured(uh, ug, per(where)),
+        "saving_captured_anytime": _captured(uh, ug, per(anytime)),
+        "saving_captured_v1": _captured(uh, ug, per(where_v1)),
+        "saving_captured_anytime_v1": _captured(uh, ug, per(anytime_v1)),
         "bound_below_both": bool(where is not None and anytime is not None and anytime <= where + 1e-6
-                                 and where <= busy_cost_g + 1e-6 and ubw <= uh + 1e-9),
+                                 and where <= busy_cost_g + 1e-6 and per(where) <= uh + 1e-9),
+        # the usable capacity is a fact of the fleet and seed: both runs saw the same failures, and neither run
+        # had more GPUs busy in any pool-hour than it allows
+        "failures_identical": failure_events(rh) == failure_events(rg),
+        "busy_within_usable": bool((busy_g <= usable + 1e-6).all() and (busy_h <= usable + 1e-6).all()),
+        "usable_share_of_nameplate": (usable.mean(axis=1) / nameplate).round(4).tolist(),
+        "fill_geo": (busy_g.mean(axis=1) / nameplate).round(4).tolist(),
+        "fill_bound": (where_gpu_h.mean(axis=1) / nameplate).round(4).tolist(),
+        "pools": [f"{sc.factories[pl.factory].id}:{pl.accelerator}" for pl in pools],
+        "move_sensitivity": moves,
         # raw sums, for the year line
         "home": {"power_usd": sh["power_cost_usd"], "total_usd": sh["total_cost_usd"], "tco2": sh["carbon_tco2"],
                  "prod_gpu_h": ph, "busy_usd": busy_cost_h, "ettr": sh["ettr"], "cpu_s": cpu_h,
@@ -212,13 +308,15 @@ def compare_window(sc: Any, job_level: bool = False) -> dict[str, Any]:
                 "migrations": sg["migrations"], "preemptions": sg["preemptions"]},
         "bound_where_busy_usd": where,
         "bound_anytime_busy_usd": anytime,
+        "bound_where_v1_busy_usd": where_v1,
+        "bound_anytime_v1_busy_usd": anytime_v1,
         "bound_cpu_s": cpu_b,
+        "move_sensitivity_cpu_s": cpu_m,
     }
     if job_level:  # every job its own class: never below the aggregated bound, and as costly to solve as it gets
         c0 = time.process_time()
-        jw, ja = hindsight(sc, cost, pools, busy_g, aggregate=False)
+        jw, ja, _ = hindsight(sc, cost, pools, busy_g, aggregate=False, capacity=usable)
         out["job_level"] = {"where_busy_usd": jw, "anytime_busy_usd": ja, "cpu_s": time.process_time() - c0}
-    out["wall_s"] = time.perf_counter() - w0
     return out
 
 
@@ -226,8 +324,11 @@ def year_line(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     h = {k: sum(r["home"][k] for r in rows.values()) for k in ("power_usd", "total_usd", "tco2", "prod_gpu_h",
                                                                "busy_usd")}
     g = {k: sum(r["geo"][k] for r in rows.values()) for k in h}
-    bw = sum(r["bound_where_busy_usd"] or float("nan") for r in rows.values())
-    ba = sum(r["bound_anytime_busy_usd"] or float("nan") for r in rows.values())
+    def bound(key: str) -> float:
+        return sum(r.get(key) or float("nan") for r in rows.values())
+
+    bw, ba = bound("bound_where_busy_usd"), bound("bound_anytime_busy_usd")
+    bw1, ba1 = bound("bound_where_v1_busy_usd"), bound("bound_anytime_v1_busy_usd")
     uh, ug = h["busy_usd"] / h["prod_gpu_h"], g["busy_usd"] / g["prod_gpu_h"]
     return {
         "days": sum(r["days"] for r in rows.values()),
@@ -240,17 +341,24 @@ def year_line(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "max_price_wait_h": max(r["max_price_wait_h"] for r in rows.values()),
         "saving_captured": _captured(uh, ug, bw / g["prod_gpu_h"]),
         "saving_captured_anytime": _captured(uh, ug, ba / g["prod_gpu_h"]),
+        "saving_captured_v1": _captured(uh, ug, bw1 / g["prod_gpu_h"]),
+        "saving_captured_anytime_v1": _captured(uh, ug, ba1 / g["prod_gpu_h"]),
         "months_tco_not_above_home": sum(r["tco_cut"] >= 0 for r in rows.values()),
         "months_throughput_ok": sum(r["throughput_ratio"] >= 0.99 for r in rows.values()),
         "months_pending_ok": sum(r["pending_work_geo_gpu_h"] <= r["pending_work_home_gpu_h"] for r in rows.values()),
         "months": len(rows),
-        "cpu_s": sum(r["home"]["cpu_s"] + r["geo"]["cpu_s"] + r["bound_cpu_s"] for r in rows.values()),
+        "cpu_s": sum(r["home"]["cpu_s"] + r["geo"]["cpu_s"] + r["bound_cpu_s"] + r.get("move_sensitivity_cpu_s", 0)
+                     for r in rows.values()),
+        "cpu_s_geo": sum(r["geo"]["cpu_s"] for r in rows.values()),
+        "cpu_s_home": sum(r["home"]["cpu_s"] for r in rows.values()),
+        "cpu_s_bounds": sum(r["bound_cpu_s"] for r in rows.values()),
         "wall_s": sum(r["wall_s"] for r in rows.values()),
     }
 
 
 KEYS = ("power_cut", "tco_cut", "carbon_cut", "throughput_ratio", "pending_work_home_gpu_h",
-        "pending_work_geo_gpu_h", "max_price_wait_h", "saving_captured", "saving_captured_anytime")
+        "pending_work_geo_gpu_h", "max_price_wait_h", "saving_captured", "saving_captured_v1",
+        "saving_captured_anytime", "saving_captured_anytime_v1")
 
 
 def frontier(month: int, days: int) -> list[dict[str, Any]]:
@@ -267,6 +375,37 @@ def frontier(month: int, days: int) -> list[dict[str, Any]]:
     return out
 
 
+def year_scenario(days: int) -> Any:
+    """real-2023 over ``days`` days from 2023-01-01 in one run (365: the whole year)."""
+    text = builtin_text("real-2023")
+    window = "2023" if days == 365 else f"2023-01-01/{_date(days)}"
+    text = re.sub(r"(?m)^window: .*$", f"window: {window}", text)
+    text = re.sub(r"(?m)^duration: .*$", f"duration: {days}d", text)
+    return parse_scenario(text, source=f"<real-2023 continuous {days}d>")
+
+
+def _date(days: int) -> str:
+    import datetime
+
+    return (datetime.date(2023, 1, 1) + datetime.timedelta(days=days)).isoformat()
+
+
+def continuous(days: int, out: Path) -> int:
+    """One continuous run (no restart from the t=0 backlog each month): the window's figures only (productive
+    GPU-hours are not split by month in a run's summary)."""
+    sc = year_scenario(days)
+    w0 = time.perf_counter()
+    home, geo = run(sc, "home-region"), run(sc, "geo")
+    r = measure(sc, home, geo)
+    r["wall_s"] = time.perf_counter() - w0
+    print(f"continuous=2023 days={r['days']:g} " + " ".join(f"{k}={r[k]:.4g}" for k in KEYS)
+          + f" bound_below_both={r['bound_below_both']} failures_identical={r['failures_identical']} "
+          f"busy_within_usable={r['busy_within_usable']} cpu_s_home={r['home']['cpu_s']:.1f} "
+          f"cpu_s_geo={r['geo']['cpu_s']:.1f} cpu_s_bound={r['bound_cpu_s']:.1f} wall_s={r['wall_s']:.0f}")
+    out.write_text(json.dumps({"continuous_days": days, "window": r}, indent=1, default=str))
+    return 0
+
+
 def _point(s: dict[str, Any]) -> dict[str, Any]:
     return {"prod_gpu_h": round(s["training_throughput"]), "power_usd": round(s["power_cost_usd"]),
             "power_usd_per_prod_gpu_h": round(s["power_cost_usd"] / s["training_throughput"], 4),
@@ -281,6 +420,8 @@ def main() -> int:
     ap.add_argument("--days", type=int, default=31, help="days simulated from the 1st of each month (31 = all)")
     ap.add_argument("--job-level", action="store_true", help="also solve the job-level bounds (slower)")
     ap.add_argument("--nice", type=int, default=5, help="lower this process's priority by this much (shared host)")
+    ap.add_argument("--continuous", type=int, default=0, metavar="DAYS",
+                    help="instead: one continuous run of DAYS days from 2023-01-01 (365 = the year)")
     ap.add_argument("--frontier", action="store_true", help="sweep value of a GPU-hour x carbon price instead")
     ap.add_argument("--frontier-month", type=int, default=8)
     ap.add_argument("--out", type=Path, default=None)
@@ -292,10 +433,12 @@ def main() -> int:
         return 0
     try:
         months = list(range(1, 13)) if args.months == "all" else [int(m) for m in args.months.split(",") if m]
-        if not (months or args.merge) or any(not 1 <= m <= 12 for m in months) or not 1 <= args.days <= 31:
+        if (not (months or args.merge) or any(not 1 <= m <= 12 for m in months) or not 1 <= args.days <= 31
+                or not 0 <= args.continuous <= 365):
             raise ValueError
     except ValueError:
-        print("geo_economics_bench: --months takes 'all' or months 1-12 separated by commas; --days 1-31",
+        print("geo_economics_bench: --months takes 'all' or months 1-12 separated by commas; --days 1-31; "
+              "--continuous 1-365",
               file=sys.stderr)
         return 2
     results = Path(__file__).parent / "results"
@@ -312,6 +455,8 @@ def main() -> int:
         out = args.out or results / "geo_frontier.json"
         out.write_text(json.dumps({"month": args.frontier_month, "days": args.days, "points": pts}, indent=1))
         return 0
+    if args.continuous:
+        return continuous(args.continuous, args.out or results / "geo_economics_continuous.json")
     out = args.out or results / "geo_economics.json"
     rows: dict[str, dict[str, Any]] = {}
     for part in args.merge:  # months measured by earlier runs (e.g. two halves of the year)
@@ -324,7 +469,10 @@ def main() -> int:
         # after every month, so an interrupted run keeps what it measured (--merge reads it back)
         out.write_text(json.dumps({"days": args.days, "months": months, "by_month": rows}, indent=1, default=str))
         print(f"month=2023-{m:02d} days={r['days']:g} " + " ".join(f"{k}={r[k]:.4g}" for k in KEYS)
-              + f" bound_below_both={r['bound_below_both']} cpu_s_home={r['home']['cpu_s']:.1f} "
+              + f" bound_below_both={r['bound_below_both']} failures_identical={r['failures_identical']} "
+              f"busy_within_usable={r['busy_within_usable']} move_sensitivity_5min="
+              f"{r['move_sensitivity']['5min']:.4f} move_sensitivity_60min={r['move_sensitivity']['60min']:.4f} "
+              f"cpu_s_home={r['home']['cpu_s']:.1f} "
               f"cpu_s_geo={r['geo']['cpu_s']:.1f} cpu_s_bound={r['bound_cpu_s']:.1f} wall_s={r['wall_s']:.0f}"
               + (f" job_level_where_usd={r['job_level']['where_busy_usd']:.0f} where_usd="
                  f"{r['bound_where_busy_usd']:.0f} job_level_cpu_s={r['job_level']['cpu_s']:.1f}"
@@ -338,15 +486,17 @@ def main() -> int:
           f"{y['months_throughput_ok']} months_pending_ok={y['months_pending_ok']} cpu_s={y['cpu_s']:.0f} "
           f"wall_s={y['wall_s']:.0f}")
     print("\n| month | power cut | TCO cut | carbon cut | throughput ratio | pending home / geo (M GPU-h) "
-          "| max price wait h | saving captured | anytime | geo migrations / pauses |\n" + "|---" * 10 + "|")
+          "| max price wait h | saving captured (bound v2 / v1) | anytime (v2 / v1) | geo migrations / pauses |\n"
+          + "|---" * 10 + "|")
     for name, r in [*rows.items(), ("year", {**y, "geo": {"migrations": sum(x["geo"]["migrations"] for x in
                                                                               rows.values()),
                                                           "preemptions": sum(x["geo"]["preemptions"] for x in
                                                                              rows.values())}})]:
         print(f"| {name} | {r['power_cut']:.1%} | {r['tco_cut']:.1%} | {r['carbon_cut']:.1%} | "
               f"{r['throughput_ratio']:.3f} | {r['pending_work_home_gpu_h'] / 1e6:.2f} / "
-              f"{r['pending_work_geo_gpu_h'] / 1e6:.2f} | {r['max_price_wait_h']:.1f} | {r['saving_captured']:.2f} | "
-              f"{r['saving_captured_anytime']:.2f} | {r['geo']['migrations']} / {r['geo']['preemptions']} |")
+              f"{r['pending_work_geo_gpu_h'] / 1e6:.2f} | {r['max_price_wait_h']:.1f} | {r['saving_captured']:.2f} / "
+              f"{r['saving_captured_v1']:.2f} | {r['saving_captured_anytime']:.2f} / "
+              f"{r['saving_captured_anytime_v1']:.2f} | {r['geo']['migrations']} / {r['geo']['preemptions']} |")
     out.write_text(json.dumps({"days": args.days, "months": sorted(rows), "by_month": rows, "year": y}, indent=1,
                               default=str))
     return 0
