@@ -298,6 +298,9 @@ def measure(sc: Any, home: tuple[TwinResult, dict[str, Any], float], geo: tuple[
         "fill_bound": (where_gpu_h.mean(axis=1) / nameplate).round(4).tolist(),
         "pools": [f"{sc.factories[pl.factory].id}:{pl.accelerator}" for pl in pools],
         "move_sensitivity": moves,
+        # where geo's busy cost exceeds the where-only bound's, pool by pool (sums to geo - bound): positive where
+        # geo kept GPUs busy in hours the bound moved them elsewhere
+        "gap_by_pool_usd": (cost * (busy_g - where_gpu_h)).sum(axis=1).round(0).tolist(),
         # raw sums, for the year line
         "home": {"power_usd": sh["power_cost_usd"], "total_usd": sh["total_cost_usd"], "tco2": sh["carbon_tco2"],
                  "prod_gpu_h": ph, "busy_usd": busy_cost_h, "ettr": sh["ettr"], "cpu_s": cpu_h,
