@@ -27,7 +27,8 @@ all months together ("year" = the sum over the simulated windows: all of 2023 wi
 - ``saving_captured_v1``, ``saving_captured_anytime_v1``: against the previous session's bounds (nameplate GPUs,
   one gang per job, busy GPU-hours at most ``OVERHEAD`` x a job's work), so the change reads side by side;
 - ``bound_below_both``: both v2 bounds are at or below geo's busy cost and home-region's per productive GPU-hour;
-  ``busy_within_usable``: neither run had more GPUs busy in a pool-hour than the usable capacity;
+  ``busy_within_usable``: neither run had more GPUs busy in a pool-hour than the usable capacity; ``exact_gangs``:
+  neither run handed a job more nodes than its gang needs (so busy GPUs are throughput, the targets' unit);
 - ``move_sensitivity``: how much the where-only bound would rise if every GPU entering a pool cost 5 min (the
   twin's restart) or 60 min of busy GPU time there: a sensitivity, not a bound (see ``move_sensitivity``).
 
@@ -70,6 +71,7 @@ from superfactory.policy.hindsight_fleet import (
     fleet_instance,
     fleet_pools,
     gang_granularity,
+    oversized_placements,
     usable_gpus_per_hour,
 )
 from superfactory.scenario import market_data
@@ -292,6 +294,9 @@ def measure(sc: Any, home: tuple[TwinResult, dict[str, Any], float], geo: tuple[
         # the usable capacity is a fact of the fleet and seed: both runs saw the same failures, and neither run
         # had more GPUs busy in any pool-hour than it allows
         "failures_identical": failure_events(rh) == failure_events(rg),
+        # ... and their busy GPUs are gang GPUs (no job was handed more nodes than its gang needs)
+        "exact_gangs": not (oversized_placements(rh.events, sc.jobs, sc.factories)
+                            or oversized_placements(rg.events, sc.jobs, sc.factories)),
         "busy_within_usable": bool((busy_g <= usable + 1e-6).all() and (busy_h <= usable + 1e-6).all()),
         "usable_share_of_nameplate": (usable.mean(axis=1) / nameplate).round(4).tolist(),
         "fill_geo": (busy_g.mean(axis=1) / nameplate).round(4).tolist(),
@@ -403,7 +408,8 @@ def continuous(days: int, out: Path) -> int:
     r["wall_s"] = time.perf_counter() - w0
     print(f"continuous=2023 days={r['days']:g} " + " ".join(f"{k}={r[k]:.4g}" for k in KEYS)
           + f" bound_below_both={r['bound_below_both']} failures_identical={r['failures_identical']} "
-          f"busy_within_usable={r['busy_within_usable']} cpu_s_home={r['home']['cpu_s']:.1f} "
+          f"busy_within_usable={r['busy_within_usable']} exact_gangs={r['exact_gangs']} "
+          f"cpu_s_home={r['home']['cpu_s']:.1f} "
           f"cpu_s_geo={r['geo']['cpu_s']:.1f} cpu_s_bound={r['bound_cpu_s']:.1f} wall_s={r['wall_s']:.0f}")
     out.write_text(json.dumps({"continuous_days": days, "window": r}, indent=1, default=str))
     return 0
@@ -473,7 +479,7 @@ def main() -> int:
         out.write_text(json.dumps({"days": args.days, "months": months, "by_month": rows}, indent=1, default=str))
         print(f"month=2023-{m:02d} days={r['days']:g} " + " ".join(f"{k}={r[k]:.4g}" for k in KEYS)
               + f" bound_below_both={r['bound_below_both']} failures_identical={r['failures_identical']} "
-              f"busy_within_usable={r['busy_within_usable']} move_sensitivity_5min="
+              f"busy_within_usable={r['busy_within_usable']} exact_gangs={r['exact_gangs']} move_sensitivity_5min="
               f"{r['move_sensitivity']['5min']:.4f} move_sensitivity_60min={r['move_sensitivity']['60min']:.4f} "
               f"cpu_s_home={r['home']['cpu_s']:.1f} "
               f"cpu_s_geo={r['geo']['cpu_s']:.1f} cpu_s_bound={r['bound_cpu_s']:.1f} wall_s={r['wall_s']:.0f}"

@@ -17,6 +17,7 @@ from superfactory.policy.hindsight_fleet import (
     fleet_instance,
     fleet_pools,
     gang_granularity,
+    oversized_placements,
     usable_gpus_per_hour,
 )
 from superfactory.scenario.loader import parse_scenario
@@ -73,6 +74,7 @@ def test_every_policy_sees_the_same_failures_and_stays_within_the_usable_capacit
     hours = sc.duration_s // 3600
     for name, r in rs.items():
         assert _failures(r) == ref, name
+        assert oversized_placements(r.events, sc.jobs, sc.factories) == [], name  # busy GPUs are gang GPUs
         spells = down_spells(r.events, sc.factories, sc.duration_s)
         usable = np.array([usable_gpus_per_hour(pl.gpus, gran[p], spells[pl.factory], hours)
                            for p, pl in enumerate(pools)])

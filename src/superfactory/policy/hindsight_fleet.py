@@ -22,6 +22,12 @@ factory outages are scenario events; none of it depends on what runs where. (The
 two runs: their failure events are identical.) A schedule of the twin that meets the bound's throughput targets
 is therefore still a feasible point of the bound with the usable capacity, and the bound stays a bound.
 
+Throughput is counted in gang GPUs. The twin lets a policy hand a job *more* nodes than its gang needs (it
+only refuses fewer); such extra GPUs draw power and add no throughput, so a schedule that does it has the same
+throughput as the one that holds only the gang and costs more: the bound, below the latter, is below it too. The
+targets must therefore be gang GPUs: :func:`oversized_placements` finds placements with more GPUs than the gang
+(the benchmark requires none, so its runs' busy GPUs are gang GPUs).
+
 A migrating job holds its source and its reserved destination at once (``sim/migration.py``), so in the twin one
 job can have up to two gangs busy: :data:`GANGS_HELD` is what the bound's per-class GPU rate allows. A job's
 busy GPU-hours have no a-priori limit either (failures, slow placements), so the instance lets every job be busy
@@ -151,6 +157,22 @@ def usable_gpus_per_hour(gpus: int, granularity: int, spells: Sequence[tuple[int
         t0 = max(t0, t)
         down += steps.get(t, 0)
     return out / HOUR_S
+
+
+def oversized_placements(events: Iterable[Event], jobs: Iterable[TrainingJob], factories: Sequence[Factory]
+                         ) -> list[str]:
+    """Ids of jobs placed on more GPUs than their node-rounded gang (``JobPlaced``'s value is the GPUs
+    granted; arrivals of migrations report the gang)."""
+    pools = {(factories[pl.factory].id, pl.accelerator): pl for pl in fleet_pools(factories)}
+    by_id = {j.id: j for j in jobs}
+    out = []
+    for e in events:
+        if e.kind is EventKind.JOB_PLACED and e.job in by_id:
+            j = by_id[e.job]
+            pl = pools.get((e.factory, j.accelerator))
+            if pl is not None and e.value > held_gpus(j, pl):
+                out.append(e.job)
+    return out
 
 
 def fleet_instance(factories: Sequence[Factory], jobs: Iterable[TrainingJob], horizon_s: int,

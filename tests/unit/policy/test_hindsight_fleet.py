@@ -99,3 +99,15 @@ def test_a_tighter_capacity_or_rate_only_raises_the_bound_and_stays_below_schedu
     assert loose.cost_usd <= bound.cost_usd + 1e-6  # fewer GPUs to use: never cheaper
     assert two_gangs.cost_usd <= bound.cost_usd + 1e-6  # a looser rate row: never dearer
     assert bound.cost_usd <= exact.cost_usd + 1e-6 <= cost + 2e-6
+
+
+def test_a_placement_on_more_gpus_than_the_gang_is_found() -> None:
+    from superfactory.policy.hindsight_fleet import oversized_placements
+    from superfactory.scenario.loader import parse_scenario
+
+    from scenario_builders import factory, job, scenario
+
+    sc = parse_scenario(scenario([factory("a", nodes=4)], [job("x", gpus=12), job("y", gpus=16)], duration="1d"))
+    ev = [Event(0, EventKind.JOB_PLACED, "x", "a", value=16.0),  # 12 GPUs round up to 2 nodes: exact
+          Event(0, EventKind.JOB_PLACED, "y", "a", value=24.0)]  # 16 GPUs on 3 nodes: one node too many
+    assert oversized_placements(ev, sc.jobs, sc.factories) == ["y"]
