@@ -38,6 +38,7 @@ Live states are named as in :class:`~superfactory.domain.lifecycle.JobLifecycle`
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import threading
 import time
@@ -50,31 +51,28 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
 from superfactory.live import mesh_status
 from superfactory.live.context import Live
 from superfactory.live.errors import ApiError
+from superfactory.live.exposition import Families, exposition
+from superfactory.live.job_series import JobSeries
 from superfactory.live.power_meter import PowerMeter
 from superfactory.live.services.auth import authenticate
 from superfactory.live.services.fleet import lease_status, load_fleet
 from superfactory.live.services.jobs_common import HOLDING
 from superfactory.live.services.signals import histories
 from superfactory.live.store import tables as t
-from superfactory.observe.metrics_catalog import BY_NAME, MetricDef, bounded_cause, link_name
+from superfactory.observe.metrics_catalog import bounded_cause, link_name
 
 METRICS_TOKEN_ENV = "SUPERFACTORY_METRICS_TOKEN"
 STATE_NAMES = {"assigned": "starting", "stopping": "draining", "succeeded": "completed"}
 PLANNED = frozenset({"preempt", "drain", "migrate", "cancel", "stopped"})
-FOLD_BATCH = 5000
-#: the event kinds the fold reads (submissions and agents' running reports, half of a busy log, are skipped)
-FOLDED_KINDS = ("assigned", "stopping", "requeued", "failed", "succeeded", "audit_refusal", "checkpoint")
+FOLD_SPAN = 20_000  # event ids per step of the fold (bounds what one step reads)
+#: the event kinds the fold reads in order (submissions and agents' running reports, half of a busy log, are
+#: skipped), and those it only counts per factory (the database aggregates them)
+ORDERED_KINDS = ("assigned", "stopping", "requeued", "failed", "checkpoint")
+COUNTED_KINDS = ("succeeded", "audit_refusal")
 SIGNALS_TTL_S = 30
-JOB_FAMILIES = ("job_gpus", "job_progress_ratio", "job_flop_per_second", "job_theoretical_flop_per_second",
-                "job_tokens_per_second", "job_restarts_total", "job_checkpoints_total", "job_checkpoint_bytes_total",
-                "job_checkpoint_duration_seconds")
-
-
-Families = dict[str, list[tuple[tuple[str, ...], float]]]  # metric name without prefix -> (label values, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +112,9 @@ class LiveMetrics:
         self.fence: dict[int, int] = {}  # job -> fencing token of its current placement
         self.down_seen: dict[str, set[int]] = {}
         self.causes: set[str] = set()
-        #: job -> (theoretical FLOP/s, work in productive s, declared checkpoint bytes, GPUs)
-        self.jobs: dict[int, tuple[float, float, float, int]] = {}
+        self.series = JobSeries()  # the job-level series: each job's figures and rendered lines
         self.scrape_s = 0.0
-        self.job_cache: dict[int, tuple[Any, tuple[str | None, ...]]] = {}
-        self.job_block: dict[str, list[str]] = {}
+        self.scrapes_started = self.scrapes_done = 0  # renders begun / finished by this process
         self.signals: tuple[int, dict[str, float], dict[str, float]] | None = None
         self.where: dict[int, str] = {}  # job -> factory of its current (or last) placement
         self.committed: dict[int, float] = {}  # job -> highest committed progress, s
@@ -130,30 +126,49 @@ class LiveMetrics:
 
     # -- the fold -----------------------------------------------------------------------------------------
     def _fold(self, conn: sa.Connection) -> None:
-        while True:
-            rows = conn.execute(sa.select(t.job_events.c.id, t.job_events.c.job_id, t.job_events.c.at_unix_s,
-                                          t.job_events.c.kind, t.job_events.c.data)
-                                .where(t.job_events.c.id > self.cursor, t.job_events.c.kind.in_(FOLDED_KINDS))
-                                .order_by(t.job_events.c.id).limit(FOLD_BATCH)).all()
-            for r in rows:
-                self._apply(r.job_id, r.at_unix_s, r.kind, r.data or {})
-                self.cursor = r.id
-            if len(rows) < FOLD_BATCH:
-                return
+        """Fold the events after the cursor, in id spans of :data:`FOLD_SPAN`: the per-factory counts of
+        :data:`COUNTED_KINDS` are aggregated by the database; the other folded kinds are read in order, a
+        placement's few fields extracted by the database and any other document read as text and parsed here
+        (SQLAlchemy's JSON result processing cost more than the parse)."""
+        ev = t.job_events.c
+        hi = conn.execute(sa.select(sa.func.max(ev.id))).scalar() or 0
+        factory = ev.data["factory_id"].as_string()
+        counted = sa.select(ev.kind, factory, sa.func.count()).where(ev.kind.in_(COUNTED_KINDS)).group_by(
+            ev.kind, factory)
+        ordered = sa.select(ev.id, ev.job_id, ev.at_unix_s, ev.kind, factory, ev.data["fencing_token"].as_integer(),
+                            ev.data["cause"].as_string(), ev.data["from"].as_string(),
+                            sa.case((ev.kind == "assigned", sa.null()), else_=sa.cast(ev.data, sa.Text))
+                            ).where(ev.kind.in_(ORDERED_KINDS)).order_by(ev.id)
+        loads, apply, assigned = json.loads, self._apply, self._assigned
+        while self.cursor < hi:
+            top = min(hi, self.cursor + FOLD_SPAN)
+            span = (ev.id > self.cursor, ev.id <= top)
+            for kind, fid, n in conn.execute(counted.where(*span)):
+                (self.completions if kind == "succeeded" else self.refusals)[fid or ""] += n
+            for _, job, at, kind, fid, fence, cause, src, data in conn.execute(ordered.where(*span)):
+                if data is None:
+                    assigned(job, at, fid or "", fence, cause, src)
+                else:
+                    apply(job, at, kind, loads(data))
+            self.cursor = top
+
+    def _assigned(self, job: int, at: float, factory: str, fence: int | None, cause: str | None,
+                  src: str | None) -> None:
+        self.placements[factory] += 1
+        self.where[job] = factory
+        move = self.moving.pop(job, None)
+        if move is not None or cause == "migrate":
+            origin = move[0] if move is not None else str(src or "")
+            self.migrations[(origin, factory, "succeeded")] += 1
+            self.moved.append((origin, factory, job, at - move[2] if move is not None else 0.0))
+        self.fence[job] = int(fence or 0)
+        self.marks.pop(job, None)
+        self.rate.pop(job, None)
 
     def _apply(self, job: int, at: float, kind: str, d: dict[str, Any]) -> None:
         factory = str(d.get("factory_id") or "")
         if kind == "assigned":
-            self.placements[factory] += 1
-            self.where[job] = factory
-            move = self.moving.pop(job, None)
-            if move is not None or d.get("cause") == "migrate":
-                src = move[0] if move is not None else str(d.get("from") or "")
-                self.migrations[(src, factory, "succeeded")] += 1
-                self.moved.append((src, factory, job, at - move[2] if move is not None else 0.0))
-            self.fence[job] = int(d.get("fencing_token") or 0)
-            self.marks.pop(job, None)
-            self.rate.pop(job, None)
+            self._assigned(job, at, factory, d.get("fencing_token"), d.get("cause"), d.get("from"))
         elif kind == "stopping" and d.get("reason") == "migrate" and d.get("to"):
             self.moving[job] = (factory, str(d["to"]), at)
         elif kind in ("requeued", "failed"):
@@ -165,10 +180,6 @@ class LiveMetrics:
                 self.interruptions[(factory, bounded_cause(cause, self.causes))] += 1
             self.marks.pop(job, None)
             self.rate.pop(job, None)
-        elif kind == "succeeded":
-            self.completions[factory] += 1
-        elif kind == "audit_refusal":
-            self.refusals[factory] += 1
         elif kind == "checkpoint":
             self.checkpoints[job] += 1
             progress = float(d.get("progress_s") or 0.0)
@@ -194,12 +205,14 @@ class LiveMetrics:
         """Fold new events, read the store, and return the exposition of everything ``scope`` may see."""
         t0 = time.perf_counter()
         with self.lock:
-            fams = self._families(scope)
-            text = exposition(fams, self.job_block)
+            self.scrapes_started += 1
+            fams, job_lines = self._families(scope)
+            text = exposition(fams, job_lines)
             self.scrape_s = time.perf_counter() - t0
+            self.scrapes_done += 1
         return text + exposition({"metrics_scrape_duration_seconds": [((), self.scrape_s)]}, {})
 
-    def _families(self, scope: Scope) -> Families:
+    def _families(self, scope: Scope) -> tuple[Families, dict[str, list[str]]]:
         live = self.live
         fleet = load_fleet(live)
         now_s = live.clock.now_s()
@@ -211,24 +224,19 @@ class LiveMetrics:
                 .where(t.jobs.c.state.in_(HOLDING)).group_by(t.jobs.c.factory_id, t.jobs.c.accelerator))}
             q = sa.select(t.jobs.c.state, t.jobs.c.tenant_id, sa.func.count()).group_by(t.jobs.c.state,
                                                                                            t.jobs.c.tenant_id)
-            jq = sa.select(t.jobs.c.id, t.jobs.c.name, t.jobs.c.tenant_id, t.jobs.c.factory_id, t.jobs.c.gpus,
-                           t.jobs.c.progress_s, t.jobs.c.tokens_per_s, t.jobs.c.attempts
-                           ).where(t.jobs.c.state.in_(HOLDING))
             if scope.tenant is not None:
                 q = q.where(t.jobs.c.tenant_id == scope.tenant)
-                jq = jq.where(t.jobs.c.tenant_id == scope.tenant)
             states = conn.execute(q).all()
-            holding = conn.execute(jq.order_by(t.jobs.c.id)).all()
-            self._load_jobs(conn, sorted({r[0] for r in holding if r[0] not in self.jobs}
-                                         | {m[2] for m in self.moved if m[2] not in self.jobs}
-                                         | {g[1] for g in self.gains if g[1] not in self.jobs}))
+            job_lines = self.series.render(conn, scope.tenant, self.rate, self.checkpoints, self.ckpt_duration)
+            self.series.load(conn, [m[2] for m in self.moved] + [g[1] for g in self.gains])
+        figures = self.series.figures
         for src, dst, job_id, held_s in self.moved:  # a move's cost: the checkpoint it carried, GPUs held meanwhile
-            _, _, ckpt_bytes, gpus = self.jobs[job_id]
-            self.migration_bytes[(src, dst)] += ckpt_bytes
-            self.migration_gpu_s[(src, dst)] += gpus * held_s
+            f = figures[job_id]
+            self.migration_bytes[(src, dst)] += f.ckpt_bytes
+            self.migration_gpu_s[(src, dst)] += f.gpus * held_s
         self.moved.clear()
         for fid, job_id, gain_s in self.gains:  # durable work: progress made durable x the gang's FLOP/s
-            self.productive_flop[fid] += gain_s * self.jobs[job_id][0]
+            self.productive_flop[fid] += gain_s * figures[job_id].flop_per_s
         self.gains.clear()
         price_now, carbon_now = self._signals(now_s)
         held: Counter[str] = Counter()
@@ -298,41 +306,10 @@ class LiveMetrics:
                 put("checkpoint_sync_queue_depth", name, sum(reports[a].sync_queue.get(b, 0) for a, b in ends))
         for (state, tenant, n) in states:
             put("jobs", (STATE_NAMES.get(state, state), tenant), n)
-        self.job_block = self._job_lines(holding)
         scheduler = live.extras.get("scheduler")
         if scheduler is not None and scheduler.loop is not None:
             put("scheduler_cycles_total", (), scheduler.loop.cycles)
-        return out
-
-    def _job_lines(self, holding: list[Any]) -> dict[str, list[str]]:
-        """Rendered sample lines of the job-level families, by metric name. A job whose row and measurements
-        did not change since the last scrape reuses its lines (most of 1,000 tracked jobs, most seconds)."""
-        cache: dict[int, tuple[Any, tuple[str | None, ...]]] = {}
-        block: list[list[str]] = [[] for _ in JOB_FAMILIES]
-        old, rates, checkpoints = self.job_cache, self.rate, self.checkpoints
-        for row in holding:
-            jid, name, tenant, factory, gpus, progress_s, tokens_per_s, attempts = row
-            key = (row, rates.get(jid), checkpoints[jid], self.ckpt_duration.get(jid))
-            hit = old.get(jid)
-            if hit is not None and hit[0] == key:
-                lines = hit[1]
-            else:
-                flop_per_s, work_s, ckpt_bytes, _ = self.jobs[jid]
-                rate, n_ckpt = key[1], key[2]
-                lbl = (f'job_id="{jid}",job_name="{_escape(name)}",tenant="{_escape(tenant)}",'
-                       f'factory="{_escape(factory or "")}"')
-                values: tuple[float | None, ...] = (
-                    gpus, min(1.0, progress_s / work_s) if work_s > 0 else 1.0,
-                    None if rate is None else rate * flop_per_s, flop_per_s, tokens_per_s,
-                    max(0, attempts - 1), n_ckpt, n_ckpt * ckpt_bytes, key[3])
-                lines = tuple(None if v is None else f"superfactory_{fam}{{{lbl}}} {_value(v)}\n"
-                              for fam, v in zip(JOB_FAMILIES, values, strict=True))
-            cache[jid] = (key, lines)
-            for i, line in enumerate(lines):
-                if line is not None:
-                    block[i].append(line)
-        self.job_cache = cache
-        return {fam: lines for fam, lines in zip(JOB_FAMILIES, block, strict=True) if lines}
+        return out, job_lines
 
     def _signals(self, now_s: int) -> tuple[dict[str, float], dict[str, float]]:
         """Current prices and carbon intensities, re-read at most every :data:`SIGNALS_TTL_S` (they change hourly
@@ -342,75 +319,6 @@ class LiveMetrics:
             _, _, price_now, carbon_now = histories(self.live, now_s)
             self.signals = (now_s, price_now, carbon_now)
         return self.signals[1], self.signals[2]
-
-    def _load_jobs(self, conn: sa.Connection, ids: list[int]) -> None:
-        """Read the figures of jobs not seen before (a spec never changes, so once per job and process)."""
-        if not ids:
-            return
-        wanted = set(ids)
-        spec = t.jobs.c.spec
-        q = sa.select(  # the numbers only, extracted by the database: no JSON parsed here
-            t.jobs.c.id, t.jobs.c.accelerator, t.jobs.c.gpus, spec[("job", "work_flop")].as_float(),
-            spec[("job", "mfu")].as_float(), spec[("job", "checkpoint", "size_bytes")].as_float())
-        lo, hi = min(ids), max(ids)
-        if hi - lo < 4 * len(ids):
-            # mostly consecutive ids (a burst of new placements): one primary-key range scan filtered here;
-            # compiling an IN list of hundreds of bound parameters cost more than the rows it selected
-            batches = [q.where(t.jobs.c.id.between(lo, hi))]
-        else:
-            batches = [q.where(t.jobs.c.id.in_(ids[i:i + 500])) for i in range(0, len(ids), 500)]
-        for r in (row for b in batches for row in conn.execute(b)):
-            jid, accelerator, gpus, work_flop, mfu, ckpt_bytes = r
-            if jid in wanted:
-                job = TrainingJob(str(jid), accelerator, gpus, work_flop, mfu, 0, CheckpointSpec(0, 0, ckpt_bytes, 0.0),
-                                  RecoverySpec(0, 0))  # for its FLOP/s and work_s, as the scheduler computes them
-                self.jobs[jid] = (job.flop_per_s, job.work_s, ckpt_bytes, gpus)
-
-
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _value(v: float) -> str:
-    """Go-parsable number: ints as such, floats by ``repr`` (``nan``/``inf`` parse case-insensitively)."""
-    return str(v) if type(v) is int else repr(v)
-
-
-def exposition(fams: Families, rendered: dict[str, list[str]]) -> bytes:
-    """The Prometheus text format (0.0.4) of ``fams`` and of already ``rendered`` sample lines, in catalog order.
-
-    Written here rather than with prometheus_client's ``generate_latest``, which spent ~70 % of a scrape with
-    1,000 jobs validating and escaping label names per sample; the format is the same (a test parses it back
-    with prometheus_client's parser)."""
-    lines: list[str] = []
-    for name in sorted(set(fams) | set(rendered), key=lambda n: _ORDER.get(n, 1 << 30)):
-        m: MetricDef = BY_NAME["superfactory_" + name]
-        help_text = m.help.replace("\\", "\\\\").replace("\n", "\\n")
-        lines.append(f"# HELP {m.name} {help_text}\n# TYPE {m.name} {m.type}\n")
-        if name in rendered:
-            lines.extend(rendered[name])
-            continue
-        samples = fams[name]
-        keys = m.labels
-        if not keys:
-            lines.extend(f"{m.name} {_value(v)}\n" for _, v in samples)
-            continue
-        for values, v in samples:
-            lbl = _LABELS.get((keys, values))
-            if lbl is None:
-                if len(_LABELS) > _LABELS_MAX:
-                    _LABELS.clear()
-                lbl = _LABELS[(keys, values)] = ",".join(
-                    f'{k}="{_escape(x)}"' for k, x in zip(keys, values, strict=True))
-            lines.append(f"{m.name}{{{lbl}}} {_value(v)}\n")
-    return "".join(lines).encode()
-
-
-_LABELS: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}  # rendered label sets, reused across scrapes
-_LABELS_MAX = 100_000
-
-
-_ORDER = {m.name.removeprefix("superfactory_"): i for i, m in enumerate(BY_NAME.values())}
 
 
 def metrics_for(live: Live) -> LiveMetrics:

@@ -171,3 +171,45 @@ def test_exposition_parses_with_prometheus_client(plane: Plane) -> None:
     assert families["superfactory_job_gpus"].type == "gauge"
     n = sum(len(f.samples) for f in families.values())
     assert n == sum(len(v) for v in parse_exposition(text).values())
+
+
+def test_scrapes_reuse_unchanged_job_lines_and_fold_each_event_once(plane: Plane,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between scrapes only the jobs whose figures changed are rendered again, and what a scrape returns always
+    equals what a fresh fold of the whole log renders (folded in spans of 3 event ids here, to cross them)."""
+    import superfactory.live.metrics as live_metrics
+
+    ids = _scene(plane)
+    monkeypatch.setattr(live_metrics, "FOLD_SPAN", 3)
+    lm = LiveMetrics(plane.live)
+    plane.live.extras["metrics"] = lm
+
+    def job_lines(text: str) -> list[str]:  # the samples a restart would not reproduce are left out
+        return [line for line in text.splitlines() if line.startswith("superfactory_job")]
+
+    def fresh() -> str:
+        again = LiveMetrics(plane.live)
+        monkeypatch.setattr(live_metrics, "FOLD_SPAN", 10_000)
+        try:
+            return again.render(Scope(None)).decode()
+        finally:
+            monkeypatch.setattr(live_metrics, "FOLD_SPAN", 3)
+
+    first = render(plane.live, Scope(None)).decode()
+    holding = len(lm.series.figures)
+    assert holding == 2 and lm.series.rendered == 2  # acme's and beta's jobs; flaky was requeued, short finished
+    cursor = lm.cursor
+    second = render(plane.live, Scope(None)).decode()
+    assert lm.series.rendered == 2 and lm.cursor == cursor  # nothing new: no job rendered, no event read again
+    assert job_lines(second) == job_lines(first) == job_lines(fresh())
+    acme_where = plane.job(ids["acme"])["factory_id"]
+    plane.report(ids["acme"], acme_where, state="running", progress_s=50_000.0, tokens_per_s=1234.0)
+    render(plane.live, Scope("beta"))  # a tenant's scrape renders only its own jobs, and forgets no other
+    third = render(plane.live, Scope(None)).decode()
+    assert lm.series.rendered == 3  # acme's job only
+    assert job_lines(third) == job_lines(fresh()) != job_lines(second)
+    assert f'superfactory_job_tokens_per_second{{job_id="{ids["acme"]}",' in third
+    assert any(line.endswith(" 1234.0") for line in job_lines(third))
+    plane.checkpoint(ids["acme"], acme_where, 30, 50_000.0)
+    fourth = render(plane.live, Scope(None)).decode()
+    assert lm.series.rendered == 4 and job_lines(fourth) == job_lines(fresh())
