@@ -129,6 +129,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
         at = self._at
         waiting: list[tuple[str, str]] = []
         refusals: list[tuple[str, str, str]] = []
+        clear: dict[tuple[object, ...], int] = {}  # shape -> placements of this plan when its memo was last valid
         shared = None if self.candidates_per_job or not snapshot.pending else self.candidates(
             snapshot, snapshot.pending[0])
         shared_t = tuple(shared) if shared is not None else ()
@@ -142,7 +143,9 @@ class _FirstFitPlanner(PolicyBase, ABC):
                 shape = (job.accelerator, job.gpus, job.tp_size, job.sovereignty,
                          None if shared is not None else tuple(cands))
                 memo = failed.get(shape)
-                if memo is not None:
+                if memo is not None and clear.get(shape) == len(touched):
+                    redo = set()  # found unchanged for an earlier job of this shape, and nothing placed since
+                elif memo is not None:
                     if memo.serial == serial:
                         redo = set(touched[memo.placed:])
                     else:
@@ -150,19 +153,20 @@ class _FirstFitPlanner(PolicyBase, ABC):
                         redo.update(touched)
                     if redo:  # a factory the shape can never use refuses it again, for the same reason
                         redo &= self._possible_for(job, factories)
-                    if not redo:
-                        if memo.refused:
-                            if memo.order == shared_t:
-                                ref = memo.by_job.get(job.id)
-                                if ref is None:
-                                    ref = memo.by_job[job.id] = tuple((job.id, factories[i].id, reason)
-                                                                      for i, reason in memo.refused)
-                                refusals.extend(ref)
-                            else:
-                                refusals.extend((job.id, factories[i].id, reason)
-                                                for i, reason in _in_order(memo.refused, cands))
-                        waiting.append((job.id, memo.why))
-                        continue
+                if memo is not None and not redo:
+                    clear[shape] = len(touched)
+                    if memo.refused:
+                        if memo.order == shared_t:
+                            ref = memo.by_job.get(job.id)
+                            if ref is None:
+                                ref = memo.by_job[job.id] = tuple((job.id, factories[i].id, reason)
+                                                                  for i, reason in memo.refused)
+                            refusals.extend(ref)
+                        else:
+                            refusals.extend((job.id, factories[i].id, reason)
+                                            for i, reason in _in_order(memo.refused, cands))
+                    waiting.append((job.id, memo.why))
+                    continue
             reasons: dict[int, str] = dict(memo.reasons) if memo is not None else {}
             refused = [(i, r) for i, r in memo.refused if i not in redo] if memo is not None and redo else []
             placed_at = -1

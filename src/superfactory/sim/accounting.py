@@ -20,6 +20,9 @@ from superfactory.sim.kernel import PRIO_SIGNAL
 class AccountingMixin:
     """Hourly energy/cost/carbon rows, per-job energy, price events and shocks (uses SimulatedFleet's state)."""
 
+    _hist_cache: tuple[int, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]] | None
+    _signals: tuple[int, int, dict[str, float], dict[str, float]] | None
+
     def _accrue_job_energy(self, jr: JobRuntime, now: int,
                            memo: dict[tuple[int, int], tuple[float, float]] | None = None) -> None:
         """Attribute facility energy, cost and carbon of the job's nodes since max(hold start, hour start).
@@ -48,6 +51,33 @@ class AccountingMixin:
         jr.cost_usd += mwh * signal[0]
         jr.carbon_g += mwh * 1000.0 * signal[1]  # MWh -> kWh, x g/kWh
 
+    def _accrue_holding_energy(self, now: int) -> None:
+        """:meth:`_accrue_job_energy` of every job holding nodes, at an accounting close (the same arithmetic,
+        in the same order, inlined: ~10^6 job-hours a fleet-year). One price and carbon look-up per factory."""
+        hour_start = self._hour_start_s
+        rt = self.rt
+        signal: dict[tuple[int, int], tuple[float, float]] = {}
+        for jr in self.holding.values():
+            fi = jr.factory
+            start = max(jr.held_since_s, hour_start)
+            dt = now - start
+            if dt <= 0 or fi < 0:
+                continue
+            r = rt[fi]
+            if jr.held_power_w < 0:
+                jr.held_power_w = float(r.node_power_busy_w[np.asarray(jr.nodes, dtype=np.intp)].sum())
+            e_j = (jr.held_power_w * r.factory.pue if r.up else 0.0) * dt
+            jr.energy_j += e_j
+            mwh = e_j / 3.6e9
+            sig = signal.get((fi, start))
+            if sig is None:
+                f = r.factory
+                sig = signal[(fi, start)] = (
+                    effective_price_usd_per_mwh(self.price_at(f.market, start), f.ppa_share, f.ppa_usd_per_mwh),
+                    self.carbon[f.grid].at(start))
+            jr.cost_usd += mwh * sig[0]
+            jr.carbon_g += mwh * 1000.0 * sig[1]
+
     def _emit_prices(self, now: int) -> None:
         for market, series in sorted(self.prices.items()):
             if now == 0 or series.index(now) != series.index(now - 1):
@@ -57,6 +87,7 @@ class AccountingMixin:
         """Multiply ``market``'s price by ``factor`` from now for ``duration_s`` (whole hours)."""
         self.price_factor[market] *= factor
         self._hist_cache = None
+        self._signals = None
         self.emit(Event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause=f"shock x{factor:g}",
                         value=self.price_at(market, self.k.now_s())))
         self.k.after(duration_s, PRIO_SIGNAL - 1, self._end_shock, market, factor)
@@ -65,6 +96,7 @@ class AccountingMixin:
     def _end_shock(self, market: str, factor: float) -> None:
         self.price_factor[market] /= factor
         self._hist_cache = None
+        self._signals = None
         self.emit(Event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause="shock ends",
                         value=self.price_at(market, self.k.now_s())))
         self.request_decision()
@@ -83,9 +115,7 @@ class AccountingMixin:
         span = now - start
         if span <= 0:
             return
-        memo: dict[tuple[int, int], tuple[float, float]] = {}
-        for jr in self.holding.values():
-            self._accrue_job_energy(jr, now, memo)
+        self._accrue_holding_energy(now)
         for r in self.rt:
             r.accrue(now)
             f = r.factory

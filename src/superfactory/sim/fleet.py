@@ -9,6 +9,7 @@ tests catch them instead of silently corrupting capacity.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable
 from functools import partial
@@ -56,6 +57,9 @@ from superfactory.sim.reserved import ReservedCapacityMixin
 if TYPE_CHECKING:
     from superfactory.sim.inference import ServingActuator
     from superfactory.sim.wan_replication import CheckpointReplication
+
+_heappush = heapq.heappush
+_COMMITTED = EventKind.CHECKPOINT_COMMITTED
 
 #: period of the fleet's all-reduce probe sweep over every NVLink domain, s (60 s, as the source asks; issue 19)
 PROBE_INTERVAL_S = 60
@@ -125,7 +129,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self.links_down: set[tuple[str, str]] = set()
         self.rt = [FactoryRuntime(f, i) for i, f in enumerate(factories)]
         self.by_id = {f.id: i for i, f in enumerate(factories)}
-        self.jobs = [JobRuntime(j, i) for i, j in enumerate(jobs)]
+        self.jobs = [JobRuntime(j, i, kernel=kernel) for i, j in enumerate(jobs)]
         self.job_by_id = {j.id: r for j, r in zip(jobs, self.jobs, strict=True)}
         self.prices = prices
         self.carbon = carbon
@@ -151,12 +155,17 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self._price_hist: dict[str, list[float]] = {m: [] for m in prices}
         self._carbon_hist: dict[str, list[float]] = {g: [] for g in carbon}
         self._hist_cache: tuple[int, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]] | None = None
+        # (from, until, prices, carbon intensities): the signals in force over [from, until) (see _signals_now)
+        self._signals: tuple[int, int, dict[str, float], dict[str, float]] | None = None
         # silently degraded NVLink domains per factory: domain -> fraction of nominal bandwidth (no alarm)
         self.link_factors: list[dict[int, float]] = [{} for _ in factories]
         # what the all-reduce probes last measured below nominal (what snapshots show): domain -> reading
         self.link_probes: list[dict[int, LinkProbe]] = [{} for _ in factories]
         self.serving: ServingActuator | None = None  # the inference layer, when the scenario serves services
         self.wan: CheckpointReplication | None = None  # checkpoint replication over the WAN (scenario ``wan:``)
+        #: periodic checkpoints folded (one kernel event fewer each; see _checkpoint_begin); the twin turns it
+        #: off when the WAN is modelled (its barrier holds a checkpoint at its begin) or when asked to
+        self.fold_checkpoints = True
         self._changes = 0  # plans applied (guards lazily built snapshot views)
         # what the last snapshot showed, reused while unchanged (see snapshot())
         self._state_cache: list[tuple[tuple[int, float, float], FactoryState] | None] = [None] * len(factories)
@@ -166,6 +175,10 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         # preempted for it, and nodes handed over to it when those jobs released them
         self.claims: dict[tuple[int, str], int] = {}
         self.claimed: dict[tuple[int, str], list[int]] = {}
+        # the checkpoint chain's hot path pushes its own kernel entries (see _checkpoint_begin)
+        self._heap, self._next_seq = kernel.heap, kernel.next_seq
+        self._commit_cb, self._complete_cb, self._begin_cb = (self._checkpoint_commit, self._complete,
+                                                             self._checkpoint_begin)
 
     # == start-up ==========================================================================================
     def start(self) -> None:
@@ -182,9 +195,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         """The fleet now. Parts that did not change since the last snapshot are the same objects (issue 12): a
         factory's :class:`FactoryState` while its ``version``, price and carbon are unchanged, the pending tuple
         while the pending set is, the link tuple while no link is down or healed."""
-        now = self.k.now_s()
-        price = {m: self.price_at(m, now) for m in self.prices}
-        carbon_now = {g: s.at(now) for g, s in self.carbon.items()}
+        now = self.k.now
+        price, carbon_now = self._signals_now(now)
         cache = self._state_cache
         states_l: list[FactoryState] = []
         for r in self.rt:
@@ -219,6 +231,18 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         prices, carbon = self._histories(now)
         inference = self.serving.state() if self.serving is not None else None
         return FleetSnapshot(now, self.factories, states, links, pending, running, prices, carbon, inference)
+
+    def _signals_now(self, now: int) -> tuple[dict[str, float], dict[str, float]]:
+        """Every market's price and every grid's carbon intensity now, kept until the next step of any series
+        (a price shock drops them: ``_signals``)."""
+        got = self._signals
+        if got is not None and got[0] <= now < got[1]:
+            return got[2], got[3]
+        price = {m: self.price_at(m, now) for m in self.prices}
+        carbon = {g: s.at(now) for g, s in self.carbon.items()}
+        until = min((now // s.step_s + 1) * s.step_s for s in (*self.prices.values(), *self.carbon.values()))
+        self._signals = (now, until, price, carbon)
+        return price, carbon
 
     def _running_views(self, now: int, changes: int) -> tuple[JobView, ...]:
         if self.k.now_s() != now or self._changes != changes:
@@ -404,6 +428,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         started and did not finish (telemetry a live plane gets from its agents)."""
         self.close_hour(until_s)
         for jr in self.holding.values():
+            self._cut_window(jr)  # a folded checkpoint still blocking at the end never unblocked
             jr.accrue_progress(until_s)
             jr.held_gpu_s += (until_s - jr.held_since_s) * jr.job.gpus
         for jr in self.jobs:
@@ -439,8 +464,10 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             gap = max(1, int(np.ceil(self.planned_rng.exponential(1.0 / rate_per_s))))
             self.k.after(gap, PRIO_FAILURE, self._planned_stop, jr, jr.incarnation, jr.held_since_s)
 
-    def _schedule_running(self, jr: JobRuntime, tok: int, next_ckpt_s: int) -> None:
-        now = self.k.now
+    def _schedule_running(self, jr: JobRuntime, tok: int, next_ckpt_s: int, from_s: int = -1) -> None:
+        """Schedule what ends the RUNNING segment that starts at ``from_s`` (default now): the next checkpoint's
+        begin at ``next_ckpt_s``, or the completion when the work is done first."""
+        now = self.k.now if from_s < 0 else from_s
         jr.next_ckpt_s = next_ckpt_s
         finish_s = now + max(0, math.ceil((jr.work_s - jr.progress_s) / jr.speed))
         if finish_s <= next_ckpt_s:
@@ -449,14 +476,54 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             self.k.at(next_ckpt_s, PRIO_JOB, self._checkpoint_begin, jr, tok)
 
     def _checkpoint_begin(self, jr: JobRuntime, tok: int) -> None:
+        """A periodic checkpoint begins. Without a modelled WAN it is *folded* (issue 12): the blocking window
+        is recorded on the job (its state reads CHECKPOINTING until the window ends; sim/jobstate.py) and what
+        the unblock would do is done now for the window's end: the stall is counted, the commit and the next
+        begin (or the completion) are scheduled from there. One kernel event fewer per checkpoint; an
+        interruption or drain inside the window takes the stall back (:meth:`_cut_window`), and its commit is
+        dropped by the incarnation check as before. With a WAN, the begin may be held by the replication
+        barrier, so the unblock stays an event of its own."""
         if jr.token != tok:
             return
-        now = self.k.now
-        jr.accrue_progress(now)
-        tok = jr.bump(JobState.CHECKPOINTING)
-        if self.wan is not None and self.wan.holds_barrier(jr, tok, now):
-            return  # the previous checkpoint is not durable yet: the WAN resumes the barrier when it is
-        self.k.at(now + jr.ckpt_blocking_s, PRIO_JOB, self._checkpoint_unblock, jr, tok, now, jr.progress_s)
+        k = self.k
+        now = k.now
+        if not self.fold_checkpoints:
+            jr.accrue_progress(now)
+            tok = jr.bump(JobState.CHECKPOINTING)
+            if self.wan is not None and self.wan.holds_barrier(jr, tok, now):
+                return  # the previous checkpoint is not durable yet: the WAN resumes the barrier when it is
+            k.at(now + jr.ckpt_blocking_s, PRIO_JOB, self._checkpoint_unblock, jr, tok, now, jr.progress_s)
+            return
+        # hot path (~10^6 checkpoints a fleet-year): jr.accrue_progress, jr.bump and _schedule_running inlined
+        if now > jr.run_since_s:  # RUNNING (the token says so)
+            jr.progress_s += (now - jr.run_since_s) * jr.speed
+        until = now + jr.ckpt_blocking_s
+        jr.token = tok = tok + 1
+        jr.ckpt_began_s, jr.ckpt_until_s, jr.run_since_s = now, until, until
+        jr.checkpoint_stall_s += until - now
+        write_s = jr.ckpt_write_s
+        progress = jr.progress_s
+        heap, seq = self._heap, self._next_seq
+        # the commit is scheduled where the unfolded begin scheduled its unblock: at the same point of the event
+        # order, so a commit with no async write lands exactly where the unblock made it
+        _heappush(heap, (until + write_s, PRIO_JOB - 1 if write_s else PRIO_JOB, seq(), self._commit_cb,
+                         (jr, jr.incarnation, progress)))
+        nxt = now + jr.ckpt_interval_s
+        if nxt <= until:
+            nxt = until + 1
+        jr.next_ckpt_s = nxt
+        finish_s = until + max(0, math.ceil((jr.work_s - progress) / jr.speed))
+        if finish_s <= nxt:
+            _heappush(heap, (finish_s, PRIO_JOB, seq(), self._complete_cb, (jr, tok)))
+        else:
+            _heappush(heap, (nxt, PRIO_JOB, seq(), self._begin_cb, (jr, tok)))
+
+    def _cut_window(self, jr: JobRuntime) -> None:
+        """The job leaves RUNNING/CHECKPOINTING now: if a folded checkpoint is still blocking, it never unblocked,
+        so its stall (counted at its begin) is taken back."""
+        if jr.ckpt_until_s >= 0 and jr.in_ckpt_window():
+            jr.checkpoint_stall_s -= jr.ckpt_until_s - jr.ckpt_began_s
+            jr.ckpt_until_s = -1
 
     def _checkpoint_unblock(self, jr: JobRuntime, tok: int, began_s: int, snap_progress_s: float) -> None:
         if jr.token != tok:
@@ -479,7 +546,9 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         jr.checkpoints += 1
         if jr.index in self.pending:  # a waiting job's view shows its committed progress
             self.pending.touch(jr.index)
-        self.emit(Event(self.k.now, EventKind.CHECKPOINT_COMMITTED, jr.job.id, self._fid(jr), value=progress_s))
+        fi = jr.factory
+        self.emit(Event(self.k.now, _COMMITTED, jr.job.id, self.factories[fi].id if fi >= 0 else "", -1, "",
+                        progress_s))
         if self.wan is not None:  # replicate its critical tier; durable once the quorum arrives
             self.wan.written(jr, progress_s)
 
@@ -499,6 +568,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         if jr.state not in (JobState.STARTING, JobState.RUNNING, JobState.CHECKPOINTING):
             return  # already detecting or draining: the same incident
         now = self.k.now_s()
+        self._cut_window(jr)
         if jr.state is JobState.STARTING and jr.recovering:
             jr.recovery_s += now - (jr.held_since_s)  # partial restart wasted
             self._meter_recovery(jr, now - jr.held_since_s)
@@ -531,6 +601,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
     def _drain(self, jr: JobRuntime, migrate: bool = False) -> None:
         """Take a final checkpoint (blocking + write), then requeue (or migrate) with no work lost."""
         now = self.k.now_s()
+        self._cut_window(jr)
         jr.accrue_progress(now)
         jr.incarnation += 1  # in-flight async writes are superseded by the drain checkpoint
         tok = jr.bump(JobState.DRAINING)
@@ -556,6 +627,13 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             raise SimulationError(f"job speed must be positive, got {speed}")
         jr = self.jobs[job_index]
         now = self.k.now_s()
+        if jr.ckpt_until_s >= 0 and jr.in_ckpt_window():  # a folded checkpoint is blocking: what follows its
+            jr.speed = speed  # window was scheduled at the old speed; schedule it again from the window's end
+            began, until = jr.ckpt_began_s, jr.ckpt_until_s
+            tok = jr.bump(JobState.RUNNING)
+            jr.ckpt_began_s, jr.ckpt_until_s = began, until
+            self._schedule_running(jr, tok, jr.next_ckpt_s, until)
+            return
         jr.accrue_progress(now)
         jr.speed = speed
         if jr.state is JobState.RUNNING:

@@ -54,6 +54,11 @@ class InvariantsMixin:
                         or st.link_probes != probes):
                     raise SimulationError(f"{r.factory.id}: a snapshot would show a stale factory state "
                                           f"(version {r.version} not bumped by a change)")
+        for jr in self.jobs:  # a folded checkpoint's window (sim/jobstate.py) belongs to a running job
+            if jr.ckpt_until_s >= 0 and (jr._state is not JobState.RUNNING or jr.run_since_s < jr.ckpt_until_s
+                                         or not jr.ckpt_began_s <= jr.ckpt_until_s or jr.index not in self.holding):
+                raise SimulationError(f"job {jr.job.id}: a folded checkpoint window outside a running job "
+                                      f"({jr._state.value}, window {jr.ckpt_began_s}..{jr.ckpt_until_s} s)")
         pc = self._pending_cache
         if pc is not None and pc[0] == self.pending.version:
             now = self.k.now

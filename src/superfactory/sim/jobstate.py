@@ -12,6 +12,13 @@ commit)::
 
 Progress is measured in productive seconds on the declared gang; it advances only in RUNNING, at ``speed``
 productive seconds per second (1.0 unless a placement is degraded).
+
+Folded checkpoints (issue 12): the blocking part of a periodic checkpoint is usually not an event of its own. At
+the checkpoint's begin the fleet records the blocking window ``[ckpt_began_s, ckpt_until_s)`` and leaves the
+job physically RUNNING with ``run_since_s = ckpt_until_s`` (progress resumes there); :attr:`JobRuntime.state`
+reads CHECKPOINTING inside the window, exactly as the unfolded state machine would show it. At the window's end
+instant itself, events that run before the unfolded unblock would have (priority below ``PRIO_JOB``: failures,
+signals, planned stops) still see CHECKPOINTING; later ones (decisions) see RUNNING.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ from dataclasses import dataclass, field
 
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.lifecycle import HOLDS_NODES, JobLifecycle
+from superfactory.sim.kernel import PRIO_JOB, Kernel
 
 __all__ = ["HOLDS_NODES", "JobRuntime", "JobState"]
 
 #: the twin's name for the shared lifecycle enum (:class:`superfactory.domain.lifecycle.JobLifecycle`)
 JobState = JobLifecycle
+_RUNNING = JobState.RUNNING
+_CHECKPOINTING = JobState.CHECKPOINTING
 
 
 @dataclass(slots=True)
@@ -33,7 +43,7 @@ class JobRuntime:
 
     job: TrainingJob
     index: int
-    state: JobState = JobState.PENDING
+    _state: JobState = JobState.PENDING  # the physical state; read :attr:`state` (folded checkpoints)
     submitted: bool = False
     factory: int = -1
     nodes: tuple[int, ...] = ()
@@ -77,20 +87,47 @@ class JobRuntime:
     ckpt_interval_s: int = field(init=False)
     ckpt_blocking_s: int = field(init=False)
     ckpt_write_s: int = field(init=False)
+    # a folded checkpoint's blocking window [ckpt_began_s, ckpt_until_s) (-1: none), and the kernel whose clock
+    # says whether now is inside it (module docstring)
+    ckpt_began_s: int = -1
+    ckpt_until_s: int = -1
+    kernel: Kernel | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ck = self.job.checkpoint
         self.work_s = self.job.work_s
         self.ckpt_interval_s, self.ckpt_blocking_s, self.ckpt_write_s = ck.interval_s, ck.blocking_s, ck.async_write_s
 
+    @property
+    def state(self) -> JobState:
+        """The job's state now: CHECKPOINTING inside a folded checkpoint's blocking window (module docstring)."""
+        s = self._state
+        if s is _RUNNING and self.ckpt_until_s >= 0:
+            k = self.kernel
+            if k is not None and (k.now < self.ckpt_until_s or (k.now == self.ckpt_until_s and k.prio < PRIO_JOB)):
+                return _CHECKPOINTING
+        return s
+
+    @state.setter
+    def state(self, state: JobState) -> None:
+        self._state = state
+        self.ckpt_until_s = -1
+
+    def in_ckpt_window(self) -> bool:
+        """Whether the job is inside a folded checkpoint's blocking window now (its state reads CHECKPOINTING
+        while physically RUNNING)."""
+        return self._state is _RUNNING and self.ckpt_until_s >= 0 and self.state is _CHECKPOINTING
+
     def bump(self, state: JobState) -> int:
-        """Move to ``state`` and invalidate every callback scheduled for earlier states."""
-        self.state = state
+        """Move to ``state`` and invalidate every callback scheduled for earlier states (ends a folded window)."""
+        self._state = state
+        self.ckpt_until_s = -1
         self.token += 1
         return self.token
 
     def accrue_progress(self, now_s: int) -> None:
-        """Fold the current RUNNING segment into ``progress_s``."""
-        if self.state is JobState.RUNNING:
+        """Fold the current RUNNING segment into ``progress_s`` (none before ``run_since_s``: a folded
+        checkpoint's window sets it to the window's end)."""
+        if self._state is _RUNNING and now_s > self.run_since_s:
             self.progress_s += (now_s - self.run_since_s) * self.speed
             self.run_since_s = now_s

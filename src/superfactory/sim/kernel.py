@@ -10,6 +10,7 @@ checkpoint events a month of fleet produces). Cancellation is lazy: a callback c
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -28,32 +29,40 @@ PRIO_METRICS = 90
 class Kernel:
     """The event heap and simulated clock."""
 
-    __slots__ = ("_heap", "_seq", "now", "processed")
+    __slots__ = ("_heap", "next_seq", "now", "prio", "processed")
 
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, int, Callable[..., None], tuple[Any, ...]]] = []
         #: the simulated clock, s (read it; only :meth:`run` moves it). Hot paths read this attribute rather
         #: than calling :meth:`now_s` (issue 12: a method call per read adds up over millions of events).
         self.now = 0
-        self._seq = 0
+        #: the priority of the event being processed (below every priority outside :meth:`run`): a folded
+        #: checkpoint's window reads it at the window's end instant (sim/jobstate.py)
+        self.prio = -1
+        #: the next sequence number (the order of scheduling breaks ties); with :attr:`heap`, what a hot path
+        #: that pushes its own entries uses (the fleet's checkpoint chain, issue 12)
+        self.next_seq = itertools.count(1).__next__
         self.processed = 0
 
     def now_s(self) -> int:
         return self.now
 
+    @property
+    def heap(self) -> list[tuple[int, int, int, Callable[..., None], tuple[Any, ...]]]:
+        """The heap itself: entries ``(time_s, priority, next_seq(), fn, args)``, never before now."""
+        return self._heap
+
     def at(self, time_s: int, priority: int, fn: Callable[..., None], *args: Any) -> None:
         """Schedule ``fn(*args)`` at absolute time ``time_s`` (not before now)."""
         if time_s < self.now:
             raise SimulationError(f"cannot schedule {fn.__name__} at {time_s} s, before now ({self.now} s)")
-        self._seq = seq = self._seq + 1
-        _push(self._heap, (time_s, priority, seq, fn, args))
+        _push(self._heap, (time_s, priority, self.next_seq(), fn, args))
 
     def after(self, delay_s: int, priority: int, fn: Callable[..., None], *args: Any) -> None:
         """Schedule ``fn(*args)`` ``delay_s`` seconds from now."""
         if delay_s < 0:
             raise SimulationError(f"cannot schedule {fn.__name__} {delay_s} s before now ({self.now} s)")
-        self._seq = seq = self._seq + 1
-        _push(self._heap, (self.now + delay_s, priority, seq, fn, args))
+        _push(self._heap, (self.now + delay_s, priority, self.next_seq(), fn, args))
 
     def run(self, until_s: int, on_progress: Callable[[int], None] | None = None,
             after_each: Callable[[], None] | None = None) -> None:
@@ -64,22 +73,22 @@ class Kernel:
         """
         if after_each is not None:
             while self._heap and self._heap[0][0] < until_s:
-                time_s, _prio, _seq, fn, args = heapq.heappop(self._heap)
+                time_s, self.prio, _seq, fn, args = heapq.heappop(self._heap)
                 self.now = time_s
                 fn(*args)
                 self.processed += 1
                 after_each()
-            self.now = until_s
+            self.now, self.prio = until_s, -1
             return
         heap = self._heap
         pop = heapq.heappop
         n = self.processed
         while heap and heap[0][0] < until_s:
-            time_s, _prio, _seq, fn, args = pop(heap)
+            time_s, self.prio, _seq, fn, args = pop(heap)
             self.now = time_s
             fn(*args)
             n += 1
             if on_progress is not None and not n & 4095:
                 on_progress(time_s)
         self.processed = n
-        self.now = until_s
+        self.now, self.prio = until_s, -1

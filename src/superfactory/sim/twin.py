@@ -117,6 +117,7 @@ def run_twin(
     shadow: tuple[str, ...] = (),
     wan_policy: str | None = None,
     wan_params: dict[str, object] | None = None,
+    fold_checkpoints: bool = True,
 ) -> TwinResult:
     """Simulate ``scenario`` and return its results.
 
@@ -132,6 +133,10 @@ def run_twin(
             role: their plans are recorded and scored, never applied (``TwinResult.shadow``).
         wan_policy, wan_params: the ``wan`` role's policy and parameters instead of the scenario's ``wan:`` block
             (a scenario without one then models its WAN with default settings; see docs/wan.md).
+        fold_checkpoints: fold each periodic checkpoint's unblock into its begin (one kernel event fewer per
+            checkpoint; sim/jobstate.py). Off, every checkpoint is three events as before issue 12's fold: the
+            same run, except that checkpoint commits of different jobs in the same second may be logged in
+            another order (docs/performance.md). Always off when the WAN is modelled.
     """
     t0 = time.perf_counter()
     if seed is not None and seed != scenario.seed:
@@ -151,7 +156,7 @@ def run_twin(
     log = _EventLog()
     fleet = SimulatedFleet(
         kernel, scenario.factories, scenario.links, scenario.jobs, dict(scenario.prices),
-        dict(scenario.carbon), scenario.failure_model, np.random.default_rng(fleet_seed), log.emit,
+        dict(scenario.carbon), scenario.failure_model, np.random.default_rng(fleet_seed), log.events.append,
     )
     policies = [pol]
     serving = None
@@ -171,6 +176,7 @@ def run_twin(
     if settings is not None:  # links carry checkpoint replication, scheduled by the wan role (sim/wan.py)
         fabric = WanFabric(kernel, scenario.links, settings, log.emit)
         replication = fleet.wan = CheckpointReplication(fleet, fabric, settings, log.emit)
+        fold_checkpoints = False  # the replication barrier may hold a checkpoint at its begin
         wan_pol = build_policy(settings.policy, dict(settings.policy_params))
         if wan_pol.role != "wan":
             raise PolicyError(f"policy {settings.policy!r} places {wan_pol.role}, not WAN transfers; choose a wan "
@@ -182,6 +188,7 @@ def run_twin(
                             shadows=tuple(build_policy(n) for n in shadow))
     except ValueError as e:  # a second acting policy of a role, or a shadow with no acting policy of its role
         raise PolicyError(str(e)) from None
+    fleet.fold_checkpoints = fold_checkpoints
     fleet.request_decision = loop.request
     fleet.periodic = loop.periodic
     if fabric is not None:
