@@ -52,9 +52,11 @@ from superfactory.domain.topology import topology_of
 from superfactory.models.tco import capital_usd_per_gpu_hour
 from superfactory.models.wan import route_bandwidth_gbps
 from superfactory.policy import solver as S
+from superfactory.policy.assignment import EPS
 from superfactory.policy.feasibility import carbon_budget_refusal, sovereignty_refusal
 from superfactory.policy.forecast import SeasonalForecaster
 from superfactory.policy.gangfit import place_gang, shape_of
+from superfactory.policy.geo_cadence import SolveCadence
 from superfactory.policy.migration import MigrationGovernor
 from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
 from superfactory.policy.registry import PolicyBase, register
@@ -113,7 +115,9 @@ class GeoPolicy(PolicyBase):
                  amortise_h: float = 24.0, resolve_s: int = 900, migrate: bool = True,
                  quota_share: float = 0.25, milp_time_limit_s: float = 5.0,
                  value_usd_per_gpu_hour: float | None = None, max_wait_s: int = 6 * HOUR_S,
-                 restart_weight: float = 2.0, min_move_interval_s: int = HOUR_S) -> None:
+                 restart_weight: float = 2.0, min_move_interval_s: int = HOUR_S,
+                 material_change: float = 0.05, capacity_change: float = 0.10, full_resolve_s: int = 4 * HOUR_S,
+                 lns_pairs: int = 1) -> None:
         if not 0.0 < capacity_share <= 1.0:
             raise ValueError("capacity_share must be in (0, 1]")
         if value_usd_per_gpu_hour is not None and value_usd_per_gpu_hour < 0:
@@ -137,6 +141,18 @@ class GeoPolicy(PolicyBase):
         self.resolve_s = resolve_s
         self.migrate = migrate
         self.milp_time_limit_s = milp_time_limit_s
+        # when a decision is a full solve (moves, pauses) rather than a placement of pending work only
+        self.cadence = SolveCadence(material_change=material_change, capacity_change=capacity_change,
+                                    full_resolve_s=int(full_resolve_s), move_margin=hysteresis)
+        if lns_pairs < 0:
+            raise ValueError("lns_pairs must be >= 0")
+        self.lns_pairs = int(lns_pairs)
+        self._reasons: dict[str, str] = {}  # pending job -> the waiting reason the last decision gave it
+        self._last_eval_s = -10**12  # last decision that re-evaluated the pending jobs (ageing)
+        self._sig_key: tuple[object, ...] = ()
+        self._paths: list[npt.NDArray[np.float64]] = []
+        self._rates: tuple[list[float], list[float]] = ([], [])  # per factory: mean cost next 24 h, this hour
+        self._free_gpu_of: list[tuple[bytes, int]] = []  # per factory: (node bytes, free GPUs) last counted
         # a job changes factory at most once per min_move_interval_s (from its start or last move): the
         # cascade guard; a live demo fleet whose jobs run minutes, not days, sets it to its own scale
         self.governor = MigrationGovernor(quota_share=quota_share, min_interval_s=int(min_move_interval_s))
@@ -144,7 +160,6 @@ class GeoPolicy(PolicyBase):
         self.lp = S.PersistentLP()
         self._fc_cache: dict[tuple[str, str, int, float], tuple[float, npt.NDArray[np.float64]]] = {}
         self._last_solve_s = -10**12
-        self._last_sig: tuple[object, ...] = ()
         self._lam: dict[str, float] = {}
         self._carbon_mean: list[float] = []  # forecast gCO2/kWh per factory (horizon mean), for carbon budgets
         self._keys: dict[str, int] = {}
@@ -154,8 +169,7 @@ class GeoPolicy(PolicyBase):
         self._any_pending = True  # until the first decision says otherwise
         self._gpus: dict[str, int] = {}  # GPUs of jobs whose moves the governor recorded (to cancel them)
         self._sites_of: tuple[Factory, ...] | None = None
-        self._free_of: FleetSnapshot | None = None
-        self._free: dict[tuple[int, str], int] = {}
+        self._free: dict[tuple[int, str], tuple[bytes, int]] = {}
         self._site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]] = {}
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
@@ -178,7 +192,7 @@ class GeoPolicy(PolicyBase):
         """
         if now_s >= self._next_deadline_s:
             return True  # a job waiting for price reaches its bound: it must be placed now
-        return self._any_pending and now_s - self._last_solve_s >= self.resolve_s
+        return self._any_pending and now_s - self._last_eval_s >= self.resolve_s
 
     # == signals ===========================================================================================
     def _signal(self, kind: str, name: str, history: tuple[float, ...], now_value: float
@@ -229,14 +243,16 @@ class GeoPolicy(PolicyBase):
         """
         lam: dict[str, float] = {}
         accs = sorted({a for f in snap.factories for a in f.accelerators})
-        demand = dict.fromkeys(accs, 0)
-        for v in (*snap.pending, *snap.running):
-            demand[v.job.accelerator] = demand.get(v.job.accelerator, 0) + v.job.gpus
+        demand: dict[str, int] = {}
         for a in accs:
             value = self._value_of(snap, a)
             if value is not None:
                 lam[a] = value
                 continue
+            if not demand:  # the quantile rule only: GPUs asked for per accelerator
+                demand = dict.fromkeys(accs, 0)
+                for v in (*snap.pending, *snap.running):
+                    demand[v.job.accelerator] = demand.get(v.job.accelerator, 0) + v.job.gpus
             costs: list[npt.NDArray[np.float64]] = []
             weights: list[float] = []
             for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
@@ -283,16 +299,14 @@ class GeoPolicy(PolicyBase):
         return 100.0
 
     def _free_nodes(self, snap: FleetSnapshot, i: int, acc: str) -> int:
-        """Free ``acc`` nodes of factory ``i`` in ``snap`` (cached per snapshot)."""
-        if self._free_of is not snap:
-            self._free_of = snap
-            self._free.clear()
+        """Free ``acc`` nodes of factory ``i`` in ``snap`` (recounted only when the factory's node bytes change:
+        the twin reuses them while the factory is unchanged)."""
+        b = snap.states[i].node_status
         hit = self._free.get((i, acc))
-        if hit is None:
-            status = np.frombuffer(snap.states[i].node_status, dtype=np.uint8)
-            hit = self._free[(i, acc)] = sum(int((status[c.node_offset:c.node_end] == NODE_FREE).sum())
-                                             for c in snap.factories[i].clusters_of(acc))
-        return hit
+        if hit is None or hit[0] is not b:
+            hit = self._free[(i, acc)] = (b, sum(b.count(NODE_FREE, c.node_offset, c.node_end)
+                                                 for c in snap.factories[i].clusters_of(acc)))
+        return hit[1]
 
     def _latency_cached(self, snap: FleetSnapshot, cache: dict[tuple[str | None, str], float], a: str | None,
                         b: str) -> float:
@@ -395,8 +409,12 @@ class GeoPolicy(PolicyBase):
             else:
                 # resume where it could start now: waiting for a dear site's neighbour to free up would bet on
                 # capacity (running now and moving later costs a move, not hours of idle GPUs)
+                # (and where it may start: a site the governor bars it from this hour is no place to resume)
+                barred = (v.last_factory_id is not None and jx not in emergency
+                          and not self.governor.may_move(job.id, now))
                 up = [(mw * cum[i][span], i, mw) for i, n, _w, mw in sites
-                      if up_now[i] and self._free_nodes(snap, i, job.accelerator) >= n]
+                      if up_now[i] and self._free_nodes(snap, i, job.accelerator) >= n
+                      and not (barred and fids[i] != v.last_factory_id)]
                 if up:
                     _c, resume, resume_mw = min(up)
             for i, nodes, it_w, mw in sites:
@@ -455,48 +473,141 @@ class GeoPolicy(PolicyBase):
         snap = snapshot
         now = snap.now_s
         self._any_pending = bool(snap.pending)
-        sig = (now // HOUR_S, tuple(s.price_usd_per_mwh for s in snap.states), tuple(s.up for s in snap.states))
-        full = (sig != self._last_sig or (snap.pending and now - self._last_solve_s >= self.resolve_s)
-                or now >= self._next_deadline_s)
+        ups = tuple(s.up for s in snap.states)
+        key = (now // HOUR_S, tuple(s.price_usd_per_mwh for s in snap.states),
+               tuple(s.carbon_g_per_kwh for s in snap.states))
+        if key != self._sig_key:  # forecasts move only with the hour or a price/carbon change
+            self._sig_key = key
+            self._paths = self._usd_per_mwh(snap)[1]
+            self._rates = ([float(p[:24].mean()) for p in self._paths], [float(p[0]) for p in self._paths])
+        paths = self._paths
+        rate24, rate0 = self._rates
+        free_gpus = self._free_gpus(snap)
+        full = now >= self._next_deadline_s or self.cadence.due(
+            now, ups, rate24, rate0, free_gpus, [f.gpus for f in snap.factories])
         if not full:
-            # between full solves only new pending jobs or freed capacity can change the answer
+            # between full solves only new pending jobs, freed capacity or a waiting job's ageing (re-examined
+            # every resolve_s) can change the answer; running jobs stay where they are
+            if not snap.pending:
+                return self._last_wait_plan
             quick = (tuple(v.job.id for v in snap.pending), tuple(hash(st.node_status) for st in snap.states))
-            if not snap.pending or quick == self._last_quick:
+            if quick == self._last_quick and now - self._last_eval_s < self.resolve_s:
                 return self._last_wait_plan
             self._last_quick = quick
-        _means, paths = self._usd_per_mwh(snap)
+        self._last_eval_s = now
         if full:
             self._lam = self._lambdas(snap, paths)
-            self._last_sig = sig
             self._last_solve_s = now
+            self.cadence.solved(now, ups, rate24, rate0, free_gpus)
             self.solves += 1
             views = list(snap.running) + list(snap.pending)
             running = set(range(len(snap.running)))
+            self._last_quick = ()
         else:
-            views = list(snap.pending)
+            # a pending job that fits nowhere now keeps the reason it was given (it can only wait); the rest,
+            # and every job not yet seen, are priced afresh
+            views = [v for v in snap.pending if v.job.id not in self._reasons or self._fits_somewhere(snap, v.job)]
             running = set()
-        down = {f.id for f, st in zip(snap.factories, snap.states, strict=True) if not st.up}
-        emergency = {jx for jx, v in enumerate(views) if jx not in running and v.last_factory_id in down}
+        emergency = ({jx for jx, v in enumerate(views) if jx not in running and v.last_factory_id is not None
+                      and not ups[snap.factory_index(v.last_factory_id)]} if not all(ups) else set())
         waiting: dict[str, str] = {}
+        if not full and len(views) < len(snap.pending):
+            priced = {v.job.id for v in views}
+            waiting.update((v.job.id, self._reasons[v.job.id]) for v in snap.pending if v.job.id not in priced)
         refusals: list[tuple[str, str, str]] = []
         cols = self._columns(snap, views, running, paths, emergency, waiting, refusals)
-        problem, col_list = self._problem(snap, views, cols, emergency)
-        if full:
-            sol = S.solve(problem, self.milp_time_limit_s, self.lp)
+        if not full and snap.wan is None:
+            chosen = self._greedy_pending(snap, views, cols)  # S.greedy's answer, without building arrays
         else:
-            sol = S.Assignment(S.greedy(problem), 0.0, float("-inf"), "greedy")
-        plan = self._actions(snap, views, running, [col_list[int(c)] for c in sol.choice], cols, rng, waiting)
+            problem, col_list = self._problem(snap, views, cols, emergency)
+            if full:
+                sol = S.solve(problem, self.milp_time_limit_s, self.lp, use_milp=self.lns_pairs > 0,
+                              max_neighbourhoods=self.lns_pairs)
+            else:
+                sol = S.Assignment(S.greedy(problem), 0.0, float("-inf"), "greedy")
+            chosen = [col_list[int(c)] for c in sol.choice]
+        plan = self._actions(snap, views, running, chosen, cols, rng, waiting)
         plan = Plan(plan.actions, plan.waiting, tuple(refusals))
-        live = {v.job.id for v in (*snap.pending, *snap.running)}
-        self.governor.forget(live)
         if full:
+            live = {v.job.id for v in (*snap.pending, *snap.running)}
+            self.governor.forget(live)
             self._forced &= live
         self._last_wait_plan = Plan((), plan.waiting) if not plan.actions else Plan()
+        self._reasons = dict(plan.waiting)
         placed = {a.job_id for a in plan.actions}
         self._next_deadline_s = min((v.waiting_since_s + self.max_wait_s for v in snap.pending
                                      if v.job.id not in placed and v.waiting_since_s >= 0
                                      and v.waiting_since_s + self.max_wait_s > now), default=10**18)
         return plan
+
+    def _greedy_pending(self, snap: FleetSnapshot, views: list[JobView], cols: list[_Col]) -> list[_Col]:
+        """The plan :func:`~superfactory.policy.solver.greedy` finds for pending jobs only (rows: free nodes per
+        factory and accelerator, IT-power headroom, migration quota; no WAN rows), on plain Python values: the
+        cheap placement between full solves. Same order and tie-breaks as the array version (tested)."""
+        by_job: list[list[_Col]] = [[] for _ in views]
+        for c in sorted(cols, key=lambda c: (c.job, c.factory)):
+            by_job[c.job].append(c)
+        biggest = [0] * len(snap.factories)
+        for c in cols:
+            if c.migrating and c.factory >= 0:
+                biggest[c.factory] = max(biggest[c.factory], views[c.job].job.gpus)
+        nodes_left: dict[tuple[int, str], float] = {}
+        head = [max(0.0, min(f.power_cap_w / f.pue, f.cooling_capacity_w) - st.it_power_w)
+                for f, st in zip(snap.factories, snap.states, strict=True)]
+        quota: dict[int, float] = {}
+        regret = []
+        for js in by_job:
+            cs = sorted(c.cost for c in js)
+            regret.append(cs[1] - cs[0] if len(cs) > 1 else 0.0)
+        eps = EPS
+        chosen: list[_Col | None] = [None] * len(views)
+        for j in sorted(range(len(views)), key=lambda j: -regret[j]):
+            acc = views[j].job.accelerator
+            gpus = views[j].job.gpus
+            for c in sorted(by_job[j], key=lambda c: c.cost):
+                if c.factory < 0:
+                    chosen[j] = c
+                    break
+                i = c.factory
+                nk = (i, acc)
+                if nk not in nodes_left:
+                    nodes_left[nk] = float(self._free_nodes(snap, i, acc))
+                if c.migrating and i not in quota:
+                    f = snap.factories[i]
+                    quota[i] = self.governor.quota_left_gpus(f.id, f.gpus, snap.now_s, False, biggest[i])
+                if (c.nodes <= nodes_left[nk] + eps and c.it_w <= head[i] + eps
+                        and (not c.migrating or gpus <= quota[i] + eps)):
+                    nodes_left[nk] -= c.nodes
+                    head[i] -= c.it_w
+                    if c.migrating:
+                        quota[i] -= gpus
+                    chosen[j] = c
+                    break
+        out = [c for c in chosen if c is not None]
+        assert len(out) == len(views), "every pending job has a wait column"
+        return out
+
+    def _fits_somewhere(self, snap: FleetSnapshot, job: TrainingJob) -> bool:
+        """Whether some lawful factory that is up has enough free nodes of the job's accelerator for it."""
+        return any(snap.states[i].up and self._free_nodes(snap, i, job.accelerator) >= n
+                   for i, n, _w, _mw in self._sites(snap, job)[0])
+
+    def _free_gpus(self, snap: FleetSnapshot) -> list[int]:
+        """Free GPUs per factory, recounted only for factories whose node bytes changed (the twin reuses a
+        factory's state while it is unchanged)."""
+        cache = self._free_gpu_of
+        if len(cache) != len(snap.states):
+            cache[:] = [(b"", 0)] * len(snap.states)
+        out: list[int] = []
+        for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
+            b = st.node_status
+            if cache[i][0] is not b:
+                free = 0
+                for cl in f.clusters:
+                    free += b.count(NODE_FREE, cl.node_offset, cl.node_end) * cl.system.gpus_per_node
+                cache[i] = (b, free)
+            out.append(cache[i][1])
+        return out
 
     def _problem(self, snap: FleetSnapshot, views: list[JobView], cols: list[_Col], emergency: set[int]
                  ) -> tuple[S.AssignmentProblem, list[_Col]]:
@@ -505,11 +616,9 @@ class GeoPolicy(PolicyBase):
         acc_ix = {a: k for k, a in enumerate(accs)}
         # rows: [free nodes per (factory, acc)] [IT headroom per factory, W] [migration quota per factory]
         free = np.zeros(nf * len(accs))
-        for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
-            status = np.frombuffer(st.node_status, dtype=np.uint8)
-            for cl in f.clusters:
-                n_free = int((status[cl.node_offset:cl.node_end] == NODE_FREE).sum())
-                free[i * len(accs) + acc_ix[cl.accelerator]] += n_free
+        for i, f in enumerate(snap.factories):
+            for acc in f.accelerators:
+                free[i * len(accs) + acc_ix[acc]] = self._free_nodes(snap, i, acc)
         head = np.array([max(0.0, min(f.power_cap_w / f.pue, f.cooling_capacity_w) - st.it_power_w)
                          for f, st in zip(snap.factories, snap.states, strict=True)])
         biggest = [0] * nf  # largest job a planned move would bring to each factory
@@ -572,7 +681,13 @@ class GeoPolicy(PolicyBase):
     def _actions(self, snap: FleetSnapshot, views: list[JobView], running: set[int], chosen: list[_Col],
                  cols: list[_Col], rng: np.random.Generator, waiting: dict[str, str]) -> Plan:
         now = snap.now_s
-        status = [np.frombuffer(st.node_status, dtype=np.uint8).copy() for st in snap.states]
+        copies: dict[int, npt.NDArray[np.uint8]] = {}
+
+        def status(i: int) -> npt.NDArray[np.uint8]:  # node status of factory i, as this plan fills it
+            got = copies.get(i)
+            if got is None:
+                got = copies[i] = np.frombuffer(snap.states[i].node_status, dtype=np.uint8).copy()
+            return got
         actions: list[Place | Migrate | Preempt] = []
         best_move: dict[int, _Col] = {}
         for c in cols:
@@ -596,10 +711,10 @@ class GeoPolicy(PolicyBase):
                                                    "GPU-hour over the forecast horizon"))
                     continue
                 f = snap.factories[c.factory]
-                nodes = pick_nodes(f, status[c.factory], job)
+                nodes = pick_nodes(f, status(c.factory), job)
                 if nodes is None:
                     continue
-                status[c.factory][list(nodes)] = 1
+                status(c.factory)[list(nodes)] = 1
                 self.governor.record_move(job.id, f.id, job.gpus, now)
                 self._gpus[job.id] = job.gpus
                 actions.append(Migrate(job.id, f.id, nodes, "geo: cheaper forecast power"))
@@ -608,11 +723,11 @@ class GeoPolicy(PolicyBase):
                 waiting.setdefault(job.id, self._wait_reason(snap, v, c, cols))
                 continue
             f = snap.factories[c.factory]
-            nodes = pick_nodes(f, status[c.factory], job)
+            nodes = pick_nodes(f, status(c.factory), job)
             if nodes is None:
                 waiting[job.id] = f"{f.id}: not enough free {job.accelerator} nodes"
                 continue
-            status[c.factory][list(nodes)] = 1
+            status(c.factory)[list(nodes)] = 1
             if c.migrating or (v.last_factory_id is not None and v.last_factory_id != f.id):
                 self.governor.record_move(job.id, f.id, job.gpus, now)
                 self._gpus[job.id] = job.gpus
