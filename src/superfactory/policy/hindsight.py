@@ -34,9 +34,12 @@ tighter than the nameplate and keeps every statement above (each schedule of the
 In the exact model a job holds one gang; in the twin a migrating job briefly holds two (source and destination),
 which ``gangs_held`` lets the bound's class rates allow.
 
-Move costs are not modelled: a move is free in the bound. They are small next to the hourly price spreads the
-bound exploits: on real-2023, January, charging even one busy GPU-hour for every GPU that enters a pool (12 x
-the twin's 5-minute restart) raised the GB200 where-only bound by 1.6 % (docs/geo.md).
+Move costs are not modelled: a move is free in the bound. With busy GPU-hours as the throughput a move's own
+restart and double holding count as delivered work, so a valid charge needs the target split into useful and
+overhead hours, and it could charge at most what every schedule pays for a GPU entering a pool (a restart,
+5 minutes). That is small next to the hourly price spreads the bound exploits: on real-2023, charging 5 minutes
+(resp. a whole hour) of busy GPU time for every GPU entering a pool raises the where-only bound by ~0.2 % (resp.
+~1.5-2 %) per month (``geo_economics_bench.py``'s ``move_sensitivity``; docs/geo.md).
 
 Pure: no I/O; HiGHS is the only solver (silent, single-threaded).
 """
