@@ -17,7 +17,11 @@ queue once (priority first, then submission, then id; but the job waiting longes
 3. **Reservations and backfill** (EASY-style, topology-aware): the first ``reservations`` gangs that do not fit
    get a reservation: the nodes they will take and the time ``t_r`` they will be free, from running jobs'
    expected ends. A later job may use reserved nodes only if it is expected to finish before ``t_r``; so big
-   gangs do not starve and small ones still fill the holes.
+   gangs do not starve and small ones still fill the holes. With ``latest_fit`` the reserved nodes are those
+   that free up *latest* before ``t_r`` (no node free now unless needed), so reserved nodes idle the least and
+   free ones stay open to everyone. The starving gang (guard) may get its own reservation
+   (``guard_behind_top``), a deadline up to which backfill may use its nodes (``guard_deadline_s``) and its own
+   preemption budget (``guard_preemptions_per_day``); a gang the guard started is never a victim.
 4. **Preemption**: a blocked gang may evict *preemptible* running gangs of strictly lower priority. Victims are
    chosen greedily by lowest priority, then least lost work (GPUs x (drain + restart) time: the twin drains
    each victim with a final checkpoint, so no progress is lost) and pruned to a minimal set; the freed nodes are
@@ -31,21 +35,18 @@ Every job left waiting gets a reason a user can read (``--explain``). Knobs (``p
 long, so short waits never cost a checkpoint-and-restart), ``hot_swap``, ``spare_pool`` (nodes per NVLink
 domain kept for hot swaps when a domain has several nodes, else per leaf group), ``bandwidth_check``,
 ``min_bandwidth_ratio``, ``max_preemptions_per_day``, ``victim_cooldown_s``, ``preempt_margin``,
-``priority_base``, ``evacuate_degraded``, ``probe_cycle_s``, ``starve_after_s``, ``degraded_backfill``.
+``priority_base``, ``evacuate_degraded``, ``probe_cycle_s``, ``starve_after_s``, ``degraded_backfill``,
+``latest_fit``, ``guard_behind_top``, ``guard_deadline_s``, ``guard_preemptions_per_day``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
-from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import (
     NODE_DOWN,
-    NODE_FREE,
     FleetSnapshot,
     JobView,
     Place,
@@ -54,96 +55,31 @@ from superfactory.domain.fleet import (
     SwapNodes,
 )
 from superfactory.domain.job import TrainingJob
-from superfactory.domain.lifecycle import MOVABLE, JobLifecycle
+from superfactory.domain.lifecycle import JobLifecycle
 from superfactory.domain.outcome import ActionOutcome
-from superfactory.domain.topology import FactoryTopology, topology_of
 from superfactory.models.collective import placement_throughput, probe_ratio
 from superfactory.policy.degraded import choose_remedy, swap_plan
-from superfactory.policy.feasibility import ShapeCheck, Verdict, evaluate, shape_check
-from superfactory.policy.gangfit import GangShape, place_gang, shape_of, units_available
+from superfactory.policy.feasibility import ShapeCheck, evaluate
+from superfactory.policy.gang_reservations import GangReservations
+from superfactory.policy.gang_site import (
+    CLAIM_S,
+    RUNNING_STATES,
+    BoolArray,
+    GangSite,
+    expected_run_s,
+    hold_claims,
+    queue_order,
+    starving,
+)
+from superfactory.policy.gangfit import GangShape, place_gang, units_available
 from superfactory.policy.preemption import PreemptionCosts, PreemptionLedger
-from superfactory.policy.registry import PolicyBase, register
+from superfactory.policy.registry import register
 
-BoolArray = npt.NDArray[np.bool_]
-RUNNING_STATES = MOVABLE
-CLAIM_S = 3600  # how long nodes freed by preemption stay promised to the preemptor
-RECHECK_S = 900  # a declined preemption is not re-evaluated for the same gang before this (the search is costly)
-
-
-def queue_order(pending: tuple[JobView, ...], now_s: int = 0, starve_after_s: float = float("inf")
-                ) -> list[JobView]:
-    """Higher priority first, then earlier submission (a requeued job keeps its place), then id; except that the
-    job waiting longest since its submission goes first once that wait reaches ``starve_after_s`` (one at a time:
-    a starvation guard, so it gets the first reservation; at a load above capacity strict priority would never
-    start a low-priority gang that needs a large share of the factory)."""
-    order = sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
-    if order and starve_after_s < float("inf"):
-        oldest = min(order, key=lambda v: (v.job.submit_s, v.job.id))
-        if now_s - oldest.job.submit_s >= starve_after_s:
-            order.remove(oldest)
-            order.insert(0, oldest)
-    return order
-
-
-def expected_run_s(job: TrainingJob, progress_s: float) -> float:
-    """Wall seconds a job needs from (re)start to finish: restart + remaining work + checkpoint stalls."""
-    ck = job.checkpoint
-    remaining = max(0.0, job.work_s - progress_s)
-    return job.recovery.restart_s + remaining * (1.0 + ck.blocking_s / ck.interval_s)
-
-
-@dataclass(slots=True)
-class _Site:
-    """Working state of one factory during one decision."""
-
-    index: int
-    factory: Factory
-    topo: FactoryTopology
-    status: npt.NDArray[np.uint8]
-    free: BoolArray  # free and not yet given away in this plan
-    spare: BoolArray  # withheld for hot swaps
-    bad_domains: set[int]
-    link_factor: dict[int, float]
-    it_power_w: float
-    reserved: list[tuple[BoolArray, float, str]] = field(default_factory=list)  # (nodes, start_s, job id)
-    # per-decision caches: the nodes of ``bad_domains`` (keyed by that set), running jobs' expected ends, and
-    # placements that failed: (accelerator, shape) -> (earliest expected end that failed, reason)
-    _bad_key: frozenset[int] = frozenset()
-    _bad_mask: BoolArray | None = None
-    ends: list[tuple[float, str, tuple[int, ...]]] | None = None
-    misses: dict[tuple[str, GangShape], tuple[float, str]] = field(default_factory=dict)
-
-    def bad_nodes(self) -> BoolArray:
-        """Nodes on ``bad_domains`` (cached until that set changes)."""
-        key = frozenset(self.bad_domains)
-        if self._bad_mask is None or key != self._bad_key:
-            self._bad_key = key
-            self._bad_mask = np.isin(self.topo.node_domain, list(key))
-        return self._bad_mask
-
-    def accel_mask(self, accelerator: str) -> BoolArray:
-        m = np.zeros(self.factory.nodes, dtype=bool)
-        for c in self.factory.clusters_of(accelerator):
-            m[c.node_offset : c.node_end] = True
-        return m
-
-
-def _hold_claims(claims: dict[str, tuple[str, tuple[int, ...], int]], live_ids: set[str],
-                 snapshot: FleetSnapshot, sites: list[_Site]) -> None:
-    """Reserve, on this decision's ``sites``, the nodes each claim ``job -> (factory, nodes, expires_s)`` holds;
-    drop (in place) the claims whose job is not in ``live_ids`` or that expired."""
-    for jid, (fid, nodes, expires_s) in list(claims.items()):
-        if jid not in live_ids or snapshot.now_s >= expires_s:
-            del claims[jid]
-            continue
-        site = sites[snapshot.factory_index(fid)]
-        mask = np.zeros(site.factory.nodes, dtype=bool)
-        mask[list(nodes)] = True
-        site.reserved.append((mask, float("inf"), jid))
+__all__ = ["GangScheduler", "GangSite", "expected_run_s", "queue_order", "starving"]
 
 
 @register("gang")
-class GangScheduler(PolicyBase):
+class GangScheduler(GangReservations):
     """Topology-aware gang scheduling: NVLink-domain TP groups, leaf/spine packing, reservations, backfill,
     preemption, hot-swap and an all-reduce bandwidth check."""
 
@@ -155,7 +91,8 @@ class GangScheduler(PolicyBase):
                  max_preemptions_per_day: int = 16, victim_cooldown_s: int = 12 * 3600,
                  preempt_margin: float = 1.5, priority_base: float = 4.0, evacuate_degraded: bool = True,
                  probe_cycle_s: int = 60, starve_after_s: float = 6 * 3600,
-                 degraded_backfill: bool = True) -> None:
+                 degraded_backfill: bool = True, latest_fit: bool = True, guard_behind_top: bool = False,
+                 guard_deadline_s: float = float("inf"), guard_preemptions_per_day: int = 0) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -167,10 +104,22 @@ class GangScheduler(PolicyBase):
         self.min_bandwidth_ratio = min_bandwidth_ratio
         self.preempt_after_s = preempt_after_s
         self.costs = PreemptionCosts(priority_base=priority_base, margin=preempt_margin)
-        self.ledger = PreemptionLedger(max_per_day=max_preemptions_per_day, victim_cooldown_s=victim_cooldown_s)
+        # the starving gang (guard) may preempt as if it had the top priority present, from a budget of its own
+        # on top of ``max_preemptions_per_day`` (which the other preemptions and moves share)
+        self.guard_preemptions = max(0, guard_preemptions_per_day)
+        self.ledger = PreemptionLedger(max_per_day=max_preemptions_per_day + self.guard_preemptions,
+                                       victim_cooldown_s=victim_cooldown_s)
+        self._promoted: tuple[str, int] | None = None  # (guarded job, the priority it preempts with)
+        # gangs the starvation guard started (or preempted for): never a victim, so the guard is not undone
+        self._guarded: set[str] = set()
         self.evacuate_degraded = evacuate_degraded
         self.starve_after_s = float(starve_after_s)  # see queue_order
         self.degraded_backfill = degraded_backfill  # see _on_degraded
+        self.latest_fit = latest_fit  # see _latest_fit
+        self.guard_behind_top = guard_behind_top  # see queue_order; the guarded job always gets a reservation
+        # a guarded job's reservation admits backfill that ends before submit + this (its deadline), not only
+        # before its expected start: the slack up to the stated wait bound goes to the other classes
+        self.guard_deadline_s = float(guard_deadline_s)
         # a periodic cycle at the probe period, so a sweep that reveals a degraded domain is acted on at once
         self.cycle_s = probe_cycle_s if evacuate_degraded else 0
         # jobs draining off a degraded domain: (factory id, nodes promised to them, expiry)
@@ -206,11 +155,12 @@ class GangScheduler(PolicyBase):
         # promises are rebuilt from the snapshot: a victim no longer held, or a preemptor no longer waiting, is done
         held_ids = {v.job.id for v in snapshot.running}
         self._slow_by_choice &= held_ids
+        self._guarded &= held_ids | pending_ids
         for vid in [v for v, p in self._victim_of.items() if v not in held_ids or p not in pending_ids]:
             del self._victim_of[vid]
-        _hold_claims(self._claims, pending_ids, snapshot, sites)
+        hold_claims(self._claims, pending_ids, snapshot, sites)
         actions: list[Place | Preempt | SwapNodes] = []
-        _hold_claims(self._evac, pending_ids | held_ids, snapshot, sites)
+        hold_claims(self._evac, pending_ids | held_ids, snapshot, sites)
         if self.evacuate_degraded:
             actions.extend(self._evacuations(snapshot, sites))
         waiting: list[tuple[str, str]] = []
@@ -222,7 +172,12 @@ class GangScheduler(PolicyBase):
         victims: set[str] = set()
         reserved_jobs = 0
         head: str | None = None  # with backfill off, the first blocked job blocks the rest
-        for view in queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s):
+        guard = starving(snapshot.pending, snapshot.now_s, self.starve_after_s)
+        self._promoted = None
+        if guard is not None and self.guard_preemptions and guard.last_factory_id is None:  # never ran yet
+            top = max(v.job.priority for v in (*snapshot.pending, *snapshot.running))
+            self._promoted = (guard.job.id, top) if top > guard.job.priority else None
+        for view in queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s, self.guard_behind_top):
             if head is not None:
                 waiting.append((view.job.id, f"queued behind {head} (strict priority order, backfill off)"))
                 continue
@@ -234,12 +189,18 @@ class GangScheduler(PolicyBase):
                     continue
             placed, reason = self._place(snapshot, sites, view, refusals)
             if placed is not None:
+                if view is guard:
+                    self._guarded.add(view.job.id)
                 actions.append(placed)
                 self.stats["placements"] += 1
                 continue
-            if reserved_jobs < self.reservations:
-                reserved_jobs += 1
-                note, evict = self._reserve_or_preempt(snapshot, sites, running_by_site, view, victims)
+            extra = self.guard_behind_top and view is guard and self.reservations > 0  # always reserved
+            if reserved_jobs < self.reservations or extra:
+                reserved_jobs += not extra
+                note, evict = self._reserve_or_preempt(snapshot, sites, running_by_site, view, victims,
+                                                       view.job.submit_s + self.guard_deadline_s
+                                                       if view is guard and self.guard_deadline_s < float("inf")
+                                                       else -1.0)
                 actions.extend(evict)
                 reason = f"{reason}; {note}" if note else reason
             elif self.reservations:
@@ -269,7 +230,7 @@ class GangScheduler(PolicyBase):
                     del self._victim_of[v]
 
     # == degraded domains ===================================================================================
-    def _evacuations(self, snapshot: FleetSnapshot, sites: list[_Site], backfilled: bool = False
+    def _evacuations(self, snapshot: FleetSnapshot, sites: list[GangSite], backfilled: bool = False
                      ) -> list[Preempt | SwapNodes]:
         """Take running gangs off NVLink domains the probes found degraded: stay, hot-swap or move, by what pays
         (:func:`superfactory.policy.degraded.choose_remedy`).
@@ -305,7 +266,7 @@ class GangScheduler(PolicyBase):
             if self.hot_swap and v.state is JobLifecycle.RUNNING and v.job.id not in self._no_swap:
                 swaps = swap_plan(site.topo, usable, v.nodes, shape.unit_nodes, site.bad_domains)
             target = None
-            if self.ledger.room(site.factory.id, snapshot.now_s) > 0:  # moves count against the rate limit
+            if self._room(site, snapshot.now_s, None) > 0:  # moves count against the rate limit
                 strict = self._usable(site, v.job, float("inf"))
                 own = np.asarray(v.nodes, dtype=np.intp)
                 strict[own] = ~np.isin(site.topo.node_domain[own], list(site.bad_domains))
@@ -334,80 +295,8 @@ class GangScheduler(PolicyBase):
                 out.append(Preempt(v.job.id, f"evacuating {head}; moves to {len(target)} healthy nodes after a "
                                              "final checkpoint"))
         return out
-
-    # == per-factory state ===================================================================================
-    def _site(self, snapshot: FleetSnapshot, i: int) -> _Site:
-        f, st = snapshot.factories[i], snapshot.states[i]
-        topo = topology_of(f)
-        status = np.frombuffer(st.node_status, dtype=np.uint8)
-        free = status == NODE_FREE
-        spare = np.zeros(f.nodes, dtype=bool)
-        if self.spare_pool > 0 and f.nodes:
-            spare = self._spares(f, topo, free)
-        link_factor = st.link_factors  # what the probes measured (with their age), never the hidden truth
-        bad = {d for d, x in link_factor.items() if x < self.min_bandwidth_ratio}
-        return _Site(i, f, topo, status, free.copy(), spare, bad, link_factor, st.it_power_w)
-
-    def _spares(self, f: Factory, topo: FactoryTopology, free: BoolArray) -> BoolArray:
-        """The last ``spare_pool`` free nodes of every multi-node domain (else of every leaf group)."""
-        spare = np.zeros(f.nodes, dtype=bool)
-        for c in f.clusters:
-            sl = slice(c.node_offset, c.node_end)
-            group = topo.node_domain[sl] if c.system.nodes_per_domain > 1 else topo.node_leaf[sl]
-            idx = np.flatnonzero(free[sl])[::-1]
-            g = group[idx]
-            # rank of each free node within its group, counting from the group's highest-numbered free node
-            order = np.argsort(g, kind="stable")
-            gs = g[order]
-            first = np.r_[0, np.flatnonzero(gs[1:] != gs[:-1]) + 1]
-            rank = np.arange(gs.size) - np.repeat(first, np.diff(np.r_[first, gs.size]))
-            chosen = idx[order][rank < self.spare_pool]
-            spare[c.node_offset + chosen] = True
-        return spare
-
-    def _candidates(self, snapshot: FleetSnapshot, view: JobView) -> list[int]:
-        if len(snapshot.factories) == 1:
-            return [0]
-        first = view.last_factory_id or view.job.home_factory
-        order = list(range(len(snapshot.factories)))
-        if first is not None and any(f.id == first for f in snapshot.factories):
-            fi = snapshot.factory_index(first)
-            order.remove(fi)
-            order.insert(0, fi)
-        return order
-
-    # == placement ===========================================================================================
-    def _usable(self, site: _Site, job: TrainingJob, end_s: float) -> BoolArray:
-        usable = site.free & ~site.spare & site.accel_mask(job.accelerator)
-        for nodes, start_s, owner in site.reserved:
-            if end_s > start_s and owner != job.id:
-                usable &= ~nodes
-        if site.bad_domains:
-            usable &= ~site.bad_nodes()
-        return usable
-
-    def _shape(self, site: _Site, job: TrainingJob) -> GangShape | None:
-        """The job's :class:`GangShape` in ``site``'s factory (static: cached per job and factory)."""
-        key = (job.id, site.factory.id)
-        if key in self._shapes:
-            return self._shapes[key]
-        clusters = site.factory.clusters_of(job.accelerator)
-        shape = None
-        if clusters:
-            s = clusters[0].system
-            shape = shape_of(job, s.gpus_per_node, s.nodes_per_domain)
-        self._shapes[key] = shape
-        return shape
-
-    def _static_check(self, site: _Site, job: TrainingJob, shape: GangShape | None) -> ShapeCheck:
-        """:func:`~superfactory.policy.feasibility.shape_check` of the job in ``site`` (static: cached)."""
-        key = (job.id, site.factory.id)
-        sc = self._checks.get(key)
-        if sc is None:
-            sc = self._checks[key] = shape_check(job, site.factory, shape.nodes if shape is not None else None)
-        return sc
-
-    def _place(self, snapshot: FleetSnapshot, sites: list[_Site], view: JobView,
+    # == placement =========================================================================================
+    def _place(self, snapshot: FleetSnapshot, sites: list[GangSite], view: JobView,
                refusals: list[tuple[str, str, str]]) -> tuple[Place | None, str]:
         job = view.job
         end_s = snapshot.now_s + expected_run_s(job, view.progress_s)
@@ -469,7 +358,7 @@ class GangScheduler(PolicyBase):
             return Place(job.id, f.id, nodes), ""
         return None, "; ".join(reasons) or "no candidate factory"
 
-    def _on_degraded(self, site: _Site, job: TrainingJob, shape: GangShape, end_s: float) -> tuple[int, ...] | None:
+    def _on_degraded(self, site: GangSite, job: TrainingJob, shape: GangShape, end_s: float) -> tuple[int, ...] | None:
         """Backfill onto probed-degraded NVLink domains (``degraded_backfill``): a gang with no healthy room now
         may run slow (0.6) entirely inside degraded domains rather than leave them idle. It is hot-swapped (or
         moved) off them when that pays, but only with healthy nodes left over after the queue walk (see
@@ -490,7 +379,7 @@ class GangScheduler(PolicyBase):
             self.stats["degraded_backfills"] += 1
         return got
 
-    def _why_not(self, site: _Site, job: TrainingJob, shape: GangShape, usable: BoolArray) -> str:
+    def _why_not(self, site: GangSite, job: TrainingJob, shape: GangShape, usable: BoolArray) -> str:
         f = site.factory
         unit = f"{shape.unit_nodes}-node TP groups in one NVLink domain" if shape.unit_nodes > 1 else "whole nodes"
         acc = site.accel_mask(job.accelerator)
@@ -505,181 +394,8 @@ class GangScheduler(PolicyBase):
             parts.append(f"only {avail} usable in whole TP groups (fragmented domains)")
         return ", ".join(parts)
 
-    # == reservations & preemption =========================================================================
-    def _reserve_or_preempt(self, snapshot: FleetSnapshot, sites: list[_Site],
-                            running_by_site: dict[int, list[JobView]], view: JobView,
-                            victims: set[str]) -> tuple[str, list[Preempt]]:
-        job = view.job
-        for i in self._candidates(snapshot, view):
-            site = sites[i]
-            shape = self._shape(site, job)
-            check = evaluate(view, site.factory, snapshot.states[i], site.it_power_w, shape.nodes if shape else None)
-            if shape is None or check.verdict in (Verdict.INFEASIBLE, Verdict.REFUSED) or check.rule == "down":
-                continue
-            running = running_by_site.get(i, [])
-            waited_s = snapshot.now_s - view.waiting_since_s if view.waiting_since_s >= 0 else 0
-            res = self._reservation(snapshot, site, running, job, shape)
-            start_s = res[1] if res is not None else float("inf")
-            declined = ""
-            if self.preemption and waited_s >= self.preempt_after_s:
-                evict, declined = self._preempt_for(site, running, view, shape, victims, snapshot.now_s, start_s)
-                if evict:
-                    return (f"preempting {', '.join(p.job_id for p in evict)} (lower priority; they checkpoint "
-                            f"first; {declined})"), evict
-                if evict is not None:
-                    return "waiting for the gangs it preempted to finish their checkpoints", []
-            if res is not None:
-                nodes, start_s = res
-                site.reserved.append((nodes, start_s, job.id))
-                wait_h = (start_s - snapshot.now_s) / 3600
-                note = (f"reservation {job.id}@{site.factory.id}: {int(nodes.sum())} nodes, expected start "
-                        f"t={int(start_s)} s (~{wait_h:.1f} h, when running gangs are expected to end)")
-                return (f"{note}; not preempting: {declined}" if declined else note), []
-        return "", []
-
-    def _reservation(self, snapshot: FleetSnapshot, site: _Site, running: list[JobView], job: TrainingJob,
-                     shape: GangShape) -> tuple[BoolArray, float] | None:
-        """Nodes and expected start of ``job``'s reservation in ``site`` (running jobs end as expected)."""
-        base = site.free & ~site.spare & site.accel_mask(job.accelerator)
-        for nodes, _, owner in site.reserved:
-            if owner != job.id:
-                base &= ~nodes
-        if site.bad_domains:
-            base &= ~site.bad_nodes()
-        if site.ends is None:  # the same for every gang of this decision
-            site.ends = sorted(
-                (snapshot.now_s + expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s, v.job.id, v.nodes)
-                for v in running
-            )
-        ends = site.ends
-        sticky = self._sticky.get(job.id)
-        if sticky is not None and sticky[0] == site.factory.id:
-            held = np.zeros(site.factory.nodes, dtype=bool)
-            held[list(sticky[1])] = True
-            if not (held & (site.status == NODE_DOWN)).any() and not (held & ~base & site.free).any():
-                start_s = float(snapshot.now_s)
-                for end_s, _, job_nodes in ends:
-                    if held[list(job_nodes)].any():
-                        start_s = max(start_s, end_s)
-                return held, start_s
-            del self._sticky[job.id]
-        taken = np.zeros(site.factory.nodes, dtype=bool)
-        for nodes, _, owner in site.reserved:
-            if owner != job.id:
-                taken |= nodes
-        hypo = base.copy()
-        for end_s, _, job_nodes in ends:
-            idx = np.asarray(job_nodes, dtype=np.intp)
-            idx = idx[(site.status[idx] != NODE_DOWN) & ~taken[idx] & ~site.spare[idx]]
-            hypo[idx] = True
-            if int(hypo.sum()) < shape.nodes or units_available(site.topo, hypo, shape) < shape.units:
-                continue
-            chosen = place_gang(site.topo, hypo, shape)
-            if chosen is None:
-                continue
-            mask = np.zeros(site.factory.nodes, dtype=bool)
-            mask[list(chosen)] = True
-            self._sticky[job.id] = (site.factory.id, chosen)
-            return mask, max(float(snapshot.now_s), end_s)
-        return None
-
-    def _preempt_for(self, site: _Site, running: list[JobView], view: JobView, shape: GangShape,
-                     victims: set[str], now_s: int, start_s: float) -> tuple[list[Preempt] | None, str]:
-        """Preempt actions that make room for ``view`` (and why); ``[]`` if victims already draining suffice
-        (their nodes are then reserved for it); ``None`` if preemption cannot make room, does not pay
-        (:class:`~superfactory.policy.preemption.PreemptionCosts`) or the factory's rate limit is spent.
-        ``start_s``: when it would start without preempting (its reservation), ``inf`` if unknown."""
-        job = view.job
-        declined = self._declined.get(job.id)
-        if declined is not None and now_s < declined[0]:
-            return None, declined[1]
-        none, why = self._search_victims(site, running, view, shape, victims, now_s, start_s)
-        if none is None and why:
-            self._declined[job.id] = (now_s + RECHECK_S, why)
-        return none, why
-
-    def _search_victims(self, site: _Site, running: list[JobView], view: JobView, shape: GangShape,
-                        victims: set[str], now_s: int, start_s: float) -> tuple[list[Preempt] | None, str]:
-        job = view.job
-        room = self.ledger.room(site.factory.id, now_s)
-        cands = [v for v in running if v.job.preemptible and v.job.priority < job.priority
-                 and v.state in RUNNING_STATES and v.job.id not in victims
-                 and v.job.accelerator == job.accelerator and not self.ledger.cooling(v.job.id, now_s)]
-        if not cands:
-            return None, "no preemptible lower-priority gang outside its cooldown"
-
-        def lost_gpu_s(v: JobView) -> float:
-            ck = v.job.checkpoint
-            return v.job.gpus * (ck.blocking_s + ck.async_write_s + v.job.recovery.restart_s)
-
-        cands.sort(key=lambda v: (v.job.priority, lost_gpu_s(v) / max(1, len(v.nodes)), v.job.id))
-        if job.id in self._claims:
-            return [], ""  # it already preempted: wait for its claim rather than evict again
-        usable = site.free & ~site.spare & site.accel_mask(job.accelerator)
-        for nodes, _, owner in site.reserved:
-            if owner != job.id:
-                usable &= ~nodes
-        healthy = site.status != NODE_DOWN
-        if site.bad_domains:
-            healthy = healthy & ~site.bad_nodes()
-        usable &= healthy
-        # victims already draining for this gang count as free: never evict twice for one gang
-        for v in running:
-            if self._victim_of.get(v.job.id) == job.id and v.state is JobLifecycle.DRAINING:
-                usable[list(v.nodes)] = healthy[list(v.nodes)]
-        if units_available(site.topo, usable, shape) >= shape.units:
-            target = place_gang(site.topo, usable, shape)
-            if target is not None:
-                mask = np.zeros(site.factory.nodes, dtype=bool)
-                mask[list(target)] = True
-                site.reserved.append((mask, float("inf"), job.id))
-                return [], ""
-        chosen: list[JobView] = []
-        hypo = usable.copy()
-        for v in cands:
-            chosen.append(v)
-            hypo[list(v.nodes)] = healthy[list(v.nodes)]
-            if units_available(site.topo, hypo, shape) >= shape.units:
-                break
-        else:
-            return None, "preempting every candidate would still not make room"
-        # prune: drop the costliest victims that are not needed
-        for v in sorted(chosen, key=lost_gpu_s, reverse=True):
-            trial = usable.copy()
-            for w in chosen:
-                if w is not v:
-                    trial[list(w.nodes)] = healthy[list(w.nodes)]
-            if units_available(site.topo, trial, shape) >= shape.units:
-                chosen.remove(v)
-        if len(chosen) > room:
-            self.stats["preemptions_declined"] += 1
-            return None, f"rate limit: {site.factory.id} may preempt {room} more gang(s) in this 24 h window"
-        drain_s = max(v.job.checkpoint.blocking_s + v.job.checkpoint.async_write_s for v in chosen)
-        sooner_s = start_s - (now_s + drain_s)
-        ok, why = self.costs.pays(view, [(v, expected_run_s(v.job, v.progress_s)) for v in chosen], sooner_s)
-        if not ok:
-            self.stats["preemptions_declined"] += 1
-            return None, why
-        hypo = usable.copy()
-        for v in chosen:
-            hypo[list(v.nodes)] = healthy[list(v.nodes)]
-        target = place_gang(site.topo, hypo, shape)
-        if target is None:
-            return None, "no placement after preempting"
-        mask = np.zeros(site.factory.nodes, dtype=bool)
-        mask[list(target)] = True
-        site.reserved.append((mask, float("inf"), job.id))  # nobody backfills onto the preemptor's nodes
-        self._claims[job.id] = (site.factory.id, target, now_s + CLAIM_S)
-        victims.update(v.job.id for v in chosen)
-        self._victim_of.update((v.job.id, job.id) for v in chosen)
-        self.stats["preemptions"] += len(chosen)
-        for v in chosen:
-            self.ledger.record(site.factory.id, v.job.id, now_s)
-        return [Preempt(v.job.id, f"preempted by {job.id} (priority {job.priority} > {v.job.priority}; {why})")
-                for v in chosen], why
-
     # == hot swap ============================================================================================
-    def _hot_swap(self, snapshot: FleetSnapshot, sites: list[_Site], view: JobView) -> Place | None:
+    def _hot_swap(self, snapshot: FleetSnapshot, sites: list[GangSite], view: JobView) -> Place | None:
         if view.last_factory_id is None or not view.last_nodes:
             return None
         i = snapshot.factory_index(view.last_factory_id)

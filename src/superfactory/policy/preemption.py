@@ -49,19 +49,23 @@ class PreemptionCosts:
         unsaved_s = 0.0 if self.drain_keeps_progress else max(0.0, v.progress_s - v.committed_progress_s)
         return ck.blocking_s + ck.async_write_s + v.job.recovery.restart_s + unsaved_s
 
-    def gain(self, preemptor: JobView, sooner_s: float) -> float:
-        """Priority-weighted GPU-seconds the preemptor gains by starting ``sooner_s`` earlier."""
-        return self.value(preemptor.job.priority) * preemptor.job.gpus * max(0.0, sooner_s)
+    def gain(self, preemptor: JobView, sooner_s: float, priority: int | None = None) -> float:
+        """Priority-weighted GPU-seconds the preemptor gains by starting ``sooner_s`` earlier (valued at
+        ``priority`` if given: a starving gang the policy promotes, else at its own)."""
+        p = preemptor.job.priority if priority is None else priority
+        return self.value(p) * preemptor.job.gpus * max(0.0, sooner_s)
 
     def cost(self, victim: JobView, displaced_s: float, remaining_s: float) -> float:
         """Priority-weighted GPU-seconds a victim loses: overhead plus the wait it is sent back to."""
         wait_s = min(max(0.0, displaced_s), max(0.0, remaining_s))
         return self.value(victim.job.priority) * victim.job.gpus * (self.overhead_s(victim) + wait_s)
 
-    def pays(self, preemptor: JobView, victims: list[tuple[JobView, float]], sooner_s: float) -> tuple[bool, str]:
-        """Whether preempting ``victims`` (each with its remaining run, s) pays; and a sentence saying why."""
+    def pays(self, preemptor: JobView, victims: list[tuple[JobView, float]], sooner_s: float,
+             priority: int | None = None) -> tuple[bool, str]:
+        """Whether preempting ``victims`` (each with its remaining run, s) pays; and a sentence saying why.
+        ``priority``: the preemptor's value class if not its own (see :meth:`gain`)."""
         sooner_s = min(sooner_s, self.horizon_s)
-        g = self.gain(preemptor, sooner_s)
+        g = self.gain(preemptor, sooner_s, priority)
         c = sum(self.cost(v, sooner_s, rem) for v, rem in victims)
         ok = g > self.margin * c
         why = (f"preemption gain {g / 3600:.0f} weighted GPU-h {'>' if ok else '<='} {self.margin:g} x cost "

@@ -1,0 +1,237 @@
+"""Reservations and preemption of the ``gang`` policy (:mod:`superfactory.policy.gang`): EASY-style reservations
+(sticky node sets, latest-fit placement, a starving gang's deadline) and preemption only when it pays
+(:mod:`superfactory.policy.preemption`), within rate limits. Pure: no I/O."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from superfactory.domain.fleet import NODE_DOWN, FleetSnapshot, JobView, Preempt
+from superfactory.domain.job import TrainingJob
+from superfactory.domain.lifecycle import JobLifecycle
+from superfactory.policy.feasibility import Verdict, evaluate
+from superfactory.policy.gang_site import (
+    CLAIM_S,
+    RECHECK_S,
+    RUNNING_STATES,
+    BoolArray,
+    GangBase,
+    GangSite,
+    expected_run_s,
+)
+from superfactory.policy.gangfit import GangShape, place_gang, units_available
+
+
+class GangReservations(GangBase):
+    """Reservations, backfill protection and preemption for blocked gangs."""
+
+    # == reservations & preemption =========================================================================
+    def _reserve_or_preempt(self, snapshot: FleetSnapshot, sites: list[GangSite],
+                            running_by_site: dict[int, list[JobView]], view: JobView,
+                            victims: set[str], deadline_s: float = -1.0) -> tuple[str, list[Preempt]]:
+        """Preempt for ``view`` when that pays, else reserve nodes for it. Backfill may use the reserved nodes
+        if it is expected to end before the reservation's start, or before ``deadline_s`` if that is later (a
+        starving gang's deadline: ``guard_deadline_s``)."""
+        job = view.job
+        for i in self._candidates(snapshot, view):
+            site = sites[i]
+            shape = self._shape(site, job)
+            check = evaluate(view, site.factory, snapshot.states[i], site.it_power_w, shape.nodes if shape else None)
+            if shape is None or check.verdict in (Verdict.INFEASIBLE, Verdict.REFUSED) or check.rule == "down":
+                continue
+            running = running_by_site.get(i, [])
+            waited_s = snapshot.now_s - view.waiting_since_s if view.waiting_since_s >= 0 else 0
+            res = self._reservation(snapshot, site, running, job, shape)
+            start_s = res[1] if res is not None else float("inf")
+            declined = ""
+            if self.preemption and waited_s >= self.preempt_after_s:
+                evict, declined = self._preempt_for(site, running, view, shape, victims, snapshot.now_s, start_s)
+                if evict:
+                    return (f"preempting {', '.join(p.job_id for p in evict)} (lower priority; they checkpoint "
+                            f"first; {declined})"), evict
+                if evict is not None:
+                    return "waiting for the gangs it preempted to finish their checkpoints", []
+            if res is not None:
+                nodes, start_s = res
+                site.reserved.append((nodes, max(start_s, deadline_s), job.id))
+                wait_h = (start_s - snapshot.now_s) / 3600
+                note = (f"reservation {job.id}@{site.factory.id}: {int(nodes.sum())} nodes, expected start "
+                        f"t={int(start_s)} s (~{wait_h:.1f} h, when running gangs are expected to end)")
+                if deadline_s > start_s:
+                    note += f"; starving: open to backfill that ends by its deadline t={int(deadline_s)} s"
+                return (f"{note}; not preempting: {declined}" if declined else note), []
+        return "", []
+
+    def _reservation(self, snapshot: FleetSnapshot, site: GangSite, running: list[JobView], job: TrainingJob,
+                     shape: GangShape) -> tuple[BoolArray, float] | None:
+        """Nodes and expected start of ``job``'s reservation in ``site`` (running jobs end as expected)."""
+        base = site.free & ~site.spare & site.accel_mask(job.accelerator)
+        for nodes, _, owner in site.reserved:
+            if owner != job.id:
+                base &= ~nodes
+        if site.bad_domains:
+            base &= ~site.bad_nodes()
+        if site.ends is None:  # the same for every gang of this decision
+            site.ends = sorted(
+                (snapshot.now_s + expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s, v.job.id, v.nodes)
+                for v in running
+            )
+        ends = site.ends
+        sticky = self._sticky.get(job.id)
+        if sticky is not None and sticky[0] == site.factory.id:
+            held = np.zeros(site.factory.nodes, dtype=bool)
+            held[list(sticky[1])] = True
+            if not (held & (site.status == NODE_DOWN)).any() and not (held & ~base & site.free).any():
+                start_s = float(snapshot.now_s)
+                for end_s, _, job_nodes in ends:
+                    if held[list(job_nodes)].any():
+                        start_s = max(start_s, end_s)
+                return held, start_s
+            del self._sticky[job.id]
+        taken = np.zeros(site.factory.nodes, dtype=bool)
+        for nodes, _, owner in site.reserved:
+            if owner != job.id:
+                taken |= nodes
+        hypo = base.copy()
+        freed: list[npt.NDArray[np.intp]] = []  # nodes of the running jobs, in the order they are expected to end
+        for end_s, _, job_nodes in ends:
+            idx = np.asarray(job_nodes, dtype=np.intp)
+            idx = idx[(site.status[idx] != NODE_DOWN) & ~taken[idx] & ~site.spare[idx]]
+            hypo[idx] = True
+            freed.append(idx)
+            if int(hypo.sum()) < shape.nodes or units_available(site.topo, hypo, shape) < shape.units:
+                continue
+            chosen = (self._latest_fit(site, freed, shape) if self.latest_fit else None) \
+                or place_gang(site.topo, hypo, shape)
+            if chosen is None:
+                continue
+            mask = np.zeros(site.factory.nodes, dtype=bool)
+            mask[list(chosen)] = True
+            self._sticky[job.id] = (site.factory.id, chosen)
+            return mask, max(float(snapshot.now_s), end_s)
+        return None
+
+    @staticmethod
+    def _latest_fit(site: GangSite, freed: list[npt.NDArray[np.intp]], shape: GangShape) -> tuple[int, ...] | None:
+        """A reservation that blocks the least capacity while it waits (``latest_fit``): the gang's start ``t_r``
+        is when the last job in ``freed`` ends; among placements that start then, prefer nodes that free up
+        *latest* (nodes of the jobs ending just before ``t_r`` first, earlier-ending ones only as needed) and no
+        node that is free now, so what is free now stays open to every job and reserved nodes idle the least.
+        ``None`` when no placement avoids the free nodes (the caller then uses them too)."""
+        late = np.zeros(site.factory.nodes, dtype=bool)
+        for idx in reversed(freed):
+            late[idx] = True
+            if int(late.sum()) < shape.nodes or units_available(site.topo, late, shape) < shape.units:
+                continue
+            chosen = place_gang(site.topo, late, shape)
+            if chosen is not None:
+                return chosen
+        return None
+
+    def _preempt_for(self, site: GangSite, running: list[JobView], view: JobView, shape: GangShape,
+                     victims: set[str], now_s: int, start_s: float) -> tuple[list[Preempt] | None, str]:
+        """Preempt actions that make room for ``view`` (and why); ``[]`` if victims already draining suffice
+        (their nodes are then reserved for it); ``None`` if preemption cannot make room, does not pay
+        (:class:`~superfactory.policy.preemption.PreemptionCosts`) or the factory's rate limit is spent.
+        ``start_s``: when it would start without preempting (its reservation), ``inf`` if unknown."""
+        job = view.job
+        declined = self._declined.get(job.id)
+        if declined is not None and now_s < declined[0]:
+            return None, declined[1]
+        none, why = self._search_victims(site, running, view, shape, victims, now_s, start_s)
+        if none is None and why:
+            self._declined[job.id] = (now_s + RECHECK_S, why)
+        return none, why
+
+    def _room(self, site: GangSite, now_s: int, promoted: int | None) -> int:
+        """Victims ``site`` may still take: the whole ledger for a promoted (starving) gang, else all but the
+        guard's own budget."""
+        room = self.ledger.room(site.factory.id, now_s)
+        return room if promoted is not None else max(0, room - self.guard_preemptions)
+
+    def _search_victims(self, site: GangSite, running: list[JobView], view: JobView, shape: GangShape,
+                        victims: set[str], now_s: int, start_s: float) -> tuple[list[Preempt] | None, str]:
+        job = view.job
+        priority = self._promoted[1] if self._promoted is not None and self._promoted[0] == job.id else None
+        room = self._room(site, now_s, priority)
+        cands = [v for v in running if v.job.preemptible and v.job.priority < (priority or job.priority)
+                 and v.job.id not in self._guarded
+                 and v.state in RUNNING_STATES and v.job.id not in victims
+                 and v.job.accelerator == job.accelerator and not self.ledger.cooling(v.job.id, now_s)]
+        if not cands:
+            return None, "no preemptible lower-priority gang outside its cooldown"
+
+        def lost_gpu_s(v: JobView) -> float:
+            ck = v.job.checkpoint
+            return v.job.gpus * (ck.blocking_s + ck.async_write_s + v.job.recovery.restart_s)
+
+        cands.sort(key=lambda v: (v.job.priority, lost_gpu_s(v) / max(1, len(v.nodes)), v.job.id))
+        if job.id in self._claims:
+            return [], ""  # it already preempted: wait for its claim rather than evict again
+        usable = site.free & ~site.spare & site.accel_mask(job.accelerator)
+        for nodes, _, owner in site.reserved:
+            if owner != job.id:
+                usable &= ~nodes
+        healthy = site.status != NODE_DOWN
+        if site.bad_domains:
+            healthy = healthy & ~site.bad_nodes()
+        usable &= healthy
+        # victims already draining for this gang count as free: never evict twice for one gang
+        for v in running:
+            if self._victim_of.get(v.job.id) == job.id and v.state is JobLifecycle.DRAINING:
+                usable[list(v.nodes)] = healthy[list(v.nodes)]
+        if units_available(site.topo, usable, shape) >= shape.units:
+            target = place_gang(site.topo, usable, shape)
+            if target is not None:
+                mask = np.zeros(site.factory.nodes, dtype=bool)
+                mask[list(target)] = True
+                site.reserved.append((mask, float("inf"), job.id))
+                return [], ""
+        chosen: list[JobView] = []
+        hypo = usable.copy()
+        for v in cands:
+            chosen.append(v)
+            hypo[list(v.nodes)] = healthy[list(v.nodes)]
+            if units_available(site.topo, hypo, shape) >= shape.units:
+                break
+        else:
+            return None, "preempting every candidate would still not make room"
+        # prune: drop the costliest victims that are not needed
+        for v in sorted(chosen, key=lost_gpu_s, reverse=True):
+            trial = usable.copy()
+            for w in chosen:
+                if w is not v:
+                    trial[list(w.nodes)] = healthy[list(w.nodes)]
+            if units_available(site.topo, trial, shape) >= shape.units:
+                chosen.remove(v)
+        if len(chosen) > room:
+            self.stats["preemptions_declined"] += 1
+            return None, f"rate limit: {site.factory.id} may preempt {room} more gang(s) in this 24 h window"
+        drain_s = max(v.job.checkpoint.blocking_s + v.job.checkpoint.async_write_s for v in chosen)
+        sooner_s = start_s - (now_s + drain_s)
+        ok, why = self.costs.pays(view, [(v, expected_run_s(v.job, v.progress_s)) for v in chosen], sooner_s,
+                                  priority)
+        if not ok:
+            self.stats["preemptions_declined"] += 1
+            return None, why
+        hypo = usable.copy()
+        for v in chosen:
+            hypo[list(v.nodes)] = healthy[list(v.nodes)]
+        target = place_gang(site.topo, hypo, shape)
+        if target is None:
+            return None, "no placement after preempting"
+        mask = np.zeros(site.factory.nodes, dtype=bool)
+        mask[list(target)] = True
+        site.reserved.append((mask, float("inf"), job.id))  # nobody backfills onto the preemptor's nodes
+        self._claims[job.id] = (site.factory.id, target, now_s + CLAIM_S)
+        victims.update(v.job.id for v in chosen)
+        self._victim_of.update((v.job.id, job.id) for v in chosen)
+        self.stats["preemptions"] += len(chosen)
+        if priority is not None:
+            self._guarded.add(job.id)
+        for v in chosen:
+            self.ledger.record(site.factory.id, v.job.id, now_s)
+        rank = f"priority {job.priority}" if priority is None else f"starving: preempts as priority {priority}"
+        return [Preempt(v.job.id, f"preempted by {job.id} ({rank} > {v.job.priority}; {why})")
+                for v in chosen], why

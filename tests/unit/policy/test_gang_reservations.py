@@ -1,0 +1,104 @@
+"""Reservations of the gang policy (issue 19): the starvation guard's place in the queue, latest-fit reservation
+nodes (block the least capacity while waiting) and a starving gang's deadline (backfill that ends before it may
+use the gang's reserved nodes)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from superfactory.domain.events import EventKind
+from superfactory.domain.factory import Factory, build_clusters
+from superfactory.domain.fleet import JobView
+from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
+from superfactory.domain.topology import topology_of
+from superfactory.policy.gang import GangScheduler, GangSite, queue_order, starving
+from superfactory.policy.gangfit import shape_of
+from superfactory.scenario.loader import parse_scenario
+from superfactory.sim.twin import run_twin
+
+from scenario_builders import factory, job, scenario
+
+
+def _view(jid: str, priority: int, submit_s: int) -> JobView:
+    j = TrainingJob(jid, "GB200", 8, 3600.0, 0.4, submit_s, CheckpointSpec(1800, 20, 1e12, 800),
+                    RecoverySpec(120, 300), priority=priority)
+    return JobView(j, None, (), 0.0, submit_s)
+
+
+def test_the_guard_goes_to_the_head_or_just_behind_the_top_class() -> None:
+    old = _view("old", 0, 0)
+    top = [_view("t1", 2, 5000), _view("t2", 2, 6000)]
+    mid = _view("m", 1, 100)
+    pending = (mid, *top, old)
+    assert [v.job.id for v in queue_order(pending, 3000, 4000)] == ["t1", "t2", "m", "old"]  # not yet starving
+    assert starving(pending, 3000, 4000) is None and starving(pending, 4000, 4000) is old
+    assert [v.job.id for v in queue_order(pending, 7000, 4000)] == ["old", "t1", "t2", "m"]
+    assert [v.job.id for v in queue_order(pending, 7000, 4000, guard_behind_top=True)] == ["t1", "t2", "old", "m"]
+
+
+def test_latest_fit_reserves_the_nodes_that_free_up_last_and_leaves_free_nodes_open() -> None:
+    f = Factory("f", "r", "MISO", "MISO", 1e12, 1e12, 1.1, frozenset(), "US", build_clusters([("gb200-nvl72", 36)]))
+    topo = topology_of(f)
+    status = np.ones(f.nodes, dtype=np.uint8)  # busy
+    free = np.zeros(f.nodes, dtype=bool)
+    free[8:18] = True  # 10 free trays on rack 0
+    status[free] = 0
+    site = GangSite(0, f, topo, status, free.copy(), np.zeros(f.nodes, dtype=bool), set(), {}, 0.0)
+    gang = TrainingJob("g", "GB200", 32, 3600.0, 0.4, 0, CheckpointSpec(1800, 20, 1e12, 800),
+                       RecoverySpec(120, 300), tp_size=8)
+    shape = shape_of(gang, 4, 18)  # 8 trays in TP units of 2
+    early, late = np.arange(0, 8), np.arange(18, 26)  # running jobs' trays, ending first and last
+    chosen = GangScheduler._latest_fit(site, [early, late], shape)
+    assert chosen is not None and sorted(chosen) == list(range(18, 26))  # the late job's trays, no free tray
+
+
+def _deadline_run(deadline_s: float) -> dict[str, int]:
+    jobs = [job("a", gpus=64, accelerator="GB200", tp_size=8, work="2h", priority=2),
+            job("big", gpus=72, accelerator="GB200", tp_size=8, work="6h", priority=0),
+            job("c", gpus=8, accelerator="GB200", tp_size=8, work="90min", priority=1, submit="1h")]
+    sc = parse_scenario(scenario([factory("f", nodes=18, system="gb200-nvl72")], jobs, duration="12h",
+                                 failures={"rate_scale": 0.0, "planned": False}))
+    result = run_twin(sc, policy="gang", policy_params={"starve_after_s": 3600, "guard_deadline_s": deadline_s,
+                                                        "preemption": False})
+    first: dict[str, int] = {}
+    for e in result.events:
+        if e.kind is EventKind.JOB_PLACED:
+            first.setdefault(e.job, e.time_s)
+    return first
+
+
+def test_a_starving_gangs_deadline_lets_shorter_work_use_its_reserved_nodes() -> None:
+    # one NVL72 rack: "a" holds 16 trays for 2 h; "big" needs all 18 and starves after 1 h; "c" (2 trays, 1.5 h)
+    # arrives at 1 h. Without a deadline, c would end after big's expected start (2 h) and must wait for big's 6 h
+    # run; with big's deadline at 4 h it backfills at once on the 2 free trays, and big still starts by 4 h.
+    strict = _deadline_run(float("inf"))
+    assert strict["c"] > strict["big"] >= 2 * 3600
+    open_ = _deadline_run(4 * 3600)
+    assert open_["c"] == 3600
+    assert 2 * 3600 <= open_["big"] <= 4 * 3600
+
+
+def _guard_run(guard_preemptions: int) -> tuple[dict[str, int], list[str]]:
+    jobs = [job("t", gpus=64, accelerator="GB200", tp_size=8, work="10h", priority=2),
+            job("v", gpus=72, accelerator="GB200", tp_size=8, work="10h", priority=1),
+            job("big", gpus=72, accelerator="GB200", tp_size=8, work="4h", priority=0)]
+    sc = parse_scenario(scenario([factory("f", nodes=36, system="gb200-nvl72")], jobs, duration="12h",
+                                 failures={"rate_scale": 0.0, "planned": False}))
+    result = run_twin(sc, policy="gang", policy_params={"starve_after_s": 3600,
+                                                        "guard_preemptions_per_day": guard_preemptions})
+    first: dict[str, int] = {}
+    for e in result.events:
+        if e.kind is EventKind.JOB_PLACED:
+            first.setdefault(e.job, e.time_s)
+    return first, [f"{e.job}: {e.cause}" for e in result.events if e.kind is EventKind.JOB_PREEMPTED]
+
+
+def test_a_starving_gang_preempts_lower_than_top_priority_work_from_its_own_budget() -> None:
+    # two NVL72 racks: "t" (priority 2) and "v" (priority 1) hold 34 of 36 trays for 10 h; "big" (priority 0,
+    # 18 trays) starves after 1 h. With a guard budget it preempts v as if it had priority 2 (never t); without
+    # one it cannot preempt anybody (lowest priority) and waits for the 10 h runs to end.
+    first, preempted = _guard_run(2)
+    assert len(preempted) == 1 and preempted[0].startswith("v: preempted by big (starving: preempts as priority 2")
+    assert 3600 <= first["big"] <= 2 * 3600
+    first, preempted = _guard_run(0)
+    assert not preempted and first["big"] >= 9 * 3600
