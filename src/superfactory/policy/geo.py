@@ -117,7 +117,7 @@ class GeoPolicy(PolicyBase):
                  value_usd_per_gpu_hour: float | None = None, max_wait_s: int = 6 * HOUR_S,
                  restart_weight: float = 2.0, min_move_interval_s: int = HOUR_S,
                  material_change: float = 0.05, capacity_change: float = 0.10, full_resolve_s: int = 4 * HOUR_S,
-                 lns_pairs: int = 1) -> None:
+                 lns_pairs: int = 0) -> None:
         if not 0.0 < capacity_share <= 1.0:
             raise ValueError("capacity_share must be in (0, 1]")
         if value_usd_per_gpu_hour is not None and value_usd_per_gpu_hour < 0:
@@ -147,6 +147,8 @@ class GeoPolicy(PolicyBase):
         if lns_pairs < 0:
             raise ValueError("lns_pairs must be >= 0")
         self.lns_pairs = int(lns_pairs)
+        self._col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]] = {}
+        self._paused: set[str] = set()  # jobs geo paused for price and has not placed since
         self._reasons: dict[str, str] = {}  # pending job -> the waiting reason the last decision gave it
         self._last_eval_s = -10**12  # last decision that re-evaluated the pending jobs (ageing)
         self._sig_key: tuple[object, ...] = ()
@@ -363,8 +365,24 @@ class GeoPolicy(PolicyBase):
         fids = [f.id for f in snap.factories]
         gbps: dict[tuple[str, str], float] = {}
         lat_ms: dict[tuple[str | None, str], float] = {}
+        links = snap.links
         for jx, v in enumerate(views):
             job = v.job
+            start = len(cols)
+            ckey: tuple[object, ...] | None = None
+            if jx in running and job.carbon_budget_tco2 is None:
+                # a running job's columns are kept while everything they are computed from is the same: the
+                # cost signals (hour, prices), its site, span and state, and the governor's answers for it
+                may = self.migrate and job.migratable and self.governor.may_move(job.id, now)
+                ckey = (self._sig_key, tuple(up_now), links, self._lam.get(job.accelerator), v.factory_id,
+                        max(1, int(min(self.amortise_h, 24, math.ceil(max(1.0, (job.work_s - v.progress_s)
+                                                                             / HOUR_S))))),
+                        v.state not in _MOVABLE, may, job.id in self._forced,
+                        tuple(i for i in fids if may and self.governor.backing_off(job.id, i, now)))
+                hit = self._col_cache.get(job.id)
+                if hit is not None and hit[0] == ckey:
+                    cols.extend(_Col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1])
+                    continue
             lam = self._lam.get(job.accelerator, _BIG)
             lam_eff = lam if lam < _BIG else 1.0
             remaining_h = max(1.0, (job.work_s - v.progress_s) / HOUR_S)
@@ -387,8 +405,11 @@ class GeoPolicy(PolicyBase):
             # detecting a failure keeps its nodes until the twin settles it
             locked = jx in running and v.state not in _MOVABLE
             wait_rate = job.gpus * lam * (1.0 + 0.02 * job.priority)
-            if jx not in running and v.last_factory_id is not None:
-                wait_rate *= self.restart_weight  # a started job put off its nodes is re-placed first
+            if jx not in running and v.last_factory_id is not None and job.id not in self._paused:
+                # a started job put off its nodes (a failure, an outage) is re-placed first; one geo paused
+                # itself keeps the wait rate it was paused at, or it would be re-placed at once and pay the
+                # drain and restart for nothing
+                wait_rate *= self.restart_weight
             forced = False
             if jx not in running and v.waiting_since_s >= 0:
                 waited_s = now - v.waiting_since_s
@@ -461,6 +482,9 @@ class GeoPolicy(PolicyBase):
                 cols.append(_Col(jx, -1, job.gpus * STARVED_USD_PER_GPU_H, 0, 0.0, False))
             elif not locked or not any(c.job == jx for c in cols[-1:]):
                 cols.append(_Col(jx, -1, wait, 0, 0.0, False))
+            if ckey is not None:
+                self._col_cache[job.id] = (ckey, [(c.factory, c.cost, c.nodes, c.it_w, c.migrating)
+                                                  for c in cols[start:]])
             if jx not in running and reasons:
                 # every factory that would otherwise take the job but is not cleared for its data: an audit event
                 refusals.extend((job.id, fid, rule) for fid, rule in reasons)
@@ -532,6 +556,9 @@ class GeoPolicy(PolicyBase):
             live = {v.job.id for v in (*snap.pending, *snap.running)}
             self.governor.forget(live)
             self._forced &= live
+            self._paused &= {v.job.id for v in snap.pending}
+            for gone in [k for k in self._col_cache if k not in live]:
+                del self._col_cache[gone]
         self._last_wait_plan = Plan((), plan.waiting) if not plan.actions else Plan()
         self._reasons = dict(plan.waiting)
         placed = {a.job_id for a in plan.actions}
@@ -707,6 +734,7 @@ class GeoPolicy(PolicyBase):
                         self.governor.refuse(job.id, snap.factories[bm.factory].id, now, rng)
                     continue
                 if c.factory < 0:
+                    self._paused.add(job.id)
                     actions.append(Preempt(job.id, "geo: paused, running here costs more than the value of a "
                                                    "GPU-hour over the forecast horizon"))
                     continue
@@ -734,6 +762,7 @@ class GeoPolicy(PolicyBase):
             else:
                 self.governor.record_start(job.id, now)
             waiting.pop(job.id, None)
+            self._paused.discard(job.id)
             actions.append(Place(job.id, f.id, nodes))
         pending_ids = {v.job.id for v in snap.pending}
         return Plan(tuple(actions), tuple(sorted((j, r) for j, r in waiting.items() if j in pending_ids)))
