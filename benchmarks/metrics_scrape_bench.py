@@ -49,6 +49,7 @@ import multiprocessing
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -303,6 +304,9 @@ def main() -> None:
                 if not scraping:  # catch up (not timed), so the next B phase folds and renders only its own jobs
                     render(live, Scope(None))
             load.append(os.getloadavg()[0])
+            a, b = (rows[-2], rows[-1]) if rows[-1]["scraping"] else (rows[-1], rows[-2])
+            print(f"round {r + 1}/{args.rounds}: cpu ms/placement {a['cpu_ms_per_placement']:.3f} without, "
+                  f"{b['cpu_ms_per_placement']:.3f} with scraping; load {load[-1]:.1f}", file=sys.stderr, flush=True)
         scraper.close()
         cpu_ms = _render_cpu_ms(live)
     server.should_exit = True

@@ -20,8 +20,14 @@ How values are obtained (at each scrape, under a lock):
   (``factory_productive_flop_total``) is each commit's progress gain over the job's previous commit.
 - **Gauges are read from the store**: factories (capacity, lease, cordon state, down nodes, power cap,
   cooling), jobs per state and tenant, the jobs holding GPUs (GPUs, progress, tokens/s reported by the job
-  process, restarts = placements - 1), current prices and carbon intensity. Node failures are counted when a
+  process, restarts = placements - 1; kept as rendered lines per job between scrapes by
+  :mod:`superfactory.live.job_series`), current prices and carbon intensity. Node failures are counted when a
   node appears in a heartbeat's ``down_nodes`` between two scrapes.
+
+Nothing here runs outside a scrape: the placement path carries no metrics code, and what a scrape costs is paid
+by the scrape (the fold reads each event once per process; the database aggregates what is only counted and
+extracts a placement's few fields, so no document is parsed per placement; a job's lines are rendered again only
+when its figures change). ``benchmarks/metrics_scrape_bench.py`` measures what that costs the scheduler.
 - **Power, energy, cost and carbon are metered** by :class:`~superfactory.live.power_meter.PowerMeter` at each
   scrape from the GPUs jobs hold.
 - **The checkpoint mesh** as the agents last reported it (:mod:`superfactory.live.mesh_status`): the sync queue
@@ -59,7 +65,7 @@ from superfactory.live.job_series import JobSeries
 from superfactory.live.power_meter import PowerMeter
 from superfactory.live.services.auth import authenticate
 from superfactory.live.services.fleet import lease_status, load_fleet
-from superfactory.live.services.jobs_common import HOLDING
+from superfactory.live.services.jobs_common import HOLDING, STATES, TERMINAL
 from superfactory.live.services.signals import histories
 from superfactory.live.store import tables as t
 from superfactory.observe.metrics_catalog import bounded_cause, link_name
@@ -68,10 +74,13 @@ METRICS_TOKEN_ENV = "SUPERFACTORY_METRICS_TOKEN"
 STATE_NAMES = {"assigned": "starting", "stopping": "draining", "succeeded": "completed"}
 PLANNED = frozenset({"preempt", "drain", "migrate", "cancel", "stopped"})
 FOLD_SPAN = 20_000  # event ids per step of the fold (bounds what one step reads)
+GAP_WAIT_S = 300.0  # how long an event id skipped by an uncommitted transaction is looked for again
+GAPS_MAX = 100_000
 #: the event kinds the fold reads in order (submissions and agents' running reports, half of a busy log, are
 #: skipped), and those it only counts per factory (the database aggregates them)
 ORDERED_KINDS = ("assigned", "stopping", "requeued", "failed", "checkpoint")
 COUNTED_KINDS = ("succeeded", "audit_refusal")
+LIVE_STATES = tuple(s for s in STATES if s not in TERMINAL)
 SIGNALS_TTL_S = 30
 
 
@@ -96,6 +105,7 @@ class LiveMetrics:
         self.live = live
         self.lock = threading.Lock()
         self.cursor = 0
+        self.gaps: dict[int, float] = {}  # event ids not committed when their span was folded -> first missed
         self.placements: Counter[str] = Counter()
         self.completions: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
@@ -112,6 +122,9 @@ class LiveMetrics:
         self.fence: dict[int, int] = {}  # job -> fencing token of its current placement
         self.down_seen: dict[str, set[int]] = {}
         self.causes: set[str] = set()
+        #: (terminal state, tenant) -> jobs, from the terminal events (each job has one: its state is final);
+        #: counting them in the jobs table instead cost a scan of the whole history at every scrape
+        self.ended: Counter[tuple[str, str]] = Counter()
         self.series = JobSeries()  # the job-level series: each job's figures and rendered lines
         self.scrape_s = 0.0
         self.scrapes_started = self.scrapes_done = 0  # renders begun / finished by this process
@@ -129,28 +142,57 @@ class LiveMetrics:
         """Fold the events after the cursor, in id spans of :data:`FOLD_SPAN`: the per-factory counts of
         :data:`COUNTED_KINDS` are aggregated by the database; the other folded kinds are read in order, a
         placement's few fields extracted by the database and any other document read as text and parsed here
-        (SQLAlchemy's JSON result processing cost more than the parse)."""
+        (SQLAlchemy's JSON result processing cost more than the parse).
+
+        On a database whose writers may commit out of id order (PostgreSQL: a sequence hands out ids at insert,
+        and concurrent transactions commit in any order), an id in a folded span with no event yet is a gap:
+        looked for again at each scrape for :data:`GAP_WAIT_S` (a rolled-back insert leaves one for good).
+        SQLite has one writer at a time, so its ids commit in order and it has no gaps to watch."""
         ev = t.job_events.c
         hi = conn.execute(sa.select(sa.func.max(ev.id))).scalar() or 0
-        factory = ev.data["factory_id"].as_string()
-        counted = sa.select(ev.kind, factory, sa.func.count()).where(ev.kind.in_(COUNTED_KINDS)).group_by(
-            ev.kind, factory)
-        ordered = sa.select(ev.id, ev.job_id, ev.at_unix_s, ev.kind, factory, ev.data["fencing_token"].as_integer(),
-                            ev.data["cause"].as_string(), ev.data["from"].as_string(),
-                            sa.case((ev.kind == "assigned", sa.null()), else_=sa.cast(ev.data, sa.Text))
-                            ).where(ev.kind.in_(ORDERED_KINDS)).order_by(ev.id)
-        loads, apply, assigned = json.loads, self._apply, self._assigned
+        if self.gaps:
+            now = self.live.clock.unix_s()
+            for i in [i for i, since in self.gaps.items() if now - since > GAP_WAIT_S]:
+                del self.gaps[i]
+            found = set(conn.execute(sa.select(ev.id).where(ev.id.in_(list(self.gaps)))).scalars())
+            if found:
+                self._fold_where(conn, ev.id.in_(sorted(found)))
+                for i in found:
+                    del self.gaps[i]
         while self.cursor < hi:
             top = min(hi, self.cursor + FOLD_SPAN)
-            span = (ev.id > self.cursor, ev.id <= top)
-            for kind, fid, n in conn.execute(counted.where(*span)):
-                (self.completions if kind == "succeeded" else self.refusals)[fid or ""] += n
-            for _, job, at, kind, fid, fence, cause, src, data in conn.execute(ordered.where(*span)):
-                if data is None:
-                    assigned(job, at, fid or "", fence, cause, src)
-                else:
-                    apply(job, at, kind, loads(data))
+            span = sa.and_(ev.id > self.cursor, ev.id <= top)
+            if conn.dialect.name != "sqlite":
+                present = set(conn.execute(sa.select(ev.id).where(span)).scalars())
+                now = self.live.clock.unix_s()
+                self.gaps.update((i, now) for i in range(self.cursor + 1, top + 1) if i not in present)
+                while len(self.gaps) > GAPS_MAX:
+                    del self.gaps[next(iter(self.gaps))]
+            self._fold_where(conn, span)
             self.cursor = top
+
+    def _fold_where(self, conn: sa.Connection, which: Any) -> None:
+        ev = t.job_events.c
+        factory = ev.data["factory_id"].as_string()
+        counted = sa.select(ev.kind, factory, sa.func.count()).where(which, ev.kind.in_(COUNTED_KINDS)).group_by(
+            ev.kind, factory)
+        for kind, fid, n in conn.execute(counted):
+            (self.completions if kind == "succeeded" else self.refusals)[fid or ""] += n
+        ended = sa.select(ev.kind, t.jobs.c.tenant_id, sa.func.count()).select_from(
+            t.job_events.join(t.jobs, t.jobs.c.id == ev.job_id)).where(which, ev.kind.in_(TERMINAL)).group_by(
+            ev.kind, t.jobs.c.tenant_id)
+        for kind, tenant, n in conn.execute(ended):
+            self.ended[(kind, tenant)] += n
+        ordered = sa.select(ev.job_id, ev.at_unix_s, ev.kind, factory, ev.data["fencing_token"].as_integer(),
+                            ev.data["cause"].as_string(), ev.data["from"].as_string(),
+                            sa.case((ev.kind == "assigned", sa.null()), else_=sa.cast(ev.data, sa.Text))
+                            ).where(which, ev.kind.in_(ORDERED_KINDS)).order_by(ev.id)
+        loads, apply, assigned = json.loads, self._apply, self._assigned
+        for job, at, kind, fid, fence, cause, src, data in conn.execute(ordered):
+            if data is None:
+                assigned(job, at, fid or "", fence, cause, src)
+            else:
+                apply(job, at, kind, loads(data))
 
     def _assigned(self, job: int, at: float, factory: str, fence: int | None, cause: str | None,
                   src: str | None) -> None:
@@ -222,11 +264,12 @@ class LiveMetrics:
             busy = {(f, acc): int(n or 0) for f, acc, n in conn.execute(
                 sa.select(t.jobs.c.factory_id, t.jobs.c.accelerator, sa.func.sum(t.jobs.c.gpus))
                 .where(t.jobs.c.state.in_(HOLDING)).group_by(t.jobs.c.factory_id, t.jobs.c.accelerator))}
-            q = sa.select(t.jobs.c.state, t.jobs.c.tenant_id, sa.func.count()).group_by(t.jobs.c.state,
-                                                                                           t.jobs.c.tenant_id)
+            q = sa.select(t.jobs.c.state, t.jobs.c.tenant_id, sa.func.count()).where(
+                t.jobs.c.state.in_(LIVE_STATES)).group_by(t.jobs.c.state, t.jobs.c.tenant_id)
             if scope.tenant is not None:
                 q = q.where(t.jobs.c.tenant_id == scope.tenant)
-            states = conn.execute(q).all()
+            states = [*conn.execute(q).all(), *((state, tenant, n) for (state, tenant), n in self.ended.items()
+                                                if scope.tenant in (None, tenant))]
             job_lines = self.series.render(conn, scope.tenant, self.rate, self.checkpoints, self.ckpt_duration)
             self.series.load(conn, [m[2] for m in self.moved] + [g[1] for g in self.gains])
         figures = self.series.figures

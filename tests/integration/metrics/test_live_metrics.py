@@ -177,7 +177,11 @@ def test_scrapes_reuse_unchanged_job_lines_and_fold_each_event_once(plane: Plane
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Between scrapes only the jobs whose figures changed are rendered again, and what a scrape returns always
     equals what a fresh fold of the whole log renders (folded in spans of 3 event ids here, to cross them)."""
+    import sqlalchemy as sa
+
     import superfactory.live.metrics as live_metrics
+    from superfactory.live.metrics import STATE_NAMES
+    from superfactory.live.store import tables as t
 
     ids = _scene(plane)
     monkeypatch.setattr(live_metrics, "FOLD_SPAN", 3)
@@ -213,3 +217,12 @@ def test_scrapes_reuse_unchanged_job_lines_and_fold_each_event_once(plane: Plane
     plane.checkpoint(ids["acme"], acme_where, 30, 50_000.0)
     fourth = render(plane.live, Scope(None)).decode()
     assert lm.series.rendered == 4 and job_lines(fourth) == job_lines(fresh())
+    plane.report(ids["acme"], acme_where, state="succeeded", progress_s=172800)
+    plane.call("POST", f"/v1/jobs/{ids['flaky']}/cancel")
+    jobs = {(lb["state"], lb["tenant"]): v for lb, v in parse_exposition(
+        render(plane.live, Scope(None)).decode())["superfactory_jobs"]}
+    with plane.live.engine.connect() as conn:  # ended jobs are counted from their events: the same as the table
+        table = {(STATE_NAMES.get(s, s), tenant): n for s, tenant, n in conn.execute(
+            sa.select(t.jobs.c.state, t.jobs.c.tenant_id, sa.func.count()).group_by(t.jobs.c.state,
+                                                                                     t.jobs.c.tenant_id))}
+    assert jobs == table and ("completed", "acme") in jobs and ("cancelled", "acme") in jobs
