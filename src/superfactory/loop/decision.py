@@ -255,14 +255,16 @@ class DecisionLoop:
             s.policy.observe(outcomes)
 
     def _note_waiting(self, now_s: int, plan: Plan) -> None:
+        reasons = self.waiting_reasons
+        get = reasons.get
         for job_id, reason in plan.waiting:
-            if self.waiting_reasons.get(job_id) != reason:
+            if get(job_id) != reason:  # unchanged (the usual case at fleet scale): nothing to write
                 hist = self.reason_history.setdefault(job_id, [])
                 if len(hist) < self.MAX_REASONS_PER_JOB:
                     hist.append((now_s, reason))
-            self.waiting_reasons[job_id] = reason
+                reasons[job_id] = reason
         for action in plan.actions:
-            self.waiting_reasons.pop(action.job_id, None)
+            reasons.pop(action.job_id, None)
 
     def _shadow(self, sh: _Slot, snapshot: FleetSnapshot, acting: Plan) -> None:
         plan = _stamp(sh.policy.decide(snapshot, sh.rng), f"{sh.prefix}:{sh.decisions}")

@@ -76,6 +76,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
     def __init__(self) -> None:
         super().__init__()
         self._order_of: tuple[tuple[JobView, ...], list[JobView]] | None = None
+        self._shape_of: dict[str, tuple[object, ...]] = {}  # job id -> its shape (shared candidates)
         # (factory index, accelerator, GPUs, data classes) -> shape_check, for the factories of _fleet
         self._shapes: dict[tuple[int, str, int, frozenset[str]], ShapeCheck] = {}
         self._fleet: tuple[Factory, ...] = ()
@@ -109,6 +110,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
         factories, states = snapshot.factories, snapshot.states
         if factories is not self._fleet:  # another fleet: nothing kept applies
             self._shapes, self._failed, self._possible, self._at, self._fleet = {}, {}, {}, {}, factories
+            self._shape_of = {}
             self._prev_states, self._log = (), deque(maxlen=16)
         self._serial += 1
         serial = self._serial
@@ -129,10 +131,13 @@ class _FirstFitPlanner(PolicyBase, ABC):
         at = self._at
         waiting: list[tuple[str, str]] = []
         refusals: list[tuple[str, str, str]] = []
-        clear: dict[tuple[object, ...], int] = {}  # shape -> placements of this plan when its memo was last valid
+        # shape -> (placements of this plan then, its memo): the memo was found still valid for an earlier job of
+        # the shape in this decision; while the plan places nothing more, the next job of the shape waits the same
+        clear: dict[tuple[object, ...], tuple[int, _Failed]] = {}
         shared = None if self.candidates_per_job or not snapshot.pending else self.candidates(
             snapshot, snapshot.pending[0])
         shared_t = tuple(shared) if shared is not None else ()
+        shape_of = self._shape_of
         for view in self._queue(snapshot.pending):
             job = view.job
             cands = self.candidates(snapshot, view) if shared is None else shared
@@ -140,12 +145,21 @@ class _FirstFitPlanner(PolicyBase, ABC):
             memo: _Failed | None = None
             redo: set[int] | None = None  # factories to evaluate (None: every candidate)
             if job.carbon_budget_tco2 is None:
-                shape = (job.accelerator, job.gpus, job.tp_size, job.sovereignty,
-                         None if shared is not None else tuple(cands))
+                if shared is not None:
+                    shape = shape_of.get(job.id)
+                    if shape is None:
+                        shape = shape_of[job.id] = (job.accelerator, job.gpus, job.tp_size, job.sovereignty, None)
+                    hit = clear.get(shape)
+                    if hit is not None and hit[0] == len(touched):  # the fast path: waits as the last one did
+                        memo = hit[1]
+                        if memo.refused:
+                            refusals.extend(self._refusals_of(memo, job.id, factories, cands, shared_t))
+                        waiting.append((job.id, memo.why))
+                        continue
+                else:
+                    shape = (job.accelerator, job.gpus, job.tp_size, job.sovereignty, tuple(cands))
                 memo = failed.get(shape)
-                if memo is not None and clear.get(shape) == len(touched):
-                    redo = set()  # found unchanged for an earlier job of this shape, and nothing placed since
-                elif memo is not None:
+                if memo is not None:
                     if memo.serial == serial:
                         redo = set(touched[memo.placed:])
                     else:
@@ -154,17 +168,9 @@ class _FirstFitPlanner(PolicyBase, ABC):
                     if redo:  # a factory the shape can never use refuses it again, for the same reason
                         redo &= self._possible_for(job, factories)
                 if memo is not None and not redo:
-                    clear[shape] = len(touched)
+                    clear[shape] = (len(touched), memo)
                     if memo.refused:
-                        if memo.order == shared_t:
-                            ref = memo.by_job.get(job.id)
-                            if ref is None:
-                                ref = memo.by_job[job.id] = tuple((job.id, factories[i].id, reason)
-                                                                  for i, reason in memo.refused)
-                            refusals.extend(ref)
-                        else:
-                            refusals.extend((job.id, factories[i].id, reason)
-                                            for i, reason in _in_order(memo.refused, cands))
+                        refusals.extend(self._refusals_of(memo, job.id, factories, cands, shared_t))
                     waiting.append((job.id, memo.why))
                     continue
             reasons: dict[int, str] = dict(memo.reasons) if memo is not None else {}
@@ -233,8 +239,20 @@ class _FirstFitPlanner(PolicyBase, ABC):
                                                                                        reasons)
             waiting.append((job.id, why))
             if shape is not None:
-                failed[shape] = _Failed(states, serial, len(actions), reasons, tuple(refused), why, shared_t)
+                new = failed[shape] = _Failed(states, serial, len(actions), reasons, tuple(refused), why, shared_t)
+                clear[shape] = (len(touched), new)
         return Plan(tuple(actions), tuple(waiting), tuple(refusals))
+
+    @staticmethod
+    def _refusals_of(memo: _Failed, job_id: str, factories: tuple[Factory, ...], cands: list[int],
+                     shared_t: tuple[int, ...]) -> Sequence[tuple[str, str, str]]:
+        """The hard-rule refusals of a job that waits as ``memo`` says, in candidate order."""
+        if memo.order == shared_t:
+            ref = memo.by_job.get(job_id)
+            if ref is None:
+                ref = memo.by_job[job_id] = tuple((job_id, factories[i].id, reason) for i, reason in memo.refused)
+            return ref
+        return [(job_id, factories[i].id, reason) for i, reason in _in_order(memo.refused, cands)]
 
     def _changed_since(self, memo: _Failed, states: tuple[FactoryState, ...]) -> set[int]:
         """Factories whose state object differs from when ``memo`` was computed: the union of the recent

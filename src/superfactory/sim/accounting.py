@@ -7,6 +7,8 @@ training power of the nodes a job holds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from superfactory.domain.events import Event, EventKind
@@ -20,7 +22,7 @@ from superfactory.sim.kernel import PRIO_SIGNAL
 class AccountingMixin:
     """Hourly energy/cost/carbon rows, per-job energy, price events and shocks (uses SimulatedFleet's state)."""
 
-    _hist_cache: tuple[int, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]] | None
+    _hist_cache: tuple[int, Mapping[str, tuple[float, ...]], Mapping[str, tuple[float, ...]]] | None
     _signals: tuple[int, int, dict[str, float], dict[str, float]] | None
 
     def _accrue_job_energy(self, jr: JobRuntime, now: int,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -108,6 +108,31 @@ class _PendingSet(dict[int, JobRuntime]):
         self.stale.append(key)
 
 
+class _History(Mapping[str, tuple[float, ...]]):
+    """Hourly histories as a snapshot shows them: for each series, its values so far (the lists, which only ever
+    grow, read up to their length now) and the value in force now, as one tuple built on first read."""
+
+    __slots__ = ("_built", "_lens", "_lists", "_now")
+
+    def __init__(self, lists: dict[str, list[float]], now: dict[str, float]) -> None:
+        self._lists = lists
+        self._lens = {k: len(v) for k, v in lists.items()}
+        self._now = now
+        self._built: dict[str, tuple[float, ...]] = {}
+
+    def __getitem__(self, key: str) -> tuple[float, ...]:
+        got = self._built.get(key)
+        if got is None:
+            got = self._built[key] = (*self._lists[key][:self._lens[key]], self._now[key])
+        return got
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lens)
+
+    def __len__(self) -> int:
+        return len(self._lens)
+
+
 class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, InvariantsMixin):
     """Fleet state + the job state machine (see :mod:`superfactory.sim.jobstate`)."""
 
@@ -154,7 +179,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self.price_factor: dict[str, float] = dict.fromkeys(prices, 1.0)
         self._price_hist: dict[str, list[float]] = {m: [] for m in prices}
         self._carbon_hist: dict[str, list[float]] = {g: [] for g in carbon}
-        self._hist_cache: tuple[int, dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]] | None = None
+        self._hist_cache: tuple[int, Mapping[str, tuple[float, ...]], Mapping[str, tuple[float, ...]]] | None = None
         # (from, until, prices, carbon intensities): the signals in force over [from, until) (see _signals_now)
         self._signals: tuple[int, int, dict[str, float], dict[str, float]] | None = None
         # silently degraded NVLink domains per factory: domain -> fraction of nominal bandwidth (no alarm)
@@ -253,15 +278,17 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         """The price in force at ``t_s`` (scripted shocks applied); only ever asked for t <= now."""
         return self.prices[market].at(t_s) * self.price_factor[market]
 
-    def _histories(self, now: int) -> tuple[dict[str, tuple[float, ...]], dict[str, tuple[float, ...]]]:
-        """Realised hourly signals up to and including the current hour (cached per hour)."""
+    def _histories(self, now: int) -> tuple[Mapping[str, tuple[float, ...]], Mapping[str, tuple[float, ...]]]:
+        """Realised hourly signals up to and including the current hour (cached per hour). Each series' tuple is
+        built when a policy first reads it (:class:`_History`): copying a year of history for every market at
+        every hour cost O(hours^2) over a fleet-year, for policies (greedy) that never read it."""
         hour = now // HOUR_S
         cache = self._hist_cache
         if cache is not None and cache[0] == hour:
             return cache[1], cache[2]
-        prices = {m: (*h, self.price_at(m, now)) for m, h in self._price_hist.items()}
-        carbon = {g: (*h, self.carbon[g].at(now)) for g, h in self._carbon_hist.items()}
-        if all(len(v) == hour + 1 for v in prices.values()):
+        prices = _History(self._price_hist, {m: self.price_at(m, now) for m in self._price_hist})
+        carbon = _History(self._carbon_hist, {g: self.carbon[g].at(now) for g in self._carbon_hist})
+        if all(len(v) == hour for v in self._price_hist.values()):
             self._hist_cache = (hour, prices, carbon)
         return prices, carbon
 
