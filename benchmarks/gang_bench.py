@@ -14,9 +14,11 @@ far); gang's occupancy >= firstfit-blind's. Degraded domains: ``gang_caught_on_d
 gangs that were running on a domain when it degraded and were hot-swapped off it, the longest time from the
 onset to running again at full speed (the goal is two 60 s probe periods; gangs left in place because no remedy
 paid or fitted are not in it). Keys of the second scenario carry the prefix ``seren_``.
-Writes ``benchmarks/results/gang.json``.
+Writes ``benchmarks/results/gang.json``. With ``--seeds``, the seed spread of gang vs greedy (each seed redraws
+the workload and the failures) instead, written to ``benchmarks/results/gang_seeds.json``.
 
     .venv/bin/python benchmarks/gang_bench.py
+    .venv/bin/python benchmarks/gang_bench.py --seeds 0-5 [nvl72-saturated-seren]
 """
 
 from __future__ import annotations
@@ -204,8 +206,84 @@ def saturated_day(name: str) -> dict[str, object]:
             "gang_occupancy_share": share, "gang_idle": idle, "runs": runs, "met": met}
 
 
+SEEDS_RESULTS = Path(__file__).parent / "results" / "gang_seeds.json"
+
+
+def seed_spread(name: str, seeds: list[int]) -> dict[str, object]:
+    """``gang`` and ``greedy`` on ``name`` reseeded with each of ``seeds`` (workload, failures, everything random):
+    per seed the bound minus that seed's outages, gang's occupancy share, top-priority mean waits, the largest
+    gangs' longest wait and preemptions; and how many seeds meet each goal. Outcomes on a saturated day are
+    chaotic in the policy's knobs, so a change is judged on this spread, not on one seed."""
+    base = load_scenario(name)
+    rows = []
+    for seed in seeds:
+        sc = base.reseeded(seed)
+        row: dict[str, float] = {"seed": float(seed)}
+        traces = []
+        for policy in ("greedy", "gang"):
+            result = run_twin(sc, policy=policy)
+            traces.append(down_spells(result.events, sc.duration_s))
+            s = summarize(result)
+            waits = first_start_waits(result.events, sc.jobs, sc.duration_s)
+            big = largest_gangs(waits)
+            row[f"{policy}_occupancy"] = s["gpu_utilization"]
+            row[f"{policy}_ettr"] = s["ettr"]
+            row[f"{policy}_preemptions_per_day"] = s["preemptions"] / (sc.duration_s / 86_400)
+            row[f"{policy}_top_priority_mean_wait_s"] = mean_wait_s(top_priority(waits))
+            row[f"{policy}_largest_gang_max_wait_s"] = max((w.wait_s for w in big), default=0.0)
+        if traces[0] != traces[1]:
+            raise AssertionError(f"seed {seed}: the failure trace differs between policies")
+        with quiet_stdout():
+            bound = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True, down=traces[0])
+        row["bound"] = bound.occupancy
+        row["gang_occupancy_share"] = row["gang_occupancy"] / bound.occupancy if bound.occupancy else 0.0
+        rows.append(row)
+    met = {"occupancy_share": sum(r["gang_occupancy_share"] >= GOALS["occupancy_share"] for r in rows),
+           "ettr_vs_greedy": sum(r["gang_ettr"] >= r["greedy_ettr"] for r in rows),
+           "preemptions_per_day": sum(r["gang_preemptions_per_day"] <= GOALS["preemptions_per_day"] for r in rows),
+           "top_priority_wait_vs_greedy": sum(r["gang_top_priority_mean_wait_s"]
+                                              <= r["greedy_top_priority_mean_wait_s"] for r in rows),
+           "largest_gang_wait": sum(r["gang_largest_gang_max_wait_s"] <= LARGEST_GANG_WAIT_BOUND_S for r in rows)}
+    return {"scenario": name, "seeds": seeds, "rows": rows, "seeds_meeting": met}
+
+
+def _seeds_main(spec: str, names: list[str]) -> None:
+    lo_hi = [int(x) for x in spec.split("-")] if "-" in spec else None
+    seeds = list(range(lo_hi[0], lo_hi[1] + 1)) if lo_hi else [int(x) for x in spec.split(",")]
+    out = {n: seed_spread(n, seeds) for n in (names or SCENARIOS[:1])}
+    for n, d in out.items():
+        rows = d["rows"]  # type: ignore[index]
+        print(f"\n{n}, seeds {spec}")
+        print(f"{'seed':>4} {'bound':>6} {'gang occ':>8} {'share':>6} {'greedy occ':>10} "
+              f"{'top wait s gang/greedy':>23} {'largest wait h':>14} {'preempt/d':>9}")
+        for r in rows:  # type: ignore[union-attr]
+            print(f"{r['seed']:4.0f} {r['bound']:6.4f} {r['gang_occupancy']:8.4f} {r['gang_occupancy_share']:6.3f} "
+                  f"{r['greedy_occupancy']:10.4f} {r['gang_top_priority_mean_wait_s']:11.0f}/"
+                  f"{r['greedy_top_priority_mean_wait_s']:<11.0f} {r['gang_largest_gang_max_wait_s'] / 3600:14.1f} "
+                  f"{r['gang_preemptions_per_day']:9.1f}")
+        tag = "" if n == SCENARIOS[0] else f"{n.removeprefix('nvl72-saturated-')}_"
+        for key in ("gang_occupancy_share", "gang_occupancy", "greedy_occupancy", "gang_top_priority_mean_wait_s",
+                    "greedy_top_priority_mean_wait_s", "gang_largest_gang_max_wait_s"):
+            vals = [r[key] for r in rows]  # type: ignore[union-attr]
+            print(f"{tag}seeds_{key}_mean={statistics.fmean(vals):.4f} min={min(vals):.4f} max={max(vals):.4f}")
+        for goal, k in d["seeds_meeting"].items():  # type: ignore[union-attr]
+            print(f"{tag}seeds_goal_{goal}={k}/{len(rows)}")
+    SEEDS_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    SEEDS_RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {SEEDS_RESULTS}")
+
+
 def main(argv: list[str]) -> None:
-    """Both scenarios (or only those named in ``argv``: then nothing is written)."""
+    """Both scenarios (or only those named in ``argv``: then nothing is written). ``--seeds 0-5 [scenario ...]``:
+    the seed spread of gang vs greedy instead (default scenario: the Kalos mix), written to gang_seeds.json."""
+    if argv[:1] == ["--seeds"]:
+        if len(argv) < 2 or not re.fullmatch(r"\d+-\d+|\d+(,\d+)*", argv[1]):
+            raise SystemExit("--seeds needs a range or list, e.g. --seeds 0-5 or --seeds 1,3,7")
+        bad = [a for a in argv[2:] if a not in SCENARIOS]
+        if bad:
+            raise SystemExit(f"unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
+        _seeds_main(argv[1], argv[2:])
+        return
     unknown = [a for a in argv if a not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
