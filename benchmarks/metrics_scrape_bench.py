@@ -68,8 +68,9 @@ def _scrape_loop(url: str, interval_s: float, active: Any, done: Any, out: Any) 
     """In its own process (Prometheus is not in the server's process either): while ``active`` is set, GET
     /metrics every ``interval_s``; after each active spell put ``(durations_s, bytes, samples)`` on ``out``;
     exit when ``done`` is set."""
+    parent = multiprocessing.parent_process()
     with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
-        while not done.is_set():
+        while not done.is_set() and (parent is None or parent.is_alive()):
             if not active.wait(0.05):
                 continue
             durations: list[float] = []
@@ -202,7 +203,7 @@ def _phase(live: Any, scraper: Scraper | None, held: list[int], holding: deque[i
     from superfactory.live.metrics import metrics_for
 
     lm = metrics_for(live)
-    started0, done0 = lm.scrapes_started, lm.scrapes_done
+    started0, done0, render0 = lm.scrapes_started, lm.scrapes_done, lm.render_cpu_s
     p0, m0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
     if scraper is not None:
         scraper.on()
@@ -236,7 +237,8 @@ def _phase(live: Any, scraper: Scraper | None, held: list[int], holding: deque[i
             "placements_per_s": placed / sched_wall,
             "cpu_ms_per_placement": 1000 * (sched_cpu + other_cpu) / placed,
             "thread_cpu_ms_per_placement": 1000 * sched_cpu / placed,
-            "other_cpu_us_per_placement": 1e6 * other_cpu / placed}
+            "other_cpu_us_per_placement": 1e6 * other_cpu / placed,
+            "render_cpu_us_per_placement": 1e6 * (lm.render_cpu_s - render0) / placed}
 
 
 def _render_cpu_ms(live: Any, repeat: int = 21) -> list[float]:
@@ -250,6 +252,29 @@ def _render_cpu_ms(live: Any, repeat: int = 21) -> list[float]:
         t0 = time.thread_time()
         render(live, Scope(None))
         out.append(1000 * (time.thread_time() - t0))
+    return out
+
+
+def _churn_cpu_us(live: Any, c: httpx.Client, tenant: dict[str, str], holding: deque[int], tracked: int,
+                  per_cycle: int, n: int = 1000, repeat: int = 3) -> list[float]:
+    """What one scrape pays per job that came and went since the previous one (its placement's and its end's
+    events folded, its figures read, its lines rendered once), us: the CPU time of a scrape after ``n``
+    placements (and as many of the oldest jobs finished) minus that of a scrape with nothing new, ``repeat``
+    times. Measured in this thread with no scraper running."""
+    from superfactory.live.metrics import Scope, render
+
+    out = []
+    for i in range(repeat):
+        held = _submit(c, tenant, n, f"churn{i}-")
+        _set_state(live, held, "held", "pending")
+        render(live, Scope(None))
+        t0 = time.thread_time()
+        render(live, Scope(None))
+        steady = time.thread_time() - t0
+        placed = _phase(live, None, held, holding, tracked, per_cycle)["placed"]
+        t0 = time.thread_time()
+        render(live, Scope(None))
+        out.append(1e6 * (time.thread_time() - t0 - steady) / placed)
     return out
 
 
@@ -309,6 +334,7 @@ def main() -> None:
                   f"{b['cpu_ms_per_placement']:.3f} with scraping; load {load[-1]:.1f}", file=sys.stderr, flush=True)
         scraper.close()
         cpu_ms = _render_cpu_ms(live)
+        churn_us = _churn_cpu_us(live, c, tenant, holding, args.tracked, args.per_cycle)
     server.should_exit = True
     scrapes = scraper.durations_s
     result = {
@@ -319,6 +345,7 @@ def main() -> None:
         "scrape_max_ms": 1000 * max(scrapes) if scrapes else None,
         "render_cpu_ms_p50": statistics.median(cpu_ms),
         "render_cpu_share_at_1hz_pct": statistics.median(cpu_ms) / 10.0,
+        "churn_render_cpu_us_per_job": statistics.median(churn_us),
         "series_per_scrape": scraper.series, "bytes_per_scrape": scraper.bytes,
         "phases": rows, "store": args.db.split(":")[0] if args.db else "sqlite",
         "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
@@ -353,12 +380,20 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     wall = ratios("placements_per_s")
     cpu_a = med("cpu_ms_per_placement", False)
     scrape_us = med("other_cpu_us_per_placement", True) - med("other_cpu_us_per_placement", False)
+    render_us = med("render_cpu_us_per_placement", True) if "render_cpu_us_per_placement" in rows[0] else None
+    idle = statistics.median(x["other_cpu_us_per_placement"] * x["placed"] for x in rows if not x["scraping"])
+    serving = [(x["other_cpu_us_per_placement"] - x["render_cpu_us_per_placement"]) * x["placed"] - idle
+               for x in rows if x["scraping"] and "render_cpu_us_per_placement" in x]
+    http_ms = statistics.median(serving) / 1000 / med("scrapes", True) if serving else None
     return {
         "slowdown_pct": 100 * slowdown, "goal_pct": 5.0, "met": slowdown <= 0.05,
+        "serving_cpu_ms_per_scrape": http_ms,
+        "scheduler_cpu_ms_per_placement_no_scrape": med("thread_cpu_ms_per_placement", False),
         "slowdown_unbalanced_pct": 100 * (statistics.median(cpu) - 1.0), "cpu_ratios": cpu,
         "cpu_ms_per_placement_no_scrape": cpu_a,
         "cpu_ms_per_placement_scraping": med("cpu_ms_per_placement", True),
         "scrape_cpu_us_per_placement": scrape_us, "scrape_cost_pct": 100 * scrape_us / 1000 / cpu_a,
+        "render_cpu_us_per_placement": render_us,
         "scheduler_thread_slowdown_pct": 100 * (balanced(ratios("thread_cpu_ms_per_placement")) - 1.0),
         "wall_slowdown_pct": 100 * (1.0 - balanced(wall)), "wall_ratios": wall,
         "placements_per_s_no_scrape": med("placements_per_s", False),
@@ -372,6 +407,14 @@ def _report(result: dict[str, Any]) -> None:
     """Add the summary to ``result``, print the table and key=value lines, write the JSON."""
     rows = result["phases"]
     result.update(summarize(rows))
+    if result.get("churn_render_cpu_us_per_job") is not None:
+        # the scheduler on a core of its own (a quiet machine): in each second of its CPU time it places
+        # 1000 / (its ms per placement) jobs and one scrape runs, costing the steady render, the serving of the
+        # request, and each new job once
+        sched_ms = result["scheduler_cpu_ms_per_placement_no_scrape"]
+        cost_ms = (result["render_cpu_ms_p50"] + (result["serving_cpu_ms_per_scrape"] or 0.0)
+                   + result["churn_render_cpu_us_per_job"] / sched_ms)
+        result["scrape_cost_free_core_pct"] = cost_ms / 10.0
     print(f"{'round':>5} {'scraping':>8} {'placed':>6} {'cycles':>6} {'seconds':>8} {'placements/s':>12} "
           f"{'cpu ms/pl':>9} {'sched ms/pl':>11} {'other us/pl':>11} {'scrapes':>7}")
     for x in rows:
@@ -381,7 +424,9 @@ def _report(result: dict[str, Any]) -> None:
               f"{x['scrapes']:>7}")
     for k in ("tracked_jobs", "batch", "per_cycle", "rounds", "slowdown_pct", "met", "slowdown_unbalanced_pct",
               "cpu_ms_per_placement_no_scrape", "cpu_ms_per_placement_scraping", "scrape_cpu_us_per_placement",
-              "scrape_cost_pct", "scheduler_thread_slowdown_pct", "wall_slowdown_pct",
+              "render_cpu_us_per_placement", "scrape_cost_pct", "serving_cpu_ms_per_scrape",
+              "churn_render_cpu_us_per_job", "scrape_cost_free_core_pct", "scheduler_thread_slowdown_pct",
+              "wall_slowdown_pct",
               "placements_per_s_no_scrape", "placements_per_s_scraping", "always_on_instrumentation",
               "scrapes", "scrapes_per_phase", "scrape_p50_ms", "scrape_max_ms", "render_cpu_ms_p50",
               "render_cpu_share_at_1hz_pct", "series_per_scrape", "bytes_per_scrape", "run_wall_s", "run_cpu_s"):

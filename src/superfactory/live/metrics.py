@@ -128,6 +128,7 @@ class LiveMetrics:
         self.series = JobSeries()  # the job-level series: each job's figures and rendered lines
         self.scrape_s = 0.0
         self.scrapes_started = self.scrapes_done = 0  # renders begun / finished by this process
+        self.render_cpu_s = 0.0  # CPU time those renders took (their thread's), for the scrape benchmark
         self.signals: tuple[int, dict[str, float], dict[str, float]] | None = None
         self.where: dict[int, str] = {}  # job -> factory of its current (or last) placement
         self.committed: dict[int, float] = {}  # job -> highest committed progress, s
@@ -247,10 +248,12 @@ class LiveMetrics:
         """Fold new events, read the store, and return the exposition of everything ``scope`` may see."""
         t0 = time.perf_counter()
         with self.lock:
+            c0 = time.thread_time()
             self.scrapes_started += 1
             fams, job_lines = self._families(scope)
             text = exposition(fams, job_lines)
             self.scrape_s = time.perf_counter() - t0
+            self.render_cpu_s += time.thread_time() - c0
             self.scrapes_done += 1
         return text + exposition({"metrics_scrape_duration_seconds": [((), self.scrape_s)]}, {})
 
