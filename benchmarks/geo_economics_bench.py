@@ -386,7 +386,7 @@ def frontier(month: int, days: int) -> list[dict[str, Any]]:
 def year_scenario(days: int) -> Any:
     """real-2023 over ``days`` days from 2023-01-01 in one run (365: the whole year)."""
     text = builtin_text("real-2023")
-    window = "2023" if days == 365 else f"2023-01-01/{_date(days)}"
+    window = "'2023'" if days == 365 else f"2023-01-01/{_date(days)}"  # quoted: YAML reads 2023 as a number
     text = re.sub(r"(?m)^window: .*$", f"window: {window}", text)
     text = re.sub(r"(?m)^duration: .*$", f"duration: {days}d", text)
     return parse_scenario(text, source=f"<real-2023 continuous {days}d>")
