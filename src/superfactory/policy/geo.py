@@ -147,6 +147,8 @@ class GeoPolicy(PolicyBase):
         if lns_pairs < 0:
             raise ValueError("lns_pairs must be >= 0")
         self.lns_pairs = int(lns_pairs)
+        self._work_s: dict[str, float] = {}  # job -> its work, s (a computed property of the job)
+        self._cum: tuple[object, list[list[float]]] = (None, [])  # (paths, cumulative forecast per factory)
         self._col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]] = {}
         self._paused: set[str] = set()  # jobs geo paused for price and has not placed since
         self._reasons: dict[str, str] = {}  # pending job -> the waiting reason the last decision gave it
@@ -357,35 +359,42 @@ class GeoPolicy(PolicyBase):
         now = snap.now_s
         cols: list[_Col] = []
         # cum[i, k]: forecast USD/MWh of factory i summed over the next k hours (k = 0..24; hour 0 is realised)
-        cum_a = np.zeros((len(paths), 25))
-        if paths:
-            np.cumsum(np.asarray(paths)[:, :24], axis=1, out=cum_a[:, 1:])
-        cum: list[list[float]] = cum_a.tolist()  # plain floats: this loop runs for every job at every decision
+        if self._cum[0] is not paths:
+            cum_a = np.zeros((len(paths), 25))
+            if paths:
+                np.cumsum(np.asarray(paths)[:, :24], axis=1, out=cum_a[:, 1:])
+            self._cum = (paths, cum_a.tolist())  # plain floats: this loop runs for every job at every decision
+        cum: list[list[float]] = self._cum[1]
         up_now = [st.up for st in snap.states]
         fids = [f.id for f in snap.factories]
         gbps: dict[tuple[str, str], float] = {}
         lat_ms: dict[tuple[str | None, str], float] = {}
         links = snap.links
+        ups = tuple(up_now)
+        work_of = self._work_s
         for jx, v in enumerate(views):
             job = v.job
             start = len(cols)
+            work_s = work_of.get(job.id)
+            if work_s is None:
+                work_s = work_of[job.id] = job.work_s
             ckey: tuple[object, ...] | None = None
             if jx in running and job.carbon_budget_tco2 is None:
                 # a running job's columns are kept while everything they are computed from is the same: the
                 # cost signals (hour, prices), its site, span and state, and the governor's answers for it
                 may = self.migrate and job.migratable and self.governor.may_move(job.id, now)
-                ckey = (self._sig_key, tuple(up_now), links, self._lam.get(job.accelerator), v.factory_id,
-                        max(1, int(min(self.amortise_h, 24, math.ceil(max(1.0, (job.work_s - v.progress_s)
+                ckey = (self._sig_key, ups, links, self._lam.get(job.accelerator), v.factory_id,
+                        max(1, int(min(self.amortise_h, 24, math.ceil(max(1.0, (work_s - v.progress_s)
                                                                              / HOUR_S))))),
                         v.state not in _MOVABLE, may, job.id in self._forced,
-                        tuple(i for i in fids if may and self.governor.backing_off(job.id, i, now)))
+                        self.governor.backoffs(job.id, now) if may else ())
                 hit = self._col_cache.get(job.id)
                 if hit is not None and hit[0] == ckey:
                     cols.extend(_Col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1])
                     continue
             lam = self._lam.get(job.accelerator, _BIG)
             lam_eff = lam if lam < _BIG else 1.0
-            remaining_h = max(1.0, (job.work_s - v.progress_s) / HOUR_S)
+            remaining_h = max(1.0, (work_s - v.progress_s) / HOUR_S)
             ck = job.checkpoint
             drain_h = (ck.blocking_s + ck.async_write_s + job.recovery.restart_s) / HOUR_S
             cur = fids.index(v.factory_id) if v.factory_id is not None else -1
@@ -540,6 +549,8 @@ class GeoPolicy(PolicyBase):
             waiting.update((v.job.id, self._reasons[v.job.id]) for v in snap.pending if v.job.id not in priced)
         refusals: list[tuple[str, str, str]] = []
         cols = self._columns(snap, views, running, paths, emergency, waiting, refusals)
+        if full and snap.wan is None:
+            views, running, cols = self._without_settled(views, running, cols)
         if not full and snap.wan is None:
             chosen = self._greedy_pending(snap, views, cols)  # S.greedy's answer, without building arrays
         else:
@@ -559,6 +570,8 @@ class GeoPolicy(PolicyBase):
             self._paused &= {v.job.id for v in snap.pending}
             for gone in [k for k in self._col_cache if k not in live]:
                 del self._col_cache[gone]
+            for gone in [k for k in self._work_s if k not in live]:
+                del self._work_s[gone]
         self._last_wait_plan = Plan((), plan.waiting) if not plan.actions else Plan()
         self._reasons = dict(plan.waiting)
         placed = {a.job_id for a in plan.actions}
@@ -566,6 +579,33 @@ class GeoPolicy(PolicyBase):
                                      if v.job.id not in placed and v.waiting_since_s >= 0
                                      and v.waiting_since_s + self.max_wait_s > now), default=10**18)
         return plan
+
+    @staticmethod
+    def _without_settled(views: list[JobView], running: set[int], cols: list[_Col]
+                         ) -> tuple[list[JobView], set[int], list[_Col]]:
+        """Drop the running jobs for which staying is strictly the cheapest column: staying uses no capacity, so
+        every plan (integer or fractional) that moved or paused such a job costs more than the same plan with
+        it staying; they stay, and the assignment is solved over the rest (the same optimum, a smaller LP).
+        Only without WAN rows (a staying job's checkpoint sync is counted against its site's egress there)."""
+        best_other: dict[int, float] = {}
+        stay: dict[int, float] = {}
+        for c in cols:
+            if c.job in running and c.factory >= 0 and c.nodes == 0:
+                stay[c.job] = c.cost
+            elif c.job in running:
+                best_other[c.job] = min(best_other.get(c.job, math.inf), c.cost)
+        settled = {j for j, cost in stay.items() if cost < best_other.get(j, math.inf)}
+        if not settled:
+            return views, running, cols
+        new_ix: dict[int, int] = {}
+        kept: list[JobView] = []
+        for jx, v in enumerate(views):
+            if jx not in settled:
+                new_ix[jx] = len(kept)
+                kept.append(v)
+        return (kept, {new_ix[j] for j in running if j not in settled},
+                [_Col(new_ix[c.job], c.factory, c.cost, c.nodes, c.it_w, c.migrating) for c in cols
+                 if c.job not in settled])
 
     def _greedy_pending(self, snap: FleetSnapshot, views: list[JobView], cols: list[_Col]) -> list[_Col]:
         """The plan :func:`~superfactory.policy.solver.greedy` finds for pending jobs only (rows: free nodes per

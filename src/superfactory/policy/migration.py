@@ -50,6 +50,12 @@ class MigrationGovernor:
         b = self._backoff.get((job_id, dest))
         return b is not None and now_s < b[0]
 
+    def backoffs(self, job_id: str, now_s: int) -> tuple[str, ...]:
+        """The destinations ``job_id`` is still backing off from at ``now_s`` (sorted)."""
+        if not self._backoff:
+            return ()
+        return tuple(sorted(d for (j, d), (until, _n) in self._backoff.items() if j == job_id and now_s < until))
+
     def quota_left_gpus(self, dest: str, dest_gpus: int, now_s: int, emergency: bool,
                         largest_job_gpus: int = 0) -> float:
         """GPUs that may still arrive at ``dest`` by migration in the current window; when nothing has arrived
