@@ -38,8 +38,8 @@ Move costs are not modelled: a move is free in the bound. With busy GPU-hours as
 restart and double holding count as delivered work, so a valid charge needs the target split into useful and
 overhead hours, and it could charge at most what every schedule pays for a GPU entering a pool (a restart,
 5 minutes). That is small next to the hourly price spreads the bound exploits: on real-2023, charging 5 minutes
-(resp. a whole hour) of busy GPU time for every GPU entering a pool raises the where-only bound by ~0.2 % (resp.
-~1.5-2 %) per month (``geo_economics_bench.py``'s ``move_sensitivity``; docs/geo.md).
+(resp. a whole hour) of busy GPU time for every GPU entering a pool raises the where-only bound by 0.13-0.39 %
+(resp. 1.4-4.3 %) a month (``geo_economics_bench.py``'s ``move_sensitivity``; docs/geo.md).
 
 Pure: no I/O; HiGHS is the only solver (silent, single-threaded).
 """
