@@ -269,13 +269,15 @@ def _seeds_main(spec: str, names: list[str]) -> None:
         for goal, k in d["seeds_meeting"].items():  # type: ignore[union-attr]
             print(f"{tag}seeds_goal_{goal}={k}/{len(rows)}")
     SEEDS_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    SEEDS_RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    kept = json.loads(SEEDS_RESULTS.read_text()) if SEEDS_RESULTS.exists() else {}
+    SEEDS_RESULTS.write_text(json.dumps({**kept, **out}, indent=2) + "\n")  # one entry per scenario
     print(f"\nwrote {SEEDS_RESULTS}")
 
 
 def main(argv: list[str]) -> None:
     """Both scenarios (or only those named in ``argv``: then nothing is written). ``--seeds 0-5 [scenario ...]``:
-    the seed spread of gang vs greedy instead (default scenario: the Kalos mix), written to gang_seeds.json."""
+    the seed spread of gang vs greedy instead (default scenario: the Kalos mix), written to gang_seeds.json (the
+    entries of scenarios not run are kept)."""
     if argv[:1] == ["--seeds"]:
         if len(argv) < 2 or not re.fullmatch(r"\d+-\d+|\d+(,\d+)*", argv[1]):
             raise SystemExit("--seeds needs a range or list, e.g. --seeds 0-5 or --seeds 1,3,7")
