@@ -216,10 +216,12 @@ def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], h
         for key in systems:
             if key[0] != j.accelerator:
                 continue
+            # a topology-aware gang holds whole TP units (its shape); a blind policy only the nodes its GPUs need
             shape = shape_of(j, key[1], key[2])
-            rel = classes.setdefault((key, shape.unit_nodes), np.zeros(len(slots)))
-            rel[j.submit_s < ends] += shape.nodes
-            cnt = gangs.setdefault(key, {}).setdefault((shape.nodes, shape.unit_nodes), np.zeros(len(slots)))
+            nodes, unit = (shape.nodes, shape.unit_nodes) if topology else (-(-j.gpus // key[1]), 1)
+            rel = classes.setdefault((key, unit), np.zeros(len(slots)))
+            rel[j.submit_s < ends] += nodes
+            cnt = gangs.setdefault(key, {}).setdefault((nodes, unit), np.zeros(len(slots)))
             cnt[j.submit_s < ends] += 1
     if not classes:
         return OccupancyBound(0.0, capacity_gpu_s, 0.0, topology, len(slots), 0, 0, "release")

@@ -218,3 +218,13 @@ def test_domain_knapsack_rows_are_tighter_than_the_multiples_rule_for_mixed_unit
     # per unit size alone: 16 and 12 of a domain (+ 8 and 12 of the 12-node rest); together 16 (+ 12), not 18
     assert rows[frozenset({8})] == 2 * 16 + 8 and rows[frozenset({12})] == 2 * 12 + 12
     assert rows[frozenset({8, 12})] == 2 * 16 + 12
+
+
+def test_blind_bound_counts_the_nodes_a_blind_policy_holds_not_whole_tp_units() -> None:
+    # 24-GPU gangs with TP 16: a topology-aware gang holds two 4-tray units (8 trays), a blind one 6 trays; on one
+    # 18-tray rack greedy runs three at once (18 trays) and the blind bound must allow it, the strict one 2 x 8
+    sc = _sc(18, [job(f"j{i}", gpus=24, accelerator="GB200", tp_size=16, work="8h") for i in range(3)])
+    blind = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False)
+    assert blind.occupancy == pytest.approx(1.0)
+    assert occupancy_bound(sc.factories, sc.jobs, sc.duration_s).occupancy == pytest.approx(16 / 18)
+    assert summarize(run_twin(sc, policy="greedy"))["gpu_utilization"] <= blind.occupancy + 1e-9
