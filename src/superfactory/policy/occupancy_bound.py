@@ -43,8 +43,9 @@ Hence it is tight when the queue never empties (saturated factories) and loose w
 saturated queue with 2-node TP units (8-GPU gangs) no per-instant relaxation can be lower than capacity minus
 outages: any node count fits some set of released gangs; see docs/gang.md.
 
-Topology-blind policies (``firstfit-blind``, ``greedy``) may split TP groups across domains and so break 3: for
-them use ``topology=False`` (capacity and release only), which bounds every policy.
+Topology-blind policies (``firstfit-blind``, ``greedy``) may split TP groups across domains and so break 3, and
+hold only the nodes a job's GPUs need (not whole TP units): for them use ``topology=False`` (rows 1, 2 and 4 on
+those node counts, no row 3), which bounds every policy.
 """
 
 from __future__ import annotations
