@@ -8,7 +8,7 @@ only what changed):
 - **A job's figures** that never change for it (its name, tenant, theoretical FLOP/s and productive seconds of
   work as the scheduler computes them, its declared checkpoint size) are read **once per job and server
   process** (:meth:`JobSeries.load`), as numbers extracted by the database from the job's spec (no JSON parsed
-  here).
+  here), and forgotten once it no longer holds GPUs (memory stays bounded by the jobs tracked).
 - **At each scrape** one narrow query reads what changes of the jobs holding GPUs (factory, GPUs, progress,
   tokens/s the job reported, placements), plain numbers only; with the measured rates and checkpoint figures of
   the event fold, that is a job's key. A job whose key equals the one it had at the previous scrape keeps its
@@ -128,6 +128,8 @@ class JobSeries:
             cache[jid] = (key, lines)
             out.append(lines)
         self._cache = cache
+        if tenant is None and len(self.figures) > 2 * len(cache) + 1000:  # forget jobs that ended (read again
+            self.figures = {jid: f for jid, f in self.figures.items() if jid in cache}  # if ever needed)
         block = {fam: [ls[i] for ls in out if ls[i] is not None] for i, fam in enumerate(JOB_FAMILIES)}
         return {fam: lines for fam, lines in block.items() if lines}  # type: ignore[misc]
 
