@@ -37,6 +37,7 @@ JOB_FAMILIES = ("job_gpus", "job_progress_ratio", "job_flop_per_second", "job_th
                 "job_checkpoint_duration_seconds")
 _PREFIX = tuple(f"superfactory_{fam}{{" for fam in JOB_FAMILIES)
 IN_LIST_MAX = 500
+FORGET_SLACK = 1000  # figures of jobs no longer holding GPUs kept before they are forgotten (in one sweep)
 
 Lines = tuple[str | None, ...]
 
@@ -128,8 +129,8 @@ class JobSeries:
             cache[jid] = (key, lines)
             out.append(lines)
         self._cache = cache
-        if tenant is None and len(self.figures) > 2 * len(cache) + 1000:  # forget jobs that ended (read again
-            self.figures = {jid: f for jid, f in self.figures.items() if jid in cache}  # if ever needed)
+        if tenant is None and len(self.figures) > len(cache) + FORGET_SLACK:  # forget jobs that ended
+            self.figures = {jid: f for jid, f in self.figures.items() if jid in cache}  # (read again if needed)
         block = {fam: [ls[i] for ls in out if ls[i] is not None] for i, fam in enumerate(JOB_FAMILIES)}
         return {fam: lines for fam, lines in block.items() if lines}  # type: ignore[misc]
 

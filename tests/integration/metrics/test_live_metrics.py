@@ -180,6 +180,7 @@ def test_scrapes_reuse_unchanged_job_lines_and_fold_each_event_once(plane: Plane
     import sqlalchemy as sa
 
     import superfactory.live.metrics as live_metrics
+    from superfactory.live import job_series
     from superfactory.live.metrics import STATE_NAMES
     from superfactory.live.store import tables as t
 
@@ -226,3 +227,7 @@ def test_scrapes_reuse_unchanged_job_lines_and_fold_each_event_once(plane: Plane
             sa.select(t.jobs.c.state, t.jobs.c.tenant_id, sa.func.count()).group_by(t.jobs.c.state,
                                                                                      t.jobs.c.tenant_id))}
     assert jobs == table and ("completed", "acme") in jobs and ("cancelled", "acme") in jobs
+    assert set(lm.series.figures) == {ids["acme"], ids["beta"]}  # kept while holding (below the slack)
+    monkeypatch.setattr(job_series, "FORGET_SLACK", 0)
+    render(plane.live, Scope(None))
+    assert set(lm.series.figures) == {ids["beta"]}  # acme's job ended: its figures are forgotten
