@@ -41,11 +41,15 @@ class SeasonalForecaster:
         alpha: smoothing of the residual level (0..1]; higher follows level shifts faster.
         max_seasons: past seasons (days or weeks) the profile uses.
         max_rho: cap on the residual persistence.
+        window_h: when set, only the last ``window_h`` hours of history are read (the level's weights have
+            decayed to nothing long before; the persistence ``rho`` is then estimated over that window), so a
+            forecast costs the same in hour 8,000 as in hour 800. ``None``: the whole history.
     """
 
     alpha: float = 0.05
     max_seasons: int = 4
     max_rho: float = 0.95
+    window_h: int | None = None
 
     def forecast(self, history: Sequence[float] | FloatArray, horizon_h: int) -> FloatArray:
         """Forecast the ``horizon_h`` hourly values after the last one in ``history``.
@@ -59,6 +63,8 @@ class SeasonalForecaster:
         """
         if horizon_h <= 0:
             return np.empty(0)
+        if self.window_h is not None and len(history) > self.window_h:
+            history = history[len(history) - self.window_h:]
         y = np.asarray(history, dtype=np.float64)
         n = y.size
         if n == 0:

@@ -160,7 +160,8 @@ class GeoPolicy(PolicyBase):
         # a job changes factory at most once per min_move_interval_s (from its start or last move): the
         # cascade guard; a live demo fleet whose jobs run minutes, not days, sets it to its own scale
         self.governor = MigrationGovernor(quota_share=quota_share, min_interval_s=int(min_move_interval_s))
-        self.forecaster = SeasonalForecaster()
+        # five weeks: the weekly profile's four seasons and then some; the level's weights are < 1e-18 beyond
+        self.forecaster = SeasonalForecaster(window_h=5 * 168)
         self.lp = S.PersistentLP()
         self._fc_cache: dict[tuple[str, str, int, float], tuple[float, npt.NDArray[np.float64]]] = {}
         self._last_solve_s = -10**12
@@ -212,7 +213,7 @@ class GeoPolicy(PolicyBase):
         if len(history) == 0:
             path = np.full(24, now_value)
         else:
-            hist = list(history)
+            hist = list(history[-(5 * 168 + 1):])  # what the forecaster reads (its window_h), current hour last
             hist[-1] = now_value
             path = np.concatenate([[now_value], self.forecaster.forecast(hist, 23)])
         path = np.maximum(path, 0.0)
@@ -533,7 +534,10 @@ class GeoPolicy(PolicyBase):
             self._last_solve_s = now
             self.cadence.solved(now, ups, rate24, rate0, free_gpus)
             self.solves += 1
-            views = list(snap.running) + list(snap.pending)
+            # a pending job that fits nowhere now cannot be placed by this plan either (the rows hold only the
+            # nodes free in the snapshot): it keeps its reason, as between full solves
+            views = list(snap.running) + [v for v in snap.pending if v.job.id not in self._reasons
+                                          or self._fits_somewhere(snap, v.job)]
             running = set(range(len(snap.running)))
             self._last_quick = ()
         else:
@@ -544,7 +548,7 @@ class GeoPolicy(PolicyBase):
         emergency = ({jx for jx, v in enumerate(views) if jx not in running and v.last_factory_id is not None
                       and not ups[snap.factory_index(v.last_factory_id)]} if not all(ups) else set())
         waiting: dict[str, str] = {}
-        if not full and len(views) < len(snap.pending):
+        if len(views) < len(snap.pending) + (len(running) if full else 0):
             priced = {v.job.id for v in views}
             waiting.update((v.job.id, self._reasons[v.job.id]) for v in snap.pending if v.job.id not in priced)
         refusals: list[tuple[str, str, str]] = []
