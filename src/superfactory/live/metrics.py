@@ -60,7 +60,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from superfactory.live import mesh_status
 from superfactory.live.context import Live
 from superfactory.live.errors import ApiError
-from superfactory.live.exposition import Families, exposition
+from superfactory.live.exposition import Exposition, Families
 from superfactory.live.job_series import JobSeries
 from superfactory.live.power_meter import PowerMeter
 from superfactory.live.services.auth import authenticate
@@ -68,7 +68,7 @@ from superfactory.live.services.fleet import lease_status, load_fleet
 from superfactory.live.services.jobs_common import HOLDING, STATES, TERMINAL
 from superfactory.live.services.signals import histories
 from superfactory.live.store import tables as t
-from superfactory.observe.metrics_catalog import bounded_cause, link_name
+from superfactory.observe.metrics_catalog import BY_NAME, bounded_cause, link_name
 
 METRICS_TOKEN_ENV = "SUPERFACTORY_METRICS_TOKEN"
 STATE_NAMES = {"assigned": "starting", "stopping": "draining", "succeeded": "completed"}
@@ -81,6 +81,7 @@ GAPS_MAX = 100_000
 ORDERED_KINDS = ("assigned", "stopping", "requeued", "failed", "checkpoint")
 COUNTED_KINDS = ("succeeded", "audit_refusal")
 LIVE_STATES = tuple(s for s in STATES if s not in TERMINAL)
+EXPOSITION = Exposition(BY_NAME.values())
 SIGNALS_TTL_S = 30
 
 
@@ -251,11 +252,11 @@ class LiveMetrics:
             c0 = time.thread_time()
             self.scrapes_started += 1
             fams, job_lines = self._families(scope)
-            text = exposition(fams, job_lines)
+            text = EXPOSITION.render(fams, job_lines)
             self.scrape_s = time.perf_counter() - t0
             self.render_cpu_s += time.thread_time() - c0
             self.scrapes_done += 1
-        return text + exposition({"metrics_scrape_duration_seconds": [((), self.scrape_s)]}, {})
+        return text + EXPOSITION.render({"metrics_scrape_duration_seconds": [((), self.scrape_s)]}, {})
 
     def _families(self, scope: Scope) -> tuple[Families, dict[str, list[str]]]:
         live = self.live
@@ -277,9 +278,9 @@ class LiveMetrics:
             self.series.load(conn, [m[2] for m in self.moved] + [g[1] for g in self.gains])
         figures = self.series.figures
         for src, dst, job_id, held_s in self.moved:  # a move's cost: the checkpoint it carried, GPUs held meanwhile
-            f = figures[job_id]
-            self.migration_bytes[(src, dst)] += f.ckpt_bytes
-            self.migration_gpu_s[(src, dst)] += f.gpus * held_s
+            fig = figures[job_id]
+            self.migration_bytes[(src, dst)] += fig.ckpt_bytes
+            self.migration_gpu_s[(src, dst)] += fig.gpus * held_s
         self.moved.clear()
         for fid, job_id, gain_s in self.gains:  # durable work: progress made durable x the gang's FLOP/s
             self.productive_flop[fid] += gain_s * figures[job_id].flop_per_s
