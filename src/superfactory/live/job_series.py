@@ -1,7 +1,7 @@
 """The job-level series of ``/metrics`` (one sample per job holding GPUs in each of :data:`JOB_FAMILIES`),
 kept as rendered text per job and re-rendered only for jobs whose figures changed.
 
-With 1,000 jobs tracked this is most of an exposition (9,000 of ~9,200 samples), so its cost decides what a
+With 1,000 jobs tracked this is most of an exposition (about 6,000 of ~6,200 samples), so its cost decides what a
 scrape costs; it is built the way client libraries keep their series (state kept between scrapes, rendering
 only what changed):
 
