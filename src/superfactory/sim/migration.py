@@ -12,7 +12,9 @@ import numpy as np
 from superfactory.domain.events import Event, EventKind
 from superfactory.domain.factory import WanLink
 from superfactory.domain.fleet import Migrate
+from superfactory.domain.topology import topology_of
 from superfactory.errors import SimulationError
+from superfactory.models.collective import placement_throughput
 from superfactory.models.wan import route_bandwidth_gbps
 from superfactory.models.wan import transfer_s as wan_transfer_s
 from superfactory.sim.jobstate import JobRuntime, JobState
@@ -75,6 +77,9 @@ class MigrationMixin:
             self._requeue(jr, jr.token, False)
             return
         jr.restart_cost_s = jr.job.recovery.restart_s
+        # the job runs at the speed of its new nodes (their NVLink domains and probed link health), not of the
+        # nodes it left: a job moved off a degraded domain is back at full speed, one split across domains is not
+        jr.speed = placement_throughput(topology_of(r.factory), nodes, jr.job, self.link_factors[fi])
         tok = jr.bump(JobState.STARTING)
         self.emit(Event(now, EventKind.JOB_PLACED, jr.job.id, r.factory.id, cause="migrated",
                         value=float(jr.job.gpus)))
