@@ -23,13 +23,14 @@ Each full cycle solves one assignment problem (:mod:`.solver`) over all pending 
 - **rows**: free nodes per (factory, accelerator) and IT-power headroom per factory (power cap / PUE and
   cooling capacity), so no plan can exceed a cap; staying jobs hold their own nodes and power.
 
-When: a full solve runs on the first decision of every simulated hour (prices are hourly), whenever a price
-differs from the one the last solve used (a price shock), a factory goes down or up, and at most every
-``resolve_s`` otherwise while jobs wait. A started job put off its nodes (interrupted, paused) waits at
-``restart_weight`` (2) x the value of a GPU-hour, so freed capacity goes to it before new work. In between (the
-twin calls the policy after every state change and every ``cycle_s`` = 30 s), newly pending jobs (arrivals,
-restarts after failures) are placed greedily in their cheapest column that beats waiting, using the last solve's
-``lambda_a``. This keeps a month of the default scenario to about a thousand LP solves. Every (job, factory) pair
+When: a full solve runs only when its inputs moved materially since the last one (:mod:`.geo_cadence`: a factory
+down or up, a factory's 24-hour or current-hour cost moved, capacity freed at a site cheap enough to move into, a
+waiting job at its wait bound, or ``full_resolve_s`` since the last). A started job put off its nodes by a failure
+or outage waits at ``restart_weight`` (2) x the value of a GPU-hour, so freed capacity goes to it before new work;
+one geo paused itself keeps the rate it was paused at. In between (the twin calls the policy after every state
+change and every ``cycle_s`` = 30 s), pending jobs that fit somewhere are priced with the same columns and placed
+by the greedy of :mod:`.solver` over pending jobs only (running jobs stay), re-priced every ``resolve_s`` while
+they wait; a pending job that fits nowhere keeps its last reason. Every (job, factory) pair
 excluded by sovereignty is returned in ``Plan.refusals`` (the world records each once as an ``AuditRefusal``
 event) and named in the job's waiting reason (prefixed ``sovereignty:``).
 """
