@@ -32,6 +32,15 @@ cycles) are not counted. So no work a scrape causes escapes the count, wherever 
   metrics are folded from the store at scrape time, so no metrics code runs in the placement path; the
   benchmark checks it (the metrics' render count does not move during A phases) rather than assuming it.
 
+Where the rendering runs: by default in the control plane's metrics worker process (``live/metrics_worker.py``),
+as ``superfactory serve`` does; ``--in-process`` renders in the control plane's process, as before. The worker's
+CPU time (read from ``/proc/<pid>/stat``) is not the control plane's, so it is not in ``slowdown_pct``; it is
+reported beside it:
+
+- ``worker_cpu_us_per_placement``: the worker process's CPU time per placement, B minus A, medians (what the
+  rendering costs on another core); ``worker_cost_pct``: the same over the A phases' CPU time per placement;
+  ``total_cost_pct``: ``slowdown_pct`` + ``worker_cost_pct``, the whole cost wherever it lands.
+
 ``--recompute FILE`` re-summarises the phases saved in a results file without measuring again.
 
     nice -n 5 .venv/bin/python benchmarks/metrics_scrape_bench.py [--tracked 1000] [--batch 2000]
@@ -112,7 +121,29 @@ class Scraper:
         self.proc.join(timeout=30)
 
 
-def _start(db: str) -> tuple[Any, Any, str]:
+def _proc_cpu_s(pid: int | None) -> float:
+    """User + system CPU time of process ``pid`` so far, s (0 for None or a process that is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _worker(live: Any) -> Any:
+    from superfactory.live.metrics_worker import worker_for
+
+    return worker_for(live)
+
+
+def _worker_cpu_s(live: Any) -> float:
+    w = _worker(live)
+    return _proc_cpu_s(w.pid) if w is not None else 0.0
+
+
+def _start(db: str, in_process: bool) -> tuple[Any, Any, str]:
     """A control plane on ``db`` served by uvicorn on a free loopback port: ``(live, server, url)``.
     (Imports here, not at the top, so the spawned scraper process starts with httpx only.)"""
     import uvicorn
@@ -128,6 +159,7 @@ def _start(db: str) -> tuple[Any, Any, str]:
     live = Live(engine, clock, Settings(suspect_after_s=1e6, lost_after_s=2e6, cycle_s=3600))
     live.extras["admin_token"] = bootstrap_admin(engine, clock.unix_s())
     live.extras["metrics_token"] = TOKEN
+    live.extras["metrics_worker"] = not in_process
     app = create_app(live, scheduler=False)
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -202,8 +234,10 @@ def _phase(live: Any, scraper: Scraper | None, held: list[int], holding: deque[i
     cycle (see the module docstring); with ``scraper`` scraping throughout. Returns the phase's figures."""
     from superfactory.live.metrics import metrics_for
 
-    lm = metrics_for(live)
+    worker = _worker(live)
+    lm = worker if worker is not None else metrics_for(live)
     started0, done0, render0 = lm.scrapes_started, lm.scrapes_done, lm.render_cpu_s
+    k0 = _worker_cpu_s(live)
     p0, m0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
     if scraper is not None:
         scraper.on()
@@ -226,6 +260,7 @@ def _phase(live: Any, scraper: Scraper | None, held: list[int], holding: deque[i
         while lm.scrapes_done <= after:
             time.sleep(0.005)
     process_cpu, main_cpu = time.process_time() - p0, time.thread_time() - m0
+    worker_cpu = _worker_cpu_s(live) - k0
     seconds = time.perf_counter() - w0
     if scraper is not None:
         scraper.off()
@@ -238,7 +273,13 @@ def _phase(live: Any, scraper: Scraper | None, held: list[int], holding: deque[i
             "cpu_ms_per_placement": 1000 * (sched_cpu + other_cpu) / placed,
             "thread_cpu_ms_per_placement": 1000 * sched_cpu / placed,
             "other_cpu_us_per_placement": 1e6 * other_cpu / placed,
-            "render_cpu_us_per_placement": 1e6 * (lm.render_cpu_s - render0) / placed}
+            "render_cpu_us_per_placement": 1e6 * (lm.render_cpu_s - render0) / placed,
+            "render_in_process": worker is None, "worker_cpu_us_per_placement": 1e6 * worker_cpu / placed}
+
+
+def _cpu(live: Any) -> float:
+    """CPU time of this thread plus the metrics worker's (a render's whole cost, in either mode), s."""
+    return time.thread_time() + _worker_cpu_s(live)
 
 
 def _render_cpu_ms(live: Any, repeat: int = 21) -> list[float]:
@@ -249,9 +290,9 @@ def _render_cpu_ms(live: Any, repeat: int = 21) -> list[float]:
 
     out = []
     for _ in range(repeat):
-        t0 = time.thread_time()
+        t0 = _cpu(live)
         render(live, Scope(None))
-        out.append(1000 * (time.thread_time() - t0))
+        out.append(1000 * (_cpu(live) - t0))
     return out
 
 
@@ -268,13 +309,13 @@ def _churn_cpu_us(live: Any, c: httpx.Client, tenant: dict[str, str], holding: d
         held = _submit(c, tenant, n, f"churn{i}-")
         _set_state(live, held, "held", "pending")
         render(live, Scope(None))
-        t0 = time.thread_time()
+        t0 = _cpu(live)
         render(live, Scope(None))
-        steady = time.thread_time() - t0
+        steady = _cpu(live) - t0
         placed = _phase(live, None, held, holding, tracked, per_cycle)["placed"]
-        t0 = time.thread_time()
+        t0 = _cpu(live)
         render(live, Scope(None))
-        out.append(1e6 * (time.thread_time() - t0 - steady) / placed)
+        out.append(1e6 * (_cpu(live) - t0 - steady) / placed)
     return out
 
 
@@ -285,6 +326,9 @@ def main() -> None:
     ap.add_argument("--per-cycle", type=int, default=250, help="jobs released to the queue before each cycle")
     ap.add_argument("--rounds", type=int, default=16, help="pairs of phases (without, with scraping)")
     ap.add_argument("--db", default="", help="store URL (default: a SQLite file in a temporary folder)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="render /metrics in the control plane's process (default: in its metrics worker process)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results JSON (default: %(default)s)")
     ap.add_argument("--recompute", type=Path, help="re-summarise the phases of a results file; measure nothing")
     args = ap.parse_args()
     if args.recompute is not None:
@@ -292,12 +336,12 @@ def main() -> None:
             saved = json.loads(args.recompute.read_text())
         except (OSError, ValueError) as exc:
             raise SystemExit(f"--recompute {args.recompute}: cannot read a results file ({exc})") from None
-        _report(saved)
+        _report(saved, args.out)
         return
     from superfactory.live.metrics import Scope, render
 
     tmp = tempfile.TemporaryDirectory(prefix="sf-metrics-bench-")
-    live, server, url = _start(args.db or f"sqlite:///{tmp.name}/store.db")
+    live, server, url = _start(args.db or f"sqlite:///{tmp.name}/store.db", args.in_process)
     admin = {"Authorization": f"Bearer {live.extras['admin_token']}"}
     with httpx.Client(base_url=url, timeout=60, headers=admin) as c:
         _call(c, "POST", "/v1/fleet/import", json={"scenario": "default"})
@@ -314,6 +358,7 @@ def main() -> None:
             holding.extend(_cycle(live)[0])
         if len(holding) < args.tracked:
             raise SystemExit(f"only {len(holding)} of {args.tracked} tracked jobs placed")
+        render(live, Scope(None))  # untimed: start the worker and fold the tracked jobs' history
         rows = []
         scraper = Scraper(f"{url}/metrics")
         load = [os.getloadavg()[0]]
@@ -336,6 +381,9 @@ def main() -> None:
         cpu_ms = _render_cpu_ms(live)
         churn_us = _churn_cpu_us(live, c, tenant, holding, args.tracked, args.per_cycle)
     server.should_exit = True
+    from superfactory.live.metrics_worker import close_worker
+
+    close_worker(live)
     scrapes = scraper.durations_s
     result = {
         "tracked_jobs": args.tracked, "batch": args.batch, "per_cycle": args.per_cycle, "rounds": args.rounds,
@@ -347,10 +395,11 @@ def main() -> None:
         "render_cpu_share_at_1hz_pct": statistics.median(cpu_ms) / 10.0,
         "churn_render_cpu_us_per_job": statistics.median(churn_us),
         "series_per_scrape": scraper.series, "bytes_per_scrape": scraper.bytes,
+        "render_mode": "in-process" if args.in_process else "worker process",
         "phases": rows, "store": args.db.split(":")[0] if args.db else "sqlite",
         "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
     }
-    _report(result)
+    _report(result, args.out)
     tmp.cleanup()
 
 
@@ -382,10 +431,16 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     scrape_us = med("other_cpu_us_per_placement", True) - med("other_cpu_us_per_placement", False)
     render_us = med("render_cpu_us_per_placement", True) if "render_cpu_us_per_placement" in rows[0] else None
     idle = statistics.median(x["other_cpu_us_per_placement"] * x["placed"] for x in rows if not x["scraping"])
-    serving = [(x["other_cpu_us_per_placement"] - x["render_cpu_us_per_placement"]) * x["placed"] - idle
+    serving = [(x["other_cpu_us_per_placement"] - (x["render_cpu_us_per_placement"] if x.get(
+                "render_in_process", True) else 0.0)) * x["placed"] - idle
                for x in rows if x["scraping"] and "render_cpu_us_per_placement" in x]
     http_ms = statistics.median(serving) / 1000 / med("scrapes", True) if serving else None
+    worker_us = (med("worker_cpu_us_per_placement", True) - med("worker_cpu_us_per_placement", False)
+                 if "worker_cpu_us_per_placement" in rows[0] else 0.0)
+    worker_pct = 100 * worker_us / 1000 / cpu_a
     return {
+        "worker_cpu_us_per_placement": worker_us, "worker_cost_pct": worker_pct,
+        "total_cost_pct": 100 * slowdown + worker_pct,
         "slowdown_pct": 100 * slowdown, "goal_pct": 5.0, "met": slowdown <= 0.05,
         "serving_cpu_ms_per_scrape": http_ms,
         "scheduler_cpu_ms_per_placement_no_scrape": med("thread_cpu_ms_per_placement", False),
@@ -403,7 +458,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _report(result: dict[str, Any]) -> None:
+def _report(result: dict[str, Any], out: Path = RESULTS) -> None:
     """Add the summary to ``result``, print the table and key=value lines, write the JSON."""
     rows = result["phases"]
     result.update(summarize(rows))
@@ -422,7 +477,8 @@ def _report(result: dict[str, Any]) -> None:
               f"{x['placements_per_s']:>12.1f} {x['cpu_ms_per_placement']:>9.3f} "
               f"{x['thread_cpu_ms_per_placement']:>11.3f} {x['other_cpu_us_per_placement']:>11.1f} "
               f"{x['scrapes']:>7}")
-    for k in ("tracked_jobs", "batch", "per_cycle", "rounds", "slowdown_pct", "met", "slowdown_unbalanced_pct",
+    for k in ("render_mode", "tracked_jobs", "batch", "per_cycle", "rounds", "slowdown_pct", "met",
+              "worker_cpu_us_per_placement", "worker_cost_pct", "total_cost_pct", "slowdown_unbalanced_pct",
               "cpu_ms_per_placement_no_scrape", "cpu_ms_per_placement_scraping", "scrape_cpu_us_per_placement",
               "render_cpu_us_per_placement", "scrape_cost_pct", "serving_cpu_ms_per_scrape",
               "churn_render_cpu_us_per_job", "scrape_cost_free_core_pct", "scheduler_thread_slowdown_pct",
@@ -433,8 +489,8 @@ def _report(result: dict[str, Any]) -> None:
         v = result.get(k)
         print(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}")
     print(f"load_average_1m={min(result['load_average_1m']):.2f}-{max(result['load_average_1m']):.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,11 @@ when its figures change). ``benchmarks/metrics_scrape_bench.py`` measures what t
   per link (both endpoints' uploads towards each other summed), the quorum wait per factory, and ``link_up``
   (0 when an endpoint lost its lease or reports the other site's storage unreachable).
 
+Where it runs: the serving process authenticates and scopes the scrape (:func:`scope_of`), then, by default,
+forwards it to its metrics worker process (:mod:`superfactory.live.metrics_worker`), which holds the
+:class:`LiveMetrics` below and renders there, so the scheduler's process does no rendering; with
+``live.extras["metrics_worker"]`` false (``SUPERFACTORY_METRICS_WORKER=0``) it renders in-process.
+
 Who sees what: no token -> 401; an agent token -> 403; a tenant token -> fleet-level series plus only its own
 jobs (``job_id``/``job_name``/``tenant`` of other tenants never appear); an admin token or the read-only metrics
 token (``SUPERFACTORY_METRICS_TOKEN``, meant for Prometheus' ``authorization`` setting) -> everything.
@@ -57,7 +62,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from superfactory.live import mesh_status
+from superfactory.live import mesh_status, metrics_worker
 from superfactory.live.context import Live
 from superfactory.live.errors import ApiError
 from superfactory.live.exposition import Exposition, Families
@@ -138,6 +143,8 @@ class LiveMetrics:
         self.ckpt_duration: dict[int, float] = {}  # job -> its last checkpoint's save duration, s
         self.replicated: Counter[tuple[str, str]] = Counter()  # (job's factory, storage site) -> bytes
         self.meter = PowerMeter()
+        #: in a metrics worker, what the serving process forwarded with the scrape (mesh reports, cycles)
+        self.forwarded: Any = None
 
     # -- the fold -----------------------------------------------------------------------------------------
     def _fold(self, conn: sa.Connection) -> None:
@@ -294,7 +301,8 @@ class LiveMetrics:
         down_now = {f.id: set(frows[f.id].down_nodes or []) if f.id in frows else set() for f in fleet.factories}
         power = self.meter.read(live.clock.unix_s(), list(fleet.factories), busy, down_now, up, price_now,
                                 carbon_now)
-        reports = mesh_status.fresh(live)
+        fwd = self.forwarded
+        reports = mesh_status.fresh(live) if fwd is None else fwd.reports
         out: Families = {}
 
         def put(name: str, labels: tuple[str, ...], value: float) -> None:
@@ -353,9 +361,13 @@ class LiveMetrics:
                 put("checkpoint_sync_queue_depth", name, sum(reports[a].sync_queue.get(b, 0) for a, b in ends))
         for (state, tenant, n) in states:
             put("jobs", (STATE_NAMES.get(state, state), tenant), n)
-        scheduler = live.extras.get("scheduler")
-        if scheduler is not None and scheduler.loop is not None:
-            put("scheduler_cycles_total", (), scheduler.loop.cycles)
+        if fwd is not None:
+            if fwd.cycles is not None:
+                put("scheduler_cycles_total", (), fwd.cycles)
+        else:
+            scheduler = live.extras.get("scheduler")
+            if scheduler is not None and scheduler.loop is not None:
+                put("scheduler_cycles_total", (), scheduler.loop.cycles)
         return out, job_lines
 
     def _signals(self, now_s: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -394,7 +406,11 @@ def scope_of(live: Live, authorization: str | None) -> Scope:
 
 
 def render(live: Live, scope: Scope) -> bytes:
-    """The text exposition of everything ``scope`` may see."""
+    """The text exposition of everything ``scope`` may see: rendered by the metrics worker process when ``live``
+    has one (:mod:`superfactory.live.metrics_worker`), else here."""
+    worker = metrics_worker.worker_for(live)
+    if worker is not None:
+        return worker.render(metrics_worker.request_for(live, scope.tenant, mesh_status.fresh(live)))
     return metrics_for(live).render(scope)
 
 

@@ -14,6 +14,7 @@ import uvicorn
 from live_pg import make_test_client
 from superfactory.live.api.app import create_app
 from superfactory.live.context import Live, ManualClock, Settings, WallClock, ensure_epoch
+from superfactory.live.metrics_worker import close_worker
 from superfactory.live.services.auth import bootstrap_admin, forget_cached
 from superfactory.live.store.db import open_store
 
@@ -26,13 +27,16 @@ JOB = {"accelerator": "H100-SXM", "gpus": 64, "work": "2d"}
 METRICS_TOKEN = "metrics-reader-secret-for-tests"
 
 
-def make_live(folder: Path, manual: bool, url: str | None = None) -> Live:
+def make_live(folder: Path, manual: bool, url: str | None = None, worker: bool = False) -> Live:
+    """A control plane's context; ``worker`` renders /metrics in a worker process (the default of ``serve``),
+    otherwise in-process, where tests can look at the fold's state."""
     engine = open_store(url or f"sqlite:///{folder}/store.db")
     clock: Any = ManualClock() if manual else WallClock(time.time())
     ensure_epoch(engine, clock.epoch_unix_s)
     live = Live(engine, clock, Settings(suspect_after_s=60, lost_after_s=600, cycle_s=1))
     live.extras["admin_token"] = bootstrap_admin(engine, clock.unix_s())
     live.extras["metrics_token"] = METRICS_TOKEN
+    live.extras["metrics_worker"] = worker
     forget_cached()
     return live
 
@@ -65,6 +69,7 @@ class Plane:
             self.client = make_test_client(self.app)
 
     def stop(self) -> None:
+        close_worker(self.live)
         if self.server is not None and self.thread is not None:
             self.server.should_exit = True
             self.thread.join(timeout=10)

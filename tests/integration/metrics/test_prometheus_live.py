@@ -31,7 +31,7 @@ SCRAPE_S = 2  # the scrape interval (and timeout): generous for a loaded CI mach
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Plane, Prometheus, dict[str, int]]]:
     binaries()
     folder = tmp_path_factory.mktemp("prom-live")
-    plane = Plane(make_live(folder, manual=False), serve=True)
+    plane = Plane(make_live(folder, manual=False, worker=True), serve=True)
     prom = Prometheus(folder / "prom", scrape=[{
         "job_name": "superfactory", "metrics_path": "/metrics",
         "scrape_interval": f"{SCRAPE_S}s", "scrape_timeout": f"{SCRAPE_S}s",

@@ -25,6 +25,7 @@ from superfactory.live.api import keys as kms
 from superfactory.live.context import Live, Settings, WallClock, ensure_epoch
 from superfactory.live.errors import ApiError
 from superfactory.live.metrics import router as metrics_router
+from superfactory.live.metrics_worker import close_worker
 from superfactory.live.scheduler.service import SchedulerService
 from superfactory.live.store.db import open_store
 
@@ -52,11 +53,14 @@ def create_app(live: Live, scheduler: bool = True) -> FastAPI:
         live.wake.set()
         if thread is not None:
             thread.join(timeout=5)
+        close_worker(live)  # the metrics worker process exits with the server
 
     app = FastAPI(title="superfactory control plane", version=API_VERSION, lifespan=lifespan,
                   description="Submit training jobs to a fleet of AI factories; agents run them. "
                   "See docs/control-plane.md and docs/agent-protocol.md.")
     app.state.live = live
+    # /metrics is rendered in a worker process unless SUPERFACTORY_METRICS_WORKER=0 (or the caller set it)
+    live.extras.setdefault("metrics_worker", os.environ.get("SUPERFACTORY_METRICS_WORKER", "1") != "0")
     if scheduler or "scheduler" not in live.extras:
         live.extras.setdefault("scheduler", SchedulerService(live))
     # jobs first: routes are matched in order, and POST /v1/jobs is the hot path
