@@ -278,8 +278,10 @@ def _phase(live: Any, scraper: Scraper | None, held: list[int], holding: deque[i
 
 
 def _cpu(live: Any) -> float:
-    """CPU time of this thread plus the metrics worker's (a render's whole cost, in either mode), s."""
-    return time.thread_time() + _worker_cpu_s(live)
+    """CPU time of this thread plus the metrics worker's render time as it reports it (a render's cost in either
+    mode), s. (Not /proc: its 10 ms ticks are coarser than one render; the phases, which last seconds, use it.)"""
+    w = _worker(live)
+    return time.thread_time() + (w.render_cpu_s if w is not None else 0.0)
 
 
 def _render_cpu_ms(live: Any, repeat: int = 21) -> list[float]:
