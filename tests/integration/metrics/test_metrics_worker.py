@@ -72,6 +72,7 @@ def test_the_worker_renders_what_the_server_would(tmp_path: Path, store_url: str
         pid = worker.pid
     finally:
         plane.stop()
+        plane.live.engine.dispose()
     assert worker.proc is None and _wait_gone(pid)
 
 
