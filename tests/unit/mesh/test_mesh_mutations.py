@@ -60,21 +60,25 @@ def _frag(root: Path, target: int, cid: str) -> Path | None:
     return frags[0] if frags else None
 
 
-def _forge(raw: bytes, field: str, other_id: str) -> bytes:
-    """A manifest with one field changed and its sha256 recomputed; the HMAC cannot be recomputed."""
+def _forge(raw: bytes, field: str, other_id: str) -> bytes | None:
+    """A manifest with one field changed and its sha256 recomputed; the HMAC cannot be recomputed. None when an
+    earlier mutation in the same example already left ``raw`` unparseable (there is nothing left to forge)."""
     body, _, trailer = raw.rpartition(b"\n")
-    d = json.loads(body)
-    d[field] = {
-        "step": d["step"] + 10,
-        "payload_bytes": d["payload_bytes"] + 1,
-        "kek_id": "kek-forged",
-        "checkpoint_id": other_id,
-        "created_at_unix_s": d["created_at_unix_s"] + 1e6,
-        "wrapped_key_b64": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "k": 2,
-    }[field]
+    try:
+        d = json.loads(body)
+        mac = json.loads(trailer)["hmac"]
+        d[field] = {
+            "step": lambda: d["step"] + 10,
+            "payload_bytes": lambda: d["payload_bytes"] + 1,
+            "kek_id": lambda: "kek-forged",
+            "checkpoint_id": lambda: other_id,
+            "created_at_unix_s": lambda: d["created_at_unix_s"] + 1e6,
+            "wrapped_key_b64": lambda: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "k": lambda: 2,
+        }[field]()
+    except (ValueError, TypeError, KeyError):  # not JSON (ValueError covers decode errors), not a dict, no field
+        return None
     new_body = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
-    mac = json.loads(trailer)["hmac"]
     new_trailer = {"hmac": mac, "sha256": hashlib.sha256(new_body).hexdigest()}
     return new_body + b"\n" + json.dumps(new_trailer, sort_keys=True, separators=(",", ":")).encode()
 
@@ -127,7 +131,9 @@ def _apply(root: Path, ids: dict[int, str], target: int, op: tuple[str, int, str
         if src.is_file():
             path.write_bytes(src.read_bytes())
     elif kind == "forge" and name == "MANIFEST":
-        path.write_bytes(_forge(raw, FORGEABLE[n % len(FORGEABLE)], other))
+        forged = _forge(raw, FORGEABLE[n % len(FORGEABLE)], other)
+        if forged is not None:
+            path.write_bytes(forged)
 
 
 @settings(
