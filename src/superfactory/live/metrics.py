@@ -71,6 +71,7 @@ from superfactory.live.power_meter import PowerMeter
 from superfactory.live.services.auth import authenticate
 from superfactory.live.services.fleet import lease_status, load_fleet
 from superfactory.live.services.jobs_common import HOLDING, STATES, TERMINAL
+from superfactory.live.services.signals import generation as signals_generation
 from superfactory.live.services.signals import histories
 from superfactory.live.store import tables as t
 from superfactory.observe.metrics_catalog import BY_NAME, bounded_cause, link_name
@@ -135,7 +136,7 @@ class LiveMetrics:
         self.scrape_s = 0.0
         self.scrapes_started = self.scrapes_done = 0  # renders begun / finished by this process
         self.render_cpu_s = 0.0  # CPU time those renders took (their thread's), for the scrape benchmark
-        self.signals: tuple[int, dict[str, float], dict[str, float]] | None = None
+        self.signals: tuple[int, dict[str, float], dict[str, float], int] | None = None
         self.where: dict[int, str] = {}  # job -> factory of its current (or last) placement
         self.committed: dict[int, float] = {}  # job -> highest committed progress, s
         self.gains: list[tuple[str, int, float]] = []  # (factory, job, progress s made durable) not yet in FLOP
@@ -372,11 +373,12 @@ class LiveMetrics:
 
     def _signals(self, now_s: int) -> tuple[dict[str, float], dict[str, float]]:
         """Current prices and carbon intensities, re-read at most every :data:`SIGNALS_TTL_S` (they change hourly
-        or when a feed pushes; recomputing them every second was a sixth of a scrape)."""
-        if self.signals is None or abs(now_s - self.signals[0]) >= SIGNALS_TTL_S or self.live.extras.get(
-                "signals_dirty"):
+        or when a feed pushes, which bumps the push generation; recomputing them every second was a sixth of a
+        scrape)."""
+        gen = signals_generation(self.live)
+        if self.signals is None or abs(now_s - self.signals[0]) >= SIGNALS_TTL_S or self.signals[3] != gen:
             _, _, price_now, carbon_now = histories(self.live, now_s)
-            self.signals = (now_s, price_now, carbon_now)
+            self.signals = (now_s, price_now, carbon_now, gen)
         return self.signals[1], self.signals[2]
 
 

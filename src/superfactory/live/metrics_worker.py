@@ -4,10 +4,10 @@ The standard exporter split, kept inside the control plane: the serving process 
 decides its scope (:func:`superfactory.live.metrics.scope_of`, unchanged), then forwards a :class:`Request` to a
 worker process it started (``multiprocessing``'s ``spawn`` context, a pipe each way) and waits on the pipe; the
 wait holds no GIL, so the scheduler thread runs meanwhile. The request carries what only the serving process
-knows: the scope, its clock's time now, the agents' mesh-status reports, the scheduler's cycle counter and
-whether pushed signals changed. The worker keeps the incremental state (the event-log fold and the job-level
-series cache of :class:`~superfactory.live.metrics.LiveMetrics`, the power meter), reads the store on its own
-connection (SQLite file or PostgreSQL), renders and sends the bytes back.
+knows: the scope, its clock's time now, the agents' mesh-status reports, the scheduler's cycle counter and the
+signals' push generation (so a push shows at the next scrape). The worker keeps the incremental state (the
+event-log fold and the job-level series cache of :class:`~superfactory.live.metrics.LiveMetrics`, the power
+meter), reads the store on its own connection (SQLite file or PostgreSQL), renders and sends the bytes back.
 
 Contract:
 
@@ -30,6 +30,8 @@ from typing import Any
 from superfactory.live.context import Live, Settings
 from superfactory.live.errors import ApiError
 from superfactory.live.mesh_status import MeshStatus
+from superfactory.live.services.signals import GENERATION
+from superfactory.live.services.signals import generation as signals_generation
 
 RENDER_TIMEOUT_S = 120.0  # a first render re-folds the whole history; longer than that = a stuck worker
 STOP_WAIT_S = 5.0
@@ -44,7 +46,7 @@ class Request:
     now_s: int
     reports: dict[str, MeshStatus]
     cycles: int | None
-    signals_dirty: bool
+    signals_generation: int
 
 
 class SetClock:
@@ -75,7 +77,7 @@ def _serve(conn: Any, db_url: str, settings: Settings) -> None:
         except (EOFError, OSError):
             break
         clock.t_unix_s, clock.t_s = req.now_unix_s, req.now_s
-        live.extras["signals_dirty"] = req.signals_dirty
+        live.extras[GENERATION] = req.signals_generation
         lm.forwarded = req
         try:
             body = lm.render(Scope(req.tenant))
@@ -204,5 +206,5 @@ def request_for(live: Live, tenant: str | None, reports: dict[str, MeshStatus]) 
     scheduler = live.extras.get("scheduler")
     cycles = scheduler.loop.cycles if scheduler is not None and scheduler.loop is not None else None
     return Request(tenant, live.clock.unix_s(), live.clock.now_s(), reports, cycles,
-                   bool(live.extras.get("signals_dirty")))
+                   signals_generation(live))
 

@@ -21,6 +21,15 @@ from superfactory.live.store import tables as t
 
 KINDS = {"price": "USD/MWh", "carbon": "gCO2/kWh"}
 MAX_BATCH = 10_000
+#: ``live.extras`` key of the push counter: every reader compares the value it cached against it, so one reader
+#: (the scheduler's cycle) can never consume the news of a push that another (the metrics fold) has not seen yet,
+#: as a shared "dirty" flag that the first reader cleared did.
+GENERATION = "signals_generation"
+
+
+def generation(live: Live) -> int:
+    """How many pushes ``live`` has stored so far; a reader whose cache is of an older generation re-reads."""
+    return int(live.extras.get(GENERATION, 0))
 
 
 def push(live: Live, points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -46,7 +55,8 @@ def push(live: Live, points: list[dict[str, Any]]) -> dict[str, Any]:
                                                   t.signals.c.hour == hour))
         conn.execute(t.signals.insert(), [{"kind": k, "key": key, "hour": h, "value": v}
                                           for (k, key, h), v in rows.items()])
-    live.extras["signals_dirty"] = True
+    with live.lock:  # bumped after the commit, so a reader that sees the new generation sees the new rows
+        live.extras[GENERATION] = generation(live) + 1
     live.wake.set()
     return {"stored": len(rows)}
 
@@ -55,11 +65,11 @@ def histories(live: Live, now_s: int) -> tuple[dict[str, tuple[float, ...]], dic
                                                dict[str, float], dict[str, float]]:
     """``(price_history, carbon_history, price_now, carbon_now)`` at fleet time ``now_s`` (cached per hour)."""
     hour = now_s // HOUR_S
-    key = (hour, now_s if _sub_hourly(live) else -1)
+    # the generation is read before the rows: a push committed after this read bumps it past the cached one
+    key = (hour, now_s if _sub_hourly(live) else -1, generation(live))
     cache = live.extras.get("signals_cache")
-    if cache is not None and cache[0] == key and not live.extras.get("signals_dirty"):
+    if cache is not None and cache[0] == key:
         return cache[1]
-    live.extras["signals_dirty"] = False
     with live.engine.connect() as conn:
         series = {(r.kind, r.key): StepSeries(f"{r.kind}:{r.key}", r.unit, r.step_s, tuple(r.points))
                   for r in conn.execute(sa.select(t.series))}
