@@ -30,6 +30,8 @@ counter; without a budget (the default stages are bounded by neighbourhood count
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
 from superfactory.policy.assignment import EPS, Assignment, AssignmentProblem, FloatArray, IntArray, wait_cols
@@ -39,7 +41,7 @@ from superfactory.policy.relaxation import LpSolution, PersistentLP, highs_model
 
 __all__ = [
     "Assignment", "AssignmentProblem", "FloatArray", "IntArray", "LpSolution", "PersistentLP", "greedy", "improve",
-    "lp_relaxation", "neighbourhood_search", "restricted_milp", "round_lp", "solve", "solve_lp",
+    "lp_relaxation", "neighbourhood_search", "regret_greedy", "restricted_milp", "round_lp", "solve", "solve_lp",
 ]
 
 _model = highs_model  # the tests and the benchmark build the HiGHS model of a problem through this name
@@ -97,26 +99,47 @@ def round_lp(p: AssignmentProblem, x: FloatArray) -> IntArray:
     return choice
 
 
-def greedy(p: AssignmentProblem) -> IntArray:
-    """Regret-ordered greedy: the job that loses most by missing its cheapest column chooses first."""
-    n = p.n_jobs
-    wait = wait_cols(p)
-    cap = _Capacity(p)
-    choice = np.full(n, -1, dtype=np.int64)
-    regret = np.zeros(n)
-    for j in range(n):
-        lo, hi = int(p.job_ptr[j]), int(p.job_ptr[j + 1])
-        c = np.sort(p.col_cost[lo:hi])
-        regret[j] = (c[1] - c[0]) if c.size > 1 else 0.0
-    for j in np.argsort(-regret, kind="stable").tolist():
-        lo, hi = int(p.job_ptr[j]), int(p.job_ptr[j + 1])
-        for o in np.argsort(p.col_cost[lo:hi], kind="stable").tolist():
-            c = lo + o
-            if c == wait[j] or cap.fits(c):
-                choice[j] = c
-                cap.take(c)
+def regret_greedy(costs: Sequence[Sequence[float]], place: Callable[[int, int], bool]) -> list[int]:
+    """The regret-ordered greedy over any bookkeeping of capacity (the one implementation :func:`greedy` and
+    geo's placement of pending work between full solves both use).
+
+    ``costs[j]`` are job ``j``'s column costs; jobs choose in order of regret (second-cheapest minus cheapest
+    cost, largest first, ties by index), each trying its columns from the cheapest (ties by index) and taking
+    the first for which ``place(j, k)`` returns True (``place`` checks the rows, takes the capacity when it
+    fits, and must accept a job's wait column). Returns the chosen column index per job, -1 where ``place``
+    accepted none.
+    """
+    regret = []
+    for c in costs:
+        s = sorted(c)
+        regret.append(s[1] - s[0] if len(s) > 1 else 0.0)
+    choice = [-1] * len(costs)
+    for j in sorted(range(len(costs)), key=lambda j: -regret[j]):
+        cj = costs[j]
+        for k in sorted(range(len(cj)), key=cj.__getitem__):
+            if place(j, k):
+                choice[j] = k
                 break
     return choice
+
+
+def greedy(p: AssignmentProblem) -> IntArray:
+    """Regret-ordered greedy (:func:`regret_greedy`): the job that loses most by missing its cheapest column
+    chooses first, and takes its cheapest column that fits the rows."""
+    wait = wait_cols(p).tolist()
+    cap = _Capacity(p)
+    ptr = p.job_ptr.tolist()
+    costs = [p.col_cost[ptr[j]:ptr[j + 1]].tolist() for j in range(p.n_jobs)]
+
+    def place(j: int, k: int) -> bool:
+        c = ptr[j] + k
+        if c == wait[j] or cap.fits(c):
+            cap.take(c)
+            return True
+        return False
+
+    local = regret_greedy(costs, place)
+    return np.array([ptr[j] + k for j, k in enumerate(local)], dtype=np.int64)
 
 
 def solve(p: AssignmentProblem, milp_time_limit_s: float = 1.0, persistent: PersistentLP | None = None,

@@ -1,0 +1,306 @@
+"""geo's columns: every option of every job as a cost rate over one span (:class:`GeoColumns`, a part of
+:class:`~superfactory.policy.geo.GeoPolicy`; the cost model is in that module's docstring).
+
+A job's columns: run in each lawful factory that is up (cleared by sovereignty and carbon budget, right
+accelerator), or wait/pause. Running jobs also get staying (no capacity used) and moving (a migration's one-off
+cost, the hysteresis margin, the governor's rate limit and backoff). Pending jobs' waits are aged towards
+``max_wait_s``; a job past it waits at :data:`STARVED_USD_PER_GPU_H` (it runs wherever lawful capacity exists).
+Also the free-capacity counts the columns and the rows read (recounted only when a factory's node bytes change).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from superfactory.domain.factory import Factory
+from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, JobView
+from superfactory.domain.job import TrainingJob
+from superfactory.domain.lifecycle import MOVABLE
+from superfactory.models.wan import route_bandwidth_gbps
+from superfactory.policy.feasibility import carbon_budget_refusal, sovereignty_refusal
+from superfactory.policy.migration import MigrationGovernor
+from superfactory.policy.nodes import nodes_needed
+
+HOUR_S = 3600
+_BIG = 1e12
+#: wait cost (USD per GPU-hour) of a job that has waited for price past ``max_wait_s``: above any power cost,
+#: so it runs wherever lawful capacity exists (a finite number keeps the LP well scaled)
+STARVED_USD_PER_GPU_H = 1e4
+_MOVABLE = MOVABLE  # states in which a world accepts Migrate and Preempt
+
+
+@dataclass(frozen=True, slots=True)
+class _Col:
+    job: int
+    factory: int  # -1 = wait / pause
+    cost: float
+    nodes: int
+    it_w: float
+    migrating: bool
+
+
+def _system(f: Factory, acc: str) -> tuple[int, float] | None:
+    """(GPUs per node, extra IT W per node when training) of ``acc`` in ``f``, or None."""
+    cl = f.clusters_of(acc)
+    if not cl:
+        return None
+    s = cl[0].system
+    return s.gpus_per_node, s.training_power_per_node_w - s.idle_power_per_node_w
+
+
+class GeoColumns:
+    """The column builder and free-capacity counts (module docstring); state lives on the policy."""
+
+    migrate: bool
+    governor: MigrationGovernor
+    amortise_h: float
+    hysteresis: float
+    horizon_h: int
+    restart_weight: float
+    max_wait_s: int
+    gamma: float
+    _lam: dict[str, float]
+    _sig_key: tuple[object, ...]
+    _carbon_mean: list[float]
+    _forced: set[str]
+    _paused: set[str]
+    _work_s: dict[str, float]
+    _cum: tuple[object, list[list[float]]]
+    _col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]]
+    _free: dict[tuple[int, str], tuple[bytes, int]]
+    _free_gpu_of: list[tuple[bytes, int]]
+    _sites_of: tuple[Factory, ...] | None
+    _site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]]
+
+    def _latency_ms(self, snap: FleetSnapshot, a: str | None, b: str) -> float:
+        if a is None or a == b:
+            return 0.0
+        for lk in snap.links:
+            if {lk.a, lk.b} == {a, b}:
+                return lk.latency_ms
+        return 100.0
+
+    def _free_nodes(self, snap: FleetSnapshot, i: int, acc: str) -> int:
+        """Free ``acc`` nodes of factory ``i`` in ``snap`` (recounted only when the factory's node bytes change:
+        the twin reuses them while the factory is unchanged)."""
+        b = snap.states[i].node_status
+        hit = self._free.get((i, acc))
+        if hit is None or hit[0] is not b:
+            hit = self._free[(i, acc)] = (b, sum(b.count(NODE_FREE, c.node_offset, c.node_end)
+                                                 for c in snap.factories[i].clusters_of(acc)))
+        return hit[1]
+
+    def _latency_cached(self, snap: FleetSnapshot, cache: dict[tuple[str | None, str], float], a: str | None,
+                        b: str) -> float:
+        hit = cache.get((a, b))
+        if hit is None:
+            hit = cache[(a, b)] = self._latency_ms(snap, a, b)
+        return hit
+
+    def _bandwidth_gbps(self, snap: FleetSnapshot, a: str, b: str) -> float:
+        # the same routing the twin uses (direct, else best two-hop, else the internet) over the links the
+        # snapshot shows up
+        return route_bandwidth_gbps(snap.links, a, b)
+
+    def _sites(self, snap: FleetSnapshot, job: TrainingJob
+               ) -> tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]:
+        """Factories ``job`` may ever run in, as (index, nodes, extra IT W, extra facility MW), and the
+        sovereignty refusals ``(factory id, rule)`` of the factories that have its accelerator but are not
+        cleared for all its data classes (cached per job: factories, clearances and jobs never change)."""
+        if self._sites_of is not snap.factories:
+            self._sites_of = snap.factories
+            self._site_cache.clear()
+        hit = self._site_cache.get(job.id)
+        if hit is not None:
+            return hit
+        sites: list[tuple[int, int, float, float]] = []
+        reasons: list[tuple[str, str]] = []
+        for i, f in enumerate(snap.factories):
+            sov = sovereignty_refusal(job, f)
+            if sov is not None:
+                if f.gpus_of(job.accelerator) >= job.gpus:
+                    reasons.append((f.id, f"sovereignty: {sov}"))
+                continue
+            sysinfo = _system(f, job.accelerator)
+            if sysinfo is None or f.gpus_of(job.accelerator) < job.gpus:
+                continue
+            nodes = nodes_needed(f, job.accelerator, job.gpus)
+            it_w = nodes * sysinfo[1]
+            sites.append((i, nodes, it_w, it_w * f.pue / 1e6))
+        out = (tuple(sites), tuple(reasons))
+        self._site_cache[job.id] = out
+        return out
+
+    def _columns(self, snap: FleetSnapshot, views: list[JobView], running: set[int],
+                 paths: list[npt.NDArray[np.float64]], emergency: set[int], waiting: dict[str, str],
+                 refusals: list[tuple[str, str, str]]) -> list[_Col]:
+        now = snap.now_s
+        cols: list[_Col] = []
+        # cum[i, k]: forecast USD/MWh of factory i summed over the next k hours (k = 0..24; hour 0 is realised)
+        if self._cum[0] is not paths:
+            cum_a = np.zeros((len(paths), 25))
+            if paths:
+                np.cumsum(np.asarray(paths)[:, :24], axis=1, out=cum_a[:, 1:])
+            self._cum = (paths, cum_a.tolist())  # plain floats: this loop runs for every job at every decision
+        cum: list[list[float]] = self._cum[1]
+        up_now = [st.up for st in snap.states]
+        fids = [f.id for f in snap.factories]
+        gbps: dict[tuple[str, str], float] = {}
+        lat_ms: dict[tuple[str | None, str], float] = {}
+        links = snap.links
+        ups = tuple(up_now)
+        work_of = self._work_s
+        for jx, v in enumerate(views):
+            job = v.job
+            start = len(cols)
+            work_s = work_of.get(job.id)
+            if work_s is None:
+                work_s = work_of[job.id] = job.work_s
+            ckey: tuple[object, ...] | None = None
+            if jx in running and job.carbon_budget_tco2 is None:
+                # a running job's columns are kept while everything they are computed from is the same: the
+                # cost signals (hour, prices), its site, span and state, and the governor's answers for it
+                may = self.migrate and job.migratable and self.governor.may_move(job.id, now)
+                ckey = (self._sig_key, ups, links, self._lam.get(job.accelerator), v.factory_id,
+                        max(1, int(min(self.amortise_h, 24, math.ceil(max(1.0, (work_s - v.progress_s)
+                                                                             / HOUR_S))))),
+                        v.state not in _MOVABLE, may, job.id in self._forced,
+                        self.governor.backoffs(job.id, now) if may else ())
+                hit = self._col_cache.get(job.id)
+                if hit is not None and hit[0] == ckey:
+                    cols.extend(_Col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1])
+                    continue
+            lam = self._lam.get(job.accelerator, _BIG)
+            lam_eff = lam if lam < _BIG else 1.0
+            remaining_h = max(1.0, (work_s - v.progress_s) / HOUR_S)
+            ck = job.checkpoint
+            drain_h = (ck.blocking_s + ck.async_write_s + job.recovery.restart_s) / HOUR_S
+            cur = fids.index(v.factory_id) if v.factory_id is not None else -1
+            sites, reasons = self._sites(snap, job)
+            # Every column is a cost rate over the same span: the next T = min(remaining run, amortise_h, 24) hours,
+            # hour 0 at the realised price, later hours forecast. Running at i costs mw x cum[i, T] / T; a move
+            # adds its one-off cost (drain + checkpoint transfer + restart, GPU-hours at the value of a GPU-hour)
+            # spread over T, and must beat staying by ``hysteresis`` of the destination's power cost; waiting or
+            # pausing costs its GPUs x the value of a GPU-hour per hour for the k hours it waits (k <= horizon_h,
+            # the best k: pause through a dear spell, then run again). So a price shock at a job's site, which the
+            # forecast carries into the next hours, makes a move to a site with room win once the shock costs
+            # more over the span than the move does.
+            span = max(1, int(min(self.amortise_h, 24, math.ceil(remaining_h))))
+            k_max = min(span, self.horizon_h)
+            home = job.home_factory
+            # only a job that is computing can be moved or paused; one starting, draining, migrating or
+            # detecting a failure keeps its nodes until the twin settles it
+            locked = jx in running and v.state not in _MOVABLE
+            wait_rate = job.gpus * lam * (1.0 + 0.02 * job.priority)
+            if jx not in running and v.last_factory_id is not None and job.id not in self._paused:
+                # a started job put off its nodes (a failure, an outage) is re-placed first; one geo paused
+                # itself keeps the wait rate it was paused at, or it would be re-placed at once and pay the
+                # drain and restart for nothing
+                wait_rate *= self.restart_weight
+            forced = False
+            if jx not in running and v.waiting_since_s >= 0:
+                waited_s = now - v.waiting_since_s
+                if waited_s >= self.max_wait_s or job.id in self._forced:
+                    wait_rate = job.gpus * STARVED_USD_PER_GPU_H  # no more waiting for price: run where lawful
+                    self._forced.add(job.id)
+                    forced = True
+                else:
+                    wait_rate *= 1.0 + waited_s / self.max_wait_s  # ageing: waiting gets dearer as it lasts
+            resume = cur  # where a paused or waiting job would run after its wait: where it is, else cheapest
+            resume_mw = 0.0
+            if jx in running:
+                for i, _nodes, _it_w, mw in sites:
+                    if i == cur:
+                        resume_mw = mw
+                        lat = self.gamma * mw * self._latency_cached(snap, lat_ms, home, fids[i]) if self.gamma else 0.0
+                        cols.append(_Col(jx, i, mw * cum[i][span] / span + lat, 0, 0.0, False))
+            else:
+                # resume where it could start now: waiting for a dear site's neighbour to free up would bet on
+                # capacity (running now and moving later costs a move, not hours of idle GPUs)
+                # (and where it may start: a site the governor bars it from this hour is no place to resume)
+                barred = (v.last_factory_id is not None and jx not in emergency
+                          and not self.governor.may_move(job.id, now))
+                up = [(mw * cum[i][span], i, mw) for i, n, _w, mw in sites
+                      if up_now[i] and self._free_nodes(snap, i, job.accelerator) >= n
+                      and not (barred and fids[i] != v.last_factory_id)]
+                if up:
+                    _c, resume, resume_mw = min(up)
+            for i, nodes, it_w, mw in sites:
+                if locked or not up_now[i] or (jx in running and i == cur):
+                    continue
+                f = snap.factories[i]
+                budget = carbon_budget_refusal(job, v.carbon_spent_tco2, v.progress_s, f, self._carbon_mean[i])
+                if budget is not None:  # a hard rule like sovereignty: no column, and an audit record
+                    refusals.append((job.id, f.id, budget))
+                    if jx not in running:
+                        waiting.setdefault(job.id, budget)
+                    continue
+                lat = self.gamma * mw * self._latency_cached(snap, lat_ms, home, f.id) if self.gamma else 0.0
+                run_rate = mw * cum[i][span] / span + lat
+                if jx in running:
+                    if not (self.migrate and job.migratable and self.governor.may_move(job.id, now)):
+                        continue
+                    if self.governor.backing_off(job.id, f.id, now):
+                        continue
+                    assert v.factory_id is not None
+                    bw = gbps.get((v.factory_id, f.id))
+                    if bw is None:
+                        bw = gbps[(v.factory_id, f.id)] = self._bandwidth_gbps(snap, v.factory_id, f.id)
+                    xfer_h = ck.size_bytes * 8 / (bw * 1e9) / HOUR_S
+                    mig_usd = (drain_h + xfer_h) * job.gpus * lam_eff
+                    margin = self.hysteresis * abs(mw * cum[i][span]) / span
+                    cols.append(_Col(jx, i, run_rate + margin + mig_usd / span, nodes, it_w, True))
+                else:
+                    moved = v.last_factory_id is not None and v.last_factory_id != f.id
+                    if moved and not self.governor.may_move(job.id, now) and jx not in emergency:
+                        continue
+                    cols.append(_Col(jx, i, run_rate, nodes, it_w, moved and jx not in emergency))
+            # wait (pending) or pause (running) for the best k hours, then run at ``resume``
+            restart_usd = drain_h * job.gpus * lam_eff if jx in running else 0.0
+            if resume >= 0:
+                cr = cum[resume]  # wait k = 1..k_max hours, then run for the rest of the span
+                best = min(wait_rate * k - resume_mw * cr[k] for k in range(1, k_max + 1))
+                wait = (best + resume_mw * cr[span] + restart_usd) / span
+            else:
+                wait = wait_rate + restart_usd / span
+            if jx in running and job.id in self._forced and any(c.job == jx for c in cols[-1:]):
+                pass  # a job that already waited its bound for price runs on (it may still move)
+            elif forced:
+                cols.append(_Col(jx, -1, job.gpus * STARVED_USD_PER_GPU_H, 0, 0.0, False))
+            elif not locked or not any(c.job == jx for c in cols[-1:]):
+                cols.append(_Col(jx, -1, wait, 0, 0.0, False))
+            if ckey is not None:
+                self._col_cache[job.id] = (ckey, [(c.factory, c.cost, c.nodes, c.it_w, c.migrating)
+                                                  for c in cols[start:]])
+            if jx not in running and reasons:
+                # every factory that would otherwise take the job but is not cleared for its data: an audit event
+                refusals.extend((job.id, fid, rule) for fid, rule in reasons)
+                if not sites:
+                    waiting[job.id] = "; ".join(f"{fid}: {rule}" for fid, rule in reasons)
+        return cols
+
+    def _fits_somewhere(self, snap: FleetSnapshot, job: TrainingJob) -> bool:
+        """Whether some lawful factory that is up has enough free nodes of the job's accelerator for it."""
+        return any(snap.states[i].up and self._free_nodes(snap, i, job.accelerator) >= n
+                   for i, n, _w, _mw in self._sites(snap, job)[0])
+
+    def _free_gpus(self, snap: FleetSnapshot) -> list[int]:
+        """Free GPUs per factory, recounted only for factories whose node bytes changed (the twin reuses a
+        factory's state while it is unchanged)."""
+        cache = self._free_gpu_of
+        if len(cache) != len(snap.states):
+            cache[:] = [(b"", 0)] * len(snap.states)
+        out: list[int] = []
+        for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
+            b = st.node_status
+            if cache[i][0] is not b:
+                free = 0
+                for cl in f.clusters:
+                    free += b.count(NODE_FREE, cl.node_offset, cl.node_end) * cl.system.gpus_per_node
+                cache[i] = (b, free)
+            out.append(cache[i][1])
+        return out
