@@ -30,6 +30,11 @@ bandwidth; the ``gang`` policy rejects and redoes placements below 0.9. A degrad
 material's "NVLink domain fragmentation": 8x less bandwidth, no alarm) measures ~1/8 and is caught; a TP group
 split across domains (a topology-blind placement) runs its TP traffic over the NIC and is caught too.
 :func:`placement_throughput` is the throughput such a gang then actually gets (40 % lower, per the same source).
+
+Speed (issue 12): the twin asks :func:`placement_throughput` at every placement. A gang whose TP group fits in one
+node is never split, so it needs no look at its nodes; otherwise the nodes are read as an index array once.
+Placement builds its node tuples from arrays (:func:`nodes_tuple`), and :func:`nodes_array` hands that array
+back for the same tuple instead of converting thousands of Python ints again.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ import numpy as np
 import numpy.typing as npt
 
 from superfactory.domain.job import TrainingJob
-from superfactory.domain.topology import FactoryTopology, split_tp_groups
+from superfactory.domain.topology import FactoryTopology, tp_nodes
+
+IntpArray = npt.NDArray[np.intp]
 
 #: Fitted ``(alpha_s, busbw_gbps)`` per worker count (module docstring; GB/s x 8 = Gb/s).
 ALLREDUCE_FIT: dict[int, tuple[float, float]] = {
@@ -102,6 +109,51 @@ def _ratio(workers: int, alpha_s: float, nominal_gbps: float, factor: float) -> 
     return expect / got if got > 0 else 1.0
 
 
+#: id(nodes) -> (nodes, the same nodes as an index array), for tuples built by :func:`nodes_tuple`. The tuple is
+#: held, so its id cannot be reused while it is here; the table is emptied when it reaches _NODE_ARRAYS_MAX.
+_NODE_ARRAYS: dict[int, tuple[tuple[int, ...], IntpArray]] = {}
+_NODE_ARRAYS_MAX = 256
+
+
+def nodes_tuple(idx: IntpArray) -> tuple[int, ...]:
+    """``tuple(idx.tolist())``, remembered: :func:`nodes_array` of the returned tuple gives back ``idx`` (made
+    read-only) without converting. For placement code that builds a node tuple from an array."""
+    nodes = tuple(idx.tolist())
+    if len(_NODE_ARRAYS) >= _NODE_ARRAYS_MAX:
+        _NODE_ARRAYS.clear()
+    idx.flags.writeable = False
+    _NODE_ARRAYS[id(nodes)] = (nodes, idx)
+    return nodes
+
+
+def nodes_array(nodes: tuple[int, ...]) -> IntpArray:
+    """``nodes`` as an index array (equal to ``np.asarray(nodes, dtype=np.intp)``; read-only when it came from
+    :func:`nodes_tuple`)."""
+    hit = _NODE_ARRAYS.get(id(nodes))
+    if hit is not None and hit[0] is nodes:
+        return hit[1]
+    return np.fromiter(nodes, dtype=np.intp, count=len(nodes))
+
+
+def _any_split(topo: FactoryTopology, idx: IntpArray, k: int) -> bool:
+    """Whether a TP group of ``k`` consecutive entries of ``idx`` spans two domains (``split_tp_groups > 0``)."""
+    dom = topo.node_domain[idx]
+    n = dom.size - dom.size % k
+    if n:
+        groups = dom[:n].reshape(-1, k)
+        if (groups != groups[:, :1]).any():
+            return True
+    return bool(n < dom.size and (dom[n:] != dom[n]).any())
+
+
+def _tp_nodes_of(topo: FactoryTopology, nodes: tuple[int, ...], job: TrainingJob) -> int:
+    return tp_nodes(topo.gpus_per_node[int(topo.node_cluster[nodes[0]])], job.gpus, job.tp_size)
+
+
+def _degraded_domains(link_factor: dict[int, float]) -> bool:
+    return any(f < 1.0 for f in link_factor.values())
+
+
 def probe_ratio(topo: FactoryTopology, nodes: tuple[int, ...], job: TrainingJob,
                 link_factor: dict[int, float]) -> tuple[float, list[int]]:
     """Worst measured/expected bus-bandwidth ratio of the probe on ``nodes``, and the domains that fell short.
@@ -111,22 +163,24 @@ def probe_ratio(topo: FactoryTopology, nodes: tuple[int, ...], job: TrainingJob,
     """
     if not nodes:
         return 1.0, []
-    idx = np.asarray(nodes, dtype=np.intp)
-    ci = int(topo.node_cluster[idx[0]])
+    ci = int(topo.node_cluster[nodes[0]])
     tp = max(1, min(job.tp_size, job.gpus))
     worst, bad = 1.0, []
     if tp > 1:
-        if split_tp_groups(topo, nodes, job.gpus, job.tp_size):
+        k = _tp_nodes_of(topo, nodes, job)
+        idx = nodes_array(nodes) if k > 1 or link_factor else None
+        if k > 1 and idx is not None and _any_split(topo, idx, k):
             # TP traffic that should ride NVLink crosses the scale-out network
             worst = min(worst, _ratio(tp, _alpha_for(tp), topo.nvlink_gbps[ci],
                                       topo.nic_gbps[ci] / topo.nvlink_gbps[ci]))
-        doms: npt.NDArray[np.int32] = np.unique(topo.node_domain[idx])
-        for d in doms.tolist():
-            f = link_factor.get(int(d), 1.0)
-            if f < 1.0:
-                r = _ratio(tp, _alpha_for(tp), topo.nvlink_gbps[ci], f)
-                bad.append(int(d))
-                worst = min(worst, r)
+        if idx is not None and _degraded_domains(link_factor):
+            doms: npt.NDArray[np.int32] = np.unique(topo.node_domain[idx])
+            for d in doms.tolist():
+                f = link_factor.get(int(d), 1.0)
+                if f < 1.0:
+                    r = _ratio(tp, _alpha_for(tp), topo.nvlink_gbps[ci], f)
+                    bad.append(int(d))
+                    worst = min(worst, r)
     # The data-parallel probe across the gang measures what its tier should give on healthy links, and a
     # degraded domain's NVLink (>= 1/8 of 3.6-7.2 Tb/s) is still no slower than the 400 Gb/s NIC, so it never
     # lowers the worst ratio; it is left out rather than computed as a constant 1.
@@ -139,10 +193,16 @@ def placement_throughput(topo: FactoryTopology, nodes: tuple[int, ...], job: Tra
     group is split across domains or sits on a degraded domain (TP traffic is on the critical path)."""
     if not nodes or max(1, min(job.tp_size, job.gpus)) == 1:
         return 1.0
-    if split_tp_groups(topo, nodes, job.gpus, job.tp_size):
-        return DEGRADED_THROUGHPUT
-    if link_factor:
-        doms = np.unique(topo.node_domain[np.asarray(nodes, dtype=np.intp)])
+    k = _tp_nodes_of(topo, nodes, job)
+    idx = None
+    if k > 1:
+        idx = nodes_array(nodes)
+        if _any_split(topo, idx, k):
+            return DEGRADED_THROUGHPUT
+    if link_factor and _degraded_domains(link_factor):
+        if idx is None:
+            idx = nodes_array(nodes)
+        doms = np.unique(topo.node_domain[idx])
         if any(link_factor.get(int(d), 1.0) < 1.0 for d in doms.tolist()):
             return DEGRADED_THROUGHPUT
     return 1.0

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.topology import FactoryTopology, tp_nodes
+from superfactory.models.collective import nodes_tuple
 
 BoolArray = npt.NDArray[np.bool_]
 IntpArray = npt.NDArray[np.intp]
@@ -71,13 +72,73 @@ def shape_of(job: TrainingJob, gpus_per_node: int, domain_nodes: int) -> GangSha
     return GangShape(units, k, seg_units)
 
 
-def _best_fit(cap: npt.NDArray[np.int64], need: int, parent_cap: npt.NDArray[np.int64] | None) -> int:
-    """Index of the smallest ``cap >= need`` (ties: smallest parent capacity, then lowest index); -1 if none."""
+#: id(topology) -> (topology, its tables); the topology is kept so the id cannot be reused while cached.
+_TABLES: dict[int, tuple[FactoryTopology, _Tables]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    """Index tables of one topology that placement reads on every call (built once, see :func:`_tables_of`).
+
+    Domains, leaves and halls are numbered in node order, so the domains of a leaf and the leaves of a hall are
+    contiguous ranges: ``leaf_dom[l]:leaf_dom[l + 1]`` and ``hall_leaf[h]:hall_leaf[h + 1]``.
+    """
+
+    dom_first: IntpArray  # per domain, its first node
+    dom_end: IntpArray  # per domain, one past its last node
+    leaf_dom: IntpArray  # leaves + 1 bounds into the domains
+    hall_leaf: IntpArray  # halls + 1 bounds into the leaves
+    halls: int
+    domain_leaf: IntpArray
+    leaf_hall: IntpArray
+    all_halls: IntpArray  # arange(halls)
+
+
+def _tables_of(topo: FactoryTopology) -> _Tables:
+    """The :class:`_Tables` of ``topo``, cached by identity (a topology is immutable and :func:`topology_of`
+    keeps one per factory)."""
+    hit = _TABLES.get(id(topo))
+    if hit is not None and hit[0] is topo:
+        return hit[1]
+    if (np.diff(topo.domain_leaf) < 0).any() or (np.diff(topo.leaf_hall) < 0).any():
+        raise ValueError(f"topology of {topo.factory_id}: domains and leaves must be numbered in node order")
+    halls = topo.halls
+    leaf_ix = np.arange(topo.leaves + 1, dtype=np.intp)
+    hall_ix = np.arange(halls + 1, dtype=np.intp)
+    t = _Tables(
+        dom_first=topo.domain_first_node.astype(np.intp),
+        dom_end=(topo.domain_first_node + topo.domain_nodes).astype(np.intp),
+        leaf_dom=np.searchsorted(topo.domain_leaf, leaf_ix, side="left").astype(np.intp),
+        hall_leaf=np.searchsorted(topo.leaf_hall, hall_ix, side="left").astype(np.intp),
+        halls=halls,
+        domain_leaf=topo.domain_leaf.astype(np.intp),
+        leaf_hall=topo.leaf_hall.astype(np.intp),
+        all_halls=np.arange(halls, dtype=np.intp),
+    )
+    if len(_TABLES) >= 256:
+        _TABLES.clear()
+    _TABLES[id(topo)] = (topo, t)
+    return t
+
+
+def _segment_sums(values: npt.NDArray[np.int64], bounds: IntpArray) -> npt.NDArray[np.int64]:
+    """Sums of ``values`` over the contiguous ranges ``bounds[i]:bounds[i + 1]`` (empty ranges sum to 0)."""
+    cs = np.zeros(values.size + 1, dtype=np.int64)
+    np.cumsum(values, out=cs[1:])
+    return cs[bounds[1:]] - cs[bounds[:-1]]
+
+
+def _best_fit(cap: npt.NDArray[np.int64], need: int, parent_cap: npt.NDArray[np.int64] | None,
+              parent_of: IntpArray | None) -> int:
+    """Index of the smallest ``cap >= need`` (ties: smallest capacity of its parent ``parent_of[i]``, then lowest
+    index); -1 if none."""
     ok = np.flatnonzero(cap >= need)
     if ok.size == 0:
         return -1
+    if ok.size == 1:
+        return int(ok[0])
     c = cap[ok]
-    keys = (ok, parent_cap[ok], c) if parent_cap is not None else (ok, c)
+    keys = (ok, parent_cap[parent_of[ok]], c) if parent_cap is not None and parent_of is not None else (ok, c)
     return int(ok[np.lexsort(keys)[0]])
 
 
@@ -100,70 +161,100 @@ def _cover(idx: IntpArray, cap: npt.NDArray[np.int64], need: int) -> list[tuple[
     return out if need <= 0 else []
 
 
+def _as_u8(usable: BoolArray) -> npt.NDArray[np.uint8]:
+    """``usable`` as 0/1 bytes (a view when it is already boolean)."""
+    return usable.view(np.uint8) if usable.dtype == np.bool_ else (usable != 0).view(np.uint8)
+
+
 def place_gang(topo: FactoryTopology, usable: BoolArray, shape: GangShape) -> tuple[int, ...] | None:
     """Nodes for a gang of ``shape`` among ``usable`` nodes (free, right accelerator, not withheld), or None.
 
     ``usable`` is a boolean array over the factory's nodes. The result is ordered domain by domain.
     """
-    free_idx = np.flatnonzero(usable)
     k, need, seg = shape.unit_nodes, shape.units, shape.segment_units
-    if free_idx.size < shape.nodes or need <= 0:
+    if need <= 0 or int(np.count_nonzero(usable)) < shape.nodes:
         return None
-    free_dom = topo.node_domain[free_idx]
-    free_d = np.bincount(free_dom, minlength=topo.domains).astype(np.int64)
+    t = _tables_of(topo)
+    u8 = _as_u8(usable)
+    free_d = np.add.reduceat(u8, t.dom_first).astype(np.int64)
     cap_d = free_d // k
-    leaf_cap = np.bincount(topo.domain_leaf, weights=cap_d, minlength=topo.leaves).astype(np.int64)
-    leaf_cap = leaf_cap // seg * seg
+    leaf_cap = _segment_sums(cap_d, t.leaf_dom)
+    if seg > 1:
+        leaf_cap = leaf_cap // seg * seg
     if int(leaf_cap.sum()) < need:
         return None
-    hall_cap = np.bincount(topo.leaf_hall, weights=leaf_cap, minlength=topo.halls).astype(np.int64)
     take_d: list[tuple[int, int]] = []
-    d = _best_fit(cap_d, need, leaf_cap[topo.domain_leaf]) if seg == 1 or need <= seg else -1
+    d = _best_fit(cap_d, need, leaf_cap, t.domain_leaf) if seg == 1 or need <= seg else -1
     if d >= 0:
         take_d = [(d, need)]
     else:
-        lf = _best_fit(leaf_cap, need, hall_cap[topo.leaf_hall])
+        hall_cap = _segment_sums(leaf_cap, t.hall_leaf)
+        lf = _best_fit(leaf_cap, need, hall_cap, t.leaf_hall)
         if lf >= 0:
             leaves = [(lf, need)]
         else:
-            h = _best_fit(hall_cap, need, None)
-            halls = [(h, need)] if h >= 0 else _cover(np.arange(topo.halls, dtype=np.intp), hall_cap, need)
+            h = _best_fit(hall_cap, need, None, None)
+            halls = [(h, need)] if h >= 0 else _cover(t.all_halls, hall_cap, need)
             leaves = []
+            hall_leaf = t.hall_leaf
             for hh, n_h in halls:
-                in_h = np.flatnonzero(topo.leaf_hall == hh)
-                leaves.extend(_cover(in_h, leaf_cap[in_h], n_h))
+                a, b = int(hall_leaf[hh]), int(hall_leaf[hh + 1])
+                leaves.extend(_cover(np.arange(a, b, dtype=np.intp), leaf_cap[a:b], n_h))
+        leaf_dom = t.leaf_dom
         for leaf, n_l in leaves:
-            take_d.extend(_fragments_first(np.flatnonzero(topo.domain_leaf == leaf), cap_d, n_l))
-    return _nodes_of(free_idx, free_dom, take_d, k)
+            a, b = int(leaf_dom[leaf]), int(leaf_dom[leaf + 1])
+            take_d.extend(_fragments_first(a, cap_d[a:b], n_l))
+    return _nodes_of(u8, t, free_d, take_d, k)
 
 
-def _fragments_first(doms: IntpArray, cap_d: npt.NDArray[np.int64], need: int) -> list[tuple[int, int]]:
-    """Take ``need`` units from ``doms``, fewest-free domains first; the last take is a best fit."""
-    c = cap_d[doms]
-    keep = c > 0
-    doms, c = doms[keep], c[keep]
-    order = np.lexsort((doms, c))
-    out: list[tuple[int, int]] = []
-    for dd, cc in zip(doms[order].tolist(), c[order].tolist(), strict=True):
-        if need <= 0:
-            break
-        take = min(cc, need)
-        out.append((dd, take))
-        need -= take
-    return out
+def _fragments_first(first: int, c: npt.NDArray[np.int64], need: int) -> list[tuple[int, int]]:
+    """Take ``need`` units from the domains ``first, first + 1, ...`` with capacities ``c``, fewest-free domains
+    first (ties: lowest index); the last take is a best fit."""
+    nz = np.flatnonzero(c > 0)
+    if nz.size == 0 or need <= 0:
+        return []
+    cc = c[nz]
+    order = np.argsort(cc, kind="stable")  # by capacity, then index (nz ascends)
+    cs = np.cumsum(cc[order])
+    m = min(int(np.searchsorted(cs, need, side="left")) + 1, int(cc.size))
+    sel = order[:m]
+    takes: list[int] = cc[sel].tolist()
+    taken_before = int(cs[m - 2]) if m >= 2 else 0
+    takes[-1] = min(takes[-1], need - taken_before)
+    return list(zip((nz[sel] + first).tolist(), takes, strict=True))
 
 
-def _nodes_of(free_idx: IntpArray, free_dom: npt.NDArray[np.int32], take_d: list[tuple[int, int]],
-              k: int) -> tuple[int, ...]:
+#: up to this many domains, :func:`_nodes_of` scans each domain's own nodes; beyond, one pass over the factory.
+_FEW_DOMAINS = 4
+
+
+def _nodes_of(u8: npt.NDArray[np.uint8], t: _Tables, free_d: npt.NDArray[np.int64],
+              take_d: list[tuple[int, int]], k: int) -> tuple[int, ...]:
+    """The first ``units * k`` usable nodes of each ``(domain, units)`` in ``take_d``, domain by domain."""
+    if not take_d:
+        return ()
     take_d.sort()
-    doms = np.fromiter((d for d, _ in take_d), dtype=np.int64, count=len(take_d))
-    starts = np.searchsorted(free_dom, doms, side="left")
-    parts = [free_idx[s : s + u * k] for s, (_, u) in zip(starts.tolist(), take_d, strict=True)]
-    return tuple(np.concatenate(parts).tolist()) if parts else ()
+    if len(take_d) <= _FEW_DOMAINS:
+        parts = []
+        for d, u in take_d:
+            a = int(t.dom_first[d])
+            parts.append(np.flatnonzero(u8[a : int(t.dom_end[d])])[: u * k] + a)
+        return nodes_tuple(np.concatenate(parts) if len(parts) > 1 else parts[0])
+    doms = np.fromiter((d for d, _ in take_d), dtype=np.intp, count=len(take_d))
+    lens = np.fromiter((u for _, u in take_d), dtype=np.intp, count=len(take_d)) * k
+    free_idx = np.flatnonzero(u8)
+    starts = (np.cumsum(free_d) - free_d)[doms]  # position of each domain's first usable node in free_idx
+    ends = np.cumsum(lens)
+    pos = np.repeat(starts - (ends - lens), lens) + np.arange(int(ends[-1]), dtype=np.intp)
+    return nodes_tuple(free_idx[pos])
 
 
 def units_available(topo: FactoryTopology, usable: BoolArray, shape: GangShape) -> int:
     """Units of ``shape`` that could be placed on ``usable`` nodes (honouring domain and segment constraints)."""
-    free_d = np.bincount(topo.node_domain[usable], minlength=topo.domains).astype(np.int64)
-    leaf_cap = np.bincount(topo.domain_leaf, weights=free_d // shape.unit_nodes, minlength=topo.leaves)
-    return int((leaf_cap.astype(np.int64) // shape.segment_units * shape.segment_units).sum())
+    if topo.domains == 0:
+        return 0
+    t = _tables_of(topo)
+    free_d = np.add.reduceat(_as_u8(usable), t.dom_first).astype(np.int64)
+    leaf_cap = _segment_sums(free_d // shape.unit_nodes, t.leaf_dom)
+    seg = shape.segment_units
+    return int((leaf_cap // seg * seg).sum())
