@@ -171,3 +171,42 @@ def test_warm_lp_matches_cold_after_prices_and_churn() -> None:
     assert cold is not None and again is not None
     assert warm.warm_solves == 2
     assert abs(cold[1] - again[1]) <= 1e-6 * max(1.0, abs(cold[1]))
+
+
+def test_regret_greedy_lets_the_job_with_most_to_lose_choose_first() -> None:
+    """One slot, two jobs that both want it: the one whose second-best column is far dearer (regret 9) takes it,
+    though it is listed second; on equal regret the lower index chooses first; ``place`` is asked cheapest first."""
+    slots = [1]
+    asked: list[tuple[int, int]] = []
+
+    def place(j: int, k: int) -> bool:
+        asked.append((j, k))
+        if k == 1:  # the wait column: always accepted
+            return True
+        if slots[0] > 0:
+            slots[0] -= 1
+            return True
+        return False
+
+    assert S.regret_greedy([[1.0, 2.0], [1.0, 10.0]], place) == [1, 0]
+    assert asked == [(1, 0), (0, 0), (0, 1)]
+    slots[0] = 1
+    assert S.regret_greedy([[1.0, 5.0], [1.0, 5.0]], place) == [0, 1]
+    # the array greedy is the same function over the problem's rows
+    p, allowed = _instance(12, 3, 5)
+    g = S.greedy(p)
+    _check_plan(p, allowed, g)
+    ptr = p.job_ptr.tolist()
+    left = p.row_cap.astype(float).copy()
+
+    def fits(j: int, k: int) -> bool:
+        c = ptr[j] + k
+        rows, use = p.col_rows[c], p.col_use[c]
+        m = rows >= 0
+        if (use[m] <= left[rows[m]] + 1e-9).all():
+            np.subtract.at(left, rows[m], use[m])
+            return True
+        return False
+
+    local = S.regret_greedy([p.col_cost[ptr[j]:ptr[j + 1]].tolist() for j in range(p.n_jobs)], fits)
+    assert [ptr[j] + k for j, k in enumerate(local)] == g.tolist()
