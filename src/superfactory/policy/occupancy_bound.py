@@ -24,7 +24,20 @@ held in cluster ``c`` during slot ``s`` (continuous). Maximise the held GPU-seco
    whole released jobs, so a cluster holds at most ``M(c, s)``, the optimum of a small integer program: choose
    ``m_g`` jobs of each gang shape ``g`` (nodes, unit), at most the number released by the slot's end, with
    ``sum_g nodes_g * m_g <= nodes(c)`` and the domain rows of 3 on ``nodes_g * m_g``. HiGHS's *dual* bound of
-   that program is used (an upper bound on its optimum even if the solve stopped early).
+   that program is used (an upper bound on its optimum even if the solve stopped early);
+5. **time-coupled rows** (module :mod:`superfactory.policy.gang_hold`). (a) *Fill patterns* (``topology=True``):
+   at an instant each domain holds the units of one maximal multiset of unit sizes that fits it (or fewer), so
+   per slot the nodes of each unit size are at most a convex combination of patterns over the domains
+   (``y[p, c, s]``, ``sum_p y <= domains``). (b) *Hold caps* (``drains`` given): a job holds nodes at most
+   ``min(horizon - submit, base + F_j per_failure + D_j per_drain)`` seconds (its :class:`HoldCap`, derived from
+   the twin's restart, detection, checkpoint stalls, rolled-back work and slowest placement speed). Jobs are
+   grouped by class and release slot; group ``G`` holds ``z[G, s] <= nodes(G)`` in its slots,
+   ``sum_c x[k, c, s] <= sum_r z[(k, r), s]``, and ``sum_s len(s) z[G, s] <= V_G + a_G f_G + b_G e_G`` where
+   ``V_G`` sums its jobs' nodes x capped base holds and ``a_G``, ``b_G`` are the most node-seconds one failure or
+   one drain adds to one of its jobs; ``sum_G f_G <=`` the outages in ``down`` (a failure interrupts at most one
+   job; a failure of a down node is discarded) and ``sum_G e_G <= drains``. This couples slots: work used in one
+   slot is gone for the others. It holds for every schedule with at most ``drains`` drains and hot swaps, no
+   ``Migrate``, no modelled WAN and no factory outage (gang_hold's stated assumptions).
 
 Every schedule a policy can run satisfies 1-4 at every instant (a gang holds its nodes whole; restarts,
 checkpoints and slowdowns only *lower* what is feasible; a job's node that fails is no longer counted held,
@@ -35,10 +48,12 @@ failed node is still inside the cluster) and row 1 takes the outages. The failur
 policy in the twin (each factory's failure stream is drawn from its own seed, whatever
 runs where; a draw that hits a node already down is discarded), so a bound with ``down`` taken from one run's
 ``NodeFailed``/``NodeRepaired`` events holds for every policy on that scenario and seed.
-It drops: gangs' all-or-nothing timing *across* slots (a gang's nodes must all be free at one instant, and
-which gangs run changes within a slot; only per-instant whole-gang sets are modelled), how long a job can hold
-nodes (a failure-prone, slowed or repeatedly preempted job may hold them for any time, so no per-job volume cap
-is sound), leaf-group segments, power and cooling caps, sovereignty.
+Row 5b holds because every job's hold time within the horizon is at most its cap (gang_hold's derivation),
+the jobs of a group hold at most their nodes at any instant and only after their release slot begins, and the
+per-job interruption counts are at most the global ones (the LP chooses the attribution, so the worst one is
+covered). It drops: gangs' all-or-nothing timing *across* slots (a gang's nodes must all be free at one
+instant, which needs a drain or perfectly timed ends before a large gang starts), how long a job holds nodes
+*at least*, leaf-group segments, power and cooling caps, sovereignty.
 Hence it is tight when the queue never empties (saturated factories) and loose when work runs out. On a
 saturated queue with 2-node TP units (8-GPU gangs) no per-instant relaxation can be lower than capacity minus
 outages: any node count fits some set of released gangs; see docs/gang.md.
@@ -61,6 +76,7 @@ import numpy.typing as npt
 from superfactory.domain.events import Event, EventKind
 from superfactory.domain.factory import Cluster, Factory
 from superfactory.domain.job import TrainingJob
+from superfactory.policy.gang_hold import fill_patterns, hold_cap
 from superfactory.policy.gangfit import shape_of
 from superfactory.policy.relaxation import new_highs
 
@@ -184,6 +200,87 @@ def whole_gang_fill(shapes: Sequence[tuple[int, int, int]], nodes: int, per_doma
     return min(float(nodes), -float(info.mip_dual_bound))  # pragma: no cover - tiny programs solve at once
 
 
+def _add_patterns(h: highspy.Highs, rows: list[str], var: dict[tuple[int, int, int], int],
+                  class_keys: list[tuple[tuple[str, int, int], int]], clusters: list[Cluster], n_slots: int) -> None:
+    """Row 5a: per cluster and slot, the nodes of each TP-unit size (> 1 node) are at most what a convex
+    combination of fill patterns (:func:`~superfactory.policy.gang_hold.fill_patterns`), one per domain, holds:
+    ``sum_{k: unit u} x[k, c, s] <= sum_p y[p, c, s] * u * count_u(p)``, ``sum_p y[p, c, s] <= domains(c)`` (and
+    a partial last domain with its own patterns, used at most once)."""
+    inf = highspy.kHighsInf
+    for ci, c in enumerate(clusters):
+        n = c.system.nodes_per_domain
+        units = sorted({class_keys[k][1] for (k, cj, _s) in var if cj == ci and class_keys[k][1] > 1})
+        if n <= 1 or not units:
+            continue
+        domains, rest = divmod(c.nodes, n)
+        families = [(fill_patterns(n, units), float(domains))] + ([(fill_patterns(rest, units), 1.0)] if rest else [])
+        for s in range(n_slots):
+            link: dict[int, tuple[list[int], list[float]]] = {u: ([], []) for u in units}
+            for pats, count in families:
+                cols = []
+                for p in pats:
+                    col = h.getNumCol()
+                    h.addVar(0.0, inf)
+                    cols.append(col)
+                    for u in units:
+                        if p.count(u):
+                            link[u][0].append(col)
+                            link[u][1].append(-float(u * p.count(u)))
+                h.addRow(-inf, count, len(cols), np.asarray(cols, dtype=np.int32), np.ones(len(cols)))
+                rows.append("domain patterns")
+            for u in units:
+                xs = [col for (k, cj, sj), col in var.items() if cj == ci and sj == s and class_keys[k][1] == u]
+                cols_u, coef_u = link[u]
+                h.addRow(-inf, 0.0, len(xs) + len(cols_u), np.asarray(xs + cols_u, dtype=np.int32),
+                         np.asarray([1.0] * len(xs) + coef_u))
+                rows.append("domain patterns")
+
+
+def _add_holds(h: highspy.Highs, rows: list[str], var: dict[tuple[int, int, int], int],
+               class_keys: list[tuple[tuple[str, int, int], int]], systems: dict[tuple[str, int, int], list[int]],
+               slots: list[tuple[int, int]], groups: dict[tuple[tuple[tuple[str, int, int], int], int], list[float]],
+               failures: int, drains: int) -> None:
+    """Row 5b: the jobs of class ``k`` released in slot ``r`` (group ``G``) hold ``z[G, s]`` nodes in slot
+    ``s >= r`` (at most their nodes), ``sum_c x[k, c, s] <= sum_r z[(k, r), s]``, and over the horizon
+    ``sum_s len(s) z[G, s] <= V_G + a_G f_G + b_G e_G``: ``V_G`` = the group's nodes x hold caps without
+    interruptions (each capped at horizon - submit), ``a_G``/``b_G`` = the most node-seconds one failure / one
+    drain can add to a job of the group, ``f_G``/``e_G`` >= 0 the failures and drains it gets, with
+    ``sum_G f_G <= failures`` and ``sum_G e_G <= drains`` (:mod:`superfactory.policy.gang_hold`)."""
+    inf = highspy.kHighsInf
+    index = {ck: k for k, ck in enumerate(class_keys)}
+    z_of: dict[tuple[int, int], list[int]] = {}  # (class, slot) -> z columns
+    budget_f: list[int] = []
+    budget_d: list[int] = []
+    for (ck, r), (nodes, volume, per_f, per_d) in sorted(groups.items(), key=lambda kv: (index[kv[0][0]], kv[0][1])):
+        k = index[ck]
+        cols, lens = [], []
+        for s in range(r, len(slots)):
+            col = h.getNumCol()
+            h.addVar(0.0, nodes)
+            z_of.setdefault((k, s), []).append(col)
+            cols.append(col)
+            lens.append(float(slots[s][1] - slots[s][0]))
+        f_col, d_col = h.getNumCol(), h.getNumCol() + 1
+        h.addVar(0.0, inf)
+        h.addVar(0.0, inf)
+        budget_f.append(f_col)
+        budget_d.append(d_col)
+        h.addRow(-inf, volume, len(cols) + 2, np.asarray([*cols, f_col, d_col], dtype=np.int32),
+                 np.asarray([*lens, -per_f, -per_d]))
+        rows.append("hold caps")
+    for k, ck in enumerate(class_keys):
+        for s in range(len(slots)):
+            xs = [var[(k, ci, s)] for ci in systems[ck[0]] if (k, ci, s) in var]
+            zs = z_of.get((k, s), [])
+            h.addRow(-inf, 0.0, len(xs) + len(zs), np.asarray(xs + zs, dtype=np.int32),
+                     np.asarray([1.0] * len(xs) + [-1.0] * len(zs)))
+            rows.append("hold caps")
+    for cols, cap in ((budget_f, failures), (budget_d, drains)):
+        if cols:
+            h.addRow(-inf, float(cap), len(cols), np.asarray(cols, dtype=np.int32), np.ones(len(cols)))
+            rows.append("hold caps")
+
+
 def _slots(horizon_s: int, slot_s: int) -> list[tuple[int, int]]:
     edges = [*range(0, horizon_s, max(1, slot_s)), horizon_s]
     return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
@@ -191,15 +288,21 @@ def _slots(horizon_s: int, slot_s: int) -> list[tuple[int, int]]:
 
 def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], horizon_s: int,
                     topology: bool = True, slot_s: int = 900,
-                    down: Sequence[tuple[str, int, int, int]] = (), integral: bool = True) -> OccupancyBound:
+                    down: Sequence[tuple[str, int, int, int]] = (), integral: bool = True,
+                    drains: int | None = None) -> OccupancyBound:
     """The LP bound of the module docstring for ``jobs`` on ``factories`` over ``[0, horizon_s)``.
 
     ``down``: node outages ``(factory id, node, from_s, until_s)`` (the realised failure trace; :func:`down_spells`
-    reads it from events); ``integral``: add the whole-gang rows (4). Raises ``ValueError`` for a non-positive
-    horizon or slot, or an outage of an unknown factory or node. Jobs whose accelerator no factory has are
-    ignored (no schedule can run them)."""
+    reads it from events); ``integral``: add the whole-gang rows (4); ``drains``: add the time-coupled hold rows
+    (5) for schedules with at most this many drains and hot swaps (preemptions, planned stops, ``SwapNodes``) in
+    the horizon, and at most one failure interruption per outage in ``down`` (``None``: no hold rows; the
+    domain-pattern rows of 5 are always added with ``topology``). Raises ``ValueError`` for a non-positive
+    horizon or slot, a negative ``drains``, or an outage of an unknown factory or node. Jobs whose accelerator
+    no factory has are ignored (no schedule can run them)."""
     if horizon_s <= 0 or slot_s <= 0:
         raise ValueError(f"horizon_s and slot_s must be > 0, got {horizon_s}, {slot_s}")
+    if drains is not None and drains < 0:
+        raise ValueError(f"drains must be >= 0, got {drains}")
     clusters = [c for f in factories for c in f.clusters]
     capacity_gpu_s = float(sum(f.gpus for f in factories)) * horizon_s
     slots = _slots(horizon_s, slot_s)
@@ -213,7 +316,9 @@ def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], h
     ends = np.array([b for _, b in slots], dtype=np.int64)
     classes: dict[tuple[tuple[str, int, int], int], np.ndarray] = {}
     gangs: dict[tuple[str, int, int], dict[tuple[int, int], np.ndarray]] = {}  # system -> shape -> released
+    groups: dict[tuple[tuple[tuple[str, int, int], int], int], list[float]] = {}  # (class, release slot) -> hold
     for j in jobs:
+        hcap = hold_cap(j) if drains is not None else None
         for key in systems:
             if key[0] != j.accelerator:
                 continue
@@ -224,6 +329,12 @@ def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], h
             rel[j.submit_s < ends] += nodes
             cnt = gangs.setdefault(key, {}).setdefault((nodes, unit), np.zeros(len(slots)))
             cnt[j.submit_s < ends] += 1
+            if hcap is not None and j.submit_s < horizon_s:
+                g = groups.setdefault(((key, unit), int(np.argmax(j.submit_s < ends))), [0.0, 0.0, 0.0, 0.0])
+                g[0] += nodes  # nodes, volume cap (node-s), the most one failure / one drain can add (node-s)
+                g[1] += nodes * min(float(horizon_s - max(j.submit_s, 0)), hcap.base_s)
+                g[2] = max(g[2], nodes * hcap.per_failure_s)
+                g[3] = max(g[3], nodes * hcap.per_drain_s)
     if not classes:
         return OccupancyBound(0.0, capacity_gpu_s, 0.0, topology, len(slots), 0, 0, "release")
     h = new_highs()
@@ -266,6 +377,11 @@ def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], h
                     add_row([col for _, col in in_c], fills[ck], "whole gangs")
         for k, ckey in enumerate(class_keys):
             add_row([var[(k, ci, s)] for ci in systems[ckey[0]]], classes[ckey][s], "release")
+    if topology:
+        _add_patterns(h, rows, var, class_keys, clusters, len(slots))
+    if drains is not None:
+        _add_holds(h, rows, var, class_keys, systems, slots, groups,
+                   failures=sum(1 for *_, a, _b in down if a < horizon_s), drains=drains)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:  # pragma: no cover - the LP is always feasible
         raise RuntimeError(f"occupancy bound LP: {h.modelStatusToString(h.getModelStatus())}")

@@ -15,6 +15,15 @@ from superfactory.sim.twin import run_twin
 from scenario_builders import factory, job, scenario
 
 
+def drains_of(result: object) -> int:
+    """Drains and hot swaps of a twin run (planned stops, preemptions, ``SwapNodes``): the budget of the hold
+    rows (5) that covers its schedule."""
+    from superfactory.domain.events import EventKind
+
+    kinds = {EventKind.JOB_PLANNED_STOP, EventKind.JOB_PREEMPTED, EventKind.JOB_HOT_SWAPPED}
+    return sum(e.kind in kinds for e in result.events)  # type: ignore[attr-defined]
+
+
 def _sc(nodes: int, jobs: list[dict[str, object]], duration: str = "4h") -> object:
     return parse_scenario(scenario([factory("f", nodes=nodes, system="gb200-nvl72")], jobs, duration=duration,
                                    failures={"rate_scale": 0.0, "planned": False}))
@@ -67,10 +76,16 @@ def test_no_policy_schedule_exceeds_the_bound(racks: int, specs: list[tuple[tupl
     blind = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False)
     assert strict.busy_gpu_s <= blind.busy_gpu_s + 1e-6
     for policy in ("gang", "greedy", "firstfit-blind"):
-        busy = summarize(run_twin(sc, policy=policy))["gpu_utilization"]
+        result = run_twin(sc, policy=policy)
+        busy = summarize(result)["gpu_utilization"]
         assert busy <= blind.occupancy + 1e-9, policy  # every policy, NVLink-blind or not
+        # the time-coupled hold rows (5), for schedules with as many drains and hot swaps as this one made
+        held = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False, drains=drains_of(result))
+        assert busy <= held.occupancy + 1e-9 and held.occupancy <= blind.occupancy + 1e-9, policy
         if policy == "gang":  # TP groups inside NVLink domains: the strict bound holds too
             assert busy <= strict.occupancy + 1e-9
+            assert busy <= occupancy_bound(sc.factories, sc.jobs, sc.duration_s,
+                                           drains=drains_of(result)).occupancy + 1e-9
 
 
 def test_gangbound_command_prints_pure_json_and_refuses_bad_input() -> None:
@@ -125,6 +140,9 @@ def test_with_failures_the_trace_is_policy_independent_and_the_bound_holds(
         busy = summarize(result)["gpu_utilization"]
         assert busy <= occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False,
                                        down=down).occupancy + 1e-9, policy
+        # hold rows: one interruption per outage, and this run's drains (planned stops, preemptions, swaps)
+        assert busy <= occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=False, down=down,
+                                       drains=drains_of(result)).occupancy + 1e-9, policy
     assert traces[0] == traces[1] == traces[2] and traces[0]  # same failures whatever the policy
 
 
@@ -194,6 +212,7 @@ def test_no_schedule_found_by_exhaustive_search_exceeds_the_bound(
                                     zip(shapes, specs, strict=True)], steps)
     b = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, slot_s=900)
     assert best <= b.occupancy + 1e-9
+    assert best <= occupancy_bound(sc.factories, sc.jobs, sc.duration_s, slot_s=900, drains=0).occupancy + 1e-9
     # the whole-gang and knapsack rows only tighten the volume relaxation
     assert b.occupancy <= occupancy_bound(sc.factories, sc.jobs, sc.duration_s, slot_s=900,
                                           integral=False).occupancy + 1e-9
