@@ -88,6 +88,8 @@ class _Tables:
     dom_end: IntpArray  # per domain, one past its last node
     leaf_dom: IntpArray  # leaves + 1 bounds into the domains
     hall_leaf: IntpArray  # halls + 1 bounds into the leaves
+    leaf_starts: IntpArray | None  # leaf_dom[:-1] when every leaf has a domain (for add.reduceat), else None
+    hall_starts: IntpArray | None  # hall_leaf[:-1] when every hall has a leaf, else None
     halls: int
     domain_leaf: IntpArray
     leaf_hall: IntpArray
@@ -105,11 +107,15 @@ def _tables_of(topo: FactoryTopology) -> _Tables:
     halls = topo.halls
     leaf_ix = np.arange(topo.leaves + 1, dtype=np.intp)
     hall_ix = np.arange(halls + 1, dtype=np.intp)
+    leaf_dom = np.searchsorted(topo.domain_leaf, leaf_ix, side="left").astype(np.intp)
+    hall_leaf = np.searchsorted(topo.leaf_hall, hall_ix, side="left").astype(np.intp)
     t = _Tables(
         dom_first=topo.domain_first_node.astype(np.intp),
         dom_end=(topo.domain_first_node + topo.domain_nodes).astype(np.intp),
-        leaf_dom=np.searchsorted(topo.domain_leaf, leaf_ix, side="left").astype(np.intp),
-        hall_leaf=np.searchsorted(topo.leaf_hall, hall_ix, side="left").astype(np.intp),
+        leaf_dom=leaf_dom,
+        hall_leaf=hall_leaf,
+        leaf_starts=leaf_dom[:-1] if leaf_dom.size > 1 and (np.diff(leaf_dom) > 0).all() else None,
+        hall_starts=hall_leaf[:-1] if hall_leaf.size > 1 and (np.diff(hall_leaf) > 0).all() else None,
         halls=halls,
         domain_leaf=topo.domain_leaf.astype(np.intp),
         leaf_hall=topo.leaf_hall.astype(np.intp),
@@ -121,49 +127,60 @@ def _tables_of(topo: FactoryTopology) -> _Tables:
     return t
 
 
-def _segment_sums(values: npt.NDArray[np.int64], bounds: IntpArray) -> npt.NDArray[np.int64]:
-    """Sums of ``values`` over the contiguous ranges ``bounds[i]:bounds[i + 1]`` (empty ranges sum to 0)."""
+def _segment_sums(values: npt.NDArray[np.int64], bounds: IntpArray,
+                  starts: IntpArray | None) -> npt.NDArray[np.int64]:
+    """Sums of ``values`` over the contiguous ranges ``bounds[i]:bounds[i + 1]`` (empty ranges sum to 0);
+    ``starts``: ``bounds[:-1]`` when no range is empty (one ``add.reduceat``), else None."""
+    if starts is not None:
+        sums: npt.NDArray[np.int64] = np.add.reduceat(values, starts)
+        return sums
     cs = np.zeros(values.size + 1, dtype=np.int64)
-    np.cumsum(values, out=cs[1:])
+    values.cumsum(out=cs[1:])
     return cs[bounds[1:]] - cs[bounds[:-1]]
 
 
-def _best_fit(cap: npt.NDArray[np.int64], need: int, parent_cap: npt.NDArray[np.int64] | None,
-              parent_of: IntpArray | None) -> int:
-    """Index of the smallest ``cap >= need`` (ties: smallest capacity of its parent ``parent_of[i]``, then lowest
-    index); -1 if none."""
-    ok = np.flatnonzero(cap >= need)
-    if ok.size == 0:
-        return -1
-    if ok.size == 1:
-        return int(ok[0])
+def _best_fit(cap: npt.NDArray[np.int64], need: int, parent_cap: npt.NDArray[np.int64] | None = None,
+              parent_of: IntpArray | None = None) -> int:
+    """Index of the smallest ``cap >= need`` (ties: smallest capacity of its parent ``parent_cap[parent_of[i]]``,
+    then lowest index); -1 if none."""
+    ok = (cap >= need).nonzero()[0]
+    if ok.size <= 1:
+        return int(ok[0]) if ok.size else -1
     c = cap[ok]
-    keys = (ok, parent_cap[parent_of[ok]], c) if parent_cap is not None and parent_of is not None else (ok, c)
-    return int(ok[np.lexsort(keys)[0]])
+    ok = ok[c == c.min()]
+    if ok.size == 1 or parent_cap is None or parent_of is None:
+        return int(ok[0])
+    return int(ok[int(np.argmin(parent_cap[parent_of[ok]]))])  # argmin: the first of equal parents
 
 
 def _cover(idx: IntpArray, cap: npt.NDArray[np.int64], need: int) -> list[tuple[int, int]]:
-    """Split ``need`` over children ``idx`` with capacities ``cap``: largest whole, remainder best fit."""
+    """Split ``need`` over children ``idx`` with capacities ``cap``: largest whole, remainder best fit.
+
+    Children go largest first (ties: lowest index); the first one that, with those before it, reaches ``need``
+    marks the end: the remainder then goes to the smallest child from there on that holds it. Empty if the
+    capacities cannot hold ``need``."""
+    if need <= 0:
+        return []
     order = np.lexsort((idx, -cap))
     idx, cap = idx[order], cap[order]
-    out: list[tuple[int, int]] = []
-    i = 0
-    while need > 0 and i < idx.size:
-        rest = cap[i:]
-        fits = np.flatnonzero(rest >= need)
-        if fits.size:
-            j = i + int(fits[-1])  # sorted descending: the last that fits is the smallest (best fit)
-            out.append((int(idx[j]), need))
-            return out
-        out.append((int(idx[i]), int(cap[i])))
-        need -= int(cap[i])
-        i += 1
-    return out if need <= 0 else []
+    upto = cap.cumsum()
+    i = int(np.searchsorted(upto, need, side="left"))
+    if i == upto.size:
+        return []
+    rest = need - (int(upto[i - 1]) if i else 0)
+    j = i + int(np.count_nonzero(cap[i:] >= rest)) - 1  # descending: the last that holds it is the smallest
+    out = list(zip(idx[:i].tolist(), cap[:i].tolist(), strict=True))
+    out.append((int(idx[j]), rest))
+    return out
 
 
 def _as_u8(usable: BoolArray) -> npt.NDArray[np.uint8]:
     """``usable`` as 0/1 bytes (a view when it is already boolean)."""
     return usable.view(np.uint8) if usable.dtype == np.bool_ else (usable != 0).view(np.uint8)
+
+
+#: below one usable node in this many, domain counts come from the usable nodes' list rather than a full pass
+_SPARSE = 8
 
 
 def place_gang(topo: FactoryTopology, usable: BoolArray, shape: GangShape) -> tuple[int, ...] | None:
@@ -172,89 +189,107 @@ def place_gang(topo: FactoryTopology, usable: BoolArray, shape: GangShape) -> tu
     ``usable`` is a boolean array over the factory's nodes. The result is ordered domain by domain.
     """
     k, need, seg = shape.unit_nodes, shape.units, shape.segment_units
-    if need <= 0 or int(np.count_nonzero(usable)) < shape.nodes:
+    n_usable = int(np.count_nonzero(usable))
+    if need <= 0 or n_usable < shape.nodes:
         return None
     t = _tables_of(topo)
     u8 = _as_u8(usable)
-    free_d = np.add.reduceat(u8, t.dom_first).astype(np.int64)
+    if n_usable * _SPARSE < u8.size:  # few usable nodes: count them by domain
+        free_d = np.bincount(topo.node_domain[u8.nonzero()[0]], minlength=t.dom_first.size).astype(np.int64)
+    else:
+        free_d = np.add.reduceat(u8, t.dom_first).astype(np.int64)
     cap_d = free_d // k
-    leaf_cap = _segment_sums(cap_d, t.leaf_dom)
+    leaf_cap = _segment_sums(cap_d, t.leaf_dom, t.leaf_starts)
     if seg > 1:
         leaf_cap = leaf_cap // seg * seg
     if int(leaf_cap.sum()) < need:
         return None
-    take_d: list[tuple[int, int]] = []
-    d = _best_fit(cap_d, need, leaf_cap, t.domain_leaf) if seg == 1 or need <= seg else -1
-    if d >= 0:
-        take_d = [(d, need)]
+    if seg == 1 or need <= seg:
+        d = _best_fit(cap_d, need, leaf_cap, t.domain_leaf)
+        if d >= 0:
+            return _nodes_of(u8, t, free_d, np.array([d], dtype=np.intp), np.array([need], dtype=np.int64), k)
+    hall_cap = _segment_sums(leaf_cap, t.hall_leaf, t.hall_starts)
+    lf = _best_fit(leaf_cap, need, hall_cap, t.leaf_hall)
+    if lf >= 0:
+        leaves = [(lf, need)]
     else:
-        hall_cap = _segment_sums(leaf_cap, t.hall_leaf)
-        lf = _best_fit(leaf_cap, need, hall_cap, t.leaf_hall)
-        if lf >= 0:
-            leaves = [(lf, need)]
-        else:
-            h = _best_fit(hall_cap, need, None, None)
-            halls = [(h, need)] if h >= 0 else _cover(t.all_halls, hall_cap, need)
-            leaves = []
-            hall_leaf = t.hall_leaf
-            for hh, n_h in halls:
-                a, b = int(hall_leaf[hh]), int(hall_leaf[hh + 1])
-                leaves.extend(_cover(np.arange(a, b, dtype=np.intp), leaf_cap[a:b], n_h))
-        leaf_dom = t.leaf_dom
+        h = _best_fit(hall_cap, need)
+        halls = [(h, need)] if h >= 0 else _cover(t.all_halls, hall_cap, need)
+        leaves = []
+        hall_leaf = t.hall_leaf
+        for hh, n_h in halls:
+            a, b = int(hall_leaf[hh]), int(hall_leaf[hh + 1])
+            leaves.extend(_cover(np.arange(a, b, dtype=np.intp), leaf_cap[a:b], n_h))
+    doms, units = _fragments_first(t, cap_d, leaves)
+    return _nodes_of(u8, t, free_d, doms, units, k)
+
+
+def _fragments_first(t: _Tables, cap_d: npt.NDArray[np.int64],
+                     leaves: list[tuple[int, int]]) -> tuple[IntpArray, npt.NDArray[np.int64]]:
+    """Take ``n`` units from the domains of each ``(leaf, n)`` of ``leaves``, in each leaf fewest-free domains first
+    (ties: lowest index), so the last take is a best fit. Returns the domains taken, ascending, and their units."""
+    if len(leaves) == 1:
+        leaf, n_leaf = leaves[0]
+        a = int(t.leaf_dom[leaf])
+        c = cap_d[a : int(t.leaf_dom[leaf + 1])]
+        dom = (c > 0).nonzero()[0]
+        c = c[dom]
+        order = c.argsort(kind="stable")  # by capacity, then index
+        dom, c = dom[order] + a, c[order]
+        before = c.cumsum() - c  # units of the domains taken ahead of each one
+        take = np.minimum(c, np.maximum(n_leaf - before, 0))
+    else:
+        leaf_need = np.zeros(t.leaf_dom.size - 1, dtype=np.int64)
         for leaf, n_l in leaves:
-            a, b = int(leaf_dom[leaf]), int(leaf_dom[leaf + 1])
-            take_d.extend(_fragments_first(a, cap_d[a:b], n_l))
-    return _nodes_of(u8, t, free_d, take_d, k)
-
-
-def _fragments_first(first: int, c: npt.NDArray[np.int64], need: int) -> list[tuple[int, int]]:
-    """Take ``need`` units from the domains ``first, first + 1, ...`` with capacities ``c``, fewest-free domains
-    first (ties: lowest index); the last take is a best fit."""
-    nz = np.flatnonzero(c > 0)
-    if nz.size == 0 or need <= 0:
-        return []
-    cc = c[nz]
-    order = np.argsort(cc, kind="stable")  # by capacity, then index (nz ascends)
-    cs = np.cumsum(cc[order])
-    m = min(int(np.searchsorted(cs, need, side="left")) + 1, int(cc.size))
-    sel = order[:m]
-    takes: list[int] = cc[sel].tolist()
-    taken_before = int(cs[m - 2]) if m >= 2 else 0
-    takes[-1] = min(takes[-1], need - taken_before)
-    return list(zip((nz[sel] + first).tolist(), takes, strict=True))
+            leaf_need[leaf] = n_l
+        need_of = leaf_need[t.domain_leaf]
+        dom = ((need_of > 0) & (cap_d > 0)).nonzero()[0]
+        c = cap_d[dom]
+        order = np.lexsort((c, t.domain_leaf[dom]))  # by leaf, then capacity, then index
+        dom, c = dom[order], c[order]
+        before = c.cumsum() - c
+        leaf_of = t.domain_leaf[dom]
+        new_leaf = np.empty(leaf_of.size, dtype=bool)
+        new_leaf[:1] = True
+        np.not_equal(leaf_of[1:], leaf_of[:-1], out=new_leaf[1:])
+        heads = new_leaf.nonzero()[0]
+        before -= np.repeat(before[heads], np.diff(np.append(heads, leaf_of.size)))  # within its own leaf
+        take = np.minimum(c, np.maximum(need_of[dom] - before, 0))
+    keep = take > 0
+    dom, take = dom[keep], take[keep]
+    order = dom.argsort()
+    return dom[order], take[order]
 
 
 #: up to this many domains, :func:`_nodes_of` scans each domain's own nodes; beyond, one pass over the factory.
 _FEW_DOMAINS = 4
 
 
-def _nodes_of(u8: npt.NDArray[np.uint8], t: _Tables, free_d: npt.NDArray[np.int64],
-              take_d: list[tuple[int, int]], k: int) -> tuple[int, ...]:
-    """The first ``units * k`` usable nodes of each ``(domain, units)`` in ``take_d``, domain by domain."""
-    if not take_d:
+def _nodes_of(u8: npt.NDArray[np.uint8], t: _Tables, free_d: npt.NDArray[np.int64], doms: IntpArray,
+              units: npt.NDArray[np.int64], k: int) -> tuple[int, ...]:
+    """The first ``units[i] * k`` usable nodes of each domain ``doms[i]`` (ascending), domain by domain."""
+    if doms.size == 0:
         return ()
-    take_d.sort()
-    if len(take_d) <= _FEW_DOMAINS:
+    lens = units * k
+    if doms.size <= _FEW_DOMAINS:
         parts = []
-        for d, u in take_d:
+        for d, n in zip(doms.tolist(), lens.tolist(), strict=True):
             a = int(t.dom_first[d])
-            parts.append(np.flatnonzero(u8[a : int(t.dom_end[d])])[: u * k] + a)
+            parts.append(u8[a : int(t.dom_end[d])].nonzero()[0][:n] + a)
         return nodes_tuple(np.concatenate(parts) if len(parts) > 1 else parts[0])
-    doms = np.fromiter((d for d, _ in take_d), dtype=np.intp, count=len(take_d))
-    lens = np.fromiter((u for _, u in take_d), dtype=np.intp, count=len(take_d)) * k
-    free_idx = np.flatnonzero(u8)
-    starts = (np.cumsum(free_d) - free_d)[doms]  # position of each domain's first usable node in free_idx
-    ends = np.cumsum(lens)
+    free_idx = u8.nonzero()[0]
+    starts = (free_d.cumsum() - free_d)[doms]  # position of each domain's first usable node in free_idx
+    ends = lens.cumsum()
     pos = np.repeat(starts - (ends - lens), lens) + np.arange(int(ends[-1]), dtype=np.intp)
     return nodes_tuple(free_idx[pos])
 
 
 def units_available(topo: FactoryTopology, usable: BoolArray, shape: GangShape) -> int:
     """Units of ``shape`` that could be placed on ``usable`` nodes (honouring domain and segment constraints)."""
-    if topo.domains == 0:
-        return 0
+    free_d = np.bincount(topo.node_domain[usable], minlength=topo.domains)
+    if shape.segment_units == 1:  # leaf grouping cannot cut anything: every domain's whole units count
+        return int((free_d // shape.unit_nodes).sum())
     t = _tables_of(topo)
-    free_d = np.add.reduceat(_as_u8(usable), t.dom_first).astype(np.int64)
-    leaf_cap = _segment_sums(free_d // shape.unit_nodes, t.leaf_dom)
+    leaf_cap = _segment_sums(free_d // shape.unit_nodes, t.leaf_dom, t.leaf_starts)
     seg = shape.segment_units
     return int((leaf_cap // seg * seg).sum())

@@ -5,9 +5,9 @@ of their accelerator type. First-fit takes the lowest-numbered free nodes, which
 the numbering (and so in NVLink domains) without any topology reasoning; topology-aware placement lives in
 the gang policy.
 
-Speed (issue 12): each call reads only what it needs. A factory's clusters of one accelerator are looked up in a
-small per-factory table built once, and the scan stops at the first block of nodes that holds the gang, so a
-small job on a large, lightly loaded factory does not read the whole status array. The results are exactly
+Speed (issue 12): a factory's clusters of one accelerator are looked up in a small per-factory table built once;
+the scan stops at the first cluster that completes the gang; TP alignment costs a handful of passes over the free
+nodes and trims only when some domain's free count is not a whole number of TP groups. The results are exactly
 those of the plain definitions in the docstrings (tests/unit/policy/test_nodes.py checks them against a
 straightforward reference).
 """
@@ -26,8 +26,6 @@ from superfactory.models.collective import nodes_tuple
 _Spans = tuple[tuple[tuple[int, int, int], ...], int]
 #: id(factory) -> (factory, {accelerator: spans}); the factory is kept so its id cannot be reused while cached.
 _SPANS: dict[int, tuple[Factory, dict[str, _Spans | None]]] = {}
-#: nodes scanned first, at least (then four times the need); the rest of the cluster only if that falls short.
-_FIRST_BLOCK_NODES = 512
 
 
 def _spans_of(factory: Factory, accelerator: str) -> _Spans | None:
@@ -60,7 +58,7 @@ def nodes_needed(factory: Factory, accelerator: str, gpus: int) -> int:
 def free_nodes(factory: Factory, status: npt.NDArray[np.uint8], accelerator: str) -> npt.NDArray[np.intp]:
     """Indices of free nodes of ``accelerator`` type, ascending."""
     parts = [
-        np.flatnonzero(status[c.node_offset : c.node_end] == NODE_FREE) + c.node_offset
+        (status[c.node_offset : c.node_end] == NODE_FREE).nonzero()[0] + c.node_offset
         for c in factory.clusters_of(accelerator)
     ]
     if not parts:
@@ -81,17 +79,12 @@ def first_fit(
     parts: list[npt.NDArray[np.intp]] = []
     found = 0
     for off, end, _ in spans[0]:
-        a = off
-        block = max(_FIRST_BLOCK_NODES, 4 * (need - found))
-        while a < end and found < need:
-            b = min(end, a + block)
-            free = np.flatnonzero(status[a:b] == NODE_FREE)
-            if free.size:
-                parts.append(free + a)
-                found += free.size
-            a, block = b, end - b  # the rest of the cluster in one pass
-        if found >= need:
-            break
+        free = (status[off:end] == NODE_FREE).nonzero()[0]
+        if free.size:
+            parts.append(free + off)
+            found += free.size
+            if found >= need:
+                break
     if found < need:
         return None
     picked = np.concatenate(parts) if len(parts) > 1 else parts[0]
@@ -121,22 +114,19 @@ def tp_aligned_fit(
     parts: list[npt.NDArray[np.intp]] = []
     found = 0
     for off, end, npd in spans[0]:
-        if (end - off) % npd:  # a partial last domain: the general walk
-            usable = _aligned_ragged(status, off, end, npd, k)
-            if usable.size:
-                parts.append(usable)
-                found += usable.size
-        else:
-            a = off
-            # whole domains per block; first a block about four times the need, then the rest
-            block = -(-max(_FIRST_BLOCK_NODES, 4 * (need - found)) // npd) * npd
-            while a < end and found < need:
-                b = min(end, a + block)
-                usable = _aligned_block(status, a, b, npd, k)
-                if usable.size:
-                    parts.append(usable)
-                    found += usable.size
-                a, block = b, end - b
+        free = (status[off:end] == NODE_FREE).nonzero()[0]
+        if free.size == 0:
+            continue
+        domain = free // npd
+        count = np.bincount(domain)  # free nodes per domain of the cluster (up to the last with any)
+        extra = count % k
+        if extra.any():
+            # keep the first (count - count % k) free nodes of each domain: whole TP groups only
+            first = count.cumsum() - count  # position in ``free`` of each domain's first free node
+            rank = np.arange(free.size) - first[domain]
+            free = free[rank < (count - extra)[domain]]
+        parts.append(free + off)
+        found += free.size
         if found >= need:
             break
     if found < need:
@@ -144,34 +134,3 @@ def tp_aligned_fit(
     picked = np.concatenate(parts) if len(parts) > 1 else parts[0]
     # whole TP groups: ``need`` is a multiple of k whenever gpus is a multiple of tp_size
     return nodes_tuple(picked[:need])
-
-
-def _aligned_block(status: npt.NDArray[np.uint8], a: int, b: int, npd: int, k: int) -> npt.NDArray[np.intp]:
-    """Usable nodes in ``[a, b)``, which holds whole domains of ``npd`` nodes: the first ``f - f % k`` free nodes
-    of each domain with ``f`` free, ascending."""
-    free = (status[a:b] == NODE_FREE).reshape(-1, npd)
-    count = np.count_nonzero(free, axis=1)
-    extra = count % k
-    if not extra.any():
-        return np.flatnonzero(free) + a
-    # keep a free node while its rank among its domain's free nodes is within the domain's usable count
-    rank = np.cumsum(free, axis=1, dtype=np.int32)
-    keep = free & (rank <= (count - extra)[:, None])
-    return np.flatnonzero(keep) + a
-
-
-def _aligned_ragged(status: npt.NDArray[np.uint8], off: int, end: int, npd: int, k: int) -> npt.NDArray[np.intp]:
-    """:func:`_aligned_block` for a cluster whose last domain is partial (any ``[off, end)``)."""
-    free = np.flatnonzero(status[off:end] == NODE_FREE)
-    if free.size == 0:
-        return free
-    domain = free // npd
-    new_run = np.empty(free.size, dtype=bool)
-    new_run[0] = True
-    np.not_equal(domain[1:], domain[:-1], out=new_run[1:])
-    starts = np.flatnonzero(new_run)
-    counts = np.diff(np.append(starts, free.size))
-    run_id = np.cumsum(new_run) - 1
-    rank = np.arange(free.size) - starts[run_id]
-    usable: npt.NDArray[np.intp] = free[rank < (counts - counts % k)[run_id]] + off
-    return usable
