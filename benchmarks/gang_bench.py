@@ -22,6 +22,7 @@ the workload and the failures) instead, written to ``benchmarks/results/gang_see
 
     .venv/bin/python benchmarks/gang_bench.py
     .venv/bin/python benchmarks/gang_bench.py --seeds 0-5 [nvl72-saturated-seren]
+    .venv/bin/python benchmarks/gang_bench.py --hold-check    # how far the time-coupled rows can go (no runs)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
 from superfactory.domain.topology import topology_of
 from superfactory.observe.summary import summarize
 from superfactory.policy.gang import GangScheduler
+from superfactory.policy.gang_hold import HoldCap
 from superfactory.policy.gangfit import place_gang, shape_of
 from superfactory.policy.nodes import first_fit
 from superfactory.policy.occupancy_bound import down_spells, occupancy_bound
@@ -287,10 +289,57 @@ def _seeds_main(spec: str, names: list[str]) -> None:
     print(f"\nwrote {SEEDS_RESULTS}")
 
 
+HOLD_RESULTS = Path(__file__).parent / "results" / "gang_hold.json"
+
+
+def hold_check(name: str) -> dict[str, object]:
+    """How far the time-coupled rows (5) can go on ``name`` (no failures, no drains): the bound with the sound
+    hold caps, and a what-if with *nominal* holds (each job holds its nodes exactly its work at full speed: not a
+    bound, the twin beats it), each with all jobs and without the largest gangs. If the nominal figure with all
+    jobs is 1.0, no valid hold cap can make this relaxation lower."""
+    sc = load_scenario(name)
+    big = max(j.gpus for j in sc.jobs)
+    small = [j for j in sc.jobs if j.gpus < big]
+
+    def nominal(j: TrainingJob) -> HoldCap:
+        return HoldCap(j.work_s, 0.0, 0.0, 1.0)
+
+    out: dict[str, object] = {"scenario": name, "largest_gang_gpus": big,
+                              "largest_gangs": len(sc.jobs) - len(small)}
+    with quiet_stdout():
+        for tag, jobs in (("all", sc.jobs), ("without_largest", small)):
+            out[f"bound_{tag}"] = occupancy_bound(sc.factories, jobs, sc.duration_s, drains=0).occupancy
+            out[f"nominal_{tag}"] = occupancy_bound(sc.factories, jobs, sc.duration_s, drains=0,
+                                                    hold=nominal).occupancy
+    return out
+
+
+def _hold_main(names: list[str]) -> None:
+    out = {n: hold_check(n) for n in (names or SCENARIOS)}
+    print(f"{'scenario':<24} {'bound':>7} {'nominal':>8} {'bound w/o largest':>18} {'nominal w/o largest':>20}")
+    for n, d in out.items():
+        print(f"{n:<24} {d['bound_all']:7.4f} {d['nominal_all']:8.4f} {d['bound_without_largest']:18.4f} "
+              f"{d['nominal_without_largest']:20.4f}")
+    for n, d in out.items():
+        tag = "" if n == SCENARIOS[0] else f"{n.removeprefix('nvl72-saturated-')}_"
+        for k in ("bound_all", "nominal_all", "bound_without_largest", "nominal_without_largest"):
+            print(f"{tag}hold_{k}={d[k]:.4f}")
+    HOLD_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    HOLD_RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {HOLD_RESULTS}")
+
+
 def main(argv: list[str]) -> None:
     """Both scenarios (or only those named in ``argv``: then nothing is written). ``--seeds 0-5 [scenario ...]``:
     the seed spread of gang vs greedy instead (default scenario: the Kalos mix), written to gang_seeds.json (the
-    entries of scenarios not run are kept)."""
+    entries of scenarios not run are kept). ``--hold-check [scenario ...]``: :func:`hold_check`, written to
+    gang_hold.json."""
+    if argv[:1] == ["--hold-check"]:
+        bad = [a for a in argv[1:] if a not in SCENARIOS]
+        if bad:
+            raise SystemExit(f"unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
+        _hold_main(argv[1:])
+        return
     if argv[:1] == ["--seeds"]:
         if len(argv) < 2 or not re.fullmatch(r"\d+-\d+|\d+(,\d+)*", argv[1]):
             raise SystemExit("--seeds needs a range or list, e.g. --seeds 0-5 or --seeds 1,3,7")

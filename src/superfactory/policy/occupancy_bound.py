@@ -66,7 +66,7 @@ those node counts, no row 3), which bounds every policy.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import highspy
@@ -76,7 +76,7 @@ import numpy.typing as npt
 from superfactory.domain.events import Event, EventKind
 from superfactory.domain.factory import Cluster, Factory
 from superfactory.domain.job import TrainingJob
-from superfactory.policy.gang_hold import fill_patterns, hold_cap
+from superfactory.policy.gang_hold import HoldCap, fill_patterns, hold_cap
 from superfactory.policy.gangfit import shape_of
 from superfactory.policy.relaxation import new_highs
 
@@ -289,16 +289,18 @@ def _slots(horizon_s: int, slot_s: int) -> list[tuple[int, int]]:
 def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], horizon_s: int,
                     topology: bool = True, slot_s: int = 900,
                     down: Sequence[tuple[str, int, int, int]] = (), integral: bool = True,
-                    drains: int | None = None) -> OccupancyBound:
+                    drains: int | None = None,
+                    hold: Callable[[TrainingJob], HoldCap] = hold_cap) -> OccupancyBound:
     """The LP bound of the module docstring for ``jobs`` on ``factories`` over ``[0, horizon_s)``.
 
     ``down``: node outages ``(factory id, node, from_s, until_s)`` (the realised failure trace; :func:`down_spells`
     reads it from events); ``integral``: add the whole-gang rows (4); ``drains``: add the time-coupled hold rows
     (5) for schedules with at most this many drains and hot swaps (preemptions, planned stops, ``SwapNodes``) in
     the horizon, and at most one failure interruption per outage in ``down`` (``None``: no hold rows; the
-    domain-pattern rows of 5 are always added with ``topology``). Raises ``ValueError`` for a non-positive
-    horizon or slot, a negative ``drains``, or an outage of an unknown factory or node. Jobs whose accelerator
-    no factory has are ignored (no schedule can run them)."""
+    domain-pattern rows of 5 are always added with ``topology``); ``hold``: the hold caps (any other function
+    than :func:`~superfactory.policy.gang_hold.hold_cap` voids the proof: for what-if estimates only). Raises
+    ``ValueError`` for a non-positive horizon or slot, a negative ``drains``, or an outage of an unknown factory
+    or node. Jobs whose accelerator no factory has are ignored (no schedule can run them)."""
     if horizon_s <= 0 or slot_s <= 0:
         raise ValueError(f"horizon_s and slot_s must be > 0, got {horizon_s}, {slot_s}")
     if drains is not None and drains < 0:
@@ -318,7 +320,7 @@ def occupancy_bound(factories: Sequence[Factory], jobs: Sequence[TrainingJob], h
     gangs: dict[tuple[str, int, int], dict[tuple[int, int], np.ndarray]] = {}  # system -> shape -> released
     groups: dict[tuple[tuple[tuple[str, int, int], int], int], list[float]] = {}  # (class, release slot) -> hold
     for j in jobs:
-        hcap = hold_cap(j) if drains is not None else None
+        hcap = hold(j) if drains is not None else None
         for key in systems:
             if key[0] != j.accelerator:
                 continue

@@ -60,13 +60,11 @@ def test_hold_rows_cap_a_lone_job_at_its_hold_cap_and_the_twin_stays_below() -> 
                            drains=2).occupancy >= held.occupancy
 
 
-def test_a_cap_without_its_slack_terms_is_beaten_by_the_twin(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cap_without_its_slack_terms_is_beaten_by_the_twin() -> None:
     # the mutation the property tests must catch: hold = work at full speed (no restart, stalls, slow placements)
-    import superfactory.policy.occupancy_bound as ob
-
     sc = _lone_job()
-    monkeypatch.setattr(ob, "hold_cap", lambda j: HoldCap(j.work_s, 0.0, 0.0, 1.0))
-    nominal = ob.occupancy_bound(sc.factories, sc.jobs, sc.duration_s, drains=0)  # type: ignore[attr-defined]
+    nominal = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, drains=0,  # type: ignore[attr-defined]
+                              hold=lambda j: HoldCap(j.work_s, 0.0, 0.0, 1.0))
     busy = summarize(run_twin(sc, policy="gang"))["gpu_utilization"]
     assert nominal.occupancy == pytest.approx(2 * 3600 / (18 * 4 * 3600))
     assert busy > nominal.occupancy  # so a bound without the slack terms is not a bound
