@@ -24,6 +24,7 @@ from superfactory.errors import PolicyError
 from superfactory.loop.decision import DecisionLoop, ShadowStats
 from superfactory.policy.registry import TRAINING, Policy, UnknownPolicyError, available, make_policy
 from superfactory.scenario.model import Scenario, ScenarioEvent
+from superfactory.sim.collector import quiet_collector
 from superfactory.sim.factorystate import HourRow
 from superfactory.sim.fleet import SimulatedFleet
 from superfactory.sim.inference import InferenceResult, ServingActuator
@@ -138,6 +139,24 @@ def run_twin(
             same run, except that checkpoint commits of different jobs in the same second may be logged in
             another order (docs/performance.md). Always off when the WAN is modelled.
     """
+    with quiet_collector():  # the run's long-lived heap makes full collections expensive (sim/collector.py)
+        return _run(scenario, seed, policy, policy_params, on_progress, check_invariants, shadow, wan_policy,
+                    wan_params, fold_checkpoints)
+
+
+def _run(
+    scenario: Scenario,
+    seed: int | None,
+    policy: str | None,
+    policy_params: dict[str, object] | None,
+    on_progress: Callable[[int, int], None] | None,
+    check_invariants: bool,
+    shadow: tuple[str, ...],
+    wan_policy: str | None,
+    wan_params: dict[str, object] | None,
+    fold_checkpoints: bool,
+) -> TwinResult:
+    """:func:`run_twin`'s body, run with the cyclic collector held back."""
     t0 = time.perf_counter()
     if seed is not None and seed != scenario.seed:
         scenario = scenario.reseeded(seed)  # the run seed redraws every random input (scenario/seeds.py)
