@@ -109,3 +109,40 @@ def test_gangbound_command_takes_a_drain_budget() -> None:
     bad = subprocess.run([*cmd, "gangbound", "nvl72-saturated", "--drains", "-1"], capture_output=True, text=True,
                          check=False)
     assert bad.returncode == 2 and "--drains -1" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_slow_speed_term_is_needed_on_a_degraded_domain() -> None:
+    # the only rack is degraded the whole time: the TP-8 job runs at 0.6 and holds its 2 trays for the restart,
+    # 1 h / 0.6 and three 30 s stalls (6,390 s); the cap at v = 0.6 covers it (6,408 s), one at v = 1 does not
+    sc = parse_scenario(scenario([factory("f", nodes=18, system="gb200-nvl72")],
+                                 [job("a", gpus=8, accelerator="GB200", tp_size=8, work="1h")], duration="4h",
+                                 failures={"rate_scale": 0.0, "planned": False},
+                                 events=[{"at": "0s", "kind": "link_degradation", "factory": "f", "domain": 0,
+                                          "duration": "4h"}]))
+    busy = summarize(run_twin(sc, policy="gang"))["gpu_utilization"]
+    assert busy * 18 * sc.duration_s / 2 == pytest.approx(300 + 3600 / 0.6 + 3 * 30)
+    assert busy <= occupancy_bound(sc.factories, sc.jobs, sc.duration_s, drains=0).occupancy + 1e-9
+    assert busy > occupancy_bound(sc.factories, sc.jobs, sc.duration_s, drains=0,
+                                  hold=lambda j: hold_cap(j, speed=1.0)).occupancy
+
+
+def test_the_failure_term_is_needed_when_a_failure_hits_the_job() -> None:
+    # a 1-node job without TP (v = 1, so its base cap is nearly its failure-free hold of 7,620 s); seed 3 of this
+    # failure rate hits it once: it holds 9,171 s, within the cap with one slack per outage, not without
+    from superfactory.policy.occupancy_bound import down_spells
+
+    sc = parse_scenario(scenario([factory("f", nodes=18, system="gb200-nvl72")],
+                                 [job("a", gpus=4, accelerator="GB200", tp_size=1, work="2h")], duration="6h",
+                                 failures={"table": "llama3-405b", "rate_scale": 300.0, "planned": False}, seed=3))
+    result = run_twin(sc, policy="gang")
+    busy = summarize(result)["gpu_utilization"]
+    down = down_spells(result.events, sc.duration_s)
+    assert sum(e.kind.name == "JOB_INTERRUPTED" for e in result.events) >= 1
+    assert busy <= occupancy_bound(sc.factories, sc.jobs, sc.duration_s, drains=0, down=down).occupancy + 1e-9
+
+    def no_failure_slack(j: object) -> HoldCap:
+        c = hold_cap(j)  # type: ignore[arg-type]
+        return HoldCap(c.base_s, 0.0, c.per_drain_s, c.min_speed)
+
+    assert busy > occupancy_bound(sc.factories, sc.jobs, sc.duration_s, drains=0, down=down,
+                                  hold=no_failure_slack).occupancy
