@@ -6,7 +6,8 @@ Records every call of the placement functions that three short twin runs make, w
   fleet);
 - ``fleet-year`` under ``geo``, cut to ``--geo-days`` (``place_gang`` through ``geo.pick_nodes``);
 - ``nvl72-saturated`` under ``gang``, cut to ``--gang-hours`` (``place_gang``, ``units_available``, ``probe_ratio``,
-  ``placement_throughput``).
+  ``placement_throughput``);
+- ``default`` under ``gang``, cut to ``--default-gang-hours`` (the same on a mixed DGX H100 / NVL72 fleet).
 
 Then it times, in this process, the implementation from before issue 12's placement work (a verbatim copy below,
 ``_old_*``) against the current one (``superfactory.policy.nodes``, ``.gangfit``, ``superfactory.models.collective``)
@@ -17,7 +18,8 @@ tuple) and ``throughput_placed_speedup=`` (as the twin sees it: the tuple that p
 seconds (``time.process_time``), the best of ``--repeat`` rounds, old and new alternating, so load on a shared
 machine distorts them less. Writes ``benchmarks/results/placement.json``.
 
-    .venv/bin/python benchmarks/placement_bench.py [--greedy-days 4] [--geo-days 3] [--gang-hours 2] [--repeat 5]
+    .venv/bin/python benchmarks/placement_bench.py [--greedy-days 4] [--geo-days 3] [--gang-hours 2]
+        [--default-gang-hours 24] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -381,14 +383,15 @@ def main() -> None:
     ap.add_argument("--greedy-days", type=float, default=4.0)
     ap.add_argument("--geo-days", type=float, default=3.0)
     ap.add_argument("--gang-hours", type=float, default=2.0)
+    ap.add_argument("--default-gang-hours", type=float, default=24.0)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    if min(args.greedy_days, args.geo_days, args.gang_hours) <= 0 or args.repeat < 1:
+    if min(args.greedy_days, args.geo_days, args.gang_hours, args.default_gang_hours) <= 0 or args.repeat < 1:
         ap.error("the cuts must be positive and --repeat at least 1")
     t0 = time.process_time()
     recorded = record([("fleet-year", "greedy", args.greedy_days * 24), ("fleet-year", "geo", args.geo_days * 24),
-                       ("nvl72-saturated", "gang", args.gang_hours)])
+                       ("nvl72-saturated", "gang", args.gang_hours), ("default", "gang", args.default_gang_hours)])
     record_cpu_s = time.process_time() - t0
     rows: dict[str, dict[str, float]] = {}
     per_run: dict[str, dict[str, int]] = {}

@@ -286,9 +286,11 @@ def _nodes_of(u8: npt.NDArray[np.uint8], t: _Tables, free_d: npt.NDArray[np.int6
 
 def units_available(topo: FactoryTopology, usable: BoolArray, shape: GangShape) -> int:
     """Units of ``shape`` that could be placed on ``usable`` nodes (honouring domain and segment constraints)."""
-    free_d = np.bincount(topo.node_domain[usable], minlength=topo.domains)
     if shape.segment_units == 1:  # leaf grouping cannot cut anything: every domain's whole units count
-        return int((free_d // shape.unit_nodes).sum())
+        if shape.unit_nodes == 1 and usable.dtype == np.bool_:
+            return int(np.count_nonzero(usable))
+        return int((np.bincount(topo.node_domain[usable]) // shape.unit_nodes).sum())
+    free_d = np.bincount(topo.node_domain[usable], minlength=topo.domains)
     t = _tables_of(topo)
     leaf_cap = _segment_sums(free_d // shape.unit_nodes, t.leaf_dom, t.leaf_starts)
     seg = shape.segment_units
