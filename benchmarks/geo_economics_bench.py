@@ -40,7 +40,7 @@ restart from the t=0 backlog each month) and prints the window's figures (not sp
 
 Usage: python benchmarks/geo_economics_bench.py [--months 1,2,...|all] [--days 31] [--frontier] [--job-level]
        [--out X.json] [--merge A.json --merge B.json ...] (months of earlier runs; --months "" to only merge)
-       [--continuous DAYS]
+       [--continuous DAYS] [--geo-params JSON]
 (writes benchmarks/results/geo_economics.json, geo_economics_continuous.json or geo_frontier.json; needs
 ../shared/data, exits 0 without it)
 """
@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from superfactory.domain.events import EventKind
+from superfactory.errors import PolicyError
 from superfactory.loop.decision import DecisionLoop
 from superfactory.observe.summary import summarize
 from superfactory.policy.hindsight import hindsight_bound
@@ -245,10 +246,10 @@ def _captured(uh: float, ug: float, ub: float) -> float:
     return (uh - ug) / (uh - ub) if uh - ub > 0 else float("nan")
 
 
-def compare_window(sc: Any, job_level: bool = False) -> dict[str, Any]:
+def compare_window(sc: Any, job_level: bool = False, geo_params: dict[str, Any] | None = None) -> dict[str, Any]:
     w0 = time.perf_counter()
     rh, sh, cpu_h = run(sc, "home-region")
-    rg, sg, cpu_g = run(sc, "geo")
+    rg, sg, cpu_g = run(sc, "geo", geo_params)
     out = measure(sc, (rh, sh, cpu_h), (rg, sg, cpu_g), job_level)
     out["wall_s"] = time.perf_counter() - w0
     return out
@@ -434,6 +435,8 @@ def main() -> int:
     ap.add_argument("--frontier", action="store_true", help="sweep value of a GPU-hour x carbon price instead")
     ap.add_argument("--frontier-month", type=int, default=8)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--geo-params", default="{}", metavar="JSON",
+                    help='geo\'s parameters for the monthly windows, e.g. \'{"capacity_change": 0.02}\' (a variant)')
     ap.add_argument("--merge", type=Path, action="append", default=[],
                     help="JSON of an earlier run whose months are taken as measured (repeatable)")
     args = ap.parse_args()
@@ -445,9 +448,12 @@ def main() -> int:
         if (not (months or args.merge) or any(not 1 <= m <= 12 for m in months) or not 1 <= args.days <= 31
                 or not 0 <= args.continuous <= 365):
             raise ValueError
+        geo_params = json.loads(args.geo_params)
+        if not isinstance(geo_params, dict):
+            raise ValueError
     except ValueError:
         print("geo_economics_bench: --months takes 'all' or months 1-12 separated by commas; --days 1-31; "
-              "--continuous 1-365",
+              "--continuous 1-365; --geo-params a JSON object of geo's parameters",
               file=sys.stderr)
         return 2
     results = Path(__file__).parent / "results"
@@ -474,7 +480,11 @@ def main() -> int:
         if f"2023-{m:02d}" in rows:
             continue
         sc = window_scenario(m, args.days)
-        rows[f"2023-{m:02d}"] = r = compare_window(sc, args.job_level)
+        try:
+            rows[f"2023-{m:02d}"] = r = compare_window(sc, args.job_level, geo_params)
+        except (PolicyError, ValueError) as e:  # a parameter geo does not take, or a value it refuses
+            print(f"geo_economics_bench: --geo-params: {e}", file=sys.stderr)
+            return 2
         # after every month, so an interrupted run keeps what it measured (--merge reads it back)
         out.write_text(json.dumps({"days": args.days, "months": months, "by_month": rows}, indent=1, default=str))
         print(f"month=2023-{m:02d} days={r['days']:g} " + " ".join(f"{k}={r[k]:.4g}" for k in KEYS)

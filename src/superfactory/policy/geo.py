@@ -83,6 +83,8 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
             raise ValueError("max_wait_s must be > 0")
         if min_move_interval_s < 0:
             raise ValueError("min_move_interval_s must be >= 0")
+        if hysteresis < 0 or amortise_h < 1:
+            raise ValueError("hysteresis must be >= 0 and amortise_h >= 1")
         self.value_usd_per_gpu_hour = value_usd_per_gpu_hour
         self.restart_weight = restart_weight
         self.max_wait_s = int(max_wait_s)
