@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
-
 from superfactory.domain.events import Event, EventKind
 from superfactory.domain.units import HOUR_S
 from superfactory.models.tariff import effective_price_usd_per_mwh
@@ -38,7 +36,7 @@ class AccountingMixin:
         r = self.rt[jr.factory]
         f = r.factory
         if jr.held_power_w < 0:  # cached per placement: summing 2,048 nodes every hour adds up
-            jr.held_power_w = float(r.node_power_busy_w[np.asarray(jr.nodes, dtype=np.intp)].sum())
+            jr.held_power_w = float(r.node_power_busy_w[jr.node_array()].sum())
         power_w = jr.held_power_w * f.pue if r.up else 0.0
         e_j = power_w * dt
         jr.energy_j += e_j
@@ -67,7 +65,7 @@ class AccountingMixin:
                 continue
             r = rt[fi]
             if jr.held_power_w < 0:
-                jr.held_power_w = float(r.node_power_busy_w[np.asarray(jr.nodes, dtype=np.intp)].sum())
+                jr.held_power_w = float(r.node_power_busy_w[jr.node_array()].sum())
             e_j = (jr.held_power_w * r.factory.pue if r.up else 0.0) * dt
             jr.energy_j += e_j
             mwh = e_j / 3.6e9

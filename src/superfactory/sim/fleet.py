@@ -202,8 +202,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self.claimed: dict[tuple[int, str], list[int]] = {}
         # the checkpoint chain's hot path pushes its own kernel entries (see _checkpoint_begin)
         self._heap, self._next_seq = kernel.heap, kernel.next_seq
-        self._commit_cb, self._complete_cb, self._begin_cb = (self._checkpoint_commit, self._complete,
-                                                             self._checkpoint_begin)
+        self._chain_cb, self._complete_cb, self._begin_cb = (self._chain_commit, self._complete,
+                                                            self._checkpoint_begin)
 
     # == start-up ==========================================================================================
     def start(self) -> None:
@@ -299,7 +299,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         key = (jr.token, jr.committed_s, jr.carbon_g, now if jr.state is JobState.RUNNING else -1)
         if jr.view_key == key:
             return jr.view  # type: ignore[return-value]
-        progress = jr.progress_s + ((now - jr.run_since_s) * jr.speed if jr.state is JobState.RUNNING else 0)
+        progress = jr.progress_now(now) if jr.early_cell is not None else jr.progress_s + (
+            (now - jr.run_since_s) * jr.speed if jr.state is JobState.RUNNING else 0)
         jr.view_key = key
         jr.view = view = JobView(
             jr.job,
@@ -370,6 +371,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         del self.pending[jr.index]
         self.holding[jr.index] = jr
         jr.factory, jr.nodes, jr.held_since_s = fi, a.nodes, now
+        jr._node_arr, jr._node_arr_of = nodes, a.nodes  # the checked array is the job's node array
         if jr.first_start_s < 0:
             jr.first_start_s = now
         tok = jr.bump(JobState.STARTING)
@@ -508,8 +510,10 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         the unblock would do is done now for the window's end: the stall is counted, the commit and the next
         begin (or the completion) are scheduled from there. One kernel event fewer per checkpoint; an
         interruption or drain inside the window takes the stall back (:meth:`_cut_window`), and its commit is
-        dropped by the incarnation check as before. With a WAN, the begin may be held by the replication
-        barrier, so the unblock stays an event of its own."""
+        dropped by the incarnation check as before. Mostly the begin is not an event either: the previous
+        commit opened its window early (:meth:`_chain_commit`); this event runs only for a job's first checkpoint
+        after it starts or is rescheduled, and where a commit comes after the next begin. With a WAN, the begin
+        may be held by the replication barrier, so the unblock stays an event of its own."""
         if jr.token != tok:
             return
         k = self.k
@@ -524,26 +528,64 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         # hot path (~10^6 checkpoints a fleet-year): jr.accrue_progress, jr.bump and _schedule_running inlined
         if now > jr.run_since_s:  # RUNNING (the token says so)
             jr.progress_s += (now - jr.run_since_s) * jr.speed
-        until = now + jr.ckpt_blocking_s
-        jr.token = tok = tok + 1
-        jr.ckpt_began_s, jr.ckpt_until_s, jr.run_since_s = now, until, until
-        jr.checkpoint_stall_s += until - now
+        self._open_window(jr, now, tok + 1, None)
+
+    def _open_window(self, jr: JobRuntime, began: int, tok: int, cell: list[float | bool] | None) -> None:
+        """A folded checkpoint's begin at ``began``, progress already brought up to it: now (a begin event), or
+        later (opened early by the previous commit, which kept what it overwrote in ``cell``; sim/jobstate.py).
+        Records the window, counts its stall and schedules its commit and what follows its window: the
+        completion, or nothing when the commit comes no later than the next begin (the commit then opens that
+        window early: :meth:`_chain_commit`), or else the next begin as an event of its own."""
+        until = began + jr.ckpt_blocking_s
+        jr.token = tok
+        jr.ckpt_began_s, jr.ckpt_until_s, jr.run_since_s = began, until, until
+        jr.checkpoint_stall_s += until - began
         write_s = jr.ckpt_write_s
         progress = jr.progress_s
         heap, seq = self._heap, self._next_seq
-        # the commit is scheduled where the unfolded begin scheduled its unblock: at the same point of the event
-        # order, so a commit with no async write lands exactly where the unblock made it
-        _heappush(heap, (until + write_s, PRIO_JOB - 1 if write_s else PRIO_JOB, seq(), self._commit_cb,
-                         (jr, jr.incarnation, progress)))
-        nxt = now + jr.ckpt_interval_s
+        nxt = began + jr.ckpt_interval_s
         if nxt <= until:
             nxt = until + 1
         jr.next_ckpt_s = nxt
+        commit_s = until + write_s
         finish_s = until + max(0, math.ceil((jr.work_s - progress) / jr.speed))
+        # the commit is scheduled where the unfolded begin scheduled its unblock: at the same point of the event
+        # order, so a commit with no async write lands exactly where the unblock made it. At an equal instant an
+        # async commit (priority PRIO_JOB - 1) runs before the next begin's PRIO_JOB slot: it may open it early.
+        prio = PRIO_JOB - 1 if write_s else PRIO_JOB
         if finish_s <= nxt:
+            _heappush(heap, (commit_s, prio, seq(), self._chain_cb, (jr, jr.incarnation, progress, cell, -1)))
             _heappush(heap, (finish_s, PRIO_JOB, seq(), self._complete_cb, (jr, tok)))
+        elif commit_s <= nxt:
+            _heappush(heap, (commit_s, prio, seq(), self._chain_cb, (jr, jr.incarnation, progress, cell, tok)))
         else:
+            _heappush(heap, (commit_s, prio, seq(), self._chain_cb, (jr, jr.incarnation, progress, cell, -1)))
             _heappush(heap, (nxt, PRIO_JOB, seq(), self._begin_cb, (jr, tok)))
+
+    def _chain_commit(self, jr: JobRuntime, incarnation: int, progress_s: float, cell: list[float | bool] | None,
+                      tok: int) -> None:
+        """A folded checkpoint's commit (:meth:`_checkpoint_commit`). ``cell``: its window was opened early
+        (void once undone before its begin). ``tok`` >= 0: no begin event follows the window; if nothing
+        rescheduled the job since (its token is still ``tok``), this commit opens the next window early."""
+        if cell is not None:
+            if cell[0] is False:
+                return  # its window was undone before it began: this checkpoint never happened
+            if jr.early_cell is cell:
+                jr.early_cell = None  # begun and ended: nothing left to undo
+        if jr.incarnation == incarnation and progress_s > jr.committed_s:  # _checkpoint_commit, inlined
+            jr.committed_s = progress_s
+            jr.checkpoints += 1
+            if jr.index in self.pending:
+                self.pending.touch(jr.index)
+            fi = jr.factory
+            self.emit(Event(self.k.now, _COMMITTED, jr.job.id, self.factories[fi].id if fi >= 0 else "", -1, "",
+                            progress_s))
+        if tok >= 0 and jr.token == tok:
+            began = jr.next_ckpt_s  # >= now: the commit came no later than the begin
+            jr.early_cell = early = [True, jr.progress_s, jr.run_since_s, began]
+            if began > jr.run_since_s:
+                jr.progress_s += (began - jr.run_since_s) * jr.speed
+            self._open_window(jr, began, tok + 1, early)
 
     def _cut_window(self, jr: JobRuntime) -> None:
         """The job leaves RUNNING/CHECKPOINTING now: if a folded checkpoint is still blocking, it never unblocked,
@@ -730,7 +772,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         r.accrue(now)
         self._accrue_job_energy(jr, now)
         jr.held_gpu_s += (now - jr.held_since_s) * jr.job.gpus
-        r.release(np.asarray(jr.nodes, dtype=np.intp))
+        r.release(jr.node_array())
         if self.claims:
             self._serve_claims(r.index, jr.nodes)
         self.holding.pop(jr.index, None)

@@ -59,6 +59,11 @@ class InvariantsMixin:
                                          or not jr.ckpt_began_s <= jr.ckpt_until_s or jr.index not in self.holding):
                 raise SimulationError(f"job {jr.job.id}: a folded checkpoint window outside a running job "
                                       f"({jr._state.value}, window {jr.ckpt_began_s}..{jr.ckpt_until_s} s)")
+            cell = jr.early_cell  # a window opened early: kept fields of a running job, before the window
+            if cell is not None and (cell[0] is not True or jr.ckpt_until_s < 0 or cell[2] > jr.ckpt_began_s  # type: ignore[operator]
+                                     or cell[3] != jr.ckpt_began_s):
+                raise SimulationError(f"job {jr.job.id}: a window opened early is inconsistent "
+                                      f"(window {jr.ckpt_began_s}..{jr.ckpt_until_s} s, kept {cell})")
         pc = self._pending_cache
         if pc is not None and pc[0] == self.pending.version:
             now = self.k.now

@@ -19,11 +19,26 @@ job physically RUNNING with ``run_since_s = ckpt_until_s`` (progress resumes the
 reads CHECKPOINTING inside the window, exactly as the unfolded state machine would show it. At the window's end
 instant itself, events that run before the unfolded unblock would have (priority below ``PRIO_JOB``: failures,
 signals, planned stops) still see CHECKPOINTING; later ones (decisions) see RUNNING.
+
+Chained checkpoints (issue 12, session 5): when a checkpoint's commit comes no later than the next checkpoint's
+begin, the begin is not a kernel event either. The commit *opens the next window early*: it does at the commit
+what the begin would do at ``ckpt_began_s`` (a future instant) — progress up to the begin, the window, the stall,
+the next commit and what follows — and keeps what it overwrote in :attr:`JobRuntime.early_cell`
+(``[valid, progress_s, run_since_s, next_ckpt_s]``). Until the window's begin (at the begin instant itself: for
+events of priority below ``PRIO_JOB``, which ran before the begin event would have) the job is *before its
+window*: :attr:`state` reads RUNNING, :meth:`progress_now` reads progress from the kept fields, and anything that
+changes the job's schedule (:meth:`accrue_progress`, :meth:`bump`) first puts the kept fields back exactly
+(:meth:`drop_early`), marks the early commit void (``early_cell[0] = False``) and takes the stall back. From the
+begin on, the window is an ordinary folded window. So each periodic checkpoint is one kernel event (its commit)
+instead of two.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
 
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.lifecycle import HOLDS_NODES, JobLifecycle
@@ -91,6 +106,11 @@ class JobRuntime:
     # says whether now is inside it (module docstring)
     ckpt_began_s: int = -1
     ckpt_until_s: int = -1
+    # a window opened early by the previous commit, with what that overwrote (module docstring), else None
+    early_cell: list[float | bool] | None = None
+    # ``nodes`` as an index array and the tuple it was made from (see node_array)
+    _node_arr: npt.NDArray[np.intp] | None = field(default=None, repr=False, compare=False)
+    _node_arr_of: tuple[int, ...] = field(default=(), repr=False, compare=False)
     kernel: Kernel | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -104,14 +124,58 @@ class JobRuntime:
         s = self._state
         if s is _RUNNING and self.ckpt_until_s >= 0:
             k = self.kernel
-            if k is not None and (k.now < self.ckpt_until_s or (k.now == self.ckpt_until_s and k.prio < PRIO_JOB)):
-                return _CHECKPOINTING
+            if k is not None:
+                now, b = k.now, self.ckpt_began_s
+                if ((now < self.ckpt_until_s or (now == self.ckpt_until_s and k.prio < PRIO_JOB))
+                        and (now > b or (now == b and k.prio >= PRIO_JOB))):
+                    return _CHECKPOINTING
         return s
 
     @state.setter
     def state(self, state: JobState) -> None:
+        self.drop_early()
         self._state = state
         self.ckpt_until_s = -1
+
+    def node_array(self) -> npt.NDArray[np.intp]:
+        """``nodes`` as an index array (read-only use), made once per node set: whoever assigns ``nodes`` a new
+        tuple gets a new array on the next call (issue 12: a 1,024-node tuple costs ~30 us to convert, at each
+        release and power look-up)."""
+        arr = self._node_arr
+        if arr is None or self._node_arr_of is not self.nodes:
+            arr = self._node_arr = np.asarray(self.nodes, dtype=np.intp)
+            self._node_arr_of = self.nodes
+        return arr
+
+    def before_early_window(self) -> bool:
+        """Whether a window opened early by a commit has not begun yet (module docstring)."""
+        if self.early_cell is None:
+            return False
+        k = self.kernel
+        assert k is not None
+        return k.now < self.ckpt_began_s or (k.now == self.ckpt_began_s and k.prio < PRIO_JOB)
+
+    def drop_early(self) -> None:
+        """Forget the early-opened window's kept fields; before its begin, first undo it exactly: the fields it
+        overwrote come back, its stall is taken back and its commit is marked void (module docstring)."""
+        cell = self.early_cell
+        if cell is None:
+            return
+        if self.before_early_window():
+            cell[0] = False
+            self.progress_s, self.run_since_s, self.next_ckpt_s = cell[1], cell[2], cell[3]  # type: ignore[assignment]
+            self.checkpoint_stall_s -= self.ckpt_until_s - self.ckpt_began_s
+            self.ckpt_began_s = self.ckpt_until_s = -1
+        self.early_cell = None
+
+    def progress_now(self, now_s: int) -> float:
+        """Productive seconds done by ``now_s`` (now), without folding anything in."""
+        if self.early_cell is not None and self.before_early_window():
+            cell = self.early_cell
+            return cell[1] + (now_s - cell[2]) * self.speed  # type: ignore[operator, no-any-return]
+        if self.state is _RUNNING:
+            return self.progress_s + (now_s - self.run_since_s) * self.speed
+        return self.progress_s
 
     def in_ckpt_window(self) -> bool:
         """Whether the job is inside a folded checkpoint's blocking window now (its state reads CHECKPOINTING
@@ -119,7 +183,10 @@ class JobRuntime:
         return self._state is _RUNNING and self.ckpt_until_s >= 0 and self.state is _CHECKPOINTING
 
     def bump(self, state: JobState) -> int:
-        """Move to ``state`` and invalidate every callback scheduled for earlier states (ends a folded window)."""
+        """Move to ``state`` and invalidate every callback scheduled for earlier states (ends a folded window;
+        undoes one opened early that has not begun)."""
+        if self.early_cell is not None:
+            self.drop_early()
         self._state = state
         self.ckpt_until_s = -1
         self.token += 1
@@ -127,7 +194,10 @@ class JobRuntime:
 
     def accrue_progress(self, now_s: int) -> None:
         """Fold the current RUNNING segment into ``progress_s`` (none before ``run_since_s``: a folded
-        checkpoint's window sets it to the window's end)."""
+        checkpoint's window sets it to the window's end; a window opened early that has not begun is undone
+        first)."""
+        if self.early_cell is not None:
+            self.drop_early()
         if self._state is _RUNNING and now_s > self.run_since_s:
             self.progress_s += (now_s - self.run_since_s) * self.speed
             self.run_since_s = now_s
