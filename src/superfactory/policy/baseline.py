@@ -134,6 +134,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
         # shape -> (placements of this plan then, its memo): the memo was found still valid for an earlier job of
         # the shape in this decision; while the plan places nothing more, the next job of the shape waits the same
         clear: dict[tuple[object, ...], tuple[int, _Failed]] = {}
+        since: dict[int, frozenset[int]] = {}  # decision serial -> factories changed since (see _changed_since)
         shared = None if self.candidates_per_job or not snapshot.pending else self.candidates(
             snapshot, snapshot.pending[0])
         shared_t = tuple(shared) if shared is not None else ()
@@ -163,7 +164,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
                     if memo.serial == serial:
                         redo = set(touched[memo.placed:])
                     else:
-                        redo = self._changed_since(memo, states)
+                        redo = self._changed_since(memo, states, since)
                         redo.update(touched)
                     if redo:  # a factory the shape can never use refuses it again, for the same reason
                         redo &= self._possible_for(job, factories)
@@ -254,16 +255,21 @@ class _FirstFitPlanner(PolicyBase, ABC):
             return ref
         return [(job_id, factories[i].id, reason) for i, reason in _in_order(memo.refused, cands)]
 
-    def _changed_since(self, memo: _Failed, states: tuple[FactoryState, ...]) -> set[int]:
+    def _changed_since(self, memo: _Failed, states: tuple[FactoryState, ...],
+                       since: dict[int, frozenset[int]]) -> set[int]:
         """Factories whose state object differs from when ``memo`` was computed: the union of the recent
-        decisions' changes when the log reaches back that far, else a comparison of every factory."""
+        decisions' changes when the log reaches back that far (kept in ``since`` for the rest of this decision:
+        the memos of one decision share their serial), else a comparison of every factory."""
         log = self._log
         if log and log[0][0] <= memo.serial + 1:
-            out: set[int] = set()
-            for s, changed in log:
-                if s > memo.serial:
-                    out.update(changed)
-            return out
+            got = since.get(memo.serial)
+            if got is None:
+                out: set[int] = set()
+                for s, changed in log:
+                    if s > memo.serial:
+                        out.update(changed)
+                got = since[memo.serial] = frozenset(out)
+            return set(got)
         old = memo.states
         return {i for i in range(len(states)) if states[i] is not old[i] and _moved(old[i], states[i])}
 
