@@ -36,7 +36,11 @@ long, so short waits never cost a checkpoint-and-restart), ``hot_swap``, ``spare
 domain kept for hot swaps when a domain has several nodes, else per leaf group), ``bandwidth_check``,
 ``min_bandwidth_ratio``, ``max_preemptions_per_day``, ``victim_cooldown_s``, ``preempt_margin``,
 ``priority_base``, ``evacuate_degraded``, ``probe_cycle_s``, ``starve_after_s``, ``degraded_backfill``,
-``latest_fit``, ``guard_behind_top``, ``guard_deadline_s``, ``guard_preemptions_per_day``.
+``latest_fit``, ``guard_behind_top``, ``guard_deadline_s``, ``guard_preemptions_per_day``, ``largest_first``
+(default on: jobs of equal priority and submission time go largest first, so on a backlog released into an
+empty factory the largest gangs start at once, with no drain), ``handoff``, ``handoff_min_gpus``,
+``handoff_window_s``, ``handoff_delay_weight`` (chained hand-off: a large gang's reservation is chosen by drain
+cost, see ``GangReservations._handoff``; off) and ``fill_reserved`` (backfill into reserved holes first; off).
 """
 
 from __future__ import annotations
@@ -92,7 +96,10 @@ class GangScheduler(GangReservations):
                  preempt_margin: float = 1.5, priority_base: float = 4.0, evacuate_degraded: bool = True,
                  probe_cycle_s: int = 60, starve_after_s: float = 6 * 3600,
                  degraded_backfill: bool = True, latest_fit: bool = True, guard_behind_top: bool = False,
-                 guard_deadline_s: float = float("inf"), guard_preemptions_per_day: int = 0) -> None:
+                 guard_deadline_s: float = float("inf"), guard_preemptions_per_day: int = 0,
+                 handoff: bool = False, handoff_min_gpus: int = 2048, handoff_window_s: float = 4 * 3600,
+                 handoff_delay_weight: float = 0.5, fill_reserved: bool = False,
+                 largest_first: bool = True) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -120,6 +127,15 @@ class GangScheduler(GangReservations):
         # a guarded job's reservation admits backfill that ends before submit + this (its deadline), not only
         # before its expected start: the slack up to the stated wait bound goes to the other classes
         self.guard_deadline_s = float(guard_deadline_s)
+        # chained hand-off: a large gang's reservation is chosen by its drain cost (see _handoff)
+        if handoff_window_s < 0 or handoff_delay_weight < 0:
+            raise ValueError("handoff_window_s and handoff_delay_weight must be >= 0")
+        self.handoff = handoff
+        self.handoff_min_gpus = handoff_min_gpus
+        self.handoff_window_s = float(handoff_window_s)
+        self.handoff_delay_weight = float(handoff_delay_weight)
+        self.fill_reserved = fill_reserved  # backfill goes into reserved holes first (see _in_hole)
+        self.largest_first = largest_first  # see queue_order
         # a periodic cycle at the probe period, so a sweep that reveals a degraded domain is acted on at once
         self.cycle_s = probe_cycle_s if evacuate_degraded else 0
         # jobs draining off a degraded domain: (factory id, nodes promised to them, expiry)
@@ -134,7 +150,8 @@ class GangScheduler(GangReservations):
         #: counters a benchmark or report may read: placements, hot_swaps, bandwidth_rejections, preemptions
         self.stats: dict[str, int] = {"placements": 0, "hot_swaps": 0, "bandwidth_rejections": 0,
                                       "preemptions": 0, "preemptions_declined": 0, "evacuations": 0,
-                                      "degraded_hot_swaps": 0, "degraded_backfills": 0}
+                                      "degraded_hot_swaps": 0, "degraded_backfills": 0, "handoffs": 0,
+                                      "hole_fills": 0}
         # static per (job, factory): gang shapes and the shape/sovereignty part of the feasibility pipeline
         self._shapes: dict[tuple[str, str], GangShape | None] = {}
         self._checks: dict[tuple[str, str], ShapeCheck] = {}
@@ -177,7 +194,8 @@ class GangScheduler(GangReservations):
         if guard is not None and self.guard_preemptions and guard.last_factory_id is None:  # never ran yet
             top = max(v.job.priority for v in (*snapshot.pending, *snapshot.running))
             self._promoted = (guard.job.id, top) if top > guard.job.priority else None
-        for view in queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s, self.guard_behind_top):
+        for view in queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s, self.guard_behind_top,
+                                self.largest_first):
             if head is not None:
                 waiting.append((view.job.id, f"queued behind {head} (strict priority order, backfill off)"))
                 continue
@@ -326,6 +344,13 @@ class GangScheduler(GangReservations):
                 reasons.append(miss[1])
                 continue
             usable = self._usable(site, job, end_s)
+            hole = self._in_hole(site, shape, usable, end_s) if self.fill_reserved else None
+            if hole is not None and (not self.bandwidth_check or probe_ratio(site.topo, hole, job, site.link_factor)[0]
+                                     >= self.min_bandwidth_ratio):
+                site.free[list(hole)] = False
+                site.it_power_w += extra_w
+                self.stats["hole_fills"] += 1
+                return Place(job.id, f.id, hole), ""
             nodes: tuple[int, ...] | None = None
             capacity_miss = True
             for _attempt in range(4):

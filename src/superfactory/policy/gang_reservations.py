@@ -106,10 +106,76 @@ class GangReservations(GangBase):
                 or place_gang(site.topo, hypo, shape)
             if chosen is None:
                 continue
+            start_s = max(float(snapshot.now_s), end_s)
+            if self.handoff and job.gpus >= self.handoff_min_gpus:
+                chosen, start_s = self._handoff(snapshot, site, ends, taken, shape, chosen, start_s)
             mask = np.zeros(site.factory.nodes, dtype=bool)
             mask[list(chosen)] = True
             self._sticky[job.id] = (site.factory.id, chosen)
-            return mask, max(float(snapshot.now_s), end_s)
+            return mask, start_s
+        return None
+
+    def _handoff(self, snapshot: FleetSnapshot, site: GangSite, ends: list[tuple[float, str, tuple[int, ...]]],
+                 taken: BoolArray, shape: GangShape, chosen: tuple[int, ...], start_s: float
+                 ) -> tuple[tuple[int, ...], float]:
+        """Chained hand-off (``handoff``): the reservation of a large waiting gang (>= ``handoff_min_gpus``) is
+        chosen among candidate node sets by its **drain cost**, not only by the earliest start.
+
+        Candidates: the earliest-fit set (start ``t1``, nodes as :meth:`_latest_fit` picks them), and for every
+        running gang holding at least a quarter of the waiter's nodes that is expected to end at ``T`` in
+        ``(t1, t1 + handoff_window_s]``: that gang's nodes plus the fewest extra nodes that free up latest before
+        ``T`` (:meth:`_latest_fit` over the jobs ending by ``T``), starting at ``T``. A candidate's cost is the
+        node-seconds its nodes sit free before its start, ``sum(start - max(now, free_at(node)))`` (the drain),
+        plus ``handoff_delay_weight x nodes x (start - t1)`` (the waiter's extra wait, priced as a share of its
+        node-seconds). The cheapest wins (ties: the earliest). So a gang that can take over a large gang's nodes
+        the moment they free up does, and nothing else has to drain for it; big gangs run in chained "lanes" and
+        small work fills the rest."""
+        now = float(snapshot.now_s)
+        free_at = np.full(site.factory.nodes, now)
+        for end_s, _, job_nodes in ends:
+            free_at[list(job_nodes)] = max(now, end_s)
+
+        def cost(nodes: tuple[int, ...], t_s: float) -> float:
+            drain = float(np.clip(t_s - free_at[list(nodes)], 0.0, None).sum())
+            return drain + self.handoff_delay_weight * shape.nodes * (t_s - start_s)
+
+        best = (cost(chosen, start_s), start_s, chosen)
+        freed: list[npt.NDArray[np.intp]] = []
+        for end_s, _, job_nodes in ends:
+            if end_s > start_s + self.handoff_window_s:
+                break
+            idx = np.asarray(job_nodes, dtype=np.intp)
+            idx = idx[(site.status[idx] != NODE_DOWN) & ~taken[idx] & ~site.spare[idx]]
+            freed.append(idx)
+            if end_s <= start_s or 4 * idx.size < shape.nodes:
+                continue
+            cand = self._latest_fit(site, freed, shape)
+            if cand is not None:
+                c = cost(cand, end_s)
+                if c < best[0]:
+                    best = (c, end_s, cand)
+        self.stats["handoffs"] += best[2] is not chosen
+        return best[2], best[1]
+
+    @staticmethod
+    def _in_hole(site: GangSite, shape: GangShape, usable: BoolArray, end_s: float) -> tuple[int, ...] | None:
+        """Time-aware backfill (``fill_reserved``): a job expected to end by ``end_s`` goes first into the free
+        nodes of a reservation that starts after it ends (the drain window of a waiting gang), the one that
+        starts soonest after ``end_s`` first, then into all such holes together; ``None`` if it fits in none.
+        Backfill that lands on unreserved nodes instead leaves the drain window empty and takes nodes longer
+        work could use; filling the window costs the waiting gang nothing (the job ends before it starts)."""
+        holes = sorted((start_s, i) for i, (_, start_s, _) in enumerate(site.reserved)
+                       if end_s <= start_s < float("inf"))
+        union = np.zeros(site.factory.nodes, dtype=bool)
+        for _, i in holes:
+            pool = usable & site.reserved[i][0]
+            union |= pool
+            if int(pool.sum()) >= shape.nodes and units_available(site.topo, pool, shape) >= shape.units:
+                got = place_gang(site.topo, pool, shape)
+                if got is not None:
+                    return got
+        if len(holes) > 1 and int(union.sum()) >= shape.nodes:
+            return place_gang(site.topo, union, shape)
         return None
 
     @staticmethod

@@ -29,14 +29,19 @@ RECHECK_S = 900  # a declined preemption is not re-evaluated for the same gang b
 
 
 def queue_order(pending: tuple[JobView, ...], now_s: int = 0, starve_after_s: float = float("inf"),
-                guard_behind_top: bool = False) -> list[JobView]:
+                guard_behind_top: bool = False, largest_first: bool = False) -> list[JobView]:
     """Higher priority first, then earlier submission (a requeued job keeps its place), then id; except that the
     job waiting longest since its submission is moved up once that wait reaches ``starve_after_s`` (one at a
     time: a starvation guard; at a load above capacity strict priority would never start a low-priority gang
     that needs a large share of the factory): to the head of the queue, or with ``guard_behind_top`` just
     behind the jobs of the highest priority present (so the top class keeps its place and picks its
-    reservations' nodes first)."""
-    order = sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
+    reservations' nodes first). With ``largest_first``, jobs of equal priority *and* submission time go
+    largest first (first-fit decreasing: on a backlog released at once into an empty factory the largest gangs
+    start at once, with no drain, and smaller work fills around them)."""
+    if largest_first:
+        order = sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, -v.job.gpus, v.job.id))
+    else:
+        order = sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
     guard = starving(order, now_s, starve_after_s)
     if guard is not None:
         order.remove(guard)
@@ -132,6 +137,12 @@ class GangBase(PolicyBase):
     latest_fit: bool
     guard_behind_top: bool
     guard_deadline_s: float
+    handoff: bool
+    handoff_min_gpus: int
+    handoff_window_s: float
+    handoff_delay_weight: float
+    fill_reserved: bool
+    largest_first: bool
     _evac: dict[str, tuple[str, tuple[int, ...], int]]
     _declined: dict[str, tuple[int, str]]
     _victim_of: dict[str, str]

@@ -4,6 +4,8 @@ use the gang's reserved nodes)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from superfactory.domain.events import EventKind
@@ -19,8 +21,8 @@ from superfactory.sim.twin import run_twin
 from scenario_builders import factory, job, scenario
 
 
-def _view(jid: str, priority: int, submit_s: int) -> JobView:
-    j = TrainingJob(jid, "GB200", 8, 3600.0, 0.4, submit_s, CheckpointSpec(1800, 20, 1e12, 800),
+def _view(jid: str, priority: int, submit_s: int, gpus: int = 8) -> JobView:
+    j = TrainingJob(jid, "GB200", gpus, 3600.0, 0.4, submit_s, CheckpointSpec(1800, 20, 1e12, 800),
                     RecoverySpec(120, 300), priority=priority)
     return JobView(j, None, (), 0.0, submit_s)
 
@@ -34,6 +36,13 @@ def test_the_guard_goes_to_the_head_or_just_behind_the_top_class() -> None:
     assert starving(pending, 3000, 4000) is None and starving(pending, 4000, 4000) is old
     assert [v.job.id for v in queue_order(pending, 7000, 4000)] == ["old", "t1", "t2", "m"]
     assert [v.job.id for v in queue_order(pending, 7000, 4000, guard_behind_top=True)] == ["t1", "t2", "old", "m"]
+
+
+def test_largest_first_orders_only_ties_of_priority_and_submission_by_size() -> None:
+    backlog = (_view("a", 2, 0, 8), _view("b", 2, 0, 4096), _view("c", 2, 0, 64), _view("d", 1, 0, 2048),
+               _view("e", 2, 10, 1024), _view("f", 1, 0, 8))
+    assert [v.job.id for v in queue_order(backlog)] == ["a", "b", "c", "e", "d", "f"]
+    assert [v.job.id for v in queue_order(backlog, largest_first=True)] == ["b", "c", "a", "e", "d", "f"]
 
 
 def test_latest_fit_reserves_the_nodes_that_free_up_last_and_leaves_free_nodes_open() -> None:
@@ -102,3 +111,58 @@ def test_a_starving_gang_preempts_lower_than_top_priority_work_from_its_own_budg
     assert 3600 <= first["big"] <= 2 * 3600
     first, preempted = _guard_run(0)
     assert not preempted and first["big"] >= 9 * 3600
+
+
+def _handoff_reservation(delay_weight: float) -> tuple[list[int], float, int]:
+    """Four NVL72 racks (72 trays). Racks 2-3 are held by a large gang ``L`` expected to end at 5 h; on racks
+    0-1, 4 trays are free and two jobs hold 16 trays each, ending at 1 h and 3 h. A 144-GPU gang (36 trays, TP-8)
+    waits. The earliest it fits is 3 h, on racks 0-1, whose trays then sit free for 4 x 3 h + 16 x 2 h = 44
+    tray-hours first (the drain); on L's trays it starts at 5 h and nothing drains."""
+    f = Factory("f", "r", "MISO", "MISO", 1e12, 1e12, 1.1, frozenset(), "US", build_clusters([("gb200-nvl72", 72)]))
+    topo = topology_of(f)
+    status = np.ones(f.nodes, dtype=np.uint8)
+    free = np.zeros(f.nodes, dtype=bool)
+    free[32:36] = True
+    status[free] = 0
+    site = GangSite(0, f, topo, status, free.copy(), np.zeros(f.nodes, dtype=bool), set(), {}, 0.0)
+    site.ends = [(3600.0, "a", tuple(range(16))), (3 * 3600.0, "b", tuple(range(16, 32))),
+                 (5 * 3600.0, "L", tuple(range(36, 72)))]
+    gang = TrainingJob("g", "GB200", 144, 3600.0, 0.4, 0, CheckpointSpec(1800, 20, 1e12, 800),
+                       RecoverySpec(120, 300), tp_size=8)
+    sched = GangScheduler(handoff=True, handoff_min_gpus=144, handoff_delay_weight=delay_weight)
+    res = sched._reservation(SimpleNamespace(now_s=0), site, [], gang, shape_of(gang, 4, 18))  # type: ignore[arg-type]
+    assert res is not None
+    nodes, start_s = res
+    return np.flatnonzero(nodes).tolist(), start_s, sched.stats["handoffs"]
+
+
+def test_a_waiting_large_gang_is_handed_a_running_large_gangs_nodes_and_no_free_node_idles_for_it() -> None:
+    # drain cost of the earliest fit: 44 tray-h; hand-off: 0 drain + 0.5 x 36 trays x 2 h later = 36 tray-h
+    nodes, start_s, handoffs = _handoff_reservation(0.5)
+    assert nodes == list(range(36, 72)) and start_s == 5 * 3600 and handoffs == 1
+    assert not set(nodes) & set(range(32, 36))  # the free trays stay open to other work
+    # priced at its full node-seconds (72 tray-h > 44), the later start does not pay: the earliest fit is kept
+    nodes, start_s, handoffs = _handoff_reservation(1.0)
+    assert nodes == list(range(36)) and start_s == 3 * 3600 and handoffs == 0
+
+
+def _backlog_run(largest_first: bool) -> dict[str, int]:
+    # one NVL72 rack (18 trays), empty at t=0; a backlog of nine 2-tray jobs (ids first) and a 16-tray gang, all
+    # priority 2 and submitted at 0
+    jobs = [job(f"a{i}", gpus=8, accelerator="GB200", tp_size=8, work="3h", priority=2) for i in range(9)]
+    jobs.append(job("big", gpus=64, accelerator="GB200", tp_size=8, work="2h", priority=2))
+    sc = parse_scenario(scenario([factory("f", nodes=18, system="gb200-nvl72")], jobs, duration="12h",
+                                 failures={"rate_scale": 0.0, "planned": False}))
+    result = run_twin(sc, policy="gang", policy_params={"largest_first": largest_first, "preemption": False})
+    first: dict[str, int] = {}
+    for e in result.events:
+        if e.kind is EventKind.JOB_PLACED:
+            first.setdefault(e.job, e.time_s)
+    return first
+
+
+def test_largest_first_starts_the_big_gang_of_a_backlog_on_the_empty_factory_without_a_drain() -> None:
+    by_id = _backlog_run(False)  # the small jobs take the rack; the gang waits for all of them to end
+    assert by_id["big"] >= 3 * 3600
+    first = _backlog_run(True)
+    assert first["big"] == 0 and sum(t == 0 for t in first.values()) == 2  # the gang and one 2-tray job
