@@ -773,6 +773,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self._accrue_job_energy(jr, now)
         jr.held_gpu_s += (now - jr.held_since_s) * jr.job.gpus
         r.release(jr.node_array())
+        jr._node_arr, jr._node_arr_of = None, ()  # a job that holds nothing keeps no array (26k jobs a year)
         if self.claims:
             self._serve_claims(r.index, jr.nodes)
         self.holding.pop(jr.index, None)
