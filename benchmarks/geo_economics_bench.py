@@ -75,6 +75,7 @@ from superfactory.policy.hindsight_fleet import (
     oversized_placements,
     usable_gpus_per_hour,
 )
+from superfactory.policy.hindsight_holds import failure_budget, hold_caps, knap_rows, schedule_moves
 from superfactory.scenario import market_data
 from superfactory.scenario.loader import builtin_text, parse_scenario
 from superfactory.sim.twin import TwinResult, run_twin
@@ -152,6 +153,31 @@ def hindsight(sc: Any, cost: np.ndarray, pools: list[Pool], busy: np.ndarray, ag
     where = hindsight_bound(inst, totals, aggregate=aggregate, hourly_gpus=hourly, gangs_held=held)
     anytime = hindsight_bound(inst, totals, aggregate=aggregate, gangs_held=held).cost_usd
     return where.cost_usd, anytime, where.gpu_h
+
+
+def hindsight_v3(sc: Any, cost: np.ndarray, pools: list[Pool], busy: np.ndarray, capacity: np.ndarray,
+                 runs: tuple[TwinResult, ...]) -> tuple[float | None, float | None, np.ndarray, dict[str, Any]]:
+    """Bound v3 (``policy/hindsight_holds.py``): v2 plus knapsack rows per pool-hour over the job sizes >= S and
+    per-job busy-time caps with failure / drain / migration budgets; valid for every schedule with exact gangs,
+    at most the drains and migrations of the larger of ``runs`` (the budgets it states)."""
+    hours = sc.duration_s // HOUR_S
+    spells = down_spells(runs[0].events, sc.factories, sc.duration_s)
+    rows = knap_rows(sc.factories, sc.jobs, spells, hours)
+    inst = hold_caps(sc.factories, sc.jobs, sc.duration_s, cost, capacity, sc.links)
+    moves = [schedule_moves(r.events) for r in runs]
+    budget = (float(failure_budget(runs[0].events, sc.factories, sc.jobs)), float(max(d for d, _ in moves)),
+              float(max(m for _, m in moves)))
+    groups = defaultdict(list)
+    for p, pl in enumerate(pools):
+        groups[pl.accelerator].append(p)
+    totals = [(tuple(ps), float(busy[ps].sum())) for ps in groups.values()]
+    hourly = [(tuple(ps), busy[ps].sum(axis=0)) for ps in groups.values()]
+    kw = {"gangs_held": GANGS_HELD, "knap_rows": rows, "interruptions": budget}
+    where = hindsight_bound(inst, totals, hourly_gpus=hourly, **kw)
+    anytime = hindsight_bound(inst, totals, **kw).cost_usd
+    info = {"failures": budget[0], "drains": budget[1], "migrations": budget[2], "knap_rows": len(rows),
+            "status": where.status}
+    return where.cost_usd, anytime, where.gpu_h, info
 
 
 def move_sensitivity(cost: np.ndarray, pools: list[Pool], busy: np.ndarray, capacity: np.ndarray,
@@ -269,6 +295,9 @@ def measure(sc: Any, home: tuple[TwinResult, dict[str, Any], float], geo: tuple[
     where_v1, anytime_v1, _ = hindsight(sc, cost, pools, busy_g, v1=True)
     cpu_b = time.process_time() - c0
     c0 = time.process_time()
+    where_v3, anytime_v3, where_v3_gpu_h, v3_info = hindsight_v3(sc, cost, pools, busy_g, usable, (rg, rh))
+    cpu_b3 = time.process_time() - c0
+    c0 = time.process_time()
     moves = {f"{round(60 * h)}min": move_sensitivity(cost, pools, busy_g, usable, h) for h in (5 / 60, 1.0)}
     cpu_m = time.process_time() - c0
     uh, ug = _per(busy_cost_h, ph), _per(busy_cost_g, pg)
@@ -286,12 +315,20 @@ def measure(sc: Any, home: tuple[TwinResult, dict[str, Any], float], geo: tuple[
         "pending_work_home_gpu_h": pending_work_gpu_h(rh),
         "pending_work_geo_gpu_h": pending_work_gpu_h(rg),
         "max_price_wait_h": max_price_wait_h(rg),
-        "saving_captured": _captured(uh, ug, per(where)),
-        "saving_captured_anytime": _captured(uh, ug, per(anytime)),
+        "saving_captured": _captured(uh, ug, per(where_v3)),
+        "saving_captured_anytime": _captured(uh, ug, per(anytime_v3)),
+        "saving_captured_v2": _captured(uh, ug, per(where)),
+        "saving_captured_anytime_v2": _captured(uh, ug, per(anytime)),
         "saving_captured_v1": _captured(uh, ug, per(where_v1)),
         "saving_captured_anytime_v1": _captured(uh, ug, per(anytime_v1)),
         "bound_below_both": bool(where is not None and anytime is not None and anytime <= where + 1e-6
                                  and where <= busy_cost_g + 1e-6 and per(where) <= uh + 1e-9),
+        # v3 is a bound on both runs too, and never below v2 (it only adds rows and tightens work)
+        "v3_below_both": bool(where_v3 is not None and anytime_v3 is not None and anytime_v3 <= where_v3 + 1e-6
+                              and where_v3 <= busy_cost_g + 1e-6 and per(where_v3) <= uh + 1e-9),
+        "v3_above_v2": bool(where_v3 is not None and where is not None and where_v3 >= where - 1e-6 * abs(where)),
+        "v3_budgets": v3_info,
+        "fill_bound_v3": (where_v3_gpu_h.mean(axis=1) / nameplate).round(4).tolist(),
         # the usable capacity is a fact of the fleet and seed: both runs saw the same failures, and neither run
         # had more GPUs busy in any pool-hour than it allows
         "failures_identical": failure_events(rh) == failure_events(rg),
@@ -317,6 +354,9 @@ def measure(sc: Any, home: tuple[TwinResult, dict[str, Any], float], geo: tuple[
                 "migrations": sg["migrations"], "preemptions": sg["preemptions"]},
         "bound_where_busy_usd": where,
         "bound_anytime_busy_usd": anytime,
+        "bound_where_v3_busy_usd": where_v3,
+        "bound_anytime_v3_busy_usd": anytime_v3,
+        "bound_v3_cpu_s": cpu_b3,
         "bound_where_v1_busy_usd": where_v1,
         "bound_anytime_v1_busy_usd": anytime_v1,
         "bound_cpu_s": cpu_b,
@@ -336,6 +376,7 @@ def year_line(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     def bound(key: str) -> float:
         return sum(r.get(key) or float("nan") for r in rows.values())
 
+    bw3, ba3 = bound("bound_where_v3_busy_usd"), bound("bound_anytime_v3_busy_usd")
     bw, ba = bound("bound_where_busy_usd"), bound("bound_anytime_busy_usd")
     bw1, ba1 = bound("bound_where_v1_busy_usd"), bound("bound_anytime_v1_busy_usd")
     uh, ug = h["busy_usd"] / h["prod_gpu_h"], g["busy_usd"] / g["prod_gpu_h"]
@@ -348,8 +389,10 @@ def year_line(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "pending_work_home_gpu_h": sum(r["pending_work_home_gpu_h"] for r in rows.values()),
         "pending_work_geo_gpu_h": sum(r["pending_work_geo_gpu_h"] for r in rows.values()),
         "max_price_wait_h": max(r["max_price_wait_h"] for r in rows.values()),
-        "saving_captured": _captured(uh, ug, bw / g["prod_gpu_h"]),
-        "saving_captured_anytime": _captured(uh, ug, ba / g["prod_gpu_h"]),
+        "saving_captured": _captured(uh, ug, bw3 / g["prod_gpu_h"]),
+        "saving_captured_anytime": _captured(uh, ug, ba3 / g["prod_gpu_h"]),
+        "saving_captured_v2": _captured(uh, ug, bw / g["prod_gpu_h"]),
+        "saving_captured_anytime_v2": _captured(uh, ug, ba / g["prod_gpu_h"]),
         "saving_captured_v1": _captured(uh, ug, bw1 / g["prod_gpu_h"]),
         "saving_captured_anytime_v1": _captured(uh, ug, ba1 / g["prod_gpu_h"]),
         "months_tco_not_above_home": sum(r["tco_cut"] >= 0 for r in rows.values()),
@@ -360,14 +403,14 @@ def year_line(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
                      for r in rows.values()),
         "cpu_s_geo": sum(r["geo"]["cpu_s"] for r in rows.values()),
         "cpu_s_home": sum(r["home"]["cpu_s"] for r in rows.values()),
-        "cpu_s_bounds": sum(r["bound_cpu_s"] for r in rows.values()),
+        "cpu_s_bounds": sum(r["bound_cpu_s"] + r.get("bound_v3_cpu_s", 0) for r in rows.values()),
         "wall_s": sum(r["wall_s"] for r in rows.values()),
     }
 
 
 KEYS = ("power_cut", "tco_cut", "carbon_cut", "throughput_ratio", "pending_work_home_gpu_h",
-        "pending_work_geo_gpu_h", "max_price_wait_h", "saving_captured", "saving_captured_v1",
-        "saving_captured_anytime", "saving_captured_anytime_v1")
+        "pending_work_geo_gpu_h", "max_price_wait_h", "saving_captured", "saving_captured_v2", "saving_captured_v1",
+        "saving_captured_anytime", "saving_captured_anytime_v2", "saving_captured_anytime_v1")
 
 
 def frontier(month: int, days: int) -> list[dict[str, Any]]:
@@ -488,7 +531,8 @@ def main() -> int:
         # after every month, so an interrupted run keeps what it measured (--merge reads it back)
         out.write_text(json.dumps({"days": args.days, "months": months, "by_month": rows}, indent=1, default=str))
         print(f"month=2023-{m:02d} days={r['days']:g} " + " ".join(f"{k}={r[k]:.4g}" for k in KEYS)
-              + f" bound_below_both={r['bound_below_both']} failures_identical={r['failures_identical']} "
+              + f" bound_below_both={r['bound_below_both']} v3_below_both={r['v3_below_both']} "
+              f"v3_above_v2={r['v3_above_v2']} failures_identical={r['failures_identical']} "
               f"busy_within_usable={r['busy_within_usable']} exact_gangs={r['exact_gangs']} move_sensitivity_5min="
               f"{r['move_sensitivity']['5min']:.4f} move_sensitivity_60min={r['move_sensitivity']['60min']:.4f} "
               f"cpu_s_home={r['home']['cpu_s']:.1f} "
@@ -505,7 +549,8 @@ def main() -> int:
           f"{y['months_throughput_ok']} months_pending_ok={y['months_pending_ok']} cpu_s={y['cpu_s']:.0f} "
           f"wall_s={y['wall_s']:.0f}")
     print("\n| month | power cut | TCO cut | carbon cut | throughput ratio | pending home / geo (M GPU-h) "
-          "| max price wait h | saving captured (bound v2 / v1) | anytime (v2 / v1) | geo migrations / pauses |\n"
+          "| max price wait h | saving captured (bound v3 / v2 / v1) | anytime (v3 / v2 / v1) "
+          "| geo migrations / pauses |\n"
           + "|---" * 10 + "|")
     for name, r in [*rows.items(), ("year", {**y, "geo": {"migrations": sum(x["geo"]["migrations"] for x in
                                                                               rows.values()),
@@ -514,8 +559,9 @@ def main() -> int:
         print(f"| {name} | {r['power_cut']:.1%} | {r['tco_cut']:.1%} | {r['carbon_cut']:.1%} | "
               f"{r['throughput_ratio']:.3f} | {r['pending_work_home_gpu_h'] / 1e6:.2f} / "
               f"{r['pending_work_geo_gpu_h'] / 1e6:.2f} | {r['max_price_wait_h']:.1f} | {r['saving_captured']:.2f} / "
-              f"{r['saving_captured_v1']:.2f} | {r['saving_captured_anytime']:.2f} / "
-              f"{r['saving_captured_anytime_v1']:.2f} | {r['geo']['migrations']} / {r['geo']['preemptions']} |")
+              f"{r['saving_captured_v2']:.2f} / {r['saving_captured_v1']:.2f} | {r['saving_captured_anytime']:.2f} / "
+              f"{r['saving_captured_anytime_v2']:.2f} / {r['saving_captured_anytime_v1']:.2f} | "
+              f"{r['geo']['migrations']} / {r['geo']['preemptions']} |")
     out.write_text(json.dumps({"days": args.days, "months": sorted(rows), "by_month": rows, "year": y}, indent=1,
                               default=str))
     return 0

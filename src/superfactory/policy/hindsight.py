@@ -80,6 +80,9 @@ class HindsightJob:
     work_gpu_h: float
     submit_h: int
     pools: tuple[int, ...]
+    #: GPU-hours one failure interruption, one drain and one migration can add to this job's busy time
+    #: (bound v3's slack terms; used only with ``interruptions``)
+    per_event_gpu_h: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,8 @@ def _solve(h: highspy.Highs, n_pools: int, hours: int, var_ph: npt.NDArray[np.in
 
 
 Target = float | Sequence[tuple[Sequence[int], float]]
+#: (pool, smallest job size S, busy GPUs per hour): the jobs of >= S GPUs have at most that many busy there
+KnapRow = tuple[int, int, FloatArray]
 HourlyTarget = Sequence[tuple[Sequence[int], FloatArray]]
 
 
@@ -177,20 +182,28 @@ def _target_triples(xp: npt.NDArray[np.int64], xh: npt.NDArray[np.int64], coef: 
 
 def hindsight_bound(inst: HindsightInstance, target_gpu_h: Target, aggregate: bool = True,
                     time_limit_s: float | None = None, hourly_gpus: HourlyTarget = (),
-                    gangs_held: float = 1.0) -> HindsightResult:
+                    gangs_held: float = 1.0, knap_rows: Sequence[KnapRow] = (),
+                    interruptions: tuple[float, float, float] | None = None) -> HindsightResult:
     """The least cost of delivering ``target_gpu_h`` busy GPU-hours with hindsight (LP, see module docstring).
 
     ``target_gpu_h``: at least that many GPU-hours over all pools, or a sequence of (pools, GPU-hours), each
     delivered in those pools (e.g. per accelerator type: a GB200-hour is not an H100-hour). ``hourly_gpus``:
     (pools, busy GPUs per hour) rows that also hold in every hour (the *where-only* bound: the same busy GPUs
     per hour as a given schedule, placed at the cheapest lawful sites). ``gangs_held``: how many of its gangs one
-    job may have busy at once (the class rate rows; 2 for the twin, where a migration holds both ends)."""
+    job may have busy at once (the class rate rows; 2 for the twin, where a migration holds both ends).
+
+    Bound v3 (``superfactory.policy.hindsight_fleet`` proves both row families for the twin): ``knap_rows``,
+    (pool, S, cap per hour) rows ``sum of x over classes of jobs with >= S GPUs in that pool-hour <= cap``
+    (classes are then also split by job size); ``interruptions`` = (failures, drains, migrations) budgets: a
+    job's ``work_gpu_h`` is then its busy GPU-hour cap without interruptions, and the LP attributes at most
+    that many events to classes, each adding the class's largest ``per_event_gpu_h`` to its work."""
     n_pools, hours = inst.capacity_gpus.shape
     groups = _targets(target_gpu_h, n_pools)
     classes: dict[object, list[HindsightJob]] = defaultdict(list)
     for k, j in enumerate(inst.jobs):
         if j.submit_h < hours and j.pools and j.work_gpu_h > 0:
-            classes[tuple(sorted(set(j.pools))) if aggregate else k].append(j)
+            key = tuple(sorted(set(j.pools))) if aggregate else k
+            classes[(key, j.gpus) if knap_rows else key].append(j)
     # variables: x[c, p, h] for h >= first arrival of c (GPU-hours), then backlog b[c, h] (GPU-hours)
     x_class: list[npt.NDArray[np.int64]] = []
     x_pool: list[npt.NDArray[np.int64]] = []
@@ -201,7 +214,9 @@ def hindsight_bound(inst: HindsightInstance, target_gpu_h: Target, aggregate: bo
     for c, jobs in enumerate(cls):
         for j in jobs:
             arrive[c, j.submit_h] += j.work_gpu_h
-            rate[c, j.submit_h:] += min(gangs_held * j.gpus, j.work_gpu_h)
+            # with interruptions a job's busy GPU-hours may exceed work_gpu_h (its cap before them)
+            rate[c, j.submit_h:] += (gangs_held * j.gpus if interruptions is not None
+                                     else min(gangs_held * j.gpus, j.work_gpu_h))
         first = min(j.submit_h for j in jobs)
         for p in sorted({p for j in jobs for p in j.pools}):
             span = np.arange(first, hours, dtype=np.int64)
@@ -227,17 +242,48 @@ def hindsight_bound(inst: HindsightInstance, target_gpu_h: Target, aggregate: bo
     cols = np.concatenate([np.arange(n_x)] * 3 + [t_cols, n_x + b_ix, n_x + b_ix[b_h > 0] - 1])
     vals = np.concatenate([np.ones(3 * n_x), t_vals, np.ones(n_b), -np.ones(int((b_h > 0).sum()))])
     n_rows = row0 + t_rhs.size
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_x + n_b
-    lp.num_row_ = n_rows
-    lp.col_cost_ = np.concatenate([inst.usd_per_gpu_h[xp, xh], np.zeros(n_b)])
-    lp.col_lower_ = np.zeros(n_x + n_b)
-    lp.col_upper_ = np.full(n_x + n_b, highspy.kHighsInf)
     inf = highspy.kHighsInf
-    lp.row_lower_ = np.concatenate([np.full(n_pools * hours + n_c * hours, -inf), arrive.ravel(), t_rhs])
+    upper_extra: list[float] = []
+    lower_extra: list[float] = []
+    n_e = 0
+    if knap_rows:  # v3 (a): jobs of >= S GPUs in pool p, hour h
+        size = np.array([jobs[0].gpus for jobs in cls], dtype=np.int64)
+        kr: list[npt.NDArray[np.int64]] = []
+        kc: list[npt.NDArray[np.int64]] = []
+        for r, (p, smallest, cap) in enumerate(knap_rows):
+            sel = np.flatnonzero((xp == p) & (size[xc] >= smallest))
+            kr.append(n_rows + r * hours + xh[sel])
+            kc.append(sel)
+            upper_extra.extend(np.asarray(cap, dtype=np.float64).tolist())
+        rows = np.concatenate([rows, *kr])
+        cols = np.concatenate([cols, *kc])
+        vals = np.concatenate([vals, np.ones(sum(a.size for a in kc))])
+        n_rows += len(knap_rows) * hours
+        lower_extra.extend([-inf] * (len(knap_rows) * hours))
+    if interruptions is not None:  # v3 (b): events attributed to classes add to their work at first arrival
+        n_e = 3 * n_c
+        e_ix = n_x + n_b + np.arange(n_e)
+        first_h = np.array([min(j.submit_h for j in jobs) for jobs in cls], dtype=np.int64)
+        per = np.array([[max(j.per_event_gpu_h[kind] for j in jobs) for kind in range(3)] for jobs in cls])
+        bal = n_pools * hours + n_c * hours + np.repeat(np.arange(n_c), 3) * hours + np.repeat(first_h, 3)
+        budget = n_rows + np.tile(np.arange(3), n_c)
+        rows = np.concatenate([rows, bal, budget])
+        cols = np.concatenate([cols, e_ix, e_ix])
+        vals = np.concatenate([vals, -per.ravel(), np.ones(n_e)])
+        n_rows += 3
+        lower_extra.extend([-inf] * 3)
+        upper_extra.extend(float(x) for x in interruptions)
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_x + n_b + n_e
+    lp.num_row_ = n_rows
+    lp.col_cost_ = np.concatenate([inst.usd_per_gpu_h[xp, xh], np.zeros(n_b + n_e)])
+    lp.col_lower_ = np.zeros(n_x + n_b + n_e)
+    lp.col_upper_ = np.full(n_x + n_b + n_e, highspy.kHighsInf)
+    lp.row_lower_ = np.concatenate([np.full(n_pools * hours + n_c * hours, -inf), arrive.ravel(), t_rhs,
+                                    lower_extra])
     lp.row_upper_ = np.concatenate([inst.capacity_gpus.ravel(), rate.ravel(), arrive.ravel(),
-                                    np.full(t_rhs.size, inf)])
-    _set_matrix(lp, rows, cols, vals, n_x + n_b)
+                                    np.full(t_rhs.size, inf), upper_extra])
+    _set_matrix(lp, rows, cols, vals, n_x + n_b + n_e)
     h = new_highs(time_limit_s)
     h.passModel(lp)
     return _solve(h, n_pools, hours, xp * hours + xh, n_x)

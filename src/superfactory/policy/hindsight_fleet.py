@@ -136,7 +136,12 @@ def usable_gpus_per_hour(gpus: int, granularity: int, spells: Sequence[tuple[int
     0: the most GPUs any schedule can have busy in the pool in each hour (module docstring)."""
     if gpus < 0 or granularity <= 0:
         raise ValueError("gpus >= 0 and granularity > 0 required")
-    top = float(granularity * (gpus // granularity))
+    return capped_live_gpus_per_hour(gpus, granularity * (gpus // granularity), spells, hours)
+
+
+def capped_live_gpus_per_hour(gpus: int, top: int, spells: Sequence[tuple[int, int, int]], hours: int
+                              ) -> FloatArray:
+    """Hourly mean of min(``gpus`` - GPUs down, ``top``), at least 0 (``spells`` as :func:`down_spells`)."""
     # piecewise-constant D(t): +gpus at a spell's start, -gpus at its end
     steps: dict[int, int] = {}
     for a, b, n in spells:
@@ -147,7 +152,7 @@ def usable_gpus_per_hour(gpus: int, granularity: int, spells: Sequence[tuple[int
     t0, down = 0, 0
     for t in [*sorted(steps), hours * HOUR_S]:
         t = min(t, hours * HOUR_S)
-        level = max(0.0, min(float(gpus - down), top))
+        level = max(0.0, min(float(gpus - down), float(top)))
         a = t0
         while a < t:
             h = a // HOUR_S
