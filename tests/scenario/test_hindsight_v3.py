@@ -89,7 +89,7 @@ def test_every_job_holds_nodes_within_its_cap(runs) -> None:
     exercised = Counter()
     for name, r in rs.items():
         interrupted = Counter(e.job for e in r.events if e.kind is EventKind.JOB_INTERRUPTED)
-        drained = Counter(e.job for e in r.events if e.kind in (EventKind.JOB_PREEMPTED,
+        drained = Counter(e.job for e in r.events if e.kind in (EventKind.JOB_PREEMPTED, EventKind.JOB_PLANNED_STOP,
                                                                 EventKind.JOB_HOT_SWAPPED))
         migrated = Counter(e.job for e in r.events if e.kind is EventKind.JOB_MIGRATED)
         assert sum(interrupted.values()) <= failure_budget(r.events, sc.factories, sc.jobs), name

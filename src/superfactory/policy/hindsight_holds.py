@@ -37,7 +37,8 @@ at most ``horizon - submit`` seconds, and ``min(a, b + x) <= min(a, b) + x``, so
 held by one job at a time; a draw on a down node is discarded), and an outage at most every job on its site
 (at most the site's GPUs over the smallest gang). The failure stream is the same in every schedule
 (hindsight_fleet's proof), so ``sum_j F_j <= F`` for every schedule. Drains and migrations are a schedule's
-own: the bound holds for every schedule with at most ``D`` drains (``Preempt``, planned stops, ``SwapNodes``)
+own: the bound holds for every schedule with at most ``D`` drains (``Preempt``, planned stops, ``SwapNodes``;
+planned stops come at a rate per running GPU-hour, so their count is the schedule's too)
 and ``M`` migrations, the budgets the caller states (the benchmark: the larger of its two runs' counts). The
 LP (``hindsight_bound(..., interruptions=(F, D, M))``) attributes the events to job classes as it likes, so the
 worst attribution is covered. The class's work (its backlog supply) is the sum of its jobs' caps, plus the
@@ -137,10 +138,11 @@ def failure_budget(events: Iterable[Event], factories: Sequence[Factory], jobs: 
 
 
 def schedule_moves(events: Iterable[Event]) -> tuple[int, int]:
-    """(drains, migrations) of one run: ``JobPreempted`` + ``JobHotSwapped``, and ``JobMigrated``."""
+    """(drains, migrations) of one run: ``JobPreempted`` + ``JobPlannedStop`` + ``JobHotSwapped``, and
+    ``JobMigrated``."""
     drains = migrations = 0
     for e in events:
-        if e.kind in (EventKind.JOB_PREEMPTED, EventKind.JOB_HOT_SWAPPED):
+        if e.kind in (EventKind.JOB_PREEMPTED, EventKind.JOB_PLANNED_STOP, EventKind.JOB_HOT_SWAPPED):
             drains += 1
         elif e.kind is EventKind.JOB_MIGRATED:
             migrations += 1
