@@ -72,6 +72,7 @@ from superfactory.policy.hindsight_fleet import (
     fleet_instance,
     fleet_pools,
     gang_granularity,
+    lawful_pools,
     oversized_placements,
     usable_gpus_per_hour,
 )
@@ -85,6 +86,9 @@ HOUR_S = 3600
 #: (measured busy / productive is 1.05-1.07 on real-2023; 1.5 leaves room, so work availability never binds
 #: tighter than the twin's own run did)
 OVERHEAD = 1.5
+#: --diagnose-v3: also solve v3's rows with each job busy exactly its gang x work (no restarts, no failures, one
+#: gang): NOT a bound, a diagnosis of whether per-job volume caps could tighten v3 at all
+OPTIONS = {"diagnose_v3": False}
 
 
 def window_scenario(month: int, days: int) -> Any:
@@ -175,8 +179,17 @@ def hindsight_v3(sc: Any, cost: np.ndarray, pools: list[Pool], busy: np.ndarray,
     kw = {"gangs_held": GANGS_HELD, "knap_rows": rows, "interruptions": budget}
     where = hindsight_bound(inst, totals, hourly_gpus=hourly, **kw)
     anytime = hindsight_bound(inst, totals, **kw).cost_usd
-    info = {"failures": budget[0], "drains": budget[1], "migrations": budget[2], "knap_rows": len(rows),
+    info: dict[str, Any] = {"failures": budget[0], "drains": budget[1], "migrations": budget[2], "knap_rows": len(rows),
             "status": where.status}
+    if OPTIONS["diagnose_v3"]:  # NOT a bound: each job busy exactly gang x work, one gang, no events (docs/geo.md)
+        from superfactory.policy.hindsight import HindsightInstance, HindsightJob
+
+        tight = tuple(HindsightJob(j.gpus, j.gpus * sj.work_s / HOUR_S, j.submit_h, j.pools) for j, sj in
+                      zip(inst.jobs, [x for x in sc.jobs if x.submit_s < sc.duration_s
+                                      and lawful_pools(x, pools, sc.factories)], strict=True))
+        no_slack = HindsightInstance(inst.capacity_gpus, inst.usd_per_gpu_h, tight)
+        info["where_no_overhead_one_gang_usd"] = hindsight_bound(
+            no_slack, totals, hourly_gpus=hourly, gangs_held=1.0, knap_rows=rows, interruptions=(0, 0, 0)).cost_usd
     return where.cost_usd, anytime, where.gpu_h, info
 
 
@@ -480,6 +493,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--geo-params", default="{}", metavar="JSON",
                     help='geo\'s parameters for the monthly windows, e.g. \'{"capacity_change": 0.02}\' (a variant)')
+    ap.add_argument("--diagnose-v3", action="store_true",
+                    help="also solve v3's rows with no overhead at all (not a bound; v3_budgets."
+                         "where_no_overhead_one_gang_usd)")
     ap.add_argument("--merge", type=Path, action="append", default=[],
                     help="JSON of an earlier run whose months are taken as measured (repeatable)")
     args = ap.parse_args()
@@ -499,6 +515,7 @@ def main() -> int:
               "--continuous 1-365; --geo-params a JSON object of geo's parameters",
               file=sys.stderr)
         return 2
+    OPTIONS["diagnose_v3"] = args.diagnose_v3
     results = Path(__file__).parent / "results"
     if args.nice > 0:
         os.nice(args.nice)
