@@ -17,7 +17,13 @@ all months together ("year" = the sum over the simulated windows: all of 2023 wi
   :func:`superfactory.policy.hindsight.hindsight_bound` with the true prices, the same fleet and jobs, and the
   *same throughput as geo*: in every hour, as many busy GPUs of each accelerator type as geo had (a GB200-hour is
   not an H100-hour; busy GPU-hours include restarts and recomputation, which no schedule avoids), placed at the
-  cheapest lawful sites with free moves and divisible jobs. Bound v2 (this figure) limits each pool-hour to its
+  cheapest lawful sites with free moves and divisible jobs. Bound v3 (this figure; ``policy/hindsight_holds.py``)
+  is v2 plus knapsack rows per pool-hour (the busy GPUs of jobs of >= S GPUs fit whole gangs of those sizes) and
+  per-job busy-time caps (work at the slowest speed, restarts, checkpoint stalls, detection and rolled-back work
+  per failure, drains, migrations' double holding) with the window's failures and the larger run's drains and
+  migrations as budgets: it holds for every schedule with exact gangs and at most those drains and migrations
+  (``v3_budgets``; ``--diagnose-v3`` adds a no-overhead variant that is not a bound). ``saving_captured_v2``:
+  against bound v2, which limits each pool-hour to its
   *usable* GPUs, which every schedule of the twin on this fleet and seed obeys: nodes down (the run's failure
   events, identical in both runs: ``failures_identical``) and whole gangs (held GPUs are sums of gangs, multiples
   of the gcd of the lawful jobs' node-rounded sizes); a job may hold two gangs (a migration), and its busy
