@@ -32,6 +32,8 @@ A migrating job holds its source and its reserved destination at once (``sim/mig
 job can have up to two gangs busy: :data:`GANGS_HELD` is what the bound's per-class GPU rate allows. A job's
 busy GPU-hours have no a-priori limit either (failures, slow placements), so the instance lets every job be busy
 with both gangs from its submit hour to the end (:func:`fleet_instance`: a vacuous, valid work limit).
+Bound v3 (:mod:`superfactory.policy.hindsight_holds`) replaces it with per-job busy-time caps and adds knapsack
+rows per pool-hour.
 
 Pure: no I/O.
 """
