@@ -60,13 +60,13 @@ def quiet_collector() -> Iterator[None]:
     mode, p = _mode(), _pause
     with p.lock:
         if p.depth == 0:
-            thresholds = gc.get_threshold()
+            found = gc.get_threshold()
             freeze = mode in ("both", "freeze") and gc.get_freeze_count() == 0
             if freeze:
                 gc.freeze()
             if mode in ("both", "threshold"):
                 gc.set_threshold(*RUN_THRESHOLDS)
-            p.saved = (thresholds, freeze)
+            p.saved = (found, freeze)
         p.depth += 1
     try:
         yield

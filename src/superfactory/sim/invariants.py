@@ -60,7 +60,7 @@ class InvariantsMixin:
                 raise SimulationError(f"job {jr.job.id}: a folded checkpoint window outside a running job "
                                       f"({jr._state.value}, window {jr.ckpt_began_s}..{jr.ckpt_until_s} s)")
             cell = jr.early_cell  # a window opened early: kept fields of a running job, before the window
-            if cell is not None and (cell[0] is not True or jr.ckpt_until_s < 0 or cell[2] > jr.ckpt_began_s  # type: ignore[operator]
+            if cell is not None and (cell[0] is not True or jr.ckpt_until_s < 0 or cell[2] > jr.ckpt_began_s
                                      or cell[3] != jr.ckpt_began_s):
                 raise SimulationError(f"job {jr.job.id}: a window opened early is inconsistent "
                                       f"(window {jr.ckpt_began_s}..{jr.ckpt_until_s} s, kept {cell})")

@@ -172,7 +172,7 @@ class JobRuntime:
         """Productive seconds done by ``now_s`` (now), without folding anything in."""
         if self.early_cell is not None and self.before_early_window():
             cell = self.early_cell
-            return cell[1] + (now_s - cell[2]) * self.speed  # type: ignore[operator, no-any-return]
+            return cell[1] + (now_s - cell[2]) * self.speed
         if self.state is _RUNNING:
             return self.progress_s + (now_s - self.run_since_s) * self.speed
         return self.progress_s
