@@ -38,9 +38,10 @@ domain kept for hot swaps when a domain has several nodes, else per leaf group),
 ``priority_base``, ``evacuate_degraded``, ``probe_cycle_s``, ``starve_after_s``, ``degraded_backfill``,
 ``latest_fit``, ``guard_behind_top``, ``guard_deadline_s``, ``guard_preemptions_per_day``, ``largest_first``
 (default on: jobs of equal priority and submission time go largest first, so on a backlog released into an
-empty factory the largest gangs start at once, with no drain), ``handoff``, ``handoff_min_gpus``,
-``handoff_window_s``, ``handoff_delay_weight`` (chained hand-off: a large gang's reservation is chosen by drain
-cost, see ``GangReservations._handoff``; off) and ``fill_reserved`` (backfill into reserved holes first; off).
+empty factory the largest gangs start at once, with no drain; ``largest_first_min_gpus``: only from that
+size), ``handoff``, ``handoff_min_gpus``, ``handoff_window_s``, ``handoff_delay_weight`` (chained hand-off: a
+large gang's reservation is chosen by drain cost, see ``GangReservations._handoff``; off) and
+``fill_reserved`` (backfill into reserved holes first; off).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class GangScheduler(GangReservations):
                  guard_deadline_s: float = float("inf"), guard_preemptions_per_day: int = 0,
                  handoff: bool = False, handoff_min_gpus: int = 2048, handoff_window_s: float = 4 * 3600,
                  handoff_delay_weight: float = 0.5, fill_reserved: bool = False,
-                 largest_first: bool = True) -> None:
+                 largest_first: bool = True, largest_first_min_gpus: int = 0) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -136,6 +137,7 @@ class GangScheduler(GangReservations):
         self.handoff_delay_weight = float(handoff_delay_weight)
         self.fill_reserved = fill_reserved  # backfill goes into reserved holes first (see _in_hole)
         self.largest_first = largest_first  # see queue_order
+        self.largest_first_min_gpus = largest_first_min_gpus
         # a periodic cycle at the probe period, so a sweep that reveals a degraded domain is acted on at once
         self.cycle_s = probe_cycle_s if evacuate_degraded else 0
         # jobs draining off a degraded domain: (factory id, nodes promised to them, expiry)
@@ -195,7 +197,7 @@ class GangScheduler(GangReservations):
             top = max(v.job.priority for v in (*snapshot.pending, *snapshot.running))
             self._promoted = (guard.job.id, top) if top > guard.job.priority else None
         for view in queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s, self.guard_behind_top,
-                                self.largest_first):
+                                self.largest_first, self.largest_first_min_gpus):
             if head is not None:
                 waiting.append((view.job.id, f"queued behind {head} (strict priority order, backfill off)"))
                 continue

@@ -29,7 +29,8 @@ RECHECK_S = 900  # a declined preemption is not re-evaluated for the same gang b
 
 
 def queue_order(pending: tuple[JobView, ...], now_s: int = 0, starve_after_s: float = float("inf"),
-                guard_behind_top: bool = False, largest_first: bool = False) -> list[JobView]:
+                guard_behind_top: bool = False, largest_first: bool = False,
+                largest_first_min_gpus: int = 0) -> list[JobView]:
     """Higher priority first, then earlier submission (a requeued job keeps its place), then id; except that the
     job waiting longest since its submission is moved up once that wait reaches ``starve_after_s`` (one at a
     time: a starvation guard; at a load above capacity strict priority would never start a low-priority gang
@@ -37,9 +38,11 @@ def queue_order(pending: tuple[JobView, ...], now_s: int = 0, starve_after_s: fl
     behind the jobs of the highest priority present (so the top class keeps its place and picks its
     reservations' nodes first). With ``largest_first``, jobs of equal priority *and* submission time go
     largest first (first-fit decreasing: on a backlog released at once into an empty factory the largest gangs
-    start at once, with no drain, and smaller work fills around them)."""
+    start at once, with no drain, and smaller work fills around them); only jobs of at least
+    ``largest_first_min_gpus`` move, the others keep their id order among themselves, behind them."""
     if largest_first:
-        order = sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, -v.job.gpus, v.job.id))
+        order = sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s,
+                                               -v.job.gpus if v.job.gpus >= largest_first_min_gpus else 0, v.job.id))
     else:
         order = sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
     guard = starving(order, now_s, starve_after_s)
@@ -143,6 +146,7 @@ class GangBase(PolicyBase):
     handoff_delay_weight: float
     fill_reserved: bool
     largest_first: bool
+    largest_first_min_gpus: int
     _evac: dict[str, tuple[str, tuple[int, ...], int]]
     _declined: dict[str, tuple[int, str]]
     _victim_of: dict[str, str]

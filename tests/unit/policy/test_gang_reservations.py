@@ -43,6 +43,9 @@ def test_largest_first_orders_only_ties_of_priority_and_submission_by_size() -> 
                _view("e", 2, 10, 1024), _view("f", 1, 0, 8))
     assert [v.job.id for v in queue_order(backlog)] == ["a", "b", "c", "e", "d", "f"]
     assert [v.job.id for v in queue_order(backlog, largest_first=True)] == ["b", "c", "a", "e", "d", "f"]
+    # only jobs of >= 1,000 GPUs move; the rest keep the id order behind them
+    assert [v.job.id for v in queue_order(backlog, largest_first=True, largest_first_min_gpus=1000)] == \
+        ["b", "a", "c", "e", "d", "f"]
 
 
 def test_latest_fit_reserves_the_nodes_that_free_up_last_and_leaves_free_nodes_open() -> None:
