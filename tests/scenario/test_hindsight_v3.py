@@ -118,18 +118,23 @@ def _cap_s(j, sc, f: int, d: int, m: int, speed: float | None = None) -> float:
             + m * per_migration_s(j, sc.links))
 
 
-def test_busy_gpus_of_big_jobs_stay_within_the_knapsack_rows(runs) -> None:
-    """The twin's per-job hold is not split by hour, so the knapsack rows are checked on the pool totals of
-    the row of the smallest size (every job), per run, plus: each row is below nameplate and above the busy
-    GPUs of that run in that pool-hour (all sizes)."""
+def test_knapsack_rows_are_tighter_than_the_usable_capacity_and_hold_on_pool_totals(runs) -> None:
+    """The twin's hour rows are not split by job size, so here: rows exist, each is at most the usable capacity
+    (looser ones are dropped), and a row of the smallest lawful size caps the pool's busy GPUs in every hour.
+    The per-size proof is tested minute by minute in tests/unit/policy/test_hindsight_holds.py."""
     sc, rs = runs
     hours = sc.duration_s // 3600
+    pools = fleet_pools(sc.factories)
+    gran = gang_granularity(sc.jobs, pools, sc.factories)
     for name, r in rs.items():
         spells = down_spells(r.events, sc.factories, sc.duration_s)
         _cost, busy = _grids(sc, r)
-        for p, s, cap in knap_rows(sc.factories, sc.jobs, spells, hours):
-            smallest = min(j.gpus for j in sc.jobs if p in lawful_pools(j, fleet_pools(sc.factories), sc.factories))
-            if s == smallest:
+        rows = knap_rows(sc.factories, sc.jobs, spells, hours)
+        assert rows, name
+        for p, s, cap in rows:
+            usable = usable_gpus_per_hour(pools[p].gpus, gran[p], spells[pools[p].factory], hours)
+            assert (cap <= usable + 1e-9).all() and (cap < usable - 1e-9).any(), (name, p, s)
+            if s == min(j.gpus for j in sc.jobs if p in lawful_pools(j, pools, sc.factories)):
                 assert (busy[p] <= cap + 1e-6).all(), (name, p, s)
 
 

@@ -93,7 +93,9 @@ def knap_gpus(capacity: int, sizes: Iterable[int]) -> int:
 def knap_rows(factories: Sequence[Factory], jobs: Iterable[TrainingJob], spells: Sequence[Sequence[tuple[int, int,
               int]]], hours: int) -> list[KnapRow]:
     """Row family (a): for every pool and every job size ``S`` lawful there, (pool, S, hourly mean of
-    min(knap(C, gangs of jobs >= S), C - D(t))); a row is kept only where it is below the pool's nameplate."""
+    min(knap(C, gangs of jobs >= S), C - D(t))). A row is kept only where it is tighter than what already
+    implies it: the pool's usable capacity (v2's g x floor(C / g) for the smallest size) or the row of the next
+    smaller size (which covers more classes; knap only falls as S grows)."""
     pools = fleet_pools(factories)
     sizes: list[dict[int, int]] = [{} for _ in pools]  # job GPUs -> held GPUs, per pool
     for j in jobs:
@@ -101,10 +103,13 @@ def knap_rows(factories: Sequence[Factory], jobs: Iterable[TrainingJob], spells:
             sizes[p][j.gpus] = held_gpus(j, pools[p])
     out: list[KnapRow] = []
     for p, pl in enumerate(pools):
+        held = list(sizes[p].values())
+        prev = math.gcd(*held) * (pl.gpus // math.gcd(*held)) if held else pl.gpus  # v2's top (usable capacity)
         for s in sorted(sizes[p]):
             top = knap_gpus(pl.gpus, [h for g, h in sizes[p].items() if g >= s])
-            if top < pl.gpus:
+            if top < prev:
                 out.append((p, s, capped_live_gpus_per_hour(pl.gpus, top, spells[pl.factory], hours)))
+                prev = top
     return out
 
 
