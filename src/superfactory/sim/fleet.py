@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 _heappush = heapq.heappush
 _COMMITTED = EventKind.CHECKPOINT_COMMITTED
 _EVENT_FIELDS = ("time_s", "kind", "job", "factory", "node", "cause", "value", "action")
-if tuple(f.name for f in dataclasses.fields(Event)) != _EVENT_FIELDS or hasattr(Event, "__post_init__"):
+if tuple(f.name for f in dataclasses.fields(Event)) != _EVENT_FIELDS or "__post_init__" in Event.__dict__:
     raise ImportError("sim/fleet.py: committed_event() builds domain Events field by field; Event's fields changed")
 _new_object = object.__new__
 _SET_TIME, _SET_KIND, _SET_JOB, _SET_FACTORY, _SET_NODE, _SET_CAUSE, _SET_VALUE, _SET_ACTION = (
