@@ -25,9 +25,11 @@ A ``Migrate`` (``sim/migration.py``) reserves the destination gang at the decisi
 final checkpoint, ``b + w``, nothing lost), transfers the checkpoint (``T`` seconds, ``models/wan.transfer_s``:
 the direct link, a two-hop path or the 100 Gb/s default, so never slower than the narrowest link or the
 default), releases the source on arrival and restarts (``restart_s``) on the destination; a destination that
-lost a node requeues the job, which is that node's failure (charged as one). So a migration adds at most
-``2 (b + w + T) + r`` gang-seconds (source and reserved destination through drain and transfer, one more
-start), stretched by the same checkpoint-stall factor: ``per_migration``. Within the window a job holds nodes
+lost a node requeues the job, which is that node's failure (charged as one). A source node failing before the
+arrival interrupts the job; the reservation is freed only at its requeue, after detection (``_requeue``), so
+the destination is held at most ``b + w + T + d``. So a migration adds at most ``2 (b + w + T) + d + r``
+gang-seconds (source and reserved destination through drain and transfer, the reservation's detection, one
+more start), stretched by the same checkpoint-stall factor: ``per_migration``. Within the window a job holds nodes
 at most ``horizon - submit`` seconds, and ``min(a, b + x) <= min(a, b) + x``, so
 
     busy GPU-h of job j <= gang_j x [min(horizon - submit_j, base_j) + F_j per_failure_j + D_j per_drain_j
@@ -125,7 +127,7 @@ def per_migration_s(job: TrainingJob, links: Iterable[WanLink]) -> float:
     period = max(ck.interval_s, ck.blocking_s + 1)
     stretch = 1.0 / (1.0 - ck.blocking_s / period)
     return stretch * (2 * (ck.blocking_s + ck.async_write_s + worst_transfer_s(links, ck.size_bytes))
-                      + rec.restart_s)
+                      + rec.detect_s + rec.restart_s)
 
 
 def failure_budget(events: Iterable[Event], factories: Sequence[Factory], jobs: Iterable[TrainingJob]) -> int:
