@@ -47,6 +47,11 @@ worst attribution is covered. The class's work (its backlog supply) is the sum o
 events it is given, made available from its first arrival (a relaxation: an event adds work only after the
 job's submission).
 
+Assumptions, stated (as gang_hold's): no modelled WAN (a scenario ``wan:`` section: a WAN restore may roll back
+further; real-2023 has none), exact gangs (the bench checks ``exact_gangs``), and a factory outage interrupts
+its jobs with the per-failure terms (counted by :func:`failure_budget`; not checked against the twin, and
+real-2023 has no outages).
+
 Pure: no I/O.
 """
 
