@@ -106,7 +106,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         if lns_pairs < 0:
             raise ValueError("lns_pairs must be >= 0")
         self.lns_pairs = int(lns_pairs)
-        self._work_s: dict[str, float] = {}  # job -> its work, s (a computed property of the job)
+        self._work_s: dict[str, tuple[float, float]] = {}  # job -> (its work, s; its drain, h): job properties
         self._cum: tuple[object, list[list[float]]] = (None, [])  # (paths, cumulative forecast per factory)
         self._col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]] = {}
         self._paused: set[str] = set()  # jobs geo paused for price and has not placed since

@@ -11,7 +11,7 @@ Also the free-capacity counts the columns and the rows read (recounted only when
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -33,8 +33,9 @@ STARVED_USD_PER_GPU_H = 1e4
 _MOVABLE = MOVABLE  # states in which a world accepts Migrate and Preempt
 
 
-@dataclass(frozen=True, slots=True)
-class _Col:
+class _Col(NamedTuple):
+    """One option of one job (a plain named tuple: a fleet-year builds millions of them)."""
+
     job: int
     factory: int  # -1 = wait / pause
     cost: float
@@ -68,7 +69,7 @@ class GeoColumns:
     _carbon_mean: list[float]
     _forced: set[str]
     _paused: set[str]
-    _work_s: dict[str, float]
+    _work_s: dict[str, tuple[float, float]]
     _cum: tuple[object, list[list[float]]]
     _col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]]
     _free: dict[tuple[int, str], tuple[bytes, int]]
@@ -154,31 +155,38 @@ class GeoColumns:
         links = snap.links
         ups = tuple(up_now)
         work_of = self._work_s
+        governor = self.governor
+        # every running job's backoffs, in one pass over them (asked per job, it was a pass per job)
+        backs_of = governor.backoffs_by_job(now) if running and self.migrate else {}
         for jx, v in enumerate(views):
             job = v.job
             start = len(cols)
-            work_s = work_of.get(job.id)
-            if work_s is None:
-                work_s = work_of[job.id] = job.work_s
+            is_run = jx in running
+            statics = work_of.get(job.id)
+            if statics is None:  # the job's work and drain hours (computed properties of a frozen job)
+                ck = job.checkpoint
+                statics = work_of[job.id] = (
+                    job.work_s, (ck.blocking_s + ck.async_write_s + job.recovery.restart_s) / HOUR_S)
+            work_s, drain_h = statics
             ckey: tuple[object, ...] | None = None
-            if jx in running and job.carbon_budget_tco2 is None:
+            # a running job may move this decision (its rate limit and, below, its backoffs allowing)
+            may = is_run and self.migrate and job.migratable and governor.may_move(job.id, now)
+            backs = backs_of.get(job.id, ()) if may else ()
+            if is_run and job.carbon_budget_tco2 is None:
                 # a running job's columns are kept while everything they are computed from is the same: the
                 # cost signals (hour, prices), its site, span and state, and the governor's answers for it
-                may = self.migrate and job.migratable and self.governor.may_move(job.id, now)
                 ckey = (self._sig_key, ups, links, self._lam.get(job.accelerator), v.factory_id,
                         max(1, int(min(self.amortise_h, 24, math.ceil(max(1.0, (work_s - v.progress_s)
                                                                              / HOUR_S))))),
-                        v.state not in _MOVABLE, may, job.id in self._forced,
-                        self.governor.backoffs(job.id, now) if may else ())
+                        v.state not in _MOVABLE, may, job.id in self._forced, backs)
                 hit = self._col_cache.get(job.id)
                 if hit is not None and hit[0] == ckey:
-                    cols.extend(_Col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1])
+                    cols.extend([_Col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1]])
                     continue
             lam = self._lam.get(job.accelerator, _BIG)
             lam_eff = lam if lam < _BIG else 1.0
             remaining_h = max(1.0, (work_s - v.progress_s) / HOUR_S)
             ck = job.checkpoint
-            drain_h = (ck.blocking_s + ck.async_write_s + job.recovery.restart_s) / HOUR_S
             cur = fids.index(v.factory_id) if v.factory_id is not None else -1
             sites, reasons = self._sites(snap, job)
             # Every column is a cost rate over the same span: the next T = min(remaining run, amortise_h, 24) hours,
@@ -229,8 +237,11 @@ class GeoColumns:
                       and not (barred and fids[i] != v.last_factory_id)]
                 if up:
                     _c, resume, resume_mw = min(up)
-            for i, nodes, it_w, mw in sites:
-                if locked or not up_now[i] or (jx in running and i == cur):
+            # a running job that is locked, or may not move and has no carbon budget to audit, gets no run
+            # columns besides staying
+            skip_sites = is_run and (locked or (not may and job.carbon_budget_tco2 is None))
+            for i, nodes, it_w, mw in () if skip_sites else sites:
+                if locked or not up_now[i] or (is_run and i == cur):
                     continue
                 f = snap.factories[i]
                 budget = carbon_budget_refusal(job, v.carbon_spent_tco2, v.progress_s, f, self._carbon_mean[i])
@@ -241,10 +252,8 @@ class GeoColumns:
                     continue
                 lat = self.gamma * mw * self._latency_cached(snap, lat_ms, home, f.id) if self.gamma else 0.0
                 run_rate = mw * cum[i][span] / span + lat
-                if jx in running:
-                    if not (self.migrate and job.migratable and self.governor.may_move(job.id, now)):
-                        continue
-                    if self.governor.backing_off(job.id, f.id, now):
+                if is_run:
+                    if not may or f.id in backs:  # rate-limited, or backing off from this destination
                         continue
                     assert v.factory_id is not None
                     bw = gbps.get((v.factory_id, f.id))

@@ -56,6 +56,14 @@ class MigrationGovernor:
             return ()
         return tuple(sorted(d for (j, d), (until, _n) in self._backoff.items() if j == job_id and now_s < until))
 
+    def backoffs_by_job(self, now_s: int) -> dict[str, tuple[str, ...]]:
+        """:meth:`backoffs` of every job at once (one pass over the backoffs; a job not in it has none)."""
+        out: dict[str, list[str]] = {}
+        for (j, d), (until, _n) in self._backoff.items():
+            if now_s < until:
+                out.setdefault(j, []).append(d)
+        return {j: tuple(sorted(ds)) for j, ds in out.items()}
+
     def quota_left_gpus(self, dest: str, dest_gpus: int, now_s: int, emergency: bool,
                         largest_job_gpus: int = 0) -> float:
         """GPUs that may still arrive at ``dest`` by migration in the current window; when nothing has arrived
