@@ -109,6 +109,9 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._work_s: dict[str, tuple[float, float]] = {}  # job -> (its work, s; its drain, h): job properties
         self._cum: tuple[object, list[list[float]]] = (None, [])  # (paths, cumulative forecast per factory)
         self._col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]] = {}
+        # pending job -> (what its run columns are computed from, those columns): they are re-priced at every
+        # decision while the job waits, mostly from the same inputs
+        self._pend_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]] = {}
         self._paused: set[str] = set()  # jobs geo paused for price and has not placed since
         self._reasons: dict[str, str] = {}  # pending job -> the waiting reason the last decision gave it
         self._last_eval_s = -10**12  # last decision that re-evaluated the pending jobs (ageing)
@@ -230,6 +233,9 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
             self._paused &= {v.job.id for v in snap.pending}
             for gone in [k for k in self._col_cache if k not in live]:
                 del self._col_cache[gone]
+            pending_ids = {v.job.id for v in snap.pending}
+            for gone in [k for k in self._pend_cache if k not in pending_ids]:
+                del self._pend_cache[gone]
             for gone in [k for k in self._work_s if k not in live]:
                 del self._work_s[gone]
         self._last_wait_plan = Plan((), plan.waiting) if not plan.actions else Plan()

@@ -72,6 +72,7 @@ class GeoColumns:
     _work_s: dict[str, tuple[float, float]]
     _cum: tuple[object, list[list[float]]]
     _col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]]
+    _pend_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]]
     _free: dict[tuple[int, str], tuple[bytes, int]]
     _free_gpu_of: list[tuple[bytes, int]]
     _sites_of: tuple[Factory, ...] | None
@@ -239,19 +240,35 @@ class GeoColumns:
                     _c, resume, resume_mw = min(up)
             # a running job that is locked, or may not move and has no carbon budget to audit, gets no run
             # columns besides staying
-            skip_sites = is_run and (locked or (not may and job.carbon_budget_tco2 is None))
+            has_budget = job.carbon_budget_tco2 is not None
+            skip_sites = is_run and (locked or (not may and not has_budget))
+            pkey: tuple[object, ...] | None = None
+            if not is_run and not has_budget:
+                # a pending job's run columns are kept while what they are computed from is the same: the cost
+                # signals, the factories up, the links, its span, where it last ran, whether it may move now
+                # and whether it is an emergency (its wait column is priced afresh below: it ages)
+                pkey = (self._sig_key, ups, links, span, v.last_factory_id,
+                        v.last_factory_id is None or governor.may_move(job.id, now), jx in emergency)
+                phit = self._pend_cache.get(job.id)
+                if phit is not None and phit[0] == pkey:
+                    cols.extend([_Col(jx, i, c, n, w, m) for i, c, n, w, m in phit[1]])
+                    skip_sites = True
+                    pkey = None
+            run_start = len(cols)
             for i, nodes, it_w, mw in () if skip_sites else sites:
                 if locked or not up_now[i] or (is_run and i == cur):
                     continue
                 f = snap.factories[i]
-                budget = carbon_budget_refusal(job, v.carbon_spent_tco2, v.progress_s, f, self._carbon_mean[i])
-                if budget is not None:  # a hard rule like sovereignty: no column, and an audit record
-                    refusals.append((job.id, f.id, budget))
-                    if jx not in running:
-                        waiting.setdefault(job.id, budget)
-                    continue
+                if has_budget:
+                    budget = carbon_budget_refusal(job, v.carbon_spent_tco2, v.progress_s, f, self._carbon_mean[i])
+                    if budget is not None:  # a hard rule like sovereignty: no column, and an audit record
+                        refusals.append((job.id, f.id, budget))
+                        if jx not in running:
+                            waiting.setdefault(job.id, budget)
+                        continue
                 lat = self.gamma * mw * self._latency_cached(snap, lat_ms, home, f.id) if self.gamma else 0.0
-                run_rate = mw * cum[i][span] / span + lat
+                energy = mw * cum[i][span]
+                run_rate = energy / span + lat
                 if is_run:
                     if not may or f.id in backs:  # rate-limited, or backing off from this destination
                         continue
@@ -261,13 +278,16 @@ class GeoColumns:
                         bw = gbps[(v.factory_id, f.id)] = self._bandwidth_gbps(snap, v.factory_id, f.id)
                     xfer_h = ck.size_bytes * 8 / (bw * 1e9) / HOUR_S
                     mig_usd = (drain_h + xfer_h) * job.gpus * lam_eff
-                    margin = self.hysteresis * abs(mw * cum[i][span]) / span
+                    margin = self.hysteresis * abs(energy) / span
                     cols.append(_Col(jx, i, run_rate + margin + mig_usd / span, nodes, it_w, True))
                 else:
                     moved = v.last_factory_id is not None and v.last_factory_id != f.id
                     if moved and not self.governor.may_move(job.id, now) and jx not in emergency:
                         continue
                     cols.append(_Col(jx, i, run_rate, nodes, it_w, moved and jx not in emergency))
+            if pkey is not None:
+                self._pend_cache[job.id] = (pkey, [(c.factory, c.cost, c.nodes, c.it_w, c.migrating)
+                                                   for c in cols[run_start:]])
             # wait (pending) or pause (running) for the best k hours, then run at ``resume``
             restart_usd = drain_h * job.gpus * lam_eff if jx in running else 0.0
             if resume >= 0:
