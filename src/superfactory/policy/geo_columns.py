@@ -203,15 +203,15 @@ class GeoColumns:
             home = job.home_factory
             # only a job that is computing can be moved or paused; one starting, draining, migrating or
             # detecting a failure keeps its nodes until the twin settles it
-            locked = jx in running and v.state not in _MOVABLE
+            locked = is_run and v.state not in _MOVABLE
             wait_rate = job.gpus * lam * (1.0 + 0.02 * job.priority)
-            if jx not in running and v.last_factory_id is not None and job.id not in self._paused:
+            if not is_run and v.last_factory_id is not None and job.id not in self._paused:
                 # a started job put off its nodes (a failure, an outage) is re-placed first; one geo paused
                 # itself keeps the wait rate it was paused at, or it would be re-placed at once and pay the
                 # drain and restart for nothing
                 wait_rate *= self.restart_weight
             forced = False
-            if jx not in running and v.waiting_since_s >= 0:
+            if not is_run and v.waiting_since_s >= 0:
                 waited_s = now - v.waiting_since_s
                 if waited_s >= self.max_wait_s or job.id in self._forced:
                     wait_rate = job.gpus * STARVED_USD_PER_GPU_H  # no more waiting for price: run where lawful
@@ -221,7 +221,7 @@ class GeoColumns:
                     wait_rate *= 1.0 + waited_s / self.max_wait_s  # ageing: waiting gets dearer as it lasts
             resume = cur  # where a paused or waiting job would run after its wait: where it is, else cheapest
             resume_mw = 0.0
-            if jx in running:
+            if is_run:
                 for i, _nodes, _it_w, mw in sites:
                     if i == cur:
                         resume_mw = mw
@@ -289,23 +289,24 @@ class GeoColumns:
                 self._pend_cache[job.id] = (pkey, [(c.factory, c.cost, c.nodes, c.it_w, c.migrating)
                                                    for c in cols[run_start:]])
             # wait (pending) or pause (running) for the best k hours, then run at ``resume``
-            restart_usd = drain_h * job.gpus * lam_eff if jx in running else 0.0
+            restart_usd = drain_h * job.gpus * lam_eff if is_run else 0.0
             if resume >= 0:
                 cr = cum[resume]  # wait k = 1..k_max hours, then run for the rest of the span
-                best = min(wait_rate * k - resume_mw * cr[k] for k in range(1, k_max + 1))
+                best = min([wait_rate * k - resume_mw * cr[k] for k in range(1, k_max + 1)])
                 wait = (best + resume_mw * cr[span] + restart_usd) / span
             else:
                 wait = wait_rate + restart_usd / span
-            if jx in running and job.id in self._forced and any(c.job == jx for c in cols[-1:]):
+            # (columns appended since ``start`` are this job's: it has one when the list grew)
+            if is_run and job.id in self._forced and len(cols) > start:
                 pass  # a job that already waited its bound for price runs on (it may still move)
             elif forced:
                 cols.append(_Col(jx, -1, job.gpus * STARVED_USD_PER_GPU_H, 0, 0.0, False))
-            elif not locked or not any(c.job == jx for c in cols[-1:]):
+            elif not locked or len(cols) == start:
                 cols.append(_Col(jx, -1, wait, 0, 0.0, False))
             if ckey is not None:
                 self._col_cache[job.id] = (ckey, [(c.factory, c.cost, c.nodes, c.it_w, c.migrating)
                                                   for c in cols[start:]])
-            if jx not in running and reasons:
+            if not is_run and reasons:
                 # every factory that would otherwise take the job but is not cleared for its data: an audit event
                 refusals.extend((job.id, fid, rule) for fid, rule in reasons)
                 if not sites:
