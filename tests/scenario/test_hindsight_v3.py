@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+from test_hindsight_twin import _grids  # the cost and busy grids of a run, one pool per factory
 
 from superfactory.domain.events import EventKind
 from superfactory.policy.gang_hold import hold_cap
@@ -68,19 +69,6 @@ def _scenario(seed: int):
 def runs(request):
     sc = _scenario(request.param)
     return sc, {p: run_twin(sc, policy=p) for p in POLICIES}
-
-
-def _grids(sc, r):
-    pools = fleet_pools(sc.factories)
-    hours = sc.duration_s // 3600
-    fx = {f.id: i for i, f in enumerate(sc.factories)}
-    cost, busy = np.zeros((len(pools), hours)), np.zeros((len(pools), hours))
-    for row in r.hours:
-        if row.hour < hours:
-            p = fx[row.factory]  # one pool per factory here
-            cost[p, row.hour] = pools[p].extra_w_per_gpu * row.price_usd_per_mwh / 1e6
-            busy[p, row.hour] = row.busy_gpus_mean
-    return cost, busy
 
 
 def test_every_job_holds_nodes_within_its_cap(runs) -> None:
