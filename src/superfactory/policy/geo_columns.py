@@ -157,6 +157,7 @@ class GeoColumns:
         ups = tuple(up_now)
         work_of = self._work_s
         governor = self.governor
+        span_cap = min(self.amortise_h, 24)
         # every running job's backoffs, in one pass over them (asked per job, it was a pass per job)
         backs_of = governor.backoffs_by_job(now) if running and self.migrate else {}
         for jx, v in enumerate(views):
@@ -169,6 +170,13 @@ class GeoColumns:
                 statics = work_of[job.id] = (
                     job.work_s, (ck.blocking_s + ck.async_write_s + job.recovery.restart_s) / HOUR_S)
             work_s, drain_h = statics
+            # the span of its columns (explained below): the next min(remaining run, amortise_h, 24) hours; the
+            # same value as max(1, int(min(amortise_h, 24, ceil(max(1.0, remaining_h))))), without the calls
+            remaining_h = (work_s - v.progress_s) / HOUR_S
+            if not remaining_h > 1.0:
+                remaining_h = 1.0
+            span_h = math.ceil(remaining_h)
+            span = max(span_h if span_h < span_cap else int(span_cap), 1)
             ckey: tuple[object, ...] | None = None
             # a running job may move this decision (its rate limit and, below, its backoffs allowing)
             may = is_run and self.migrate and job.migratable and governor.may_move(job.id, now)
@@ -176,9 +184,7 @@ class GeoColumns:
             if is_run and job.carbon_budget_tco2 is None:
                 # a running job's columns are kept while everything they are computed from is the same: the
                 # cost signals (hour, prices), its site, span and state, and the governor's answers for it
-                ckey = (self._sig_key, ups, links, self._lam.get(job.accelerator), v.factory_id,
-                        max(1, int(min(self.amortise_h, 24, math.ceil(max(1.0, (work_s - v.progress_s)
-                                                                             / HOUR_S))))),
+                ckey = (self._sig_key, ups, links, self._lam.get(job.accelerator), v.factory_id, span,
                         v.state not in _MOVABLE, may, job.id in self._forced, backs)
                 hit = self._col_cache.get(job.id)
                 if hit is not None and hit[0] == ckey:
@@ -186,7 +192,6 @@ class GeoColumns:
                     continue
             lam = self._lam.get(job.accelerator, _BIG)
             lam_eff = lam if lam < _BIG else 1.0
-            remaining_h = max(1.0, (work_s - v.progress_s) / HOUR_S)
             ck = job.checkpoint
             cur = fids.index(v.factory_id) if v.factory_id is not None else -1
             sites, reasons = self._sites(snap, job)
@@ -198,7 +203,6 @@ class GeoColumns:
             # the best k: pause through a dear spell, then run again). So a price shock at a job's site, which the
             # forecast carries into the next hours, makes a move to a site with room win once the shock costs
             # more over the span than the move does.
-            span = max(1, int(min(self.amortise_h, 24, math.ceil(remaining_h))))
             k_max = min(span, self.horizon_h)
             home = job.home_factory
             # only a job that is computing can be moved or paused; one starting, draining, migrating or

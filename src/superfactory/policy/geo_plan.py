@@ -63,8 +63,8 @@ class GeoPlanning(GeoColumns):
         for c in cols:
             if c.job in running and c.factory >= 0 and c.nodes == 0:
                 stay[c.job] = c.cost
-            elif c.job in running:
-                best_other[c.job] = min(best_other.get(c.job, math.inf), c.cost)
+            elif c.job in running and c.cost < best_other.get(c.job, math.inf):
+                best_other[c.job] = c.cost  # the cheapest other column (no entry: none below infinity)
         settled = {j for j, cost in stay.items() if cost < best_other.get(j, math.inf)}
         if not settled:
             return views, running, cols
