@@ -112,6 +112,8 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         # pending job -> (what its run columns are computed from, those columns): they are re-priced at every
         # decision while the job waits, mostly from the same inputs
         self._pend_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]] = {}
+        # running job -> (its site, links, value of a GPU-hour, span; its move cost per destination / span)
+        self._mig_cache: dict[str, tuple[tuple[object, ...], dict[int, float]]] = {}
         self._paused: set[str] = set()  # jobs geo paused for price and has not placed since
         self._reasons: dict[str, str] = {}  # pending job -> the waiting reason the last decision gave it
         self._last_eval_s = -10**12  # last decision that re-evaluated the pending jobs (ageing)
@@ -233,6 +235,8 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
             self._paused &= {v.job.id for v in snap.pending}
             for gone in [k for k in self._col_cache if k not in live]:
                 del self._col_cache[gone]
+            for gone in [k for k in self._mig_cache if k not in live]:
+                del self._mig_cache[gone]
             pending_ids = {v.job.id for v in snap.pending}
             for gone in [k for k in self._pend_cache if k not in pending_ids]:
                 del self._pend_cache[gone]

@@ -73,6 +73,7 @@ class GeoColumns:
     _cum: tuple[object, list[list[float]]]
     _col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]]
     _pend_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]]
+    _mig_cache: dict[str, tuple[tuple[object, ...], dict[int, float]]]
     _free: dict[tuple[int, str], tuple[bytes, int]]
     _free_gpu_of: list[tuple[bytes, int]]
     _sites_of: tuple[Factory, ...] | None
@@ -259,6 +260,15 @@ class GeoColumns:
                     skip_sites = True
                     pkey = None
             run_start = len(cols)
+            # a running job's one-off move cost per destination, spread over the span: kept while its site, the
+            # links, the value of its GPU-hours and its span are the same (hours pass, prices move: not these)
+            mig_of: dict[int, float] | None = None
+            if may and not skip_sites:
+                mkey = (v.factory_id, links, lam_eff, span)
+                mhit = self._mig_cache.get(job.id)
+                if mhit is None or mhit[0] != mkey:
+                    mhit = self._mig_cache[job.id] = (mkey, {})
+                mig_of = mhit[1]
             for i, nodes, it_w, mw in () if skip_sites else sites:
                 if locked or not up_now[i] or (is_run and i == cur):
                     continue
@@ -276,14 +286,19 @@ class GeoColumns:
                 if is_run:
                     if not may or f.id in backs:  # rate-limited, or backing off from this destination
                         continue
-                    assert v.factory_id is not None
-                    bw = gbps.get((v.factory_id, f.id))
-                    if bw is None:
-                        bw = gbps[(v.factory_id, f.id)] = self._bandwidth_gbps(snap, v.factory_id, f.id)
-                    xfer_h = ck.size_bytes * 8 / (bw * 1e9) / HOUR_S
-                    mig_usd = (drain_h + xfer_h) * job.gpus * lam_eff
+                    mig_span = mig_of.get(i) if mig_of is not None else None
+                    if mig_span is None:
+                        assert v.factory_id is not None
+                        bw = gbps.get((v.factory_id, f.id))
+                        if bw is None:
+                            bw = gbps[(v.factory_id, f.id)] = self._bandwidth_gbps(snap, v.factory_id, f.id)
+                        xfer_h = ck.size_bytes * 8 / (bw * 1e9) / HOUR_S
+                        mig_usd = (drain_h + xfer_h) * job.gpus * lam_eff
+                        mig_span = mig_usd / span
+                        if mig_of is not None:
+                            mig_of[i] = mig_span
                     margin = self.hysteresis * abs(energy) / span
-                    cols.append(_Col(jx, i, run_rate + margin + mig_usd / span, nodes, it_w, True))
+                    cols.append(_Col(jx, i, run_rate + margin + mig_span, nodes, it_w, True))
                 else:
                     moved = v.last_factory_id is not None and v.last_factory_id != f.id
                     if moved and not self.governor.may_move(job.id, now) and jx not in emergency:
