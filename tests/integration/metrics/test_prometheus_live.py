@@ -80,9 +80,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Plane, Pro
             plane.report(train, home, state="running", progress_s=0.9 * (time.time() - t0), tokens_per_s=2500.0)
         last_report = time.time()
         deadline = time.monotonic() + 90
-        while True:  # two scrapes after the last report, so rate()/increase() windows see it
-            got = prom.api("query", query="max(timestamp(superfactory_factory_gpus))")["result"]
-            if got and float(got[0]["value"][1]) >= last_report + 2 * SCRAPE_S:
+        while True:  # two successful scrapes after the last report, so rate()/increase() windows see it (a scrape
+            # that timed out on a loaded machine stores nothing, so counting the samples is what tells)
+            window_s = max(1, int(time.time() - last_report))
+            got = prom.api("query", query=f"min(count_over_time(superfactory_factory_gpus[{window_s}s]))")["result"]
+            if got and float(got[0]["value"][1]) >= 2:
                 break
             assert time.monotonic() < deadline, f"no scrape after the last report; targets {prom.api('targets')}"
             time.sleep(0.5)
