@@ -76,19 +76,7 @@ def first_fit(
     need = -(-gpus // spans[1])
     if need <= 0:
         return None
-    parts: list[npt.NDArray[np.intp]] = []
-    found = 0
-    for off, end, _ in spans[0]:
-        free = (status[off:end] == NODE_FREE).nonzero()[0]
-        if free.size:
-            parts.append(free + off)
-            found += free.size
-            if found >= need:
-                break
-    if found < need:
-        return None
-    picked = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    return nodes_tuple(picked[:need])
+    return _lowest_free(spans[0], status, need, 1)
 
 
 def tp_aligned_fit(
@@ -108,23 +96,29 @@ def tp_aligned_fit(
     need = -(-gpus // per_node)
     if need <= 0:
         return None
-    k = tp_nodes(per_node, gpus, tp_size)
-    if k == 1:
-        return first_fit(factory, status, accelerator, gpus)
+    # whole TP groups: ``need`` is a multiple of k whenever gpus is a multiple of tp_size
+    return _lowest_free(spans[0], status, need, tp_nodes(per_node, gpus, tp_size))
+
+
+def _lowest_free(spans: tuple[tuple[int, int, int], ...], status: npt.NDArray[np.uint8], need: int,
+                 k: int) -> tuple[int, ...] | None:
+    """The ``need`` lowest-numbered free nodes over the clusters' ``(offset, end, nodes per domain)`` spans, taking
+    from each NVLink domain only a multiple of ``k`` of its free nodes (its lowest ones), or ``None`` if too few."""
     parts: list[npt.NDArray[np.intp]] = []
     found = 0
-    for off, end, npd in spans[0]:
+    for off, end, npd in spans:
         free = (status[off:end] == NODE_FREE).nonzero()[0]
         if free.size == 0:
             continue
-        domain = free // npd
-        count = np.bincount(domain)  # free nodes per domain of the cluster (up to the last with any)
-        extra = count % k
-        if extra.any():
-            # keep the first (count - count % k) free nodes of each domain: whole TP groups only
-            first = count.cumsum() - count  # position in ``free`` of each domain's first free node
-            rank = np.arange(free.size) - first[domain]
-            free = free[rank < (count - extra)[domain]]
+        if k > 1:
+            domain = free // npd
+            count = np.bincount(domain)  # free nodes per domain of the cluster (up to the last with any)
+            extra = count % k
+            if extra.any():
+                # keep the first (count - count % k) free nodes of each domain: whole TP groups only
+                first = count.cumsum() - count  # position in ``free`` of each domain's first free node
+                rank = np.arange(free.size) - first[domain]
+                free = free[rank < (count - extra)[domain]]
         parts.append(free + off)
         found += free.size
         if found >= need:
@@ -132,5 +126,4 @@ def tp_aligned_fit(
     if found < need:
         return None
     picked = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    # whole TP groups: ``need`` is a multiple of k whenever gpus is a multiple of tp_size
     return nodes_tuple(picked[:need])
