@@ -59,6 +59,12 @@ def runs():
     return sc, {p: run_twin(sc, policy=p) for p in ("home-region", "greedy", "geo")}
 
 
+def _usable(sc, pools, gran, spells):
+    """The usable GPUs of every pool in every hour of ``sc`` (one pool per factory here), from ``spells``."""
+    hours = sc.duration_s // 3600
+    return np.array([usable_gpus_per_hour(pl.gpus, gran[p], spells[pl.factory], hours) for p, pl in enumerate(pools)])
+
+
 def _failures(r):
     return [(e.time_s, e.kind, e.factory, e.node) for e in r.events
             if e.kind in (EventKind.NODE_FAILED, EventKind.NODE_REPAIRED)]
@@ -71,13 +77,11 @@ def test_every_policy_sees_the_same_failures_and_stays_within_the_usable_capacit
     pools = fleet_pools(sc.factories)
     gran = gang_granularity(sc.jobs, pools, sc.factories)
     assert gran == [32, 32, 32]
-    hours = sc.duration_s // 3600
     for name, r in rs.items():
         assert _failures(r) == ref, name
         assert oversized_placements(r.events, sc.jobs, sc.factories) == [], name  # busy GPUs are gang GPUs
         spells = down_spells(r.events, sc.factories, sc.duration_s)
-        usable = np.array([usable_gpus_per_hour(pl.gpus, gran[p], spells[pl.factory], hours)
-                           for p, pl in enumerate(pools)])
+        usable = _usable(sc, pools, gran, spells)
         _cost, busy = _grids(sc, r)
         assert (busy <= usable + 1e-6).all(), (name, np.argwhere(busy > usable + 1e-6))
         assert (usable < np.array([[pl.gpus] for pl in pools])).any(), "failures should cut the capacity"
@@ -87,10 +91,8 @@ def test_the_tightened_bound_is_below_every_policys_own_busy_cost(runs) -> None:
     sc, rs = runs
     pools = fleet_pools(sc.factories)
     gran = gang_granularity(sc.jobs, pools, sc.factories)
-    hours = sc.duration_s // 3600
     spells = down_spells(rs["geo"].events, sc.factories, sc.duration_s)
-    usable = np.array([usable_gpus_per_hour(pl.gpus, gran[p], spells[pl.factory], hours)
-                       for p, pl in enumerate(pools)])
+    usable = _usable(sc, pools, gran, spells)
     groups = defaultdict(list)
     for p, pl in enumerate(pools):
         groups[pl.accelerator].append(p)

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
-from test_hindsight_twin import _grids  # the cost and busy grids of a run, one pool per factory
+from test_hindsight_twin import _grids, _usable  # a run's cost and busy grids; usable GPUs per pool-hour
 
 from superfactory.domain.events import EventKind
 from superfactory.policy.gang_hold import hold_cap
@@ -132,8 +132,7 @@ def test_v3_is_below_every_policys_own_busy_cost_and_above_v2(runs) -> None:
     gran = gang_granularity(sc.jobs, pools, sc.factories)
     hours = sc.duration_s // 3600
     spells = down_spells(rs["geo"].events, sc.factories, sc.duration_s)
-    usable = np.array([usable_gpus_per_hour(pl.gpus, gran[p], spells[pl.factory], hours)
-                       for p, pl in enumerate(pools)])
+    usable = _usable(sc, pools, gran, spells)
     rows = knap_rows(sc.factories, sc.jobs, spells, hours)
     moves = [schedule_moves(r.events) for r in rs.values()]
     budget = (float(failure_budget(rs["geo"].events, sc.factories, sc.jobs)), float(max(d for d, _ in moves)),

@@ -60,8 +60,9 @@ class _WanPolicy(PolicyBase):
         return Plan(tuple(self._route(w, _fabric(w), [t for t in w.transfers if t.transfer_id in w.needs_route])))
 
     def _route(self, w: WanState, fab: Fabric, transfers: list[Transfer]) -> list[RouteTransfer]:
-        """The routes for ``transfers``: the one hook each registered WAN policy (naive, overlay, planner)
-        implements. ``_WanPolicy`` itself is never registered, so this base is never called."""
+        """The routes for ``transfers``: the hook the per-transfer WAN policies (naive, overlay) implement; the
+        planner overrides :meth:`decide` instead. ``_WanPolicy`` itself is never registered, so this base is never
+        called (not an ABC method, since the planner has no ``_route``)."""
         raise NotImplementedError(f"{type(self).__name__} must implement _route")
 
 
