@@ -52,6 +52,11 @@ def highs_model(p: AssignmentProblem) -> highspy.HighsLp:
     return lp
 
 
+#: HiGHS's basis statuses by their integer code, and back (a warm start converts a basis each way per solve)
+_STATUSES = list(highspy.HighsBasisStatus.__members__.values())
+_STATUS_CODE = {st: int(st) for st in _STATUSES}
+
+
 @dataclass(frozen=True, slots=True)
 class LpSolution:
     """An optimal LP relaxation.
@@ -71,10 +76,12 @@ class LpSolution:
     run_time_s: float
 
 
-def _lp_solution(h: highspy.Highs) -> LpSolution:
+def _lp_solution(h: highspy.Highs, started_s: float = 0.0) -> LpSolution:
+    """The solution of the last run; ``started_s``: ``h``'s run-time counter before it (the counter adds up
+    over the runs of one instance)."""
     sol = h.getSolution()
     return LpSolution(np.asarray(sol.col_value, dtype=np.float64), float(h.getInfo().objective_function_value),
-                      np.asarray(sol.col_dual, dtype=np.float64), float(h.getRunTime()))
+                      np.asarray(sol.col_dual, dtype=np.float64), float(h.getRunTime()) - started_s)
 
 
 def new_highs(time_limit_s: float | None = None) -> highspy.Highs:
@@ -121,6 +128,10 @@ class PersistentLP:
         self._n_res = -1
         self.warm_solves = 0
         self.last_iterations = 0
+        # one HiGHS instance for every solve without a time limit: a fresh one costs more than a small LP
+        # (passModel replaces the model and clears the solver's data, so each solve starts from the model and
+        # the basis set here, as a fresh instance would)
+        self._highs: highspy.Highs | None = None
 
     @staticmethod
     def _keys(p: AssignmentProblem) -> tuple[IntArray, IntArray]:
@@ -135,8 +146,16 @@ class PersistentLP:
 
     def solve_full(self, p: AssignmentProblem, time_limit_s: float | None = None) -> LpSolution | None:
         """Warm solve, or ``None`` if HiGHS did not reach optimality (the next solve then starts cold)."""
-        h = new_highs(time_limit_s)
-        h.setOptionValue("solver", "simplex")
+        if time_limit_s is None:
+            h = self._highs
+            if h is None:
+                h = self._highs = new_highs()
+                h.setOptionValue("solver", "simplex")
+            else:
+                h.clearSolver()
+        else:
+            h = new_highs(time_limit_s)
+            h.setOptionValue("solver", "simplex")
         h.passModel(highs_model(p))
         col_keys, job_keys = self._keys(p)
         if self._col_keys is not None and self._n_res == p.row_cap.size:
@@ -146,23 +165,25 @@ class PersistentLP:
             job_st = _remap(self._row_keys, self._row_status[: self._row_keys.size], job_keys, default=1)
             res_st = self._row_status[self._row_keys.size:]
             basis = highspy.HighsBasis()
-            statuses = list(highspy.HighsBasisStatus.__members__.values())
+            statuses = _STATUSES
             basis.col_status = [statuses[s] for s in col_st.tolist()]
             basis.row_status = [statuses[s] for s in np.concatenate([job_st, res_st]).tolist()]
             basis.valid = True
             basis.alien = True  # may be rank-deficient after arrivals: let HiGHS repair it
             h.setBasis(basis)
             self.warm_solves += 1
+        started_s = float(h.getRunTime())
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             self._col_keys = None
             return None
         b = h.getBasis()
         self._col_keys, self._row_keys, self._n_res = col_keys, job_keys, p.row_cap.size
-        self._col_status = np.fromiter((int(s) for s in b.col_status), dtype=np.int64, count=p.n_cols)
-        self._row_status = np.fromiter((int(s) for s in b.row_status), dtype=np.int64)
+        code = _STATUS_CODE
+        self._col_status = np.array([code[s] for s in b.col_status], dtype=np.int64)
+        self._row_status = np.array([code[s] for s in b.row_status], dtype=np.int64)
         self.last_iterations = int(h.getInfo().simplex_iteration_count)
-        return _lp_solution(h)
+        return _lp_solution(h, started_s)
 
 
 def _remap(old_keys: IntArray, old_vals: IntArray, new_keys: IntArray, default: int) -> IntArray:
