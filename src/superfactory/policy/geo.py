@@ -108,7 +108,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self.lns_pairs = int(lns_pairs)
         self._work_s: dict[str, tuple[float, float]] = {}  # job -> (its work, s; its drain, h): job properties
         self._cum: tuple[object, list[list[float]]] = (None, [])  # (paths, cumulative forecast per factory)
-        self._col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]] = {}
+        self._col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]], bool]] = {}
         # pending job -> (what its run columns are computed from, those columns): they are re-priced at every
         # decision while the job waits, mostly from the same inputs
         self._pend_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]] = {}
@@ -213,9 +213,12 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
             priced = {v.job.id for v in views}
             waiting.update((v.job.id, self._reasons[v.job.id]) for v in snap.pending if v.job.id not in priced)
         refusals: list[tuple[str, str, str]] = []
-        cols = self._columns(snap, views, running, paths, emergency, waiting, refusals)
-        if full and snap.wan is None:
-            views, running, cols = self._without_settled(views, running, cols)
+        # a full solve without WAN rows drops the running jobs for which staying is strictly cheapest: their
+        # columns are not even built (settled)
+        settled: set[int] | None = set() if full and snap.wan is None else None
+        cols = self._columns(snap, views, running, paths, emergency, waiting, refusals, settled)
+        if settled is not None:
+            views, running, cols = self._without_settled(views, running, cols, frozenset(settled))
         if not full and snap.wan is None:
             chosen = self._greedy_pending(snap, views, cols)  # S.greedy's answer, without building arrays
         else:

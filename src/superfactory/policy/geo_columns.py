@@ -53,6 +53,19 @@ def _system(f: Factory, acc: str) -> tuple[int, float] | None:
     return s.gpus_per_node, s.training_power_per_node_w - s.idle_power_per_node_w
 
 
+def stays(cols: list[_Col]) -> bool:
+    """Whether staying is strictly the cheapest of one running job's columns ``cols`` (its staying column: a
+    factory and no nodes; every other column, pause included, costs more)."""
+    stay: float | None = None
+    best = math.inf
+    for c in cols:
+        if c.factory >= 0 and c.nodes == 0:
+            stay = c.cost
+        elif c.cost < best:
+            best = c.cost
+    return stay is not None and stay < best
+
+
 class GeoColumns:
     """The column builder and free-capacity counts (module docstring); state lives on the policy."""
 
@@ -71,7 +84,7 @@ class GeoColumns:
     _paused: set[str]
     _work_s: dict[str, tuple[float, float]]
     _cum: tuple[object, list[list[float]]]
-    _col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]]
+    _col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]], bool]]
     _pend_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]]
     _mig_cache: dict[str, tuple[tuple[object, ...], dict[int, float]]]
     _free: dict[tuple[int, str], tuple[bytes, int]]
@@ -140,7 +153,14 @@ class GeoColumns:
 
     def _columns(self, snap: FleetSnapshot, views: list[JobView], running: set[int],
                  paths: list[npt.NDArray[np.float64]], emergency: set[int], waiting: dict[str, str],
-                 refusals: list[tuple[str, str, str]]) -> list[_Col]:
+                 refusals: list[tuple[str, str, str]], settled: set[int] | None = None) -> list[_Col]:
+        """Every option of every job in ``views`` (``running``: the indices of running jobs).
+
+        ``settled`` (a full solve without WAN rows): a running job for which staying is strictly the cheapest
+        of its columns (:func:`stays`) gets no columns here; its index is added to ``settled`` instead (the
+        caller drops it, :meth:`~superfactory.policy.geo_plan.GeoPlanning._without_settled`). Its side effects
+        (audit refusals, forced flags) happen as for any job.
+        """
         now = snap.now_s
         cols: list[_Col] = []
         # cum[i, k]: forecast USD/MWh of factory i summed over the next k hours (k = 0..24; hour 0 is realised)
@@ -189,7 +209,10 @@ class GeoColumns:
                         v.state not in _MOVABLE, may, job.id in self._forced, backs)
                 hit = self._col_cache.get(job.id)
                 if hit is not None and hit[0] == ckey:
-                    cols.extend([_Col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1]])
+                    if settled is not None and hit[2]:
+                        settled.add(jx)
+                    else:
+                        cols.extend([_Col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1]])
                     continue
             lam = self._lam.get(job.accelerator, _BIG)
             lam_eff = lam if lam < _BIG else 1.0
@@ -322,9 +345,15 @@ class GeoColumns:
                 cols.append(_Col(jx, -1, job.gpus * STARVED_USD_PER_GPU_H, 0, 0.0, False))
             elif not locked or len(cols) == start:
                 cols.append(_Col(jx, -1, wait, 0, 0.0, False))
-            if ckey is not None:
-                self._col_cache[job.id] = (ckey, [(c.factory, c.cost, c.nodes, c.it_w, c.migrating)
-                                                  for c in cols[start:]])
+            if is_run:
+                mine = cols[start:]
+                settles = stays(mine)
+                if ckey is not None:
+                    self._col_cache[job.id] = (ckey, [(c.factory, c.cost, c.nodes, c.it_w, c.migrating)
+                                                      for c in mine], settles)
+                if settled is not None and settles:
+                    del cols[start:]
+                    settled.add(jx)
             if not is_run and reasons:
                 # every factory that would otherwise take the job but is not cleared for its data: an audit event
                 refusals.extend((job.id, fid, rule) for fid, rule in reasons)

@@ -52,12 +52,13 @@ class GeoPlanning(GeoColumns):
     _gpus: dict[str, int]
 
     @staticmethod
-    def _without_settled(views: list[JobView], running: set[int], cols: list[_Col]
+    def _without_settled(views: list[JobView], running: set[int], cols: list[_Col], known: frozenset[int] = frozenset()
                          ) -> tuple[list[JobView], set[int], list[_Col]]:
         """Drop the running jobs for which staying is strictly the cheapest column: staying uses no capacity, so
         every plan (integer or fractional) that moved or paused such a job costs more than the same plan with
         it staying; they stay, and the assignment is solved over the rest (the same optimum, a smaller LP).
-        Only without WAN rows (a staying job's checkpoint sync is counted against its site's egress there)."""
+        Only without WAN rows (a staying job's checkpoint sync is counted against its site's egress there).
+        ``known``: running jobs already found settled by :meth:`_columns` (no columns of theirs in ``cols``)."""
         best_other: dict[int, float] = {}
         stay: dict[int, float] = {}
         for c in cols:
@@ -65,7 +66,7 @@ class GeoPlanning(GeoColumns):
                 stay[c.job] = c.cost
             elif c.job in running and c.cost < best_other.get(c.job, math.inf):
                 best_other[c.job] = c.cost  # the cheapest other column (no entry: none below infinity)
-        settled = {j for j, cost in stay.items() if cost < best_other.get(j, math.inf)}
+        settled = {j for j, cost in stay.items() if cost < best_other.get(j, math.inf)} | known
         if not settled:
             return views, running, cols
         new_ix: dict[int, int] = {}
