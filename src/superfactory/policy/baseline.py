@@ -16,6 +16,7 @@ import numpy.typing as npt
 from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import NODE_FREE, FactoryState, FleetSnapshot, JobView, Place, Plan
 from superfactory.domain.job import TrainingJob
+from superfactory.models.collective import nodes_array
 from superfactory.policy.feasibility import ShapeCheck, evaluate, shape_check
 from superfactory.policy.nodes import tp_aligned_fit
 from superfactory.policy.registry import PolicyBase, register
@@ -221,7 +222,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
                     if akey is not None:
                         at[akey] = (st, serial, tv, FULL, False)
                     continue
-                status[i][list(nodes)] = 1
+                status[i][nodes_array(nodes)] = 1  # the array placement built the tuple from
                 free_count[key] -= len(nodes)
                 it_power[i] += extra_w
                 actions.append(Place(job.id, f.id, nodes))

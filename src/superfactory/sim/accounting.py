@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from superfactory.domain.events import Event, EventKind
+from superfactory.domain.events import EventKind
 from superfactory.domain.units import HOUR_S
 from superfactory.models.tariff import effective_price_usd_per_mwh
+from superfactory.sim.eventbuild import new_event
 from superfactory.sim.factorystate import HourRow
 from superfactory.sim.jobstate import JobRuntime
 from superfactory.sim.kernel import PRIO_SIGNAL
@@ -56,39 +57,51 @@ class AccountingMixin:
         in the same order, inlined: ~10^6 job-hours a fleet-year). One price and carbon look-up per factory."""
         hour_start = self._hour_start_s
         rt = self.rt
+        # per factory: its PUE (None while down: no energy) and the (price, carbon) in force at the hour's start,
+        # which is where almost every job's period starts; a job placed during the hour looks its start up once
+        pue = [r.factory.pue if r.up else None for r in rt]
+        at_start: list[tuple[float, float] | None] = [None] * len(rt)
         signal: dict[tuple[int, int], tuple[float, float]] = {}
         for jr in self.holding.values():
             fi = jr.factory
-            start = max(jr.held_since_s, hour_start)
+            start = jr.held_since_s
+            start = start if start > hour_start else hour_start
             dt = now - start
             if dt <= 0 or fi < 0:
                 continue
-            r = rt[fi]
             if jr.held_power_w < 0:
-                jr.held_power_w = float(r.node_power_busy_w[jr.node_array()].sum())
-            e_j = (jr.held_power_w * r.factory.pue if r.up else 0.0) * dt
+                jr.held_power_w = float(rt[fi].node_power_busy_w[jr.node_array()].sum())
+            p = pue[fi]
+            e_j = (jr.held_power_w * p if p is not None else 0.0) * dt
             jr.energy_j += e_j
             mwh = e_j / 3.6e9
-            sig = signal.get((fi, start))
+            sig = at_start[fi] if start == hour_start else signal.get((fi, start))
             if sig is None:
-                f = r.factory
-                sig = signal[(fi, start)] = (
-                    effective_price_usd_per_mwh(self.price_at(f.market, start), f.ppa_share, f.ppa_usd_per_mwh),
-                    self.carbon[f.grid].at(start))
+                sig = self._signal_at(fi, start)
+                if start == hour_start:
+                    at_start[fi] = sig
+                else:
+                    signal[(fi, start)] = sig
             jr.cost_usd += mwh * sig[0]
             jr.carbon_g += mwh * 1000.0 * sig[1]
+
+    def _signal_at(self, fi: int, t_s: int) -> tuple[float, float]:
+        """Factory ``fi``'s effective energy price (PPA blended) and grid carbon intensity in force at ``t_s``."""
+        f = self.rt[fi].factory
+        return (effective_price_usd_per_mwh(self.price_at(f.market, t_s), f.ppa_share, f.ppa_usd_per_mwh),
+                self.carbon[f.grid].at(t_s))
 
     def _emit_prices(self, now: int) -> None:
         for market, series in sorted(self.prices.items()):
             if now == 0 or series.index(now) != series.index(now - 1):
-                self.emit(Event(now, EventKind.PRICE_CHANGED, "", market, value=self.price_at(market, now)))
+                self.emit(new_event(now, EventKind.PRICE_CHANGED, "", market, value=self.price_at(market, now)))
 
     def price_shock(self, market: str, factor: float, duration_s: int) -> None:
         """Multiply ``market``'s price by ``factor`` from now for ``duration_s`` (whole hours)."""
         self.price_factor[market] *= factor
         self._hist_cache = None
         self._signals = None
-        self.emit(Event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause=f"shock x{factor:g}",
+        self.emit(new_event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause=f"shock x{factor:g}",
                         value=self.price_at(market, self.k.now_s())))
         self.k.after(duration_s, PRIO_SIGNAL - 1, self._end_shock, market, factor)
         self.request_decision()
@@ -97,7 +110,7 @@ class AccountingMixin:
         self.price_factor[market] /= factor
         self._hist_cache = None
         self._signals = None
-        self.emit(Event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause="shock ends",
+        self.emit(new_event(self.k.now_s(), EventKind.PRICE_CHANGED, "", market, cause="shock ends",
                         value=self.price_at(market, self.k.now_s())))
         self.request_decision()
 
@@ -138,7 +151,7 @@ class AccountingMixin:
             for quantity, value in (("facility_mwh", row.facility_energy_mwh), ("it_mwh", row.it_energy_mwh),
                                     ("usd", row.cost_usd), ("tco2", row.carbon_t),
                                     ("busy_gpu_s", r.hour_busy_gpu_s), ("gpu_s", float(gpus * span))):
-                self.emit(Event(start, EventKind.METERED, "", f.id, span, quantity, value))
+                self.emit(new_event(start, EventKind.METERED, "", f.id, span, quantity, value))
             r.total_busy_gpu_s += r.hour_busy_gpu_s
             r.total_gpu_s += gpus * span
             r.hour_energy_j = 0.0
