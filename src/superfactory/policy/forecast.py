@@ -85,6 +85,54 @@ class SeasonalForecaster:
         future_prof = profile[(n - 1 + k - base) % period]
         return np.asarray(future_prof + level + rho**k * dev[-1], dtype=np.float64)
 
+    def forecast_many(self, histories: Sequence[Sequence[float]], horizon_h: int) -> list[FloatArray]:
+        """:meth:`forecast` of every history, bit for bit, in one pass of array operations per group of
+        histories of one length (after the window): the same element-wise operations in the same order, and
+        row sums over the same values (numpy sums each row of a 2-D array as it sums a 1-D one). A group with
+        a non-finite value, shorter than a day, or of one history goes through :meth:`forecast` itself."""
+        out: list[FloatArray | None] = [None] * len(histories)
+        groups: dict[int, list[int]] = {}
+        for r, h in enumerate(histories):
+            n = len(h) if self.window_h is None else min(len(h), self.window_h)
+            groups.setdefault(n, []).append(r)
+        for n, rows in groups.items():
+            if horizon_h <= 0 or n < DAY_H or len(rows) == 1:
+                for r in rows:
+                    out[r] = self.forecast(histories[r], horizon_h)
+                continue
+            y = np.array([histories[r][len(histories[r]) - n:] for r in rows], dtype=np.float64)
+            if not np.isfinite(y).all():
+                for r in rows:
+                    out[r] = self.forecast(histories[r], horizon_h)
+                continue
+            for r, fc in zip(rows, self._forecast_rows(y, horizon_h), strict=True):
+                out[r] = fc
+        return [o if o is not None else np.empty(0) for o in out]
+
+    def _forecast_rows(self, y: FloatArray, horizon_h: int) -> list[FloatArray]:
+        """:meth:`forecast` of each row of ``y`` (finite values, at least a day, already windowed)."""
+        m, n = y.shape
+        period = WEEK_H if n >= 2 * WEEK_H else DAY_H
+        seasons = min(self.max_seasons, n // period)
+        base = n - seasons * period
+        srt = np.sort(y[:, base:].reshape(m, seasons, period), axis=1)
+        s = seasons
+        profile = srt[:, s // 2] + 0.0 if s % 2 else (srt[:, s // 2 - 1] + srt[:, s // 2]) / 2 + 0.0
+        resid = y - profile[:, (np.arange(n) - base) % period]
+        w, w_sum = _ewma_weights(self.alpha, n)
+        level = (w * resid).sum(axis=1) / w_sum
+        dev = resid - level[:, None]
+        if n < 3:
+            rho = np.zeros(m)
+        else:
+            a, b = dev[:, :-1], dev[:, 1:]
+            den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rho = np.where(den <= 0.0, 0.0, np.clip((a * b).sum(axis=1) / den, 0.0, self.max_rho))
+        k = np.arange(1, horizon_h + 1)
+        fc = profile[:, (n - 1 + k - base) % period] + level[:, None] + rho[:, None] ** k * dev[:, -1:]
+        return list(fc)
+
     def mean_over(self, history: Sequence[float], horizon_h: int) -> float:
         """Forecast mean over the next ``horizon_h`` hours, the current hour included."""
         if horizon_h <= 1:
@@ -109,9 +157,8 @@ def _median_rows(past: FloatArray) -> FloatArray:
 _EWMA_WEIGHTS: dict[tuple[float, int], tuple[FloatArray, float]] = {}
 
 
-def _ewma(x: FloatArray, alpha: float) -> float:
-    """Exponentially weighted mean of ``x`` (latest weighs ``alpha``), computed in closed form."""
-    n = x.size
+def _ewma_weights(alpha: float, n: int) -> tuple[FloatArray, float]:
+    """The EWMA weights of ``n`` values (oldest first) and their sum (cached)."""
     hit = _EWMA_WEIGHTS.get((alpha, n))
     if hit is None:
         if len(_EWMA_WEIGHTS) > 256:
@@ -119,7 +166,12 @@ def _ewma(x: FloatArray, alpha: float) -> float:
         w = (1.0 - alpha) ** np.arange(n - 1, -1, -1, dtype=np.float64)
         w.flags.writeable = False
         hit = _EWMA_WEIGHTS[(alpha, n)] = (w, w.sum())
-    w, w_sum = hit
+    return hit
+
+
+def _ewma(x: FloatArray, alpha: float) -> float:
+    """Exponentially weighted mean of ``x`` (latest weighs ``alpha``), computed in closed form."""
+    w, w_sum = _ewma_weights(alpha, x.size)
     return float((w * x).sum() / w_sum)
 
 

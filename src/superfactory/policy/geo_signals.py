@@ -54,10 +54,37 @@ class GeoSignals:
         self._fc_cache[key] = out
         return out
 
+    def _prefetch(self, asks: list[tuple[str, str, tuple[float, ...], float]]) -> None:
+        """Forecast, in one batch (:meth:`~.forecast.SeasonalForecaster.forecast_many`), the signals of ``asks``
+        (kind, name, history, current value) that :meth:`_signal` has not cached, and cache them as it would:
+        the same paths, in the same order."""
+        todo: dict[tuple[str, str, int, float], tuple[tuple[float, ...], float]] = {}
+        for kind, name, history, now_value in asks:
+            key = (kind, name, len(history), now_value)
+            if len(history) and key not in self._fc_cache:
+                todo.setdefault(key, (history, now_value))
+        if len(todo) < 2:
+            return  # nothing to batch: _signal forecasts it alone
+        hists: list[list[float]] = []
+        for history, now_value in todo.values():
+            hist = list(history[-(5 * 168 + 1):])  # what the forecaster reads (its window_h), current hour last
+            hist[-1] = now_value
+            hists.append(hist)
+        for (key, (_h, now_value)), fc in zip(todo.items(), self.forecaster.forecast_many(hists, 23), strict=True):
+            path = np.maximum(np.concatenate([[now_value], fc]), 0.0)
+            if len(self._fc_cache) > 4096:
+                self._fc_cache.clear()
+            self._fc_cache[key] = (float(path[: self.horizon_h].mean()), path)
+
     def _usd_per_mwh(self, snap: FleetSnapshot) -> tuple[list[float], list[npt.NDArray[np.float64]]]:
         """Per factory: forecast-mean effective cost (USD per facility MWh) and its 24 h path."""
         means: list[float] = []
         paths: list[npt.NDArray[np.float64]] = []
+        asks: list[tuple[str, str, tuple[float, ...], float]] = []
+        for f, st in zip(snap.factories, snap.states, strict=True):
+            asks.append(("p", f.market, snap.price_history.get(f.market, ()), st.price_usd_per_mwh))
+            asks.append(("c", f.grid, snap.carbon_history.get(f.grid, ()), st.carbon_g_per_kwh))
+        self._prefetch(asks)
         self._carbon_mean.clear()
         for f, st in zip(snap.factories, snap.states, strict=True):
             pm, pp = self._signal("p", f.market, snap.price_history.get(f.market, ()), st.price_usd_per_mwh)
