@@ -118,8 +118,8 @@ class _FirstFitPlanner(PolicyBase, ABC):
         shapes, failed = self._shapes, self._failed
         prev = self._prev_states
         if len(prev) == len(states):
-            self._log.append((serial, tuple(i for i, (a, b) in enumerate(zip(prev, states, strict=True))
-                                            if a is not b and _moved(a, b))))
+            self._log.append((serial, () if prev is states else tuple(
+                i for i, (a, b) in enumerate(zip(prev, states, strict=True)) if a is not b and _moved(a, b))))
         else:
             self._log.clear()
         self._prev_states = states

@@ -199,6 +199,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         self._state_cache: list[tuple[tuple[int, float, float], FactoryState] | None] = [None] * len(factories)
         self._links_cache: tuple[frozenset[tuple[str, str]], tuple[WanLink, ...]] | None = None
         self._pending_cache: tuple[int, tuple[JobView, ...]] | None = None
+        self._states: tuple[FactoryState, ...] | None = None
         # inference capacity (sim/inference.py): nodes wanted per (factory, accelerator) from jobs being
         # preempted for it, and nodes handed over to it when those jobs released them
         self.claims: dict[tuple[int, str], int] = {}
@@ -263,6 +264,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         price, carbon_now = self._signals_now(now)
         cache = self._state_cache
         states_l: list[FactoryState] = []
+        fresh = False
         for r in self.rt:
             f = r.factory
             key = (r.version, price[f.market], carbon_now[f.grid])
@@ -270,6 +272,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             if hit is not None and hit[0] == key:
                 states_l.append(hit[1])
                 continue
+            fresh = True
             if hit is not None and hit[0][0] == r.version:  # only price or carbon moved: the same node bytes
                 st = FactoryState(f.id, r.up, hit[1].node_status, key[1], key[2], r.it_power_w, hit[1].link_probes)
             else:
@@ -277,7 +280,8 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
                                   tuple(self.link_probes[r.index][d] for d in sorted(self.link_probes[r.index])))
             cache[r.index] = (key, st)
             states_l.append(st)
-        states = tuple(states_l)
+        states = self._states if not fresh and self._states is not None else tuple(states_l)
+        self._states = states  # every factory's state the same objects: the same tuple (policies compare by identity)
         down = frozenset(self.links_down)
         if self._links_cache is None or self._links_cache[0] != down:
             self._links_cache = (down, tuple(lk for lk in self.links if (lk.a, lk.b) not in down))
@@ -440,10 +444,13 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         if not r.up:
             raise SimulationError(f"policy placed job {a_job_id!r} on {f.id}, which is down")
         nodes = nodes_array(raw_nodes)  # placement's own array (read-only) when it built the tuple
-        if nodes.size and (nodes.min() < 0 or nodes.max() >= f.nodes):
+        size = nodes.size
+        # strictly ascending (what first-fit gives): distinct without sorting, and its ends are its min and max
+        ascending = size <= 1 or bool((nodes[1:] > nodes[:-1]).all())
+        if size and ((nodes[0] < 0 or nodes[-1] >= f.nodes) if ascending
+                     else (nodes.min() < 0 or nodes.max() >= f.nodes)):
             raise SimulationError(f"policy placed job {a_job_id!r} on nodes outside {f.id} (0..{f.nodes - 1})")
-        # strictly ascending (what first-fit gives) is distinct without sorting; otherwise count the distinct ones
-        if nodes.size > 1 and not bool((nodes[1:] > nodes[:-1]).all()) and np.unique(nodes).size != nodes.size:
+        if not ascending and np.unique(nodes).size != size:
             raise SimulationError(f"policy gave job {a_job_id!r} duplicate nodes")
         taken = nodes[r.status[nodes] != NODE_FREE]
         if taken.size:
@@ -452,7 +459,9 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
             )
         gpus = 0
         cl = r.node_cluster[nodes]
-        if cl.size and int(cl.min()) == int(cl.max()):  # mostly one cluster: no sort
+        # mostly one cluster: no sort (ascending nodes over clusters laid out in order: its ends tell)
+        if size and (int(cl[0]) == int(cl[-1]) if ascending and r.clusters_in_order
+                     else int(cl.min()) == int(cl.max())):
             parts: list[tuple[int, int]] = [(int(cl[0]), int(cl.size))]
         else:
             ids, counts = np.unique(cl, return_counts=True)
