@@ -22,6 +22,7 @@ from superfactory.domain.job import TrainingJob
 from superfactory.domain.lifecycle import MOVABLE
 from superfactory.models.wan import route_bandwidth_gbps
 from superfactory.policy.feasibility import carbon_budget_refusal, sovereignty_refusal
+from superfactory.policy.geo_running import RunCtx, running_columns
 from superfactory.policy.migration import MigrationGovernor
 from superfactory.policy.nodes import nodes_needed
 
@@ -181,6 +182,7 @@ class GeoColumns:
         span_cap = min(self.amortise_h, 24)
         # every running job's backoffs, in one pass over them (asked per job, it was a pass per job)
         backs_of = governor.backoffs_by_job(now) if running and self.migrate else {}
+        run_ctx: RunCtx | None = None
         for jx, v in enumerate(views):
             job = v.job
             start = len(cols)
@@ -198,22 +200,14 @@ class GeoColumns:
                 remaining_h = 1.0
             span_h = math.ceil(remaining_h)
             span = max(span_h if span_h < span_cap else int(span_cap), 1)
-            ckey: tuple[object, ...] | None = None
+            if is_run and job.carbon_budget_tco2 is None:  # the lean path of most of a full solve's jobs
+                if run_ctx is None:
+                    run_ctx = RunCtx(snap, now, cum, up_now, fids, gbps, lat_ms, ups, backs_of)
+                running_columns(self, run_ctx, jx, v, span, drain_h, cols, settled, _Col)
+                continue
             # a running job may move this decision (its rate limit and, below, its backoffs allowing)
             may = is_run and self.migrate and job.migratable and governor.may_move(job.id, now)
             backs = backs_of.get(job.id, ()) if may else ()
-            if is_run and job.carbon_budget_tco2 is None:
-                # a running job's columns are kept while everything they are computed from is the same: the
-                # cost signals (hour, prices), its site, span and state, and the governor's answers for it
-                ckey = (self._sig_key, ups, links, self._lam.get(job.accelerator), v.factory_id, span,
-                        v.state not in _MOVABLE, may, job.id in self._forced, backs)
-                hit = self._col_cache.get(job.id)
-                if hit is not None and hit[0] == ckey:
-                    if settled is not None and hit[2]:
-                        settled.add(jx)
-                    else:
-                        cols.extend([_Col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1]])
-                    continue
             lam = self._lam.get(job.accelerator, _BIG)
             lam_eff = lam if lam < _BIG else 1.0
             ck = job.checkpoint
@@ -345,15 +339,9 @@ class GeoColumns:
                 cols.append(_Col(jx, -1, job.gpus * STARVED_USD_PER_GPU_H, 0, 0.0, False))
             elif not locked or len(cols) == start:
                 cols.append(_Col(jx, -1, wait, 0, 0.0, False))
-            if is_run:
-                mine = cols[start:]
-                settles = stays(mine)
-                if ckey is not None:
-                    self._col_cache[job.id] = (ckey, [(c.factory, c.cost, c.nodes, c.it_w, c.migrating)
-                                                      for c in mine], settles)
-                if settled is not None and settles:
-                    del cols[start:]
-                    settled.add(jx)
+            if is_run and settled is not None and stays(cols[start:]):  # (a job with a carbon budget)
+                del cols[start:]
+                settled.add(jx)
             if not is_run and reasons:
                 # every factory that would otherwise take the job but is not cleared for its data: an audit event
                 refusals.extend((job.id, fid, rule) for fid, rule in reasons)

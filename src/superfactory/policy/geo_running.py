@@ -1,0 +1,149 @@
+"""geo's columns of a running job without a carbon budget, on a lean path (issue 12).
+
+At a full solve these are almost every job geo prices (fleet-year: ~120 running jobs at each of ~40 full solves a
+day), and for ~98 % of them staying is strictly the cheapest column, so the plan drops them
+(:meth:`~superfactory.policy.geo_plan.GeoPlanning._without_settled`). :func:`running_columns` builds exactly the
+columns the general builder (:meth:`~superfactory.policy.geo_columns.GeoColumns._columns`, whose docstring and
+module docstring hold the cost model) builds for such a job, with the same floating-point operations in the same
+order, and without the branches that only pending jobs or carbon budgets take:
+
+- **stay** in its factory: ``mw x cum[cur][T] / T`` (+ latency);
+- **move** to every other lawful factory that is up, when the governor lets it move and it is computing:
+  the destination's rate, plus ``hysteresis`` x that rate, plus the one-off move cost over ``T``;
+- **pause** for the best ``k <= horizon_h`` hours then run on where it is (drain and restart over ``T``).
+
+A job whose columns were built from the same inputs (:data:`RunCtx` and the job's key) reuses them; a settled job
+(staying strictly cheapest) adds only its index to ``settled`` when the caller drops settled jobs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from superfactory.domain.fleet import FleetSnapshot, JobView
+from superfactory.domain.lifecycle import MOVABLE
+
+if TYPE_CHECKING:
+    from superfactory.policy.geo_columns import GeoColumns, _Col
+
+HOUR_S = 3600
+_BIG = 1e12  # the same "no value of a GPU-hour" marker as geo_columns
+_MOVABLE = MOVABLE
+
+#: one column as the caches keep it: (factory, cost, nodes, IT W, migrating)
+ColTuple = tuple[int, float, int, float, bool]
+
+
+class RunCtx(NamedTuple):
+    """What every running job's columns at one decision share (built once per decision by the caller)."""
+
+    snap: FleetSnapshot
+    now: int
+    cum: list[list[float]]  # cum[i][k]: forecast USD/MWh of factory i summed over the next k hours
+    up_now: list[bool]
+    fids: list[str]
+    gbps: dict[tuple[str, str], float]  # per-decision route bandwidth cache
+    lat_ms: dict[tuple[str | None, str], float]  # per-decision latency cache
+    ups: tuple[bool, ...]
+    backs_of: dict[str, tuple[str, ...]]  # the governor's backoffs per job at ``now``
+
+
+def stays_t(cols: list[ColTuple]) -> bool:
+    """:func:`~superfactory.policy.geo_columns.stays` over cached column tuples."""
+    stay: float | None = None
+    best = float("inf")
+    for f, c, n, _w, _m in cols:
+        if f >= 0 and n == 0:
+            stay = c
+        elif c < best:
+            best = c
+    return stay is not None and stay < best
+
+
+def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int, drain_h: float,
+                    cols: list[_Col], settled: set[int] | None, col: type[_Col]) -> None:
+    """Append the columns of running job ``views[jx] = v`` (no carbon budget) to ``cols``, or, when ``settled``
+    is given and staying is strictly its cheapest column, add ``jx`` to ``settled`` instead. ``span``: the
+    hours its columns are priced over; ``drain_h``: its drain + restart hours; ``col``: the column type."""
+    job = v.job
+    jid = job.id
+    now = ctx.now
+    may = pol.migrate and job.migratable and pol.governor.may_move(jid, now)
+    backs = ctx.backs_of.get(jid, ()) if may else ()
+    locked = v.state not in _MOVABLE  # starting, draining, migrating or failing: it keeps its nodes
+    forced_run = jid in pol._forced
+    fid = v.factory_id
+    lam_of = pol._lam
+    ckey = (pol._sig_key, ctx.ups, ctx.snap.links, lam_of.get(job.accelerator), fid, span, locked, may,
+            forced_run, backs)
+    hit = pol._col_cache.get(jid)
+    if hit is not None and hit[0] == ckey:
+        if settled is not None and hit[2]:
+            settled.add(jx)
+        else:
+            cols.extend([col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1]])
+        return
+    lam = lam_of.get(job.accelerator, _BIG)
+    lam_eff = lam if lam < _BIG else 1.0
+    fids = ctx.fids
+    cur = fids.index(fid) if fid is not None else -1
+    snap = ctx.snap
+    sites = pol._sites(snap, job)[0]
+    cum = ctx.cum
+    gamma = pol.gamma
+    home = job.home_factory
+    gpus = job.gpus
+    out: list[ColTuple] = []
+    resume_mw = 0.0
+    for i, _nodes, _it_w, mw in sites:  # staying where it runs
+        if i == cur:
+            resume_mw = mw
+            lat = gamma * mw * pol._latency_cached(snap, ctx.lat_ms, home, fids[i]) if gamma else 0.0
+            out.append((i, mw * cum[i][span] / span + lat, 0, 0.0, False))
+    if may and not locked:  # moving: each other lawful factory that is up and not backed off from
+        mkey = (fid, snap.links, lam_eff, span)
+        mhit = pol._mig_cache.get(jid)
+        if mhit is None or mhit[0] != mkey:
+            mhit = pol._mig_cache[jid] = (mkey, {})
+        mig_of = mhit[1]
+        up_now = ctx.up_now
+        hysteresis = pol.hysteresis
+        for i, nodes, it_w, mw in sites:
+            if not up_now[i] or i == cur:
+                continue
+            dest = fids[i]
+            if dest in backs:
+                continue
+            lat = gamma * mw * pol._latency_cached(snap, ctx.lat_ms, home, dest) if gamma else 0.0
+            energy = mw * cum[i][span]
+            run_rate = energy / span + lat
+            mig_span = mig_of.get(i)
+            if mig_span is None:
+                assert fid is not None
+                bw = ctx.gbps.get((fid, dest))
+                if bw is None:
+                    bw = ctx.gbps[(fid, dest)] = pol._bandwidth_gbps(snap, fid, dest)
+                xfer_h = job.checkpoint.size_bytes * 8 / (bw * 1e9) / HOUR_S
+                mig_usd = (drain_h + xfer_h) * gpus * lam_eff
+                mig_span = mig_of[i] = mig_usd / span
+            margin = hysteresis * abs(energy) / span
+            out.append((i, run_rate + margin + mig_span, nodes, it_w, True))
+    # pausing for the best k hours, then running on where it is
+    wait_rate = gpus * lam * (1.0 + 0.02 * job.priority)
+    restart_usd = drain_h * gpus * lam_eff
+    if cur >= 0:
+        cr = cum[cur]
+        best = min([wait_rate * k - resume_mw * cr[k] for k in range(1, min(span, pol.horizon_h) + 1)])
+        wait = (best + resume_mw * cr[span] + restart_usd) / span
+    else:
+        wait = wait_rate + restart_usd / span
+    if forced_run and out:
+        pass  # a job that already waited its bound for price runs on (it may still move)
+    elif not locked or not out:
+        out.append((-1, wait, 0, 0.0, False))
+    settles = stays_t(out)
+    pol._col_cache[jid] = (ckey, out, settles)
+    if settled is not None and settles:
+        settled.add(jx)
+    else:
+        cols.extend([col(jx, f, c, n, w, m) for f, c, n, w, m in out])
