@@ -29,7 +29,8 @@ class GangReservations(GangBase):
     # == reservations & preemption =========================================================================
     def _reserve_or_preempt(self, snapshot: FleetSnapshot, sites: list[GangSite],
                             running_by_site: dict[int, list[JobView]], view: JobView,
-                            victims: set[str], deadline_s: float = -1.0) -> tuple[str, list[Preempt]]:
+                            victims: set[str], deadline_s: float = -1.0, reserve: bool = True
+                            ) -> tuple[str, list[Preempt]]:
         """Preempt for ``view`` when that pays, else reserve nodes for it. Backfill may use the reserved nodes
         if it is expected to end before the reservation's start, or before ``deadline_s`` if that is later (a
         starving gang's deadline: ``guard_deadline_s``)."""
@@ -52,6 +53,9 @@ class GangReservations(GangBase):
                             f"first; {declined})"), evict
                 if evict is not None:
                     return "waiting for the gangs it preempted to finish their checkpoints", []
+            if res is not None and not reserve:
+                self._sticky.pop(job.id, None)
+                return "no reservation yet (it may still start as nodes free up)", []
             if res is not None:
                 nodes, start_s = res
                 site.reserved.append((nodes, max(start_s, deadline_s), job.id))

@@ -147,6 +147,8 @@ class GangBase(PolicyBase):
     fill_reserved: bool
     largest_first: bool
     largest_first_min_gpus: int
+    reserve_after_s: float
+    reserve_min_gpus: int
     _evac: dict[str, tuple[str, tuple[int, ...], int]]
     _declined: dict[str, tuple[int, str]]
     _victim_of: dict[str, str]
