@@ -74,7 +74,6 @@ import numpy.typing as npt
 
 from superfactory.policy.hindsight import (
     HindsightInstance,
-    HindsightResult,
     HourlyTarget,
     KnapRow,
     Target,
@@ -97,6 +96,24 @@ class EventBudget:
     drains: float = 0.0
     migrations: float = 0.0
     repair_units: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobLevelResult:
+    """As :class:`~superfactory.policy.hindsight.HindsightResult`, plus ``slice_gpu_h[p, h]``: the busy GPU-hours
+    the optimum runs as *slices* of gangs (0.02 < x < 0.98: part of a gang for the whole hour, or a gang for
+    part of it), the relaxation's remaining freedom; ``slice_share`` per pool."""
+
+    cost_usd: float | None
+    delivered_gpu_h: float
+    gpu_h: FloatArray
+    status: str
+    slice_gpu_h: FloatArray
+
+    @property
+    def slice_share(self) -> FloatArray:
+        tot = self.gpu_h.sum(axis=1)
+        return np.where(tot > 0, self.slice_gpu_h.sum(axis=1) / np.maximum(tot, 1e-12), 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,24 +258,28 @@ def _build(inst: HindsightInstance, gangs: Sequence[float], target: Target, hour
     return lp, ix, n_cols
 
 
-def _run(h: highspy.Highs, inst: HindsightInstance, ix: _Index, gangs: Sequence[float]) -> HindsightResult:
+def _run(h: highspy.Highs, inst: HindsightInstance, ix: _Index, gangs: Sequence[float]) -> JobLevelResult:
     n_pools, hours = inst.capacity_gpus.shape
     h.run()
     st = h.getModelStatus()
     if st != highspy.HighsModelStatus.kOptimal:
-        return HindsightResult(None, 0.0, np.zeros((n_pools, hours)), h.modelStatusToString(st))
+        none = np.zeros((n_pools, hours))
+        return JobLevelResult(None, 0.0, none, h.modelStatusToString(st), none)
     x = np.asarray(h.getSolution().col_value, dtype=np.float64)[:ix.xj.size]
     busy = x * np.asarray(gangs, dtype=np.float64)[ix.xj]
+    cell = ix.xs * hours + ix.xt
     grid = np.zeros(n_pools * hours)
-    np.add.at(grid, ix.xs * hours + ix.xt, busy)
-    return HindsightResult(float(h.getInfo().objective_function_value), float(busy.sum()),
-                           grid.reshape(n_pools, hours), "optimal")
+    np.add.at(grid, cell, busy)
+    sliced = np.zeros(n_pools * hours)
+    np.add.at(sliced, cell, np.where((x > 0.02) & (x < 0.98), busy, 0.0))
+    return JobLevelResult(float(h.getInfo().objective_function_value), float(busy.sum()),
+                          grid.reshape(n_pools, hours), "optimal", sliced.reshape(n_pools, hours))
 
 
 def job_level_bound(inst: HindsightInstance, gangs: Sequence[float], target: Target, hourly_gpus: HourlyTarget = (),
                     knap_rows: Sequence[KnapRow] = (), budget: EventBudget = EventBudget(),
                     hold_h: Sequence[float] | None = None, time_limit_s: float | None = None,
-                    solver: str = "choose") -> HindsightResult:
+                    solver: str = "choose") -> JobLevelResult:
     """Bound v4 (module docstring): the least busy cost of delivering ``target`` (and ``hourly_gpus``) with
     hindsight, every job continuous between the events ``budget`` allows. ``inst``'s jobs carry each job's
     busy-time cap without events (``work_gpu_h``, GPU-hours) and ``per_event_gpu_h``; ``gangs`` the GPUs a
@@ -274,7 +295,7 @@ def job_level_bound(inst: HindsightInstance, gangs: Sequence[float], target: Tar
 
 def job_level_exact(inst: HindsightInstance, gangs: Sequence[float], target: Target, hourly_gpus: HourlyTarget = (),
                     knap_rows: Sequence[KnapRow] = (), budget: EventBudget = EventBudget(),
-                    hold_h: Sequence[float] | None = None, time_limit_s: float | None = 60.0) -> HindsightResult:
+                    hold_h: Sequence[float] | None = None, time_limit_s: float | None = 60.0) -> JobLevelResult:
     """The same model with whole-hour binaries (a job runs a whole hour, whole, or not) and integer event
     counts: a MILP for tiny instances; :func:`job_level_bound` is its LP relaxation, so never above it."""
     lp, ix, n_cols = _build(inst, gangs, target, hourly_gpus, knap_rows, budget,

@@ -163,3 +163,13 @@ def test_bad_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="one value per job"):
         job_level_bound(inst, [], 1.0)
 
+
+
+def test_slices_of_gangs_are_reported() -> None:
+    """A 4-GPU gang in a pool with room for 2: the LP runs half the gang every hour (a slice no schedule has)."""
+    inst = HindsightInstance(np.full((1, 3), 2.0), np.ones((1, 3)), (HindsightJob(4, 12.0, 0, (0,)),))
+    res = job_level_bound(inst, [4.0], 6.0, [((0,), np.full(3, 2.0))])
+    assert res.cost_usd == pytest.approx(6.0)
+    assert res.slice_share[0] == pytest.approx(1.0)
+    whole = job_level_bound(HindsightInstance(np.full((1, 3), 4.0), np.ones((1, 3)), inst.jobs), [4.0], 12.0)
+    assert whole.slice_share[0] == pytest.approx(0.0)
