@@ -139,6 +139,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._gpus: dict[str, int] = {}  # GPUs of jobs whose moves the governor recorded (to cancel them)
         self._sites_of: tuple[Factory, ...] | None = None
         self._free: dict[tuple[int, str], tuple[bytes, int]] = {}
+        self._fit_memo: tuple[object, dict[tuple[int, str], int], list[bool]] = (None, {}, [])
         self._site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]] = {}
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:

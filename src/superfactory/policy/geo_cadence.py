@@ -50,6 +50,7 @@ class SolveCadence:
     _rate0: tuple[float, ...] = ()
     _free_gpus: list[int] = field(default_factory=list)
     full_solves: int = 0
+    _calm: tuple[list[float], ...] = ()  # (rate24, rate0) last found within the material bounds (copies)
     reason: str = ""  # why the last :meth:`due` asked for a full solve ("" when it did not)
 
     def __post_init__(self) -> None:
@@ -71,11 +72,14 @@ class SolveCadence:
             return "timer"
         if up != self._up or len(rate24) != len(self._rate24):
             return "up/down"
-        scale = max(1e-9, sum(self._rate24) / max(1, len(self._rate24)))
-        if any(abs(a - b) > self.material_change * scale for a, b in zip(rate24, self._rate24, strict=True)):
-            return "cost"
-        if any(abs(a - b) > self.spike_change * scale for a, b in zip(rate0, self._rate0, strict=True)):
-            return "spike"
+        calm = self._calm  # copies of the rates last found calm against this solve's: the same values are calm
+        if not calm or calm[0] != rate24 or calm[1] != rate0:
+            scale = max(1e-9, sum(self._rate24) / max(1, len(self._rate24)))
+            if any(abs(a - b) > self.material_change * scale for a, b in zip(rate24, self._rate24, strict=True)):
+                return "cost"
+            if any(abs(a - b) > self.spike_change * scale for a, b in zip(rate0, self._rate0, strict=True)):
+                return "spike"
+            self._calm = (list(rate24), list(rate0))
         # freed capacity matters where work could move to: a factory cheaper, by the move margin, than the
         # dearest one
         top = max(rate24, default=0.0)
@@ -92,4 +96,5 @@ class SolveCadence:
         self._rate24 = tuple(rate24)
         self._rate0 = tuple(rate0)
         self._free_gpus = list(free_gpus)
+        self._calm = ()
         self.full_solves += 1

@@ -90,6 +90,7 @@ class GeoColumns:
     _mig_cache: dict[str, tuple[tuple[object, ...], dict[int, float]]]
     _free: dict[tuple[int, str], tuple[bytes, int]]
     _free_gpu_of: list[tuple[bytes, int]]
+    _fit_memo: tuple[object, dict[tuple[int, str], int], list[bool]]  # (snapshot, free nodes, up) of a decision
     _sites_of: tuple[Factory, ...] | None
     _site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]]
 
@@ -202,7 +203,9 @@ class GeoColumns:
             span = max(span_h if span_h < span_cap else int(span_cap), 1)
             if is_run and job.carbon_budget_tco2 is None:  # the lean path of most of a full solve's jobs
                 if run_ctx is None:
-                    run_ctx = RunCtx(snap, now, cum, up_now, fids, gbps, lat_ms, ups, backs_of)
+                    if self._sites_of is not snap.factories:  # (what _sites checks: a new set of factories)
+                        self._sites(snap, job)
+                    run_ctx = RunCtx(snap, now, cum, up_now, fids, gbps, lat_ms, ups, backs_of, self._site_cache)
                 running_columns(self, run_ctx, jx, v, span, drain_h, cols, settled, _Col)
                 continue
             # a running job may move this decision (its rate limit and, below, its backoffs allowing)
@@ -350,9 +353,21 @@ class GeoColumns:
         return cols
 
     def _fits_somewhere(self, snap: FleetSnapshot, job: TrainingJob) -> bool:
-        """Whether some lawful factory that is up has enough free nodes of the job's accelerator for it."""
-        return any(snap.states[i].up and self._free_nodes(snap, i, job.accelerator) >= n
-                   for i, n, _w, _mw in self._sites(snap, job)[0])
+        """Whether some lawful factory that is up has enough free nodes of the job's accelerator for it (the
+        free counts are kept for the rest of the snapshot's decision: asked for every waiting job)."""
+        memo = self._fit_memo
+        if memo[0] is not snap:
+            memo = self._fit_memo = (snap, {}, [st.up for st in snap.states])
+        free, up = memo[1], memo[2]
+        acc = job.accelerator
+        for i, n, _w, _mw in self._sites(snap, job)[0]:
+            if up[i]:
+                got = free.get((i, acc))
+                if got is None:
+                    got = free[(i, acc)] = self._free_nodes(snap, i, acc)
+                if got >= n:
+                    return True
+        return False
 
     def _free_gpus(self, snap: FleetSnapshot) -> list[int]:
         """Free GPUs per factory, recounted only for factories whose node bytes changed (the twin reuses a

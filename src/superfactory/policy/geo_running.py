@@ -46,18 +46,7 @@ class RunCtx(NamedTuple):
     lat_ms: dict[tuple[str | None, str], float]  # per-decision latency cache
     ups: tuple[bool, ...]
     backs_of: dict[str, tuple[str, ...]]  # the governor's backoffs per job at ``now``
-
-
-def stays_t(cols: list[ColTuple]) -> bool:
-    """:func:`~superfactory.policy.geo_columns.stays` over cached column tuples."""
-    stay: float | None = None
-    best = float("inf")
-    for f, c, n, _w, _m in cols:
-        if f >= 0 and n == 0:
-            stay = c
-        elif c < best:
-            best = c
-    return stay is not None and stay < best
+    site_table: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]]
 
 
 def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int, drain_h: float,
@@ -88,18 +77,22 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
     fids = ctx.fids
     cur = fids.index(fid) if fid is not None else -1
     snap = ctx.snap
-    sites = pol._sites(snap, job)[0]
+    site_hit = ctx.site_table.get(jid)  # the policy's per-job site cache (valid for ctx.snap's factories)
+    sites = site_hit[0] if site_hit is not None else pol._sites(snap, job)[0]
     cum = ctx.cum
     gamma = pol.gamma
     home = job.home_factory
     gpus = job.gpus
     out: list[ColTuple] = []
     resume_mw = 0.0
+    stay: float | None = None  # its staying cost and its cheapest other column (what geo_columns.stays finds)
+    best_other = float("inf")
     for i, _nodes, _it_w, mw in sites:  # staying where it runs
         if i == cur:
             resume_mw = mw
             lat = gamma * mw * pol._latency_cached(snap, ctx.lat_ms, home, fids[i]) if gamma else 0.0
-            out.append((i, mw * cum[i][span] / span + lat, 0, 0.0, False))
+            stay = mw * cum[i][span] / span + lat
+            out.append((i, stay, 0, 0.0, False))
     if may and not locked:  # moving: each other lawful factory that is up and not backed off from
         mkey = (fid, snap.links, lam_eff, span)
         mhit = pol._mig_cache.get(jid)
@@ -127,7 +120,12 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
                 mig_usd = (drain_h + xfer_h) * gpus * lam_eff
                 mig_span = mig_of[i] = mig_usd / span
             margin = hysteresis * abs(energy) / span
-            out.append((i, run_rate + margin + mig_span, nodes, it_w, True))
+            cost = run_rate + margin + mig_span
+            if nodes == 0:  # (never: a move takes nodes; kept so the rule is exactly geo_columns.stays)
+                stay = cost
+            elif cost < best_other:
+                best_other = cost
+            out.append((i, cost, nodes, it_w, True))
     # pausing for the best k hours, then running on where it is
     wait_rate = gpus * lam * (1.0 + 0.02 * job.priority)
     restart_usd = drain_h * gpus * lam_eff
@@ -140,8 +138,9 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
     if forced_run and out:
         pass  # a job that already waited its bound for price runs on (it may still move)
     elif not locked or not out:
+        best_other = min(best_other, wait)
         out.append((-1, wait, 0, 0.0, False))
-    settles = stays_t(out)
+    settles = stay is not None and stay < best_other  # geo_columns.stays(out), built alongside
     pol._col_cache[jid] = (ckey, out, settles)
     if settled is not None and settles:
         settled.add(jx)
