@@ -114,7 +114,7 @@ def _lowest_free(spans: tuple[tuple[int, int, int], ...], status: npt.NDArray[np
             domain = free // npd
             count = np.bincount(domain)  # free nodes per domain of the cluster (up to the last with any)
             extra = count % k
-            if extra.any():
+            if np.count_nonzero(extra):  # (not .any(): numpy's Python wrapper costs more than the count)
                 # keep the first (count - count % k) free nodes of each domain: whole TP groups only
                 first = count.cumsum() - count  # position in ``free`` of each domain's first free node
                 rank = np.arange(free.size) - first[domain]

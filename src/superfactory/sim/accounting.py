@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from superfactory.domain.events import EventKind
 from superfactory.domain.units import HOUR_S
 from superfactory.models.tariff import effective_price_usd_per_mwh
-from superfactory.sim.eventbuild import new_event
 from superfactory.sim.factorystate import HourRow
 from superfactory.sim.jobstate import JobRuntime
 from superfactory.sim.kernel import PRIO_SIGNAL
+from superfactory.sim.records import new_event
 
 
 class AccountingMixin:

@@ -16,6 +16,11 @@ import numpy as np
 from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import NODE_BUSY, NODE_DOWN, NODE_FREE
 
+#: ``ndarray.sum()`` and ``.any()`` without numpy's Python-level method wrappers (~1-2 us a call, at every
+#: placement and release): the same reduction, bit for bit
+_add_reduce = np.add.reduce
+_count_nonzero = np.count_nonzero
+
 
 @dataclass(slots=True)
 class HourRow:
@@ -117,10 +122,10 @@ class FactoryRuntime:
         and add no power. (With none down — the usual case — the masks are skipped: the same sums, bit for bit.)"""
         self.version += 1
         down = self.down[nodes]
-        if not down.any():
+        if not _count_nonzero(down):
             if self.up:
-                self.it_power_w += float(self.node_delta_w[nodes].sum())
-                self.busy_gpus += int(self.node_gpus[nodes].sum())
+                self.it_power_w += float(_add_reduce(self.node_delta_w[nodes]))
+                self.busy_gpus += int(_add_reduce(self.node_gpus[nodes]))
             self.node_job[nodes] = job_index
             self.status[nodes] = NODE_BUSY
             return
@@ -135,10 +140,10 @@ class FactoryRuntime:
         """Return a job's nodes; nodes that failed meanwhile stay down (none down: no masks, as in :meth:`hold`)."""
         self.version += 1
         down = self.down[nodes]
-        if not down.any():
+        if not _count_nonzero(down):
             if self.up:
-                self.it_power_w -= float(self.node_delta_w[nodes].sum())
-                self.busy_gpus -= int(self.node_gpus[nodes].sum())
+                self.it_power_w -= float(_add_reduce(self.node_delta_w[nodes]))
+                self.busy_gpus -= int(_add_reduce(self.node_gpus[nodes]))
             self.node_job[nodes] = -1
             self.status[nodes] = NODE_FREE
             return

@@ -46,7 +46,6 @@ from superfactory.errors import SimulationError
 from superfactory.models.collective import nodes_array, placement_throughput
 from superfactory.scenario.seeds import child_seed
 from superfactory.sim.accounting import AccountingMixin
-from superfactory.sim.eventbuild import committed_event, new_event
 from superfactory.sim.factorystate import FactoryRuntime, HourRow
 from superfactory.sim.failures import FactoryFailureProcess
 from superfactory.sim.hotswap import swap_nodes
@@ -54,6 +53,7 @@ from superfactory.sim.invariants import InvariantsMixin
 from superfactory.sim.jobstate import JobRuntime, JobState
 from superfactory.sim.kernel import PRIO_FAILURE, PRIO_JOB, PRIO_SIGNAL, Kernel
 from superfactory.sim.migration import MigrationMixin
+from superfactory.sim.records import committed_event, new_event, new_factory_state, new_job_view, new_snapshot
 from superfactory.sim.reserved import ReservedCapacityMixin
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 _heappush = heapq.heappush
 _first = operator.itemgetter(0)
 _COMMITTED = EventKind.CHECKPOINT_COMMITTED
+_RUNNING, _PENDING = JobState.RUNNING, JobState.PENDING
 
 #: period of the fleet's all-reduce probe sweep over every NVLink domain, s (60 s, as the source asks; issue 19)
 PROBE_INTERVAL_S = 60
@@ -274,10 +275,11 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
                 continue
             fresh = True
             if hit is not None and hit[0][0] == r.version:  # only price or carbon moved: the same node bytes
-                st = FactoryState(f.id, r.up, hit[1].node_status, key[1], key[2], r.it_power_w, hit[1].link_probes)
+                st = new_factory_state(f.id, r.up, hit[1].node_status, key[1], key[2], r.it_power_w,
+                                       hit[1].link_probes)
             else:
-                st = FactoryState(f.id, r.up, r.status.tobytes(), key[1], key[2], r.it_power_w,
-                                  tuple(self.link_probes[r.index][d] for d in sorted(self.link_probes[r.index])))
+                st = new_factory_state(f.id, r.up, r.status.tobytes(), key[1], key[2], r.it_power_w,
+                                       tuple(self.link_probes[r.index][d] for d in sorted(self.link_probes[r.index])))
             cache[r.index] = (key, st)
             states_l.append(st)
         states = self._states if not fresh and self._states is not None else tuple(states_l)
@@ -298,7 +300,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         running = LazyViews(partial(self._running_views, now, self._changes))
         prices, carbon = self._histories(now)
         inference = self.serving.state() if self.serving is not None else None
-        return FleetSnapshot(now, self.factories, states, links, pending, running, prices, carbon, inference)
+        return new_snapshot(now, self.factories, states, links, pending, running, prices, carbon, inference, None)
 
     def _signals_now(self, now: int) -> tuple[dict[str, float], dict[str, float]]:
         """Every market's price and every grid's carbon intensity now, kept until the next step of any series
@@ -339,23 +341,25 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         """The job as policies see it. Cached on the job: a view changes only with its state (every transition
         bumps ``token``), its committed progress, its carbon, and — while running — time. A queue of waiting jobs
         therefore costs nothing to show again (issue 12: decision cost must not grow with the backlog's age)."""
-        key = (jr.token, jr.committed_s, jr.carbon_g, now if jr.state is JobState.RUNNING else -1)
+        state = jr.state  # the property reads the kernel's clock: once (it cannot change within this call)
+        key = (jr.token, jr.committed_s, jr.carbon_g, now if state is _RUNNING else -1)
         if jr.view_key == key:
             return jr.view  # type: ignore[return-value]
         progress = jr.progress_now(now) if jr.early_cell is not None else jr.progress_s + (
-            (now - jr.run_since_s) * jr.speed if jr.state is JobState.RUNNING else 0)
+            (now - jr.run_since_s) * jr.speed if state is _RUNNING else 0)
         jr.view_key = key
-        jr.view = view = JobView(
+        pending = state is _PENDING
+        jr.view = view = new_job_view(
             jr.job,
             self.factories[jr.factory].id if jr.factory >= 0 else None,
             jr.nodes,
             progress,
-            jr.waiting_since_s if jr.state is JobState.PENDING else -1,
+            jr.waiting_since_s if pending else -1,
             self.factories[jr.last_factory].id if jr.last_factory >= 0 else None,
             jr.last_nodes,
-            jr.recovering and jr.state is JobState.PENDING,
+            jr.recovering and pending,
             jr.committed_s,
-            jr.state,
+            state,
             jr.carbon_g / 1e6,
         )
         return view
@@ -446,7 +450,7 @@ class SimulatedFleet(MigrationMixin, ReservedCapacityMixin, AccountingMixin, Inv
         nodes = nodes_array(raw_nodes)  # placement's own array (read-only) when it built the tuple
         size = nodes.size
         # strictly ascending (what first-fit gives): distinct without sorting, and its ends are its min and max
-        ascending = size <= 1 or bool((nodes[1:] > nodes[:-1]).all())
+        ascending = size <= 1 or not np.count_nonzero(nodes[1:] <= nodes[:-1])
         if size and ((nodes[0] < 0 or nodes[-1] >= f.nodes) if ascending
                      else (nodes.min() < 0 or nodes.max() >= f.nodes)):
             raise SimulationError(f"policy placed job {a_job_id!r} on nodes outside {f.id} (0..{f.nodes - 1})")
