@@ -12,7 +12,8 @@ really has. Variables, for job ``j`` (gang ``g_j`` GPUs), lawful pool ``s`` and 
   share of the up-variation repairs can cause while a gang holds a failed node.
 
 Rows, each proven for every schedule of the twin (``sim/fleet.py``, ``sim/migration.py``, ``sim/hotswap.py``,
-``sim/factorystate.py``) with exact gangs (``hindsight_fleet.oversized_placements``) and no modelled WAN:
+``sim/factorystate.py``) with exact gangs (``hindsight_fleet.oversized_placements``), no modelled WAN and no
+inference replicas (nodes reserved outside jobs count as busy but belong to no job; real-2023 has neither):
 
 1. **Capacity** (per pool-hour): ``sum_j g_j x <= usable GPUs``, and v3's knapsack rows for jobs of >= S GPUs
    (:mod:`superfactory.policy.hindsight_holds` proves both; busy GPUs of ``j`` are at most its held gang).
@@ -51,9 +52,10 @@ Rows, each proven for every schedule of the twin (``sim/fleet.py``, ``sim/migrat
 
 Every schedule of the twin gives a feasible point (its own x, u = the positive parts, events as they happened),
 so the LP optimum is at most its busy cost: the bound holds. Aggregating v4's ``x`` by class gives a feasible
-point of v3 (same capacity, knapsack and delivery rows; class rate <= 2 gangs; each job's work within its
-cap), so v3 <= v4. :func:`job_level_exact` is the same model with whole-hour binaries and integer events (tiny
-instances only): v4 <= it.
+point of v3 (same capacity, knapsack and delivery rows; class rate <= 2 gangs, when a gang is the job's GPUs
+as on real-2023; each job's work within its cap, each event within the class's largest term), so v3 <= v4.
+:func:`job_level_exact` is the same model with whole-hour binaries and integer events (tiny instances only):
+v4 <= it.
 
 Windows: the model is per window; the benchmark solves it per month window (each month's twin run starts
 empty). Splitting a run into shorter windows with a free start per job in each window and each window's own
