@@ -6,7 +6,7 @@ from __future__ import annotations
 import pickle
 
 from superfactory.domain.events import Event, EventKind, event_log_digest
-from superfactory.sim.fleet import committed_event
+from superfactory.sim.records import committed_event
 
 
 def test_committed_event_is_the_event_the_constructor_builds() -> None:
