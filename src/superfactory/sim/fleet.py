@@ -53,7 +53,7 @@ from superfactory.sim.invariants import InvariantsMixin
 from superfactory.sim.jobstate import JobRuntime, JobState
 from superfactory.sim.kernel import PRIO_FAILURE, PRIO_JOB, PRIO_SIGNAL, Kernel
 from superfactory.sim.migration import MigrationMixin
-from superfactory.sim.records import new_event, new_factory_state, new_job_view, new_snapshot
+from superfactory.sim.records import new_event, new_factory_state, new_job_view, new_outcome, new_snapshot
 from superfactory.sim.reserved import ReservedCapacityMixin
 
 if TYPE_CHECKING:
@@ -393,7 +393,7 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
             else:  # pragma: no cover - Action is a closed union
                 raise SimulationError(f"unknown action {action!r}")
             fid = action.factory_id if isinstance(action, Place | Migrate) else self._fid(self.job_by_id[action.job_id])
-            outcomes.append(ActionOutcome(action.action_id, OutcomeStatus.APPLIED, action.job_id, fid, "", now))
+            outcomes.append(new_outcome(action.action_id, OutcomeStatus.APPLIED, action.job_id, fid, "", now))
         if serving:
             if self.serving is None:
                 raise SimulationError("an inference action in a fleet that serves nothing")

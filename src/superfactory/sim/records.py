@@ -24,10 +24,12 @@ from typing import Any, TypeVar
 
 from superfactory.domain.events import Event, EventKind
 from superfactory.domain.fleet import FactoryState, FleetSnapshot, JobView
+from superfactory.domain.outcome import ActionOutcome
 
 _R = TypeVar("_R")
 
-__all__ = ["committed_event", "new_event", "new_factory_state", "new_job_view", "new_snapshot", "record_builder"]
+__all__ = ["committed_event", "new_event", "new_factory_state", "new_job_view", "new_outcome", "new_snapshot",
+           "record_builder"]
 
 _FIELDS = ("time_s", "kind", "job", "factory", "node", "cause", "value", "action")
 _COMMITTED = EventKind.CHECKPOINT_COMMITTED
@@ -128,3 +130,5 @@ new_factory_state = record_builder(FactoryState)
 #: ``FleetSnapshot(now_s, factories, states, links, pending, running, price_history, carbon_history, inference,
 #: wan)``
 new_snapshot = record_builder(FleetSnapshot)
+#: ``ActionOutcome(action_id, status, job_id, factory_id, reason, time_s)``
+new_outcome = record_builder(ActionOutcome)

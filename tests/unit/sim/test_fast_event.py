@@ -76,6 +76,14 @@ def test_record_builders_equal_the_constructors() -> None:
     fast_sn, slow_sn = new_snapshot(*snap_args), FleetSnapshot(*snap_args)
     assert type(fast_sn) is FleetSnapshot and fast_sn == slow_sn and repr(fast_sn) == repr(slow_sn)
     assert fast_sn.factory_index(sc.factories[0].id) == 0
+    from superfactory.domain.outcome import ActionOutcome, OutcomeStatus
+    from superfactory.sim.records import new_outcome
+
+    for args in (("greedy:3:0", OutcomeStatus.APPLIED, "j", "f", "", 7200),
+                 ("x", OutcomeStatus.REFUSED, "", "", "no", 0)):
+        fast_o, slow_o = new_outcome(*args), ActionOutcome(*args)
+        assert type(fast_o) is ActionOutcome and fast_o == slow_o and hash(fast_o) == hash(slow_o)
+        assert fast_o.in_force == slow_o.in_force and pickle.loads(pickle.dumps(fast_o)) == slow_o
 
 
 def test_record_builder_refuses_records_it_would_not_build_exactly() -> None:
