@@ -140,6 +140,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._sites_of: tuple[Factory, ...] | None = None
         self._free: dict[tuple[int, str], tuple[bytes, int]] = {}
         self._fit_memo: tuple[object, dict[tuple[int, str], int], list[bool]] = (None, {}, [])
+        self._pick_memo: dict[tuple[str, int], tuple[bytes, Factory, tuple[int, ...] | None]] = {}
         self._site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]] = {}
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
@@ -246,6 +247,8 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
                 del self._pend_cache[gone]
             for gone in [k for k in self._work_s if k not in live]:
                 del self._work_s[gone]
+            for pk in [pk for pk in self._pick_memo if pk[0] not in pending_ids]:
+                del self._pick_memo[pk]  # (kept for waiting jobs: the ones asked again)
         self._last_wait_plan = Plan((), plan.waiting) if not plan.actions else Plan()
         self._reasons = dict(plan.waiting)
         placed = {a.job_id for a in plan.actions}

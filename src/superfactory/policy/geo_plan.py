@@ -50,6 +50,8 @@ class GeoPlanning(GeoColumns):
 
     _keys: dict[str, int]
     _gpus: dict[str, int]
+    # (job, factory index) -> (the factory's node bytes, the factory, pick_nodes' answer) on those bytes
+    _pick_memo: dict[tuple[str, int], tuple[bytes, Factory, tuple[int, ...] | None]]
 
     @staticmethod
     def _without_settled(views: list[JobView], running: set[int], cols: list[_Col], known: frozenset[int] = frozenset()
@@ -204,6 +206,24 @@ class GeoPlanning(GeoColumns):
             if got is None:
                 got = copies[i] = np.frombuffer(snap.states[i].node_status, dtype=np.uint8).copy()
             return got
+
+        filled: set[int] = set()  # factories this plan has put work on (their status differs from the snapshot's)
+        memo = self._pick_memo
+
+        def nodes_for(i: int, job: TrainingJob) -> tuple[int, ...] | None:
+            """:func:`pick_nodes` in factory ``i``; on a factory this plan has not filled, kept per job while the
+            factory's node bytes are the same object (a job that did not fit is asked again at later decisions;
+            the answer is a function of the factory, its node status and the job)."""
+            f = snap.factories[i]
+            if i in filled:
+                return pick_nodes(f, status(i), job)
+            b = snap.states[i].node_status
+            hit = memo.get((job.id, i))
+            if hit is not None and hit[0] is b and hit[1] is f:
+                return hit[2]
+            got = pick_nodes(f, status(i), job)
+            memo[(job.id, i)] = (b, f, got)
+            return got
         actions: list[Place | Migrate | Preempt] = []
         best_move: dict[int, _Col] = {}
         for c in cols:
@@ -228,10 +248,11 @@ class GeoPlanning(GeoColumns):
                                                    "GPU-hour over the forecast horizon"))
                     continue
                 f = snap.factories[c.factory]
-                nodes = pick_nodes(f, status(c.factory), job)
+                nodes = nodes_for(c.factory, job)
                 if nodes is None:
                     continue
                 status(c.factory)[list(nodes)] = 1
+                filled.add(c.factory)
                 self.governor.record_move(job.id, f.id, job.gpus, now)
                 self._gpus[job.id] = job.gpus
                 actions.append(Migrate(job.id, f.id, nodes, "geo: cheaper forecast power"))
@@ -240,11 +261,12 @@ class GeoPlanning(GeoColumns):
                 waiting.setdefault(job.id, self._wait_reason(snap, v, c, cols))
                 continue
             f = snap.factories[c.factory]
-            nodes = pick_nodes(f, status(c.factory), job)
+            nodes = nodes_for(c.factory, job)
             if nodes is None:
                 waiting[job.id] = f"{f.id}: not enough free {job.accelerator} nodes"
                 continue
             status(c.factory)[list(nodes)] = 1
+            filled.add(c.factory)
             if c.migrating or (v.last_factory_id is not None and v.last_factory_id != f.id):
                 self.governor.record_move(job.id, f.id, job.gpus, now)
                 self._gpus[job.id] = job.gpus
