@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from superfactory.policy.assignment import AssignmentProblem
-from superfactory.policy.relaxation import PersistentLP
+from superfactory.policy.relaxation import PersistentLP, highs_model
 
 
 def _problem(rng: np.random.Generator, n: int, bins: int) -> AssignmentProblem:
@@ -59,3 +59,34 @@ def test_run_time_is_per_solve() -> None:
     assert all(t >= 0.0 for t in times)
     assert sum(times) == pytest.approx(total, rel=1e-6, abs=1e-9)
     assert max(times) < total
+
+
+def _reference_matrix(p: AssignmentProblem) -> tuple[list[int], list[int], list[float]]:
+    """The constraint matrix column by column, as plain loops: each column's job row (1.0), then its resource rows
+    in order (the problem's use), after the job rows."""
+    start, index, value = [0], [], []
+    job = p.col_job()
+    for c in range(p.n_cols):
+        index.append(int(job[c]))
+        value.append(1.0)
+        for r, u in zip(p.col_rows[c].tolist(), p.col_use[c].tolist(), strict=True):
+            if r >= 0:
+                index.append(p.n_jobs + r)
+                value.append(u)
+        start.append(len(index))
+    return start, index, value
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_model_matrix_equals_the_plain_construction(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    p = _problem(rng, int(rng.integers(1, 60)), int(rng.integers(1, 6)))
+    rows = p.col_rows.copy()
+    rows[rng.random(rows.shape) < 0.3] = -1  # columns with holes in their rows, as geo's stay columns have
+    p = AssignmentProblem(p.job_ptr, p.col_bin, p.col_cost, rows, p.col_use, p.row_cap, p.job_keys, p.current)
+    lp = highs_model(p)
+    start, index, value = _reference_matrix(p)
+    assert list(np.asarray(lp.a_matrix_.start_)) == start
+    assert list(np.asarray(lp.a_matrix_.index_)) == index
+    assert np.asarray(lp.a_matrix_.value_).tobytes() == np.asarray(value, dtype=np.float64).tobytes()
+    assert lp.num_col_ == p.n_cols and lp.num_row_ == p.n_jobs + p.row_cap.size
