@@ -41,7 +41,14 @@ domain kept for hot swaps when a domain has several nodes, else per leaf group),
 empty factory the largest gangs start at once, with no drain; ``largest_first_min_gpus``: only from that
 size), ``handoff``, ``handoff_min_gpus``, ``handoff_window_s``, ``handoff_delay_weight`` (chained hand-off: a
 large gang's reservation is chosen by drain cost, see ``GangReservations._handoff``; off) and
-``fill_reserved`` (backfill into reserved holes first; off).
+``fill_reserved`` (backfill into reserved holes first; off), ``reserve_after_s`` and ``reserve_mix_share``
+(adaptive reservations: on a small-gang mix, where gangs of >= 1/16 of the fleet carry less than that share of
+the work seen, a gang that never ran is reserved, i.e. drained for, only after waiting ``reserve_after_s``;
+see :meth:`GangScheduler._drain_worthy`; ``reserve_after_s`` 0 turns it off).
+
+Code: this module (the decision walk), :mod:`superfactory.policy.gang_placement` (placement, hot swap,
+degraded domains), :mod:`superfactory.policy.gang_reservations` (reservations, preemption),
+:mod:`superfactory.policy.gang_site` (queue order, per-factory state, helpers).
 """
 
 from __future__ import annotations
@@ -80,7 +87,7 @@ class GangScheduler(GangPlacement):
                  handoff: bool = False, handoff_min_gpus: int = 2048, handoff_window_s: float = 4 * 3600,
                  handoff_delay_weight: float = 0.5, fill_reserved: bool = False,
                  largest_first: bool = True, largest_first_min_gpus: int = 0,
-                 reserve_after_s: float = 0.0, reserve_min_gpus: int = 0) -> None:
+                 reserve_after_s: float = 3600.0, reserve_mix_share: float = 0.4) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -118,8 +125,12 @@ class GangScheduler(GangPlacement):
         self.fill_reserved = fill_reserved  # backfill goes into reserved holes first (see _in_hole)
         self.largest_first = largest_first  # see queue_order
         self.largest_first_min_gpus = largest_first_min_gpus
+        # adaptive reservations (see _drain_worthy): on a mix where large gangs carry little of the demand, a
+        # blocked gang that never ran gets its reservation (a drain) only after waiting reserve_after_s
         self.reserve_after_s = float(reserve_after_s)
-        self.reserve_min_gpus = reserve_min_gpus
+        self.reserve_mix_share = float(reserve_mix_share)
+        self._seen_gpu_s: dict[str, tuple[bool, float]] = {}  # job id -> (large gang, GPU-seconds of work)
+        self._large_gpu_s = self._all_gpu_s = 0.0
         # a periodic cycle at the probe period, so a sweep that reveals a degraded domain is acted on at once
         self.cycle_s = probe_cycle_s if evacuate_degraded else 0
         # jobs draining off a degraded domain: (factory id, nodes promised to them, expiry)
@@ -178,6 +189,7 @@ class GangScheduler(GangPlacement):
         if guard is not None and self.guard_preemptions and guard.last_factory_id is None:  # never ran yet
             top = max(v.job.priority for v in (*snapshot.pending, *snapshot.running))
             self._promoted = (guard.job.id, top) if top > guard.job.priority else None
+        drain_worthy = self.reserve_after_s <= 0 or self._drain_worthy(snapshot)
         for view in queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s, self.guard_behind_top,
                                 self.largest_first, self.largest_first_min_gpus):
             if head is not None:
@@ -198,9 +210,9 @@ class GangScheduler(GangPlacement):
                 continue
             extra = self.guard_behind_top and view is guard and self.reservations > 0  # always reserved
             if reserved_jobs < self.reservations or extra:
-                reserve = (view is guard or view.job.id in self._sticky or view.last_factory_id is not None
-                           or (view.job.gpus >= self.reserve_min_gpus
-                               and snapshot.now_s - view.waiting_since_s >= self.reserve_after_s))
+                reserve = (drain_worthy or view is guard or view.job.id in self._sticky
+                           or view.last_factory_id is not None
+                           or snapshot.now_s - view.waiting_since_s >= self.reserve_after_s)
                 reserved_jobs += not extra and reserve
                 note, evict = self._reserve_or_preempt(snapshot, sites, running_by_site, view, victims,
                                                        view.job.submit_s + self.guard_deadline_s
@@ -216,6 +228,24 @@ class GangScheduler(GangPlacement):
         if self.evacuate_degraded and self._slow_by_choice:
             actions.extend(self._evacuations(snapshot, sites, backfilled=True))
         return Plan(tuple(actions), tuple(waiting), tuple(refusals))
+
+    def _drain_worthy(self, snapshot: FleetSnapshot) -> bool:
+        """Whether the workload seen so far is a *large-gang mix*: gangs of at least 1/16 of the fleet's GPUs
+        carry at least ``reserve_mix_share`` of the GPU-seconds of work of every job seen (pending or running at
+        some decision). Then drains are what keeps the factory busy (without them the small work runs out and
+        the large gangs never start), so a blocked gang is reserved at once. Otherwise (many small gangs: the
+        queue always holds work that fills any free node) a reservation's drain idles nodes that small work
+        would have used, so a gang that never ran waits ``reserve_after_s`` for room before it gets one; the
+        starving gang (guard), a gang that ran before (requeued by a failure or preempted: its wall time is
+        already running, ETTR) and a gang that holds a reservation keep theirs at once."""
+        large_gpus = sum(f.gpus for f in snapshot.factories) / 16
+        for v in (*snapshot.pending, *snapshot.running):
+            if v.job.id not in self._seen_gpu_s:
+                large, gpu_s = v.job.gpus >= large_gpus, v.job.gpus * v.job.work_s
+                self._seen_gpu_s[v.job.id] = (large, gpu_s)
+                self._all_gpu_s += gpu_s
+                self._large_gpu_s += gpu_s if large else 0.0
+        return self._all_gpu_s <= 0 or self._large_gpu_s >= self.reserve_mix_share * self._all_gpu_s
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
         """A preemption that did not take effect frees its preemptor's promise: the claim and the victim links

@@ -148,7 +148,7 @@ class GangBase(PolicyBase):
     largest_first: bool
     largest_first_min_gpus: int
     reserve_after_s: float
-    reserve_min_gpus: int
+    reserve_mix_share: float
     _evac: dict[str, tuple[str, tuple[int, ...], int]]
     _declined: dict[str, tuple[int, str]]
     _victim_of: dict[str, str]

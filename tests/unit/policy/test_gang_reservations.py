@@ -169,3 +169,32 @@ def test_largest_first_starts_the_big_gang_of_a_backlog_on_the_empty_factory_wit
     assert by_id["big"] >= 3 * 3600
     first = _backlog_run(True)
     assert first["big"] == 0 and sum(t == 0 for t in first.values()) == 2  # the gang and one 2-tray job
+
+
+def _mix_run(mix_share: float) -> dict[str, int]:
+    # two NVL72 racks (36 trays, 144 GPUs: "large" gangs have >= 9 GPUs): eighteen 2-tray jobs (priority 1) fill
+    # them at t = 0 and end 5 min apart from 40 min on; twenty more wait. A 16-GPU gang (4 trays, priority 2)
+    # arrives at 10 min: large gangs carry ~3 % of the work seen, a small-gang mix
+    jobs = [job(f"s{i:02d}", gpus=8, accelerator="GB200", tp_size=8, work=f"{40 + 5 * i}min", priority=1)
+            for i in range(38)]
+    jobs.append(job("big", gpus=16, accelerator="GB200", tp_size=8, work="2h", priority=2, submit="10min"))
+    sc = parse_scenario(scenario([factory("f", nodes=36, system="gb200-nvl72")], jobs, duration="6h",
+                                 failures={"rate_scale": 0.0, "planned": False}))
+    result = run_twin(sc, policy="gang", policy_params={"reserve_mix_share": mix_share, "preemption": False})
+    first: dict[str, int] = {}
+    for e in result.events:
+        if e.kind is EventKind.JOB_PLACED:
+            first.setdefault(e.job, e.time_s)
+    return first
+
+
+def test_on_a_small_gang_mix_a_gang_is_reserved_only_after_reserve_after_s() -> None:
+    # every mix counts as large (share 0): the gang is reserved at once and starts when the first four trays free
+    # (two 2-tray jobs end, ~45 min); nothing else may take them meanwhile
+    first = _mix_run(0.0)
+    assert first["big"] <= 3600
+    # default (0.4): small-gang mix, so no drain for the first hour: freed trays go to the waiting 2-tray jobs,
+    # and the gang gets its reservation only after waiting reserve_after_s (1 h), then starts
+    first = _mix_run(0.4)
+    assert 600 + 3600 <= first["big"] <= 600 + 3600 + 1800
+    assert sum(t < 600 + 3600 for j, t in first.items() if j.startswith("s")) > 18  # queued small work ran
