@@ -44,7 +44,11 @@ power cost, TCO and carbon per point (the table in docs/geo.md).
 ``--continuous DAYS`` instead runs real-2023 from 2023-01-01 for DAYS days in one run (365: the year, no
 restart from the t=0 backlog each month) and prints the window's figures (not split by month).
 
-Usage: python benchmarks/geo_economics_bench.py [--months 1,2,...|all] [--days 31] [--frontier] [--job-level]
+``--v4`` also solves bound v4 (``policy/hindsight_jobs.py``: job level, time-indexed, each job continuous between
+the events it is given) and reports it beside v3 (``v4`` per month): on 1-7 January and 1-7 June it equals v3 to
+the dollar, so it is not the headline (docs/geo.md, "Bound v4"; ~150 CPU-s per 7-day window, far more per month).
+
+Usage: python benchmarks/geo_economics_bench.py [--months 1,2,...|all] [--days 31] [--frontier] [--job-level] [--v4]
        [--out X.json] [--merge A.json --merge B.json ...] (months of earlier runs; --months "" to only merge)
        [--continuous DAYS] [--geo-params JSON]
 (writes benchmarks/results/geo_economics.json, geo_economics_continuous.json or geo_frontier.json; needs
@@ -94,7 +98,7 @@ HOUR_S = 3600
 OVERHEAD = 1.5
 #: --diagnose-v3: also solve v3's rows with each job busy exactly its gang x work (no restarts, no failures, one
 #: gang): NOT a bound, a diagnosis of whether per-job volume caps could tighten v3 at all
-OPTIONS = {"diagnose_v3": False}
+OPTIONS = {"diagnose_v3": False, "v4": False}
 
 
 def window_scenario(month: int, days: int) -> Any:
@@ -197,6 +201,37 @@ def hindsight_v3(sc: Any, cost: np.ndarray, pools: list[Pool], busy: np.ndarray,
         info["where_no_overhead_one_gang_usd"] = hindsight_bound(
             no_slack, totals, hourly_gpus=hourly, gangs_held=1.0, knap_rows=rows, interruptions=(0, 0, 0)).cost_usd
     return where.cost_usd, anytime, where.gpu_h, info
+
+
+def hindsight_v4(sc: Any, cost: np.ndarray, pools: list[Pool], busy: np.ndarray, capacity: np.ndarray,
+                 runs: tuple[TwinResult, ...]) -> dict[str, Any]:
+    """``--v4``: bound v4 (``policy/hindsight_jobs.py``: every job its own, time-indexed, continuous between the
+    failures, drains, migrations and repairs it is given), where-only, with v3's caps, knapsack rows and budgets
+    (drains and migrations the larger run's), solved by HiGHS's interior point. Also, NOT bounds, diagnoses of
+    where its slack is: the same LP with no events at all (no job ever restarts or moves) and the share of each
+    pool's busy GPU-hours the LP runs in gang slices (0.02 < x < 0.98 of a gang in an hour)."""
+    from superfactory.policy.hindsight_jobs import EventBudget, job_level_bound
+    from superfactory.policy.hindsight_jobs_fleet import event_budget, job_level_inputs
+
+    hours = sc.duration_s // HOUR_S
+    spells = down_spells(runs[0].events, sc.factories, sc.duration_s)
+    rows = knap_rows(sc.factories, sc.jobs, spells, hours)
+    ji = job_level_inputs(sc.factories, sc.jobs, sc.duration_s, cost, capacity, sc.links)
+    budget = event_budget(runs[0].events, [r.events for r in runs], sc.factories, sc.jobs)
+    groups = defaultdict(list)
+    for p, pl in enumerate(pools):
+        groups[pl.accelerator].append(p)
+    totals = [(tuple(ps), float(busy[ps].sum())) for ps in groups.values()]
+    hourly = [(tuple(ps), busy[ps].sum(axis=0)) for ps in groups.values()]
+    c0 = time.process_time()
+    where = job_level_bound(ji.inst, ji.gangs, totals, hourly, rows, budget, ji.hold_h, solver="ipm")
+    cpu = time.process_time() - c0
+    still = job_level_bound(ji.inst, ji.gangs, totals, hourly, rows, EventBudget(), ji.hold_h, solver="ipm")
+    return {"where_busy_usd": where.cost_usd, "status": where.status, "cpu_s": cpu, "jobs": len(ji.inst.jobs),
+            "budget": {"failures": budget.failures, "drains": budget.drains, "migrations": budget.migrations,
+                       "repair_units": round(budget.repair_units, 3)},
+            "where_no_events_usd": still.cost_usd,
+            "slice_share_by_pool": [round(float(x), 3) for x in where.slice_share]}
 
 
 def move_sensitivity(cost: np.ndarray, pools: list[Pool], busy: np.ndarray, capacity: np.ndarray,
@@ -381,6 +416,12 @@ def measure(sc: Any, home: tuple[TwinResult, dict[str, Any], float], geo: tuple[
         "bound_cpu_s": cpu_b,
         "move_sensitivity_cpu_s": cpu_m,
     }
+    if OPTIONS["v4"]:
+        c0 = time.process_time()
+        out["v4"] = v4 = hindsight_v4(sc, cost, pools, busy_g, usable, (rg, rh))
+        v4["saving_captured"] = _captured(uh, ug, per(v4["where_busy_usd"]))
+        v4["saving_captured_no_events"] = _captured(uh, ug, per(v4["where_no_events_usd"]))
+        v4["cpu_total_s"] = time.process_time() - c0
     if job_level:  # every job its own class: never below the aggregated bound, and as costly to solve as it gets
         c0 = time.process_time()
         jw, ja, _ = hindsight(sc, cost, pools, busy_g, aggregate=False, capacity=usable)
@@ -502,6 +543,9 @@ def main() -> int:
     ap.add_argument("--diagnose-v3", action="store_true",
                     help="also solve v3's rows with no overhead at all (not a bound; v3_budgets."
                          "where_no_overhead_one_gang_usd)")
+    ap.add_argument("--v4", action="store_true",
+                    help="also solve bound v4 (job level, continuity; minutes per 7-day window) and its no-event "
+                         "diagnosis; reported, not the headline")
     ap.add_argument("--merge", type=Path, action="append", default=[],
                     help="JSON of an earlier run whose months are taken as measured (repeatable)")
     args = ap.parse_args()
@@ -522,6 +566,7 @@ def main() -> int:
               file=sys.stderr)
         return 2
     OPTIONS["diagnose_v3"] = args.diagnose_v3
+    OPTIONS["v4"] = args.v4
     results = Path(__file__).parent / "results"
     if args.nice > 0:
         os.nice(args.nice)
@@ -562,7 +607,12 @@ def main() -> int:
               f"cpu_s_geo={r['geo']['cpu_s']:.1f} cpu_s_bound={r['bound_cpu_s']:.1f} wall_s={r['wall_s']:.0f}"
               + (f" job_level_where_usd={r['job_level']['where_busy_usd']:.0f} where_usd="
                  f"{r['bound_where_busy_usd']:.0f} job_level_cpu_s={r['job_level']['cpu_s']:.1f}"
-                 if "job_level" in r else ""), flush=True)
+                 if "job_level" in r else "")
+              + (f" v4_where_usd={r['v4']['where_busy_usd']:.0f} v3_where_usd={r['bound_where_v3_busy_usd']:.0f} "
+                 f"saving_captured_v4={r['v4']['saving_captured']:.4g} v4_no_events_usd="
+                 f"{r['v4']['where_no_events_usd']:.0f} saving_captured_v4_no_events="
+                 f"{r['v4']['saving_captured_no_events']:.4g} v4_slice_share={r['v4']['slice_share_by_pool']} "
+                 f"v4_cpu_s={r['v4']['cpu_s']:.1f}" if "v4" in r else ""), flush=True)
     rows = dict(sorted(rows.items()))
     y = year_line(rows)
     whole = args.days >= 31 and len(rows) == 12
