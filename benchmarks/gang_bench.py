@@ -23,6 +23,8 @@ the workload and the failures) instead, written to ``benchmarks/results/gang_see
     .venv/bin/python benchmarks/gang_bench.py
     .venv/bin/python benchmarks/gang_bench.py --seeds 0-5 [nvl72-saturated-seren]
     .venv/bin/python benchmarks/gang_bench.py --hold-check    # how far the time-coupled rows can go (no runs)
+    .venv/bin/python benchmarks/gang_bench.py --drain-fill -1,0,1 [scenario ...]  # what backfill could fill of
+                                                                  # the drains (-1: the scenario's own seed)
 """
 
 from __future__ import annotations
@@ -329,11 +331,112 @@ def _hold_main(names: list[str]) -> None:
     print(f"\nwrote {HOLD_RESULTS}")
 
 
+DRAIN_RESULTS = Path(__file__).parent / "results" / "gang_drain_fill.json"
+_RESERVATION = re.compile(r"reservation (\S+)@\S+: \d+ nodes, expected start t=(\d+)")
+
+
+class _DrainMeter(GangScheduler):
+    """``gang`` that meters, between its decisions, the free nodes of its reservations (the drain) and how many
+    of them EASY backfill could fill *at best*: the nodes of pending jobs (not the owner, not placed by this
+    plan) whose expected run (:func:`~superfactory.policy.gang_site.expected_run_s`, from their true work: the
+    twin's jobs declare it) ends before the reservation's expected start, ignoring shapes (an upper bound), and
+    the nodes of every pending job (any duration)."""
+
+    built: list[_DrainMeter] = []  # noqa: RUF012 - instances, so the benchmark can read the meter of its run
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        _DrainMeter.built.append(self)
+        self.node_s = dict.fromkeys(("reserved_idle", "fillable_ending_before_start", "fillable_any"), 0.0)
+        self._last: tuple[int, tuple[int, int, int]] | None = None
+
+    def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
+        from superfactory.policy.gang_site import expected_run_s
+
+        plan = super().decide(snapshot, rng)
+        free = np.frombuffer(snapshot.states[0].node_status, dtype=np.uint8) == NODE_FREE
+        placed = set()
+        for a in plan.actions:
+            if isinstance(a, Place):
+                free[list(a.nodes)] = False
+                placed.add(a.job_id)
+            elif isinstance(a, SwapNodes):
+                free[[n for _, n in a.swaps]] = False
+        per_node = snapshot.factories[0].clusters[0].system.gpus_per_node
+        idle = short = anyjob = 0
+        for jid, why in plan.waiting:
+            m = _RESERVATION.search(why)
+            if m is None or jid not in self._sticky:
+                continue
+            n = int(free[list(self._sticky[jid][1])].sum())
+            window_s = int(m.group(2)) - snapshot.now_s
+            others = [v for v in snapshot.pending if v.job.id != jid and v.job.id not in placed]
+            idle += n
+            short += min(n, sum(v.job.gpus // per_node for v in others
+                                if expected_run_s(v.job, v.progress_s) <= window_s))
+            anyjob += min(n, sum(v.job.gpus // per_node for v in others))
+        if self._last is not None:
+            dt = snapshot.now_s - self._last[0]
+            for k, v in zip(self.node_s, self._last[1], strict=True):
+                self.node_s[k] += v * dt
+        self._last = (snapshot.now_s, (idle, short, anyjob))
+        return plan
+
+
+def drain_fill(name: str, seeds: list[int]) -> dict[str, object]:
+    """How much of gang's drain (free reserved nodes) backfill into the drain window could fill at best, per
+    seed of ``name``: the metered node-time shares of :class:`_DrainMeter`. If the *fillable* share is small, no
+    EASY-style backfill (however well predicted) can recover the drain: only ending jobs at the right times,
+    i.e. a different earlier schedule, could."""
+    base = load_scenario(name)
+    rows = []
+    register("gang-drainmeter")(_DrainMeter)
+    try:
+        for seed in seeds:
+            sc = base.reseeded(seed) if seed >= 0 else base
+            result = run_twin(sc, policy="gang-drainmeter")
+            node_s = sum(f.nodes for f in sc.factories) * sc.duration_s
+            row: dict[str, float] = {"seed": float(seed), "occupancy": summarize(result)["gpu_utilization"]}
+            row.update({k: v / node_s for k, v in _DrainMeter.built[-1].node_s.items()})
+            rows.append(row)
+    finally:
+        unregister("gang-drainmeter")
+    return {"scenario": name, "rows": rows}
+
+
+def _drain_main(names: list[str], seeds: list[int]) -> None:
+    out = {n: drain_fill(n, seeds) for n in (names or SCENARIOS[:1])}
+    print(f"{'scenario':<24} {'seed':>4} {'occupancy':>9} {'reserved idle':>13} {'fillable (ends before start)':>29} "
+          f"{'fillable (any pending)':>22}")
+    for n, d in out.items():
+        for r in d["rows"]:  # type: ignore[union-attr]
+            print(f"{n:<24} {r['seed']:4.0f} {r['occupancy']:9.4f} {r['reserved_idle']:13.4f} "
+                  f"{r['fillable_ending_before_start']:29.4f} {r['fillable_any']:22.4f}")
+        tag = "" if n == SCENARIOS[0] else f"{n.removeprefix('nvl72-saturated-')}_"
+        for k in ("reserved_idle", "fillable_ending_before_start", "fillable_any"):
+            vals = [r[k] for r in d["rows"]]  # type: ignore[union-attr]
+            print(f"{tag}drain_{k}_mean={statistics.fmean(vals):.4f}")
+    DRAIN_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    DRAIN_RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {DRAIN_RESULTS}")
+
+
 def main(argv: list[str]) -> None:
     """Both scenarios (or only those named in ``argv``: then nothing is written). ``--seeds 0-5 [scenario ...]``:
     the seed spread of gang vs greedy instead (default scenario: the Kalos mix), written to gang_seeds.json (the
     entries of scenarios not run are kept). ``--hold-check [scenario ...]``: :func:`hold_check`, written to
     gang_hold.json."""
+    if argv[:1] == ["--drain-fill"]:
+        if len(argv) < 2 or not re.fullmatch(r"\d+-\d+|-?\d+(,-?\d+)*", argv[1]):
+            raise SystemExit("--drain-fill needs seeds, e.g. --drain-fill 0-5 or --drain-fill -1 (the scenario's)")
+        bad = [a for a in argv[2:] if a not in SCENARIOS]
+        if bad:
+            raise SystemExit(f"unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
+        spec = argv[1]
+        lo_hi = [int(x) for x in spec.split("-")] if re.fullmatch(r"\d+-\d+", spec) else None
+        seeds = list(range(lo_hi[0], lo_hi[1] + 1)) if lo_hi else [int(x) for x in spec.split(",")]
+        _drain_main(argv[2:], seeds)
+        return
     if argv[:1] == ["--hold-check"]:
         bad = [a for a in argv[1:] if a not in SCENARIOS]
         if bad:
