@@ -44,7 +44,8 @@ large gang's reservation is chosen by drain cost, see ``GangReservations._handof
 ``fill_reserved`` (backfill into reserved holes first; off), ``reserve_after_s`` and ``reserve_mix_share``
 (adaptive reservations: on a small-gang mix, where gangs of >= 1/16 of the fleet carry less than that share of
 the work seen, a gang that never ran is reserved, i.e. drained for, only after waiting ``reserve_after_s``;
-see :meth:`GangScheduler._drain_worthy`; ``reserve_after_s`` 0 turns it off).
+on such a mix the starving gang also queues just behind the top class, as with ``guard_behind_top``; see
+:meth:`GangScheduler._drain_worthy`; ``reserve_after_s`` 0 turns both off).
 
 Code: this module (the decision walk), :mod:`superfactory.policy.gang_placement` (placement, hot swap,
 degraded domains), :mod:`superfactory.policy.gang_reservations` (reservations, preemption),
@@ -190,7 +191,9 @@ class GangScheduler(GangPlacement):
             top = max(v.job.priority for v in (*snapshot.pending, *snapshot.running))
             self._promoted = (guard.job.id, top) if top > guard.job.priority else None
         drain_worthy = self.reserve_after_s <= 0 or self._drain_worthy(snapshot)
-        for view in queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s, self.guard_behind_top,
+        # on a small-gang mix the top class goes first: the starving gang waits just behind it
+        behind_top = self.guard_behind_top or not drain_worthy
+        for view in queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s, behind_top,
                                 self.largest_first, self.largest_first_min_gpus):
             if head is not None:
                 waiting.append((view.job.id, f"queued behind {head} (strict priority order, backfill off)"))
@@ -208,7 +211,7 @@ class GangScheduler(GangPlacement):
                 actions.append(placed)
                 self.stats["placements"] += 1
                 continue
-            extra = self.guard_behind_top and view is guard and self.reservations > 0  # always reserved
+            extra = behind_top and view is guard and self.reservations > 0  # always reserved
             if reserved_jobs < self.reservations or extra:
                 reserve = (drain_worthy or view is guard or view.job.id in self._sticky
                            or view.last_factory_id is not None
@@ -237,7 +240,9 @@ class GangScheduler(GangPlacement):
         queue always holds work that fills any free node) a reservation's drain idles nodes that small work
         would have used, so a gang that never ran waits ``reserve_after_s`` for room before it gets one; the
         starving gang (guard), a gang that ran before (requeued by a failure or preempted: its wall time is
-        already running, ETTR) and a gang that holds a reservation keep theirs at once."""
+        already running, ETTR) and a gang that holds a reservation keep theirs at once. And on such a mix the
+        top class goes first: the guard is queued just behind it (as with ``guard_behind_top``), still with a
+        reservation of its own."""
         large_gpus = sum(f.gpus for f in snapshot.factories) / 16
         for v in (*snapshot.pending, *snapshot.running):
             if v.job.id not in self._seen_gpu_s:

@@ -198,3 +198,29 @@ def test_on_a_small_gang_mix_a_gang_is_reserved_only_after_reserve_after_s() -> 
     first = _mix_run(0.4)
     assert 600 + 3600 <= first["big"] <= 600 + 3600 + 1800
     assert sum(t < 600 + 3600 for j, t in first.items() if j.startswith("s")) > 18  # queued small work ran
+
+
+def _guard_order(mix_share: float) -> dict[str, int]:
+    # two NVL72 racks filled at t = 0 by eighteen 2-tray jobs (priority 1) ending 5 min apart; "old" (priority 0,
+    # 2 trays) waits from t = 0 and starves after 30 min; "top" (priority 2, 2 trays) arrives at 35 min. Only
+    # 8-GPU jobs: a small-gang mix under the default share
+    jobs = [job(f"s{i:02d}", gpus=8, accelerator="GB200", tp_size=8, work=f"{40 + 5 * i}min", priority=1)
+            for i in range(18)]
+    jobs += [job("old", gpus=8, accelerator="GB200", tp_size=8, work="1h", priority=0),
+             job("top", gpus=8, accelerator="GB200", tp_size=8, work="1h", priority=2, submit="35min")]
+    sc = parse_scenario(scenario([factory("f", nodes=36, system="gb200-nvl72")], jobs, duration="4h",
+                                 failures={"rate_scale": 0.0, "planned": False}))
+    result = run_twin(sc, policy="gang", policy_params={"reserve_mix_share": mix_share, "preemption": False,
+                                                        "starve_after_s": 1800})
+    first: dict[str, int] = {}
+    for e in result.events:
+        if e.kind is EventKind.JOB_PLACED:
+            first.setdefault(e.job, e.time_s)
+    return first
+
+
+def test_on_a_small_gang_mix_the_top_class_goes_before_the_starving_gang() -> None:
+    large = _guard_order(0.0)  # large-gang mix: the starving gang is at the head and takes the first free trays
+    assert large["old"] < large["top"]
+    small = _guard_order(0.4)  # small-gang mix: the top class first, the starving gang right after
+    assert small["top"] < small["old"] <= small["top"] + 1800
