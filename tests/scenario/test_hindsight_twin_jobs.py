@@ -9,16 +9,16 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 
 import pytest
-from test_hindsight_twin import _grids, _usable
-from test_hindsight_v3 import POLICIES, _scenario
+from test_hindsight_twin import _grids
+from test_hindsight_v3 import POLICIES, _scenario, bound_setup
 
 from superfactory.domain.events import EventKind
 from superfactory.policy.hindsight import hindsight_bound
-from superfactory.policy.hindsight_fleet import GANGS_HELD, down_spells, fleet_pools, gang_granularity
-from superfactory.policy.hindsight_holds import failure_budget, knap_rows, schedule_moves
+from superfactory.policy.hindsight_fleet import GANGS_HELD
+from superfactory.policy.hindsight_holds import failure_budget, schedule_moves
 from superfactory.policy.hindsight_jobs import job_level_bound
 from superfactory.policy.hindsight_jobs_fleet import event_budget, job_level_inputs
 from superfactory.sim.twin import run_twin
@@ -60,17 +60,9 @@ def test_every_restart_is_paid_by_an_event(runs) -> None:
 
 def test_v4_is_below_every_policys_own_busy_cost_and_above_v3(runs) -> None:
     sc, rs = runs
-    pools = fleet_pools(sc.factories)
-    gran = gang_granularity(sc.jobs, pools, sc.factories)
-    hours = sc.duration_s // 3600
-    spells = down_spells(rs["geo"].events, sc.factories, sc.duration_s)
-    usable = _usable(sc, pools, gran, spells)
-    rows = knap_rows(sc.factories, sc.jobs, spells, hours)
+    _pools, usable, _spells, rows, groups = bound_setup(sc, rs)
     budget = event_budget(rs["geo"].events, [r.events for r in rs.values()], sc.factories, sc.jobs)
     assert budget.failures > 0 and budget.repair_units > 0
-    groups = defaultdict(list)
-    for p, pl in enumerate(pools):
-        groups[pl.accelerator].append(p)
     for name, r in rs.items():
         cost, busy = _grids(sc, r)
         ji = job_level_inputs(sc.factories, sc.jobs, sc.duration_s, cost, usable, sc.links)

@@ -126,20 +126,26 @@ def test_knapsack_rows_are_tighter_than_the_usable_capacity_and_hold_on_pool_tot
                 assert (busy[p] <= cap + 1e-6).all(), (name, p, s)
 
 
-def test_v3_is_below_every_policys_own_busy_cost_and_above_v2(runs) -> None:
-    sc, rs = runs
+def bound_setup(sc, rs) -> tuple[list, object, dict, list, dict]:
+    """What every bound built from ``runs`` shares: the pools, usable GPUs per pool-hour, down spells (from geo's
+    run: failures are schedule-independent), knapsack rows and the pools grouped by accelerator."""
     pools = fleet_pools(sc.factories)
     gran = gang_granularity(sc.jobs, pools, sc.factories)
-    hours = sc.duration_s // 3600
     spells = down_spells(rs["geo"].events, sc.factories, sc.duration_s)
     usable = _usable(sc, pools, gran, spells)
-    rows = knap_rows(sc.factories, sc.jobs, spells, hours)
-    moves = [schedule_moves(r.events) for r in rs.values()]
-    budget = (float(failure_budget(rs["geo"].events, sc.factories, sc.jobs)), float(max(d for d, _ in moves)),
-              float(max(m for _, m in moves)))
+    rows = knap_rows(sc.factories, sc.jobs, spells, sc.duration_s // 3600)
     groups = defaultdict(list)
     for p, pl in enumerate(pools):
         groups[pl.accelerator].append(p)
+    return pools, usable, spells, rows, groups
+
+
+def test_v3_is_below_every_policys_own_busy_cost_and_above_v2(runs) -> None:
+    sc, rs = runs
+    _pools, usable, _spells, rows, groups = bound_setup(sc, rs)
+    moves = [schedule_moves(r.events) for r in rs.values()]
+    budget = (float(failure_budget(rs["geo"].events, sc.factories, sc.jobs)), float(max(d for d, _ in moves)),
+              float(max(m for _, m in moves)))
     for name, r in rs.items():
         assert oversized_placements(r.events, sc.jobs, sc.factories) == [], name
         cost, busy = _grids(sc, r)
