@@ -69,6 +69,12 @@ from superfactory.policy.registry import register
 
 __all__ = ["GangScheduler", "GangSite", "expected_run_s", "queue_order", "starving"]
 
+# The mix rule's record of job ids (GangScheduler._drain_worthy): an id is kept while its job was pending or
+# running within the last day, and the record is pruned hourly. A job leaves the snapshots only when it ends,
+# so dropping its id never counts its work twice; the record stays the size of a day's jobs in a long live run.
+_SEEN_KEEP_S = 86_400
+_SEEN_PRUNE_S = 3_600
+
 
 @register("gang")
 class GangScheduler(GangPlacement):
@@ -130,7 +136,10 @@ class GangScheduler(GangPlacement):
         # blocked gang that never ran gets its reservation (a drain) only after waiting reserve_after_s
         self.reserve_after_s = float(reserve_after_s)
         self.reserve_mix_share = float(reserve_mix_share)
-        self._seen_gpu_s: dict[str, tuple[bool, float]] = {}  # job id -> (large gang, GPU-seconds of work)
+        # job id -> when it was last pending or running; its work is counted once, on first sight. Ids unseen for
+        # _SEEN_KEEP_S are dropped (hourly), so a long live run keeps only recent jobs' ids, not every job's
+        self._seen_s: dict[str, int] = {}
+        self._seen_pruned_s = 0
         self._large_gpu_s = self._all_gpu_s = 0.0
         # a periodic cycle at the probe period, so a sweep that reveals a degraded domain is acted on at once
         self.cycle_s = probe_cycle_s if evacuate_degraded else 0
@@ -244,12 +253,16 @@ class GangScheduler(GangPlacement):
         top class goes first: the guard is queued just behind it (as with ``guard_behind_top``), still with a
         reservation of its own."""
         large_gpus = sum(f.gpus for f in snapshot.factories) / 16
+        now_s, seen = snapshot.now_s, self._seen_s
         for v in (*snapshot.pending, *snapshot.running):
-            if v.job.id not in self._seen_gpu_s:
-                large, gpu_s = v.job.gpus >= large_gpus, v.job.gpus * v.job.work_s
-                self._seen_gpu_s[v.job.id] = (large, gpu_s)
+            if v.job.id not in seen:
+                gpu_s = v.job.gpus * v.job.work_s
                 self._all_gpu_s += gpu_s
-                self._large_gpu_s += gpu_s if large else 0.0
+                self._large_gpu_s += gpu_s if v.job.gpus >= large_gpus else 0.0
+            seen[v.job.id] = now_s
+        if now_s - self._seen_pruned_s >= _SEEN_PRUNE_S:
+            self._seen_pruned_s = now_s
+            self._seen_s = {j: t for j, t in seen.items() if now_s - t < _SEEN_KEEP_S}
         return self._all_gpu_s <= 0 or self._large_gpu_s >= self.reserve_mix_share * self._all_gpu_s
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:

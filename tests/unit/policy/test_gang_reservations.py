@@ -7,10 +7,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from superfactory.domain.events import EventKind
 from superfactory.domain.factory import Factory, build_clusters
-from superfactory.domain.fleet import JobView
+from superfactory.domain.fleet import FactoryState, FleetSnapshot, JobView
 from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
 from superfactory.domain.topology import topology_of
 from superfactory.policy.gang import GangScheduler, GangSite, queue_order, starving
@@ -224,3 +225,35 @@ def test_on_a_small_gang_mix_the_top_class_goes_before_the_starving_gang() -> No
     assert large["old"] < large["top"]
     small = _guard_order(0.4)  # small-gang mix: the top class first, the starving gang right after
     assert small["top"] < small["old"] <= small["top"] + 1800
+
+
+def test_mix_rule_counts_each_job_once_and_forgets_ids_of_jobs_gone_for_a_day() -> None:
+    # the mix rule (GangScheduler._drain_worthy) on hand-built snapshots of a 1,024-GPU fleet ("large" = 64 GPUs
+    # or more). A job seen at many decisions counts once; the ids of jobs gone from the snapshots for a day are
+    # dropped at the hourly prune (a long live run keeps a day's ids, not every job's) and their work still counts
+    f = parse_scenario(scenario([factory("f", nodes=128)], [], duration="1h")).factories[0]
+    assert f.gpus == 1024
+    sched = GangScheduler()
+    state = FactoryState(f.id, True, bytes(f.nodes), 50.0, 100.0, 0.0)
+
+    def snap(now_s: int, jobs: list) -> FleetSnapshot:
+        return FleetSnapshot(now_s, (f,), (state,), (), tuple(JobView(j, None, (), 0.0, now_s) for j in jobs), ())
+
+    def tj(jid: str, gpus: int):
+        return parse_scenario(scenario([factory("f", nodes=128)], [job(jid, gpus=gpus, work="1h")],
+                                       duration="1h")).jobs[0]
+
+    small, large = tj("small", 8), tj("big", 64)
+    for t in range(0, 7200, 60):  # both pending for two hours: counted once
+        worthy = sched._drain_worthy(snap(t, [small, large]))
+    assert sched._all_gpu_s == pytest.approx(small.gpus * small.work_s + large.gpus * large.work_s)
+    assert sched._large_gpu_s == pytest.approx(large.gpus * large.work_s)
+    assert worthy  # 64 of 72 GPU-units of work are in the large gang (share 0.89 >= 0.4)
+    # both end; a stream of one-off small jobs follows for two days
+    for k, t in enumerate(range(7200, 7200 + 2 * 86_400, 600)):
+        worthy = sched._drain_worthy(snap(t, [tj(f"s{k}", 8)]))
+    assert not worthy
+    assert "small" not in sched._seen_s and "big" not in sched._seen_s  # gone for a day: forgotten
+    assert len(sched._seen_s) <= 86_400 // 600 + 3600 // 600 + 1  # a day of ids (plus up to an hour to the prune)
+    n = 2 * 86_400 // 600
+    assert sched._all_gpu_s == pytest.approx(small.gpus * small.work_s * (1 + n) + large.gpus * large.work_s)
