@@ -421,6 +421,13 @@ def _drain_main(names: list[str], seeds: list[int]) -> None:
     print(f"\nwrote {DRAIN_RESULTS}")
 
 
+def _check_scenarios(names: list[str]) -> None:
+    """Exit with a clear message when a name is not one of :data:`SCENARIOS`."""
+    bad = [a for a in names if a not in SCENARIOS]
+    if bad:
+        raise SystemExit(f"unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
+
+
 def main(argv: list[str]) -> None:
     """Both scenarios (or only those named in ``argv``: then nothing is written). ``--seeds 0-5 [scenario ...]``:
     the seed spread of gang vs greedy instead (default scenario: the Kalos mix), written to gang_seeds.json (the
@@ -429,26 +436,20 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--drain-fill"]:
         if len(argv) < 2 or not re.fullmatch(r"\d+-\d+|-?\d+(,-?\d+)*", argv[1]):
             raise SystemExit("--drain-fill needs seeds, e.g. --drain-fill 0-5 or --drain-fill -1 (the scenario's)")
-        bad = [a for a in argv[2:] if a not in SCENARIOS]
-        if bad:
-            raise SystemExit(f"unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
+        _check_scenarios(argv[2:])
         spec = argv[1]
         lo_hi = [int(x) for x in spec.split("-")] if re.fullmatch(r"\d+-\d+", spec) else None
         seeds = list(range(lo_hi[0], lo_hi[1] + 1)) if lo_hi else [int(x) for x in spec.split(",")]
         _drain_main(argv[2:], seeds)
         return
     if argv[:1] == ["--hold-check"]:
-        bad = [a for a in argv[1:] if a not in SCENARIOS]
-        if bad:
-            raise SystemExit(f"unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
+        _check_scenarios(argv[1:])
         _hold_main(argv[1:])
         return
     if argv[:1] == ["--seeds"]:
         if len(argv) < 2 or not re.fullmatch(r"\d+-\d+|\d+(,\d+)*", argv[1]):
             raise SystemExit("--seeds needs a range or list, e.g. --seeds 0-5 or --seeds 1,3,7")
-        bad = [a for a in argv[2:] if a not in SCENARIOS]
-        if bad:
-            raise SystemExit(f"unknown scenario(s) {bad}; choose from {', '.join(SCENARIOS)}")
+        _check_scenarios(argv[2:])
         _seeds_main(argv[1], argv[2:])
         return
     unknown = [a for a in argv if a not in SCENARIOS]
