@@ -23,9 +23,11 @@ Each full cycle solves one assignment problem (:mod:`.solver`) over all pending 
 - **rows**: free nodes per (factory, accelerator) and IT-power headroom per factory (power cap / PUE and
   cooling capacity), so no plan can exceed a cap; staying jobs hold their own nodes and power.
 
-When: a full solve runs only when its inputs moved materially since the last one (:mod:`.geo_cadence`: a factory
-down or up, a factory's 24-hour or current-hour cost moved, capacity freed at a site cheap enough to move into, a
-waiting job at its wait bound, or ``full_resolve_s`` since the last). A started job put off its nodes by a failure
+When: a full solve runs only when its inputs moved materially since the last one (:mod:`.geo_cadence`: at once
+for a factory down or up or a current-hour cost spike; at most once per clock hour for a move of a factory's
+24-hour cost or capacity freed at a site some job wants, the sites :meth:`GeoPolicy._note_wanted` reports after
+each plan; or ``full_resolve_s`` since the last). A job reaching its wait bound is placed on the cheap path,
+which prices its wait at the starved rate. A started job put off its nodes by a failure
 or outage waits at ``restart_weight`` (2) x the value of a GPU-hour, so freed capacity goes to it before new work;
 one geo paused itself keeps the rate it was paused at. In between (the twin calls the policy after every state
 change and every ``cycle_s`` = 30 s), pending jobs that fit somewhere are priced with the same columns and placed
@@ -41,18 +43,19 @@ The policy is one class in four modules, by noun: this one (state, the decision 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 from superfactory.domain.factory import Factory
-from superfactory.domain.fleet import FleetSnapshot, Plan
+from superfactory.domain.fleet import FleetSnapshot, JobView, Plan
 from superfactory.domain.outcome import ActionOutcome
 from superfactory.policy import solver as S
 from superfactory.policy.forecast import SeasonalForecaster
 from superfactory.policy.geo_cadence import SolveCadence
-from superfactory.policy.geo_columns import HOUR_S, STARVED_USD_PER_GPU_H
+from superfactory.policy.geo_columns import HOUR_S, STARVED_USD_PER_GPU_H, _Col
 from superfactory.policy.geo_plan import GeoPlanning, pick_nodes
 from superfactory.policy.geo_signals import GeoSignals
 from superfactory.policy.migration import MigrationGovernor
@@ -102,7 +105,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self.milp_time_limit_s = milp_time_limit_s
         # when a decision is a full solve (moves, pauses) rather than a placement of pending work only
         self.cadence = SolveCadence(material_change=material_change, capacity_change=capacity_change,
-                                    full_resolve_s=int(full_resolve_s), move_margin=hysteresis)
+                                    full_resolve_s=int(full_resolve_s))
         if lns_pairs < 0:
             raise ValueError("lns_pairs must be >= 0")
         self.lns_pairs = int(lns_pairs)
@@ -138,8 +141,12 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._any_pending = True  # until the first decision says otherwise
         self._gpus: dict[str, int] = {}  # GPUs of jobs whose moves the governor recorded (to cancel them)
         self._sites_of: tuple[Factory, ...] | None = None
+        self._sizes: tuple[object, list[int]] = (None, [])  # (factories, their GPUs)
         self._free: dict[tuple[int, str], tuple[bytes, int]] = {}
-        self._fit_memo: tuple[object, dict[tuple[int, str], int], list[bool]] = (None, {}, [])
+        self._fit_memo: tuple[object, dict[tuple[int, str], int], list[bool], dict[tuple[int, str], bool]] = (
+            None, {}, [], {})
+        self._site_intern: dict[tuple[tuple[int, int, float, float], ...],
+                                tuple[tuple[int, int, float, float], ...]] = {}
         self._pick_memo: dict[tuple[str, int], tuple[bytes, Factory, tuple[int, ...] | None]] = {}
         self._site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]] = {}
 
@@ -180,15 +187,18 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         paths = self._paths
         rate24, rate0 = self._rates
         free_gpus = self._free_gpus(snap)
-        full = now >= self._next_deadline_s or self.cadence.due(
-            now, ups, rate24, rate0, free_gpus, [f.gpus for f in snap.factories])
+        if self._sizes[0] is not snap.factories:  # (a property summing clusters: asked at every decision)
+            self._sizes = (snap.factories, [f.gpus for f in snap.factories])
+        full = self.cadence.due(now, ups, rate24, rate0, free_gpus, self._sizes[1])
         if not full:
             # between full solves only new pending jobs, freed capacity or a waiting job's ageing (re-examined
-            # every resolve_s) can change the answer; running jobs stay where they are
+            # every resolve_s, and when one reaches its wait bound) can change the answer; running jobs stay
+            # where they are
             if not snap.pending:
                 return self._last_wait_plan
             quick = (tuple(v.job.id for v in snap.pending), tuple(hash(st.node_status) for st in snap.states))
-            if quick == self._last_quick and now - self._last_eval_s < self.resolve_s:
+            if (quick == self._last_quick and now - self._last_eval_s < self.resolve_s
+                    and now < self._next_deadline_s):
                 return self._last_wait_plan
             self._last_quick = quick
         self._last_eval_s = now
@@ -233,6 +243,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
             chosen = [col_list[int(c)] for c in sol.choice]
         plan = self._actions(snap, views, running, chosen, cols, rng, waiting)
         plan = Plan(plan.actions, plan.waiting, tuple(refusals))
+        self._note_wanted(views, running, chosen, cols, plan)
         if full:
             live = {v.job.id for v in (*snap.pending, *snap.running)}
             self.governor.forget(live)
@@ -256,3 +267,30 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
                                      if v.job.id not in placed and v.waiting_since_s >= 0
                                      and v.waiting_since_s + self.max_wait_s > now), default=10**18)
         return plan
+
+    def _note_wanted(self, views: list[JobView], running: set[int], chosen: list[_Col], cols: list[_Col],
+                     plan: Plan) -> None:
+        """Tell the cadence where freed capacity would pay for a full solve (:meth:`SolveCadence.want`): the
+        factories to which a running job the plan left in place had a move cheaper than staying (no room or no
+        quota there), and those cheaper, by the hysteresis margin, than the one a pending job was started in
+        (they were full: a move may pay once the job may move)."""
+        acted = {a.job_id for a in plan.actions}
+        placed = {jx for jx, c in enumerate(chosen) if c.factory >= 0 and jx not in running
+                  and views[jx].job.id in acted}
+        if not running and not placed:
+            return
+        stay: dict[int, float] = {}
+        for c in cols:
+            if c.job in running and c.factory >= 0 and c.nodes == 0:
+                stay[c.job] = c.cost
+        for jx in placed:
+            stay[jx] = chosen[jx].cost / (1.0 + self.hysteresis)
+        want = self.cadence.want
+        for c in cols:
+            jx = c.job
+            if c.factory >= 0 and c.cost < stay.get(jx, -math.inf):
+                if jx in placed:
+                    if c.factory != chosen[jx].factory:
+                        want(c.factory, views[jx].job.gpus)
+                elif c.migrating and views[jx].job.id not in acted:
+                    want(c.factory, views[jx].job.gpus)

@@ -90,7 +90,9 @@ class GeoColumns:
     _mig_cache: dict[str, tuple[tuple[object, ...], dict[int, float]]]
     _free: dict[tuple[int, str], tuple[bytes, int]]
     _free_gpu_of: list[tuple[bytes, int]]
-    _fit_memo: tuple[object, dict[tuple[int, str], int], list[bool]]  # (snapshot, free nodes, up) of a decision
+    # (snapshot, free nodes, up, answer per (interned sites, accelerator)) of one decision
+    _fit_memo: tuple[object, dict[tuple[int, str], int], list[bool], dict[tuple[int, str], bool]]
+    _site_intern: dict[tuple[tuple[int, int, float, float], ...], tuple[tuple[int, int, float, float], ...]]
     _sites_of: tuple[Factory, ...] | None
     _site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]]
 
@@ -132,6 +134,7 @@ class GeoColumns:
         if self._sites_of is not snap.factories:
             self._sites_of = snap.factories
             self._site_cache.clear()
+            self._site_intern.clear()
         hit = self._site_cache.get(job.id)
         if hit is not None:
             return hit
@@ -149,7 +152,9 @@ class GeoColumns:
             nodes = nodes_needed(f, job.accelerator, job.gpus)
             it_w = nodes * sysinfo[1]
             sites.append((i, nodes, it_w, it_w * f.pue / 1e6))
-        out = (tuple(sites), tuple(reasons))
+        st = tuple(sites)
+        st = self._site_intern.setdefault(st, st)  # one object per distinct answer (the fit memo's key)
+        out = (st, tuple(reasons))
         self._site_cache[job.id] = out
         return out
 
@@ -357,17 +362,25 @@ class GeoColumns:
         free counts are kept for the rest of the snapshot's decision: asked for every waiting job)."""
         memo = self._fit_memo
         if memo[0] is not snap:
-            memo = self._fit_memo = (snap, {}, [st.up for st in snap.states])
-        free, up = memo[1], memo[2]
+            memo = self._fit_memo = (snap, {}, [st.up for st in snap.states], {})
         acc = job.accelerator
-        for i, n, _w, _mw in self._sites(snap, job)[0]:
+        sites = self._sites(snap, job)[0]
+        key = (id(sites), acc)  # jobs with equal sites share one interned tuple (kept alive by the intern table)
+        ans = memo[3].get(key)
+        if ans is not None:
+            return ans
+        free, up = memo[1], memo[2]
+        ans = False
+        for i, n, _w, _mw in sites:
             if up[i]:
                 got = free.get((i, acc))
                 if got is None:
                     got = free[(i, acc)] = self._free_nodes(snap, i, acc)
                 if got >= n:
-                    return True
-        return False
+                    ans = True
+                    break
+        memo[3][key] = ans
+        return ans
 
     def _free_gpus(self, snap: FleetSnapshot) -> list[int]:
         """Free GPUs per factory, recounted only for factories whose node bytes changed (the twin reuses a

@@ -1,8 +1,9 @@
 """When geo solves its global assignment (policy/geo_cadence.py), and the cheap placement between full solves.
 
 - :class:`SolveCadence` asks for a full solve on the first decision, a factory going up or down, a material move
-  of a factory's 24-hour or current-hour cost, freed capacity at a site cheap enough to move into, and on its
-  timer; not on small drifts, nor on capacity freed at the dearest site.
+  of a factory's 24-hour cost (from the next clock hour on) or current-hour cost (at once), capacity freed at a
+  site some job is known to want (at most once per clock hour), and on its timer; not on small drifts, nor on
+  capacity freed where no job wants to go.
 - geo's plain-Python placement of pending work between full solves gives the plan
   :func:`superfactory.policy.solver.greedy` gives on the same columns, at every such decision of a busy run.
 - Between full solves no running job is moved or paused.
@@ -44,19 +45,37 @@ def test_material_changes_only() -> None:
     assert not c.due(60, UP, *same, SIZE) and c.reason == ""
     assert c.due(60, (True, False, True), *same, SIZE) and c.reason == "up/down"
     assert not c.due(60, UP, [103.0, 50.0, 60.0], same[1], same[2], SIZE)  # 3 < 5 % of 70
-    assert c.due(60, UP, [104.0, 50.0, 60.0], same[1], same[2], SIZE) and c.reason == "cost"  # 4 > 3.5
+    assert not c.due(60, UP, [104.0, 50.0, 60.0], same[1], same[2], SIZE)  # 4 > 3.5, but the solve's hour
+    assert c.due(3600, UP, [104.0, 50.0, 60.0], same[1], same[2], SIZE) and c.reason == "cost"
     assert not c.due(60, UP, same[0], [130.0, 50.0, 60.0], same[2], SIZE)  # 30 < 50 % of 70
     assert c.due(60, UP, same[0], [1000.0, 50.0, 60.0], same[2], SIZE) and c.reason == "spike"
 
 
-def test_freed_capacity_counts_only_where_a_move_could_go() -> None:
-    c = _solved(SolveCadence(capacity_change=0.1, move_margin=0.15))
+def test_freed_capacity_counts_only_where_a_job_wants_it() -> None:
     r24 = [100.0, 50.0, 60.0]
-    assert c.due(60, UP, r24, r24, [0, 150, 0], SIZE) and c.reason == "capacity"  # 15 % freed at the cheapest
-    assert not c.due(60, UP, r24, r24, [0, 90, 0], SIZE)  # 9 %: not material
-    assert not c.due(60, UP, r24, r24, [500, 0, 0], SIZE)  # freed at the dearest site: nothing moves there
+    c = SolveCadence(capacity_change=0.1)
+    c.solved(0, UP, r24, r24, [0, 0, 0], wanted={1: 64})  # a running job left at 0 would rather run at 1
+    assert not c.due(60, UP, r24, r24, [0, 150, 0], SIZE)  # 15 % freed at 1, but within the solve's hour
+    assert c.due(3600, UP, r24, r24, [0, 150, 0], SIZE) and c.reason == "capacity"  # the next hour
+    assert not c.due(3600, UP, r24, r24, [0, 90, 0], SIZE)  # 9 %: not material
+    assert not c.due(3600, UP, r24, r24, [0, 0, 500], SIZE)  # freed where no job is known to want to go
+    c.solved(0, UP, r24, r24, [0, 0, 0], wanted={1: 512})
+    assert not c.due(3600, UP, r24, r24, [0, 150, 0], SIZE)  # too little for the smallest job wanting it
+    c.solved(0, UP, r24, r24, [0, 0, 0])  # nothing wanted: freed capacity is left to the cheap placement
+    assert not c.due(3600, UP, r24, r24, [0, 1000, 1000], SIZE)
+    c.want(2, 8)  # a cheap placement started a job elsewhere while factory 2 (cheaper) was full
+    assert c.due(3600, UP, r24, r24, [0, 0, 150], SIZE) and c.reason == "capacity"
     with pytest.raises(ValueError):
         SolveCadence(full_resolve_s=0)
+
+
+def test_cost_moves_wait_for_the_next_hour_spikes_do_not() -> None:
+    c = _solved(SolveCadence(), now=7200 + 60)
+    same = ([100.0, 50.0, 60.0], [100.0, 50.0, 60.0], [0, 0, 0])
+    assert not c.due(7200 + 600, UP, [110.0, 50.0, 60.0], same[1], same[2], SIZE)  # the solve's hour
+    assert c.due(3 * 3600, UP, [110.0, 50.0, 60.0], same[1], same[2], SIZE) and c.reason == "cost"
+    assert c.due(7200 + 600, UP, same[0], [1000.0, 50.0, 60.0], same[2], SIZE) and c.reason == "spike"
+    assert c.due(7200 + 600, (True, False, True), *same, SIZE) and c.reason == "up/down"
 
 
 def test_cheap_placement_matches_the_greedy_and_moves_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

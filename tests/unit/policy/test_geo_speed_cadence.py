@@ -14,9 +14,8 @@ from superfactory.policy.geo_cadence import SolveCadence
 def _fresh_answer(c: SolveCadence, now: int, up: tuple[bool, ...], r24: list[float], r0: list[float],
                   free: list[int], size: list[int]) -> str:
     ref = SolveCadence(material_change=c.material_change, spike_change=c.spike_change,
-                       capacity_change=c.capacity_change, full_resolve_s=c.full_resolve_s,
-                       move_margin=c.move_margin)
-    ref.solved(c.last_s, c._up, list(c._rate24), list(c._rate0), list(c._free_gpus))
+                       capacity_change=c.capacity_change, full_resolve_s=c.full_resolve_s)
+    ref.solved(c.last_s, c._up, list(c._rate24), list(c._rate0), list(c._free_gpus), dict(c._wanted))
     ref.due(now, up, r24, r0, free, size)
     return ref.reason
 
@@ -32,7 +31,7 @@ def test_remembered_calm_gives_the_same_answers(seed: int) -> None:
     r0 = [rng.uniform(20, 90) for _ in range(nf)]
     free = [rng.randint(0, s) for s in size]
     now = 0
-    c.solved(now, up, r24, r0, free)
+    c.solved(now, up, r24, r0, free, {k: rng.choice([8, 64, 512]) for k in range(nf) if rng.random() < 0.5})
     reasons = set()
     for _ in range(300):
         now += rng.choice([30, 60, 600])
@@ -50,5 +49,5 @@ def test_remembered_calm_gives_the_same_answers(seed: int) -> None:
         assert c.reason == want
         reasons.add(want)
         if want and rng.random() < 0.7:
-            c.solved(now, up, r24, r0, free)
+            c.solved(now, up, r24, r0, free, {k: rng.choice([8, 64, 512]) for k in range(nf) if rng.random() < 0.5})
     assert "" in reasons and len(reasons) >= 2
