@@ -115,10 +115,19 @@ def _lowest_free(spans: tuple[tuple[int, int, int], ...], status: npt.NDArray[np
             count = np.bincount(domain)  # free nodes per domain of the cluster (up to the last with any)
             extra = count % k
             if np.count_nonzero(extra):  # (not .any(): numpy's Python wrapper costs more than the count)
-                # keep the first (count - count % k) free nodes of each domain: whole TP groups only
-                first = count.cumsum() - count  # position in ``free`` of each domain's first free node
-                rank = np.arange(free.size) - first[domain]
-                free = free[rank < (count - extra)[domain]]
+                # keep the first (count - count % k) free nodes of each domain: whole TP groups only, i.e. drop
+                # the last ``extra`` free nodes of each domain that has any (a mask over the few dropped positions
+                # instead of ranking every free node: the same nodes kept, issue 12 session 7)
+                odd = extra.nonzero()[0]
+                ends = count.cumsum()[odd]  # one past the position in ``free`` of each such domain's last free node
+                if k == 2:  # extra is 1 there
+                    drop = ends - 1
+                else:
+                    ex = extra[odd]
+                    drop = np.repeat(ends - ex, ex) + (np.arange(int(ex.sum())) - np.repeat(ex.cumsum() - ex, ex))
+                keep = np.ones(free.size, dtype=bool)
+                keep[drop] = False
+                free = free[keep]
         parts.append(free + off)
         found += free.size
         if found >= need:

@@ -28,8 +28,8 @@ from superfactory.domain.outcome import ActionOutcome
 
 _R = TypeVar("_R")
 
-__all__ = ["committed_event", "new_event", "new_factory_state", "new_job_view", "new_outcome", "new_snapshot",
-           "record_builder"]
+__all__ = ["EventShell", "committed_event", "new_event", "new_factory_state", "new_job_view", "new_outcome",
+           "new_snapshot", "record_builder"]
 
 _FIELDS = ("time_s", "kind", "job", "factory", "node", "cause", "value", "action")
 _COMMITTED = EventKind.CHECKPOINT_COMMITTED
@@ -48,6 +48,10 @@ class _EventShell:
     value: float
     action: str
 
+
+#: the shell itself, for a hot path that fills an event in line (sim/checkpoints.py): ``object.__new__(EventShell)``,
+#: every slot assigned, then ``__class__ = Event``, exactly as :func:`committed_event` does
+EventShell = _EventShell
 
 _new_object = object.__new__
 

@@ -13,7 +13,7 @@ import pytest
 
 from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, Place, Plan
 from superfactory.errors import SimulationError
-from superfactory.policy.baseline import FULL, _queue_order, _why
+from superfactory.policy.baseline import FULL, _why
 from superfactory.policy.feasibility import evaluate
 from superfactory.policy.nodes import nodes_needed, tp_aligned_fit
 from superfactory.policy.registry import PolicyBase, make_policy, register, unregister
@@ -33,7 +33,7 @@ def _plain_greedy(snapshot: FleetSnapshot) -> Plan:
     actions, waiting, refusals = [], [], []
     order = sorted(range(len(snapshot.factories)),
                    key=lambda i: (snapshot.states[i].price_usd_per_mwh * snapshot.factories[i].pue, i))
-    for view in _queue_order(snapshot.pending):
+    for view in sorted(snapshot.pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id)):
         j = view.job
         reasons: dict[int, str] = {}
         placed = False
