@@ -94,7 +94,8 @@ class GangScheduler(GangPlacement):
                  handoff: bool = False, handoff_min_gpus: int = 2048, handoff_window_s: float = 4 * 3600,
                  handoff_delay_weight: float = 0.5, fill_reserved: bool = False,
                  largest_first: bool = True, largest_first_min_gpus: int = 0,
-                 reserve_after_s: float = 3600.0, reserve_mix_share: float = 0.4) -> None:
+                 reserve_after_s: float = 3600.0, reserve_mix_share: float = 0.4,
+                 reserve_mix_band: float = 0.05) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -136,6 +137,10 @@ class GangScheduler(GangPlacement):
         # blocked gang that never ran gets its reservation (a drain) only after waiting reserve_after_s
         self.reserve_after_s = float(reserve_after_s)
         self.reserve_mix_share = float(reserve_mix_share)
+        if reserve_mix_band < 0:
+            raise ValueError("reserve_mix_band must be >= 0")
+        self.reserve_mix_band = float(reserve_mix_band)
+        self._large_mix: bool | None = None  # the mix's mode, latched with hysteresis (see _drain_worthy)
         # job id -> when it was last pending or running; its work is counted once, on first sight. Ids unseen for
         # _SEEN_KEEP_S are dropped (hourly), so a long live run keeps only recent jobs' ids, not every job's
         self._seen_s: dict[str, int] = {}
@@ -263,7 +268,16 @@ class GangScheduler(GangPlacement):
         if now_s - self._seen_pruned_s >= _SEEN_PRUNE_S:
             self._seen_pruned_s = now_s
             self._seen_s = {j: t for j, t in seen.items() if now_s - t < _SEEN_KEEP_S}
-        return self._all_gpu_s <= 0 or self._large_gpu_s >= self.reserve_mix_share * self._all_gpu_s
+        if self._all_gpu_s <= 0:
+            return True
+        share = self._large_gpu_s / self._all_gpu_s
+        if self._large_mix is None:  # the first work seen sets the mode at the threshold itself
+            self._large_mix = share >= self.reserve_mix_share
+        elif self._large_mix and share < self.reserve_mix_share - self.reserve_mix_band:
+            self._large_mix = False
+        elif not self._large_mix and share >= self.reserve_mix_share + self.reserve_mix_band:
+            self._large_mix = True
+        return self._large_mix
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
         """A preemption that did not take effect frees its preemptor's promise: the claim and the victim links

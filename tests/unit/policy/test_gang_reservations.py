@@ -246,3 +246,46 @@ def test_mix_rule_counts_each_job_once_and_forgets_ids_of_jobs_gone_for_a_day() 
     assert len(sched._seen_s) <= 86_400 // 600 + 3600 // 600 + 1  # a day of ids (plus up to an hour to the prune)
     n = 2 * 86_400 // 600
     assert sched._all_gpu_s == pytest.approx(small.gpus * small.work_s * (1 + n) + large.gpus * large.work_s)
+
+
+def _mix_modes(band: float, shares: list[float]) -> list[bool]:
+    """The mix rule's answer at each of a series of decisions on a 1,024-GPU fleet ("large" = 64 GPUs or more),
+    where each decision adds one job (8-GPU small or 64-GPU large) sized so that the running share of large-gang
+    work is the next of ``shares``."""
+    f = parse_scenario(scenario([factory("f", nodes=128)], [], duration="1h")).factories[0]
+    state = FactoryState(f.id, True, bytes(f.nodes), 50.0, 100.0, 0.0)
+    sched = GangScheduler(reserve_mix_band=band)
+    jobs: list[TrainingJob] = []
+    modes = []
+    def add(jid: str, gpus: int, gpu_s: float) -> None:
+        # work_flop in proportion to GPU-seconds (work_s = work_flop / (gpus x peak x mfu))
+        jobs.append(TrainingJob(jid, "GB200", gpus, gpu_s * 1e15, 0.4, 0, CheckpointSpec(1800, 20, 1e12, 800),
+                                RecoverySpec(120, 300)))
+
+    large, every = shares[0] * 64 * 3600, 64 * 3600.0
+    add("first-large", 64, large)  # the first decision sees one large and one small job
+    for k, p in enumerate(shares):
+        if k == 0:
+            gpus, gpu_s = 8, every - large
+        elif large / every > p:  # add small work: large / (every + x) = p
+            gpus, gpu_s = 8, large / p - every
+        else:  # add large work: (large + y) / (every + y) = p
+            gpus, gpu_s = 64, (p * every - large) / (1.0 - p)
+            large += gpu_s
+        every += gpu_s if k else 0.0
+        add(f"j{k}", gpus, gpu_s)
+        snap = FleetSnapshot(60 * k, (f,), (state,), (), tuple(JobView(j, None, (), 0.0, 0) for j in jobs), ())
+        modes.append(sched._drain_worthy(snap))
+        assert sched._large_gpu_s / sched._all_gpu_s == pytest.approx(p)
+    return modes
+
+
+def test_the_mix_mode_is_latched_with_hysteresis_around_the_threshold() -> None:
+    # a running share wandering around reserve_mix_share (0.4) as on Seren's seed 0 (0.32-0.43 over the day):
+    # with the band (default 0.05) the mode changes only on leaving [0.35, 0.45); without it, at every crossing
+    shares = [0.42, 0.38, 0.41, 0.37, 0.34, 0.44, 0.41, 0.46]
+    assert GangScheduler().reserve_mix_band == 0.05
+    assert _mix_modes(0.05, shares) == [True, True, True, True, False, False, False, True]
+    assert _mix_modes(0.0, shares) == [True, False, True, False, False, True, True, True]
+    with pytest.raises(ValueError, match="reserve_mix_band"):
+        GangScheduler(reserve_mix_band=-0.1)
