@@ -87,3 +87,29 @@ def test_sovereignty_refusals_are_reported_for_audit() -> None:
                                         np.random.default_rng(0))
     assert plan.refusals == (("p", "us", "sovereignty: us lacks clearance for EU_PERSONAL"),)
     assert plan.actions == (Place("p", "eu", (0, 1)),)
+
+
+def test_queue_order_equals_the_plain_sort() -> None:
+    """Issue 12, session 7: the queue is sorted by two stable sorts on C-level keys; it must give exactly the order
+    of the plain key (higher priority, then earlier submission, then id) on queues with many ties."""
+    from superfactory.policy.baseline import _queue_order
+
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        n = int(rng.integers(0, 40))
+        jobs = [_job(f"j{int(rng.integers(0, 10_000)):05d}-{i}", priority=int(rng.integers(-2, 3)),
+                     submit=int(rng.integers(0, 5)) * 60) for i in range(n)]
+        pending = tuple(JobView(j, None, (), 0.0, 0) for j in rng.permutation(np.array(jobs, dtype=object)))
+        want = sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
+        assert _queue_order(pending) == want, trial
+
+
+def test_greedy_order_follows_the_prices_as_they_move() -> None:
+    """Greedy keeps its candidate order while the prices are the same; a price change reorders it."""
+    fs = [_factory("a"), _factory("b"), _factory("c")]
+    greedy = make_policy("greedy")
+    rng = np.random.default_rng(0)
+    for prices, first in (([30.0, 20.0, 10.0], "c"), ([30.0, 20.0, 10.0], "c"), ([5.0, 20.0, 10.0], "a"),
+                          ([5.0, 20.0, 1.0], "c"), ([50.0, 2.0, 10.0], "b")):
+        plan = greedy.decide(_snap(fs, prices, [_job("x", gpus=8)]), rng)
+        assert [a.factory_id for a in plan.actions] == [first]
