@@ -23,6 +23,8 @@ the workload and the failures) instead, written to ``benchmarks/results/gang_see
     .venv/bin/python benchmarks/gang_bench.py
     .venv/bin/python benchmarks/gang_bench.py --seeds 0-5 [nvl72-saturated-seren]
     .venv/bin/python benchmarks/gang_bench.py --hold-check    # how far the time-coupled rows can go (no runs)
+    .venv/bin/python benchmarks/gang_bench.py --clairvoyant [-1,0,1] [scenario]  # a clairvoyant offline plan's
+                                                  # occupancy vs the bound without failures (gang_clairvoyant.json)
     .venv/bin/python benchmarks/gang_bench.py --drain-fill -1,0,1 [scenario ...]  # what backfill could fill of
                                                                   # the drains (-1: the scenario's own seed)
 """
@@ -50,6 +52,7 @@ from superfactory.policy.gang_hold import HoldCap
 from superfactory.policy.gangfit import place_gang, shape_of
 from superfactory.policy.nodes import first_fit
 from superfactory.policy.occupancy_bound import down_spells, occupancy_bound
+from superfactory.policy.offline_schedule import best_plan, check_plan, offline_jobs
 from superfactory.policy.registry import register, unregister
 from superfactory.policy.waits import first_start_waits, largest_gangs, mean_wait_s, top_priority
 from superfactory.scenario.loader import load_scenario
@@ -421,6 +424,61 @@ def _drain_main(names: list[str], seeds: list[int]) -> None:
     print(f"\nwrote {DRAIN_RESULTS}")
 
 
+CLAIRVOYANT_RESULTS = Path(__file__).parent / "results" / "gang_clairvoyant.json"
+
+
+def clairvoyant(name: str, seeds: list[int]) -> dict[str, object]:
+    """Per seed of ``name`` (-1: the scenario's own): the clairvoyant offline plan of
+    :func:`superfactory.policy.offline_schedule.best_plan` (every release, gang shape and failure-free hold known
+    in advance; no failures), validated by ``check_plan``, and its occupancy against the bound without failures
+    (the per-instant LP rows with NVLink domains and whole gangs). Evidence of what a schedule can reach on the
+    workload, not a policy."""
+    base = load_scenario(name)
+    clusters = [c for f in base.factories for c in f.clusters]
+    if len(clusters) != 1:
+        raise SystemExit(f"--clairvoyant plans one cluster of NVLink domains; {name} has {len(clusters)}")
+    c = clusters[0]
+    per_domain = c.system.nodes_per_domain
+    rows = []
+    for seed in seeds:
+        sc = base.reseeded(seed) if seed >= 0 else base
+        jobs = offline_jobs(sc.jobs, c.system.gpus_per_node, per_domain)
+        cpu0 = time.process_time()
+        plan = best_plan(jobs, c.nodes // per_domain, per_domain, sc.duration_s)
+        cpu_s = time.process_time() - cpu0
+        bad = check_plan(plan, jobs, c.nodes // per_domain, per_domain, sc.duration_s)
+        if bad:
+            raise AssertionError(f"seed {seed}: the clairvoyant plan is invalid: {bad[:3]}")
+        with quiet_stdout():
+            bound = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True).occupancy
+        rows.append({"seed": seed, "occupancy": plan.occupancy, "bound_without_failures": bound,
+                     "share": plan.occupancy / bound if bound else 0.0, "plan": plan.order,
+                     "jobs_started": len(plan.starts), "jobs": len(jobs), "cpu_s": cpu_s})
+    return {"scenario": name, "rows": rows,
+            "seeds_share_ge_goal": sum(r["share"] >= GOALS["occupancy_share"] for r in rows)}  # type: ignore[operator]
+
+
+def _clairvoyant_main(names: list[str], seeds: list[int]) -> None:
+    out = {n: clairvoyant(n, seeds) for n in (names or SCENARIOS[:1])}
+    print(f"{'scenario':<24} {'seed':>4} {'occupancy':>9} {'bound':>7} {'share':>6} {'started':>9} {'cpu s':>6}  plan")
+    for n, d in out.items():
+        for r in d["rows"]:  # type: ignore[union-attr]
+            print(f"{n:<24} {r['seed']:4d} {r['occupancy']:9.4f} {r['bound_without_failures']:7.4f} "
+                  f"{r['share']:6.3f} {r['jobs_started']:4d}/{r['jobs']:<4d} {r['cpu_s']:6.1f}  {r['plan']}")
+    for n, d in out.items():
+        tag = "" if n == SCENARIOS[0] else f"{n.removeprefix('nvl72-saturated-')}_"
+        for r in d["rows"]:  # type: ignore[union-attr]
+            sfx = "" if r["seed"] < 0 else f"_seed{r['seed']}"
+            print(f"{tag}clairvoyant_occupancy{sfx}={r['occupancy']:.4f}")
+            print(f"{tag}clairvoyant_share{sfx}={r['share']:.4f}")
+        shares = [r["share"] for r in d["rows"]]  # type: ignore[union-attr]
+        print(f"{tag}clairvoyant_share_mean={statistics.fmean(shares):.4f} min={min(shares):.4f} max={max(shares):.4f}")
+        print(f"{tag}clairvoyant_seeds_share_ge_0.99={d['seeds_share_ge_goal']}/{len(shares)}")
+    CLAIRVOYANT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    CLAIRVOYANT_RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwrote {CLAIRVOYANT_RESULTS}")
+
+
 def _check_scenarios(names: list[str]) -> None:
     """Exit with a clear message when a name is not one of :data:`SCENARIOS`."""
     bad = [a for a in names if a not in SCENARIOS]
@@ -441,6 +499,13 @@ def main(argv: list[str]) -> None:
         lo_hi = [int(x) for x in spec.split("-")] if re.fullmatch(r"\d+-\d+", spec) else None
         seeds = list(range(lo_hi[0], lo_hi[1] + 1)) if lo_hi else [int(x) for x in spec.split(",")]
         _drain_main(argv[2:], seeds)
+        return
+    if argv[:1] == ["--clairvoyant"]:
+        rest = argv[1:]
+        spec = rest.pop(0) if rest and re.fullmatch(r"\d+-\d+|-?\d+(,-?\d+)*", rest[0]) else "-1"
+        _check_scenarios(rest)
+        lo_hi = [int(x) for x in spec.split("-")] if re.fullmatch(r"\d+-\d+", spec) else None
+        _clairvoyant_main(rest, list(range(lo_hi[0], lo_hi[1] + 1)) if lo_hi else [int(x) for x in spec.split(",")])
         return
     if argv[:1] == ["--hold-check"]:
         _check_scenarios(argv[1:])
