@@ -134,6 +134,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._last_solve_s = -10**12
         self._lam: dict[str, float] = {}
         self._carbon_mean: list[float] = []  # forecast gCO2/kWh per factory (horizon mean), for carbon budgets
+        self._carbon_of: FleetSnapshot | None = None  # (made lazily when carbon has no price: _carbon_means)
         self._keys: dict[str, int] = {}
         self.solves = 0
         self._last_quick: tuple[object, ...] = ()
@@ -186,10 +187,10 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
             self._rates = ([float(p[:24].mean()) for p in self._paths], [float(p[0]) for p in self._paths])
         paths = self._paths
         rate24, rate0 = self._rates
-        free_gpus = self._free_gpus(snap)
         if self._sizes[0] is not snap.factories:  # (a property summing clusters: asked at every decision)
             self._sizes = (snap.factories, [f.gpus for f in snap.factories])
-        full = self.cadence.due(now, ups, rate24, rate0, free_gpus, self._sizes[1])
+        # (free GPUs per factory are counted only when the answer depends on them)
+        full = self.cadence.due(now, ups, rate24, rate0, lambda: self._free_gpus(snap), self._sizes[1])
         if not full:
             # between full solves only new pending jobs, freed capacity or a waiting job's ageing (re-examined
             # every resolve_s, and when one reaches its wait bound) can change the answer; running jobs stay
@@ -205,7 +206,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         if full:
             self._lam = self._lambdas(snap, paths)
             self._last_solve_s = now
-            self.cadence.solved(now, ups, rate24, rate0, free_gpus)
+            self.cadence.solved(now, ups, rate24, rate0, self._free_gpus(snap))
             self.solves += 1
             # a pending job that fits nowhere now cannot be placed by this plan either (the rows hold only the
             # nodes free in the snapshot): it keeps its reason, as between full solves

@@ -36,7 +36,7 @@ Pure: no clock, no I/O; the caller passes the figures of the snapshot it decides
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 _HOUR_S = 3600
@@ -76,14 +76,15 @@ class SolveCadence:
             raise ValueError("full_resolve_s must be > 0")
 
     def due(self, now_s: int, up: tuple[bool, ...], rate24: Sequence[float], rate0: Sequence[float],
-            free_gpus: Sequence[int], size_gpus: Sequence[int]) -> bool:
+            free_gpus: Sequence[int] | Callable[[], Sequence[int]], size_gpus: Sequence[int]) -> bool:
         """Whether a decision at ``now_s`` on a snapshot with these figures (per factory: up, mean cost over
-        the next 24 hours, cost this hour, free GPUs, GPUs) needs a full solve; :attr:`reason` says why."""
+        the next 24 hours, cost this hour, free GPUs, GPUs) needs a full solve; :attr:`reason` says why.
+        ``free_gpus`` may be a function giving them: called only when the answer depends on them."""
         self.reason = self._why(now_s, up, rate24, rate0, free_gpus, size_gpus)
         return bool(self.reason)
 
     def _why(self, now_s: int, up: tuple[bool, ...], rate24: Sequence[float], rate0: Sequence[float],
-             free_gpus: Sequence[int], size_gpus: Sequence[int]) -> str:
+             free_gpus: Sequence[int] | Callable[[], Sequence[int]], size_gpus: Sequence[int]) -> str:
         if now_s - self.last_s >= self.full_resolve_s:
             return "timer"
         if up != self._up or len(rate24) != len(self._rate24):
@@ -100,9 +101,11 @@ class SolveCadence:
         # freed capacity matters where a job is known to want it (a move, or a start it was denied for room), and
         # at most once per clock hour (the price hour)
         wanted = self._wanted
-        if wanted and new_hour and any(
-                g - g0 > self.capacity_change * n and i in wanted and g >= wanted[i]
-                for i, (g, g0, n) in enumerate(zip(free_gpus, self._free_gpus, size_gpus, strict=True))):
+        if not (wanted and new_hour):
+            return ""
+        free = free_gpus() if callable(free_gpus) else free_gpus
+        if any(g - g0 > self.capacity_change * n and i in wanted and g >= wanted[i]
+               for i, (g, g0, n) in enumerate(zip(free, self._free_gpus, size_gpus, strict=True))):
             return "capacity"
         return ""
 

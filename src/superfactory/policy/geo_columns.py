@@ -11,6 +11,7 @@ Also the free-capacity counts the columns and the rows read (recounted only when
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -81,6 +82,7 @@ class GeoColumns:
     _lam: dict[str, float]
     _sig_key: tuple[object, ...]
     _carbon_mean: list[float]
+    _carbon_means: Callable[[], list[float]]  # (GeoSignals: forecast carbon per factory, made on first ask)
     _forced: set[str]
     _paused: set[str]
     _work_s: dict[str, tuple[float, float]]
@@ -299,7 +301,8 @@ class GeoColumns:
                     continue
                 f = snap.factories[i]
                 if has_budget:
-                    budget = carbon_budget_refusal(job, v.carbon_spent_tco2, v.progress_s, f, self._carbon_mean[i])
+                    budget = carbon_budget_refusal(job, v.carbon_spent_tco2, v.progress_s, f,
+                                                  self._carbon_means()[i])
                     if budget is not None:  # a hard rule like sovereignty: no column, and an audit record
                         refusals.append((job.id, f.id, budget))
                         if jx not in running:

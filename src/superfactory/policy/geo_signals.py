@@ -30,6 +30,7 @@ class GeoSignals:
     forecaster: SeasonalForecaster
     _fc_cache: dict[tuple[str, str, int, float], tuple[float, npt.NDArray[np.float64]]]
     _carbon_mean: list[float]
+    _carbon_of: FleetSnapshot | None  # the snapshot the cost signals were last made from
 
     def _signal(self, kind: str, name: str, history: tuple[float, ...], now_value: float
                 ) -> tuple[float, npt.NDArray[np.float64]]:
@@ -77,23 +78,45 @@ class GeoSignals:
             self._fc_cache[key] = (float(path[: self.horizon_h].mean()), path)
 
     def _usd_per_mwh(self, snap: FleetSnapshot) -> tuple[list[float], list[npt.NDArray[np.float64]]]:
-        """Per factory: forecast-mean effective cost (USD per facility MWh) and its 24 h path."""
+        """Per factory: forecast-mean effective cost (USD per facility MWh) and its 24 h path.
+
+        With no carbon price (``beta`` 0) the carbon forecasts do not enter the cost and are not made here; a job
+        with a carbon budget asks for them (:meth:`_carbon_means`). The paths are the same values: ``alpha`` x
+        price + 0.0 (a zero carbon term added element by element)."""
         means: list[float] = []
         paths: list[npt.NDArray[np.float64]] = []
+        carbon = self.beta != 0.0
         asks: list[tuple[str, str, tuple[float, ...], float]] = []
         for f, st in zip(snap.factories, snap.states, strict=True):
             asks.append(("p", f.market, snap.price_history.get(f.market, ()), st.price_usd_per_mwh))
-            asks.append(("c", f.grid, snap.carbon_history.get(f.grid, ()), st.carbon_g_per_kwh))
+            if carbon:
+                asks.append(("c", f.grid, snap.carbon_history.get(f.grid, ()), st.carbon_g_per_kwh))
         self._prefetch(asks)
         self._carbon_mean.clear()
+        self._carbon_of = snap
         for f, st in zip(snap.factories, snap.states, strict=True):
             pm, pp = self._signal("p", f.market, snap.price_history.get(f.market, ()), st.price_usd_per_mwh)
+            if not carbon:
+                means.append(self.alpha * pm + 0.0)
+                paths.append(self.alpha * pp + 0.0)
+                continue
             cm, cp = self._signal("c", f.grid, snap.carbon_history.get(f.grid, ()), st.carbon_g_per_kwh)
             self._carbon_mean.append(cm)
             # carbon: g/kWh == kg/MWh -> t/MWh is /1000
             means.append(self.alpha * pm + self.beta * cm / 1000.0)
             paths.append(self.alpha * pp + self.beta * cp / 1000.0)
         return means, paths
+
+    def _carbon_means(self) -> list[float]:
+        """Forecast gCO2/kWh per factory (mean over the next ``horizon_h`` hours) of the snapshot the cost signals
+        were last made from (:meth:`_usd_per_mwh`): made then when carbon has a price, else on first ask (carbon
+        budgets), from the same histories."""
+        if not self._carbon_mean and self._carbon_of is not None:
+            snap = self._carbon_of
+            self._carbon_mean.extend(
+                self._signal("c", f.grid, snap.carbon_history.get(f.grid, ()), st.carbon_g_per_kwh)[0]
+                for f, st in zip(snap.factories, snap.states, strict=True))
+        return self._carbon_mean
 
     def _lambdas(self, snap: FleetSnapshot, paths: list[npt.NDArray[np.float64]]) -> dict[str, float]:
         """Value of a GPU-hour per accelerator (USD/GPU-h).
