@@ -225,6 +225,11 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         if len(views) < len(snap.pending) + (len(running) if full else 0):
             priced = {v.job.id for v in views}
             waiting.update((v.job.id, self._reasons[v.job.id]) for v in snap.pending if v.job.id not in priced)
+        if not views:  # (between full solves, nothing to price: every pending job keeps its reason)
+            self._reasons = dict(sorted(waiting.items()))
+            self._last_wait_plan = Plan((), tuple(self._reasons.items()))
+            self._set_deadline(snap, now, set())
+            return self._last_wait_plan
         refusals: list[tuple[str, str, str]] = []
         # a full solve without WAN rows drops the running jobs for which staying is strictly cheapest: their
         # columns are not even built (settled)
@@ -263,11 +268,14 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
                 del self._pick_memo[pk]  # (kept for waiting jobs: the ones asked again)
         self._last_wait_plan = Plan((), plan.waiting) if not plan.actions else Plan()
         self._reasons = dict(plan.waiting)
-        placed = {a.job_id for a in plan.actions}
+        self._set_deadline(snap, now, {a.job_id for a in plan.actions})
+        return plan
+
+    def _set_deadline(self, snap: FleetSnapshot, now: int, placed: set[str]) -> None:
+        """The next instant a pending job not ``placed`` now reaches its wait bound (``wants_cycle`` asks then)."""
         self._next_deadline_s = min((v.waiting_since_s + self.max_wait_s for v in snap.pending
                                      if v.job.id not in placed and v.waiting_since_s >= 0
                                      and v.waiting_since_s + self.max_wait_s > now), default=10**18)
-        return plan
 
     def _note_wanted(self, views: list[JobView], running: set[int], chosen: list[_Col], cols: list[_Col],
                      plan: Plan) -> None:
