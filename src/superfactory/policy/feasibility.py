@@ -117,7 +117,19 @@ def evaluate(view: JobView, factory: Factory, state: FactoryState, it_power_w: f
     rule = power_refusal(factory, it_power_w, sc.extra_it_w)
     if rule is not None:
         return Feasibility(Verdict.RETRY_LATER, "power", rule, sc.extra_it_w)
-    return Feasibility(Verdict.OK, extra_it_w=sc.extra_it_w)
+    w = sc.extra_it_w
+    ok = _OK.get(w) if w else None  # (a zero is built each time: 0.0 and -0.0 are one key)
+    if ok is None:  # an immutable record, equal for equal power: one per value (issue 12: ~2 us a construction)
+        ok = Feasibility(Verdict.OK, extra_it_w=w)
+        if w:
+            if len(_OK) >= 4096:
+                _OK.clear()
+            _OK[w] = ok
+    return ok
+
+
+#: extra IT power (W) -> the ``ok`` verdict with it (see :func:`evaluate`)
+_OK: dict[float, Feasibility] = {}
 
 
 def sovereignty_refusal(job: TrainingJob, factory: Factory) -> str | None:

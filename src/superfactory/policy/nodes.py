@@ -125,7 +125,8 @@ def _lowest_free(spans: tuple[tuple[int, int, int], ...], status: npt.NDArray[np
                 else:
                     ex = extra[odd]
                     drop = np.repeat(ends - ex, ex) + (np.arange(int(ex.sum())) - np.repeat(ex.cumsum() - ex, ex))
-                keep = np.ones(free.size, dtype=bool)
+                keep = np.empty(free.size, dtype=bool)  # (np.ones is a Python-level wrapper: ~1 us more)
+                keep.fill(True)
                 keep[drop] = False
                 free = free[keep]
         parts.append(free + off)
