@@ -115,10 +115,31 @@ _NODE_ARRAYS: dict[int, tuple[tuple[int, ...], IntpArray]] = {}
 _NODE_ARRAYS_MAX = 256
 
 
+#: the ints 0..n-1 as Python objects (grown on demand; one list holding the current table): a node tuple made from
+#: them shares their int objects instead of allocating one per node (issue 12, session 7: a 2,048-node placement
+#: converts ~35 % faster)
+_INTS: list[npt.NDArray[np.object_]] = [np.arange(0).astype(object)]
+_INTS_MAX = 1 << 22
+_min, _max = np.minimum.reduce, np.maximum.reduce
+
+
+def _as_ints(idx: IntpArray) -> list[int]:
+    """``idx.tolist()`` (equal values), taking the ints from :data:`_INTS` when they are all in its range."""
+    if idx.size >= 64 and idx.ndim == 1:
+        lo, hi = int(_min(idx)), int(_max(idx))
+        if lo >= 0 and hi < _INTS_MAX:
+            table = _INTS[0]
+            if hi >= table.size:
+                table = _INTS[0] = np.arange(max(hi + 1, 2 * table.size, 8192)).astype(object)
+            out: list[int] = table.take(idx).tolist()
+            return out
+    return idx.tolist()  # type: ignore[no-any-return]
+
+
 def nodes_tuple(idx: IntpArray) -> tuple[int, ...]:
     """``tuple(idx.tolist())``, remembered: :func:`nodes_array` of the returned tuple gives back ``idx`` (made
     read-only) without converting. For placement code that builds a node tuple from an array."""
-    nodes = tuple(idx.tolist())
+    nodes = tuple(_as_ints(idx))
     if len(_NODE_ARRAYS) >= _NODE_ARRAYS_MAX:
         _NODE_ARRAYS.clear()
     idx.flags.writeable = False

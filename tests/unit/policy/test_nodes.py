@@ -96,3 +96,19 @@ def test_fits_equal_reference(blocks: list[tuple[str, int]], busy_p: float, seed
     assert first_fit(f, status, acc, gpus) == _ref_first_fit(f, status, acc, gpus)
     assert nodes_needed(f, acc, gpus) == (-(-gpus // f.clusters_of(acc)[0].system.gpus_per_node)
                                           if f.clusters_of(acc) else 0)
+
+
+def test_node_tuples_equal_plain_conversion() -> None:
+    """Issue 12, session 7: placement's node tuples take their ints from a shared table (64 nodes or more, all in
+    range); the tuple must equal ``tuple(idx.tolist())`` for any index array, and convert back to the same array."""
+    from superfactory.models.collective import nodes_array, nodes_tuple
+
+    rng = np.random.default_rng(3)
+    cases = [np.arange(100, 300), np.arange(-3, 120), np.arange(0), np.arange(5), np.arange(20_000, 20_100),
+             rng.permutation(5_000)[:700], np.arange(400)[::3], np.array([7] * 80), np.arange(5_000_000, 5_000_070)]
+    for arr in cases:
+        idx = np.asarray(arr, dtype=np.intp)
+        want = tuple(idx.tolist())
+        got = nodes_tuple(idx.copy())
+        assert got == want and all(type(n) is int for n in got)
+        assert np.array_equal(nodes_array(got), idx)
