@@ -45,7 +45,8 @@ large gang's reservation is chosen by drain cost, see ``GangReservations._handof
 (adaptive reservations: on a small-gang mix, where gangs of >= 1/16 of the fleet carry less than that share of
 the work seen, a gang that never ran is reserved, i.e. drained for, only after waiting ``reserve_after_s``;
 on such a mix the starving gang also queues just behind the top class, as with ``guard_behind_top``; see
-:meth:`GangScheduler._drain_worthy`; ``reserve_after_s`` 0 turns both off).
+:meth:`GangScheduler._drain_worthy`; ``reserve_after_s`` 0 turns both off; ``reserve_mix_band``: the mode,
+set at the first work seen, changes only when the share leaves ``reserve_mix_share`` +- the band, hysteresis).
 
 Code: this module (the decision walk), :mod:`superfactory.policy.gang_placement` (placement, hot swap,
 degraded domains), :mod:`superfactory.policy.gang_reservations` (reservations, preemption),
@@ -256,7 +257,9 @@ class GangScheduler(GangPlacement):
         starving gang (guard), a gang that ran before (requeued by a failure or preempted: its wall time is
         already running, ETTR) and a gang that holds a reservation keep theirs at once. And on such a mix the
         top class goes first: the guard is queued just behind it (as with ``guard_behind_top``), still with a
-        reservation of its own."""
+        reservation of its own. The mode is latched: the first work seen sets it at ``reserve_mix_share``, and
+        it changes only when the share falls below the threshold minus ``reserve_mix_band`` or rises to the
+        threshold plus the band, so a share wandering around the threshold does not flip it back and forth."""
         large_gpus = sum(f.gpus for f in snapshot.factories) / 16
         now_s, seen = snapshot.now_s, self._seen_s
         for v in (*snapshot.pending, *snapshot.running):
