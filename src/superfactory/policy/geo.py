@@ -142,7 +142,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._any_pending = True  # until the first decision says otherwise
         self._gpus: dict[str, int] = {}  # GPUs of jobs whose moves the governor recorded (to cancel them)
         self._sites_of: tuple[Factory, ...] | None = None
-        self._sizes: tuple[object, list[int]] = (None, [])  # (factories, their GPUs)
+        self._factory_gpus: tuple[object, list[int]] = (None, [])  # (factories, their GPUs)
         self._free: dict[tuple[int, str], tuple[bytes, int]] = {}
         self._fit_memo: tuple[object, dict[tuple[int, str], int], list[bool], dict[tuple[int, str], bool]] = (
             None, {}, [], {})
@@ -187,10 +187,10 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
             self._rates = ([float(p[:24].mean()) for p in self._paths], [float(p[0]) for p in self._paths])
         paths = self._paths
         rate24, rate0 = self._rates
-        if self._sizes[0] is not snap.factories:  # (a property summing clusters: asked at every decision)
-            self._sizes = (snap.factories, [f.gpus for f in snap.factories])
+        if self._factory_gpus[0] is not snap.factories:  # (a property summing clusters: asked at every decision)
+            self._factory_gpus = (snap.factories, [f.gpus for f in snap.factories])
         # (free GPUs per factory are counted only when the answer depends on them)
-        full = self.cadence.due(now, ups, rate24, rate0, lambda: self._free_gpus(snap), self._sizes[1])
+        full = self.cadence.due(now, ups, rate24, rate0, lambda: self._free_gpus(snap), self._factory_gpus[1])
         if not full:
             # between full solves only new pending jobs, freed capacity or a waiting job's ageing (re-examined
             # every resolve_s, and when one reaches its wait bound) can change the answer; running jobs stay
