@@ -24,15 +24,36 @@ def test_run_twin_restores_the_collector_and_holds_it_back_meanwhile(monkeypatch
     gc.set_threshold(700, 9, 11)  # something the run cannot guess
     try:
         before = _gc_state()
-        seen: list[tuple[tuple[int, ...], int]] = []
-        result = run_twin(sc, on_progress=lambda now, until: seen.append((gc.get_threshold(), gc.get_freeze_count())))
+        seen: list[tuple[tuple[int, ...], int, bool]] = []
+        result = run_twin(sc, on_progress=lambda now, until: seen.append(
+            (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled())))
         assert _gc_state() == before
     finally:
         gc.set_threshold(*old)
     assert result.kernel_events > 4096  # on_progress ran inside the kernel loop, not only at the end
     inside = seen[:-1]
-    assert inside and all(t == RUN_THRESHOLDS for t, _ in inside)
-    assert all(frozen > 0 for _, frozen in inside)  # the scenario and the rest of the heap were frozen
+    assert inside and all(t == RUN_THRESHOLDS for t, _, _ in inside)
+    assert all(frozen > 0 for _, frozen, _ in inside)  # the scenario and the rest of the heap were frozen
+    assert not any(enabled for _, _, enabled in inside)  # the collector paused (session 7)
+
+
+def test_a_disabled_collector_stays_disabled_and_the_runs_objects_go_to_the_oldest_generation() -> None:
+    """A caller that disabled the collector finds it disabled after a run; what a run keeps leaves the young
+    generations untraversed (moved to the oldest one) and nothing stays frozen."""
+    sc = load_scenario("llama3-405b")
+    before = _gc_state()
+    gc.disable()
+    try:
+        result = run_twin(sc)
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() == before[1]
+        # the run's ~20k events are kept (tracked) but not young: no young collection will traverse them
+        assert len(result.events) > 10_000 and gc.is_tracked(result.events[-1])
+        assert len(gc.get_objects(generation=0)) < 10_000
+    finally:
+        if before[2]:
+            gc.enable()
+    assert _gc_state() == before
 
 
 def test_collector_is_restored_when_the_run_fails() -> None:
@@ -53,10 +74,10 @@ def test_nested_pauses_restore_once_and_keep_a_callers_frozen_objects() -> None:
     assert gc.get_freeze_count() > 0
     try:
         with quiet_collector():
-            assert gc.get_threshold() == RUN_THRESHOLDS
+            assert gc.get_threshold() == RUN_THRESHOLDS and not gc.isenabled()
             with quiet_collector():
                 assert gc.get_threshold() == RUN_THRESHOLDS
-            assert gc.get_threshold() == RUN_THRESHOLDS  # the inner block leaves the outer pause in force
+            assert gc.get_threshold() == RUN_THRESHOLDS and not gc.isenabled()  # the outer pause stays in force
         assert gc.get_threshold() == before[0]
         assert gc.get_freeze_count() > 0  # not unfrozen: this pause did not freeze them
     finally:
