@@ -451,31 +451,43 @@ def clairvoyant(name: str, seeds: list[int]) -> dict[str, object]:
             raise AssertionError(f"seed {seed}: the clairvoyant plan is invalid: {bad[:3]}")
         with quiet_stdout():
             bound = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True).occupancy
+        # the largest gangs' waits in the plan (one not started counts with its wait up to the horizon)
+        first = {p.job: p.start_s for p in plan.starts}
+        top = max(j.gpus for j in sc.jobs)
+        waits = [first.get(j.id, sc.duration_s) - max(0, j.submit_s) for j in sc.jobs if j.gpus == top]
         rows.append({"seed": seed, "occupancy": plan.occupancy, "bound_without_failures": bound,
                      "share": plan.occupancy / bound if bound else 0.0, "plan": plan.order,
-                     "jobs_started": len(plan.starts), "jobs": len(jobs), "cpu_s": cpu_s})
+                     "jobs_started": len(plan.starts), "jobs": len(jobs), "cpu_s": cpu_s,
+                     "largest_gang_gpus": top, "largest_gangs_started": sum(j.id in first for j in sc.jobs
+                                                                            if j.gpus == top),
+                     "largest_gangs": len(waits), "largest_gang_max_wait_s": max(waits, default=0)})
     return {"scenario": name, "rows": rows,
             "seeds_share_ge_goal": sum(r["share"] >= GOALS["occupancy_share"] for r in rows)}  # type: ignore[operator]
 
 
 def _clairvoyant_main(names: list[str], seeds: list[int]) -> None:
     out = {n: clairvoyant(n, seeds) for n in (names or SCENARIOS[:1])}
-    print(f"{'scenario':<24} {'seed':>4} {'occupancy':>9} {'bound':>7} {'share':>6} {'started':>9} {'cpu s':>6}  plan")
+    print(f"{'scenario':<24} {'seed':>4} {'occupancy':>9} {'bound':>7} {'share':>6} {'started':>9} "
+          f"{'largest started':>15} {'largest wait h':>14} {'cpu s':>6}  plan")
     for n, d in out.items():
         for r in d["rows"]:  # type: ignore[union-attr]
             print(f"{n:<24} {r['seed']:4d} {r['occupancy']:9.4f} {r['bound_without_failures']:7.4f} "
-                  f"{r['share']:6.3f} {r['jobs_started']:4d}/{r['jobs']:<4d} {r['cpu_s']:6.1f}  {r['plan']}")
+                  f"{r['share']:6.3f} {r['jobs_started']:4d}/{r['jobs']:<4d} "
+                  f"{r['largest_gangs_started']:7d}/{r['largest_gangs']:<7d} "
+                  f"{r['largest_gang_max_wait_s'] / 3600:14.1f} {r['cpu_s']:6.1f}  {r['plan']}")
     for n, d in out.items():
         tag = "" if n == SCENARIOS[0] else f"{n.removeprefix('nvl72-saturated-')}_"
         for r in d["rows"]:  # type: ignore[union-attr]
             sfx = "" if r["seed"] < 0 else f"_seed{r['seed']}"
             print(f"{tag}clairvoyant_occupancy{sfx}={r['occupancy']:.4f}")
             print(f"{tag}clairvoyant_share{sfx}={r['share']:.4f}")
+            print(f"{tag}clairvoyant_largest_gang_max_wait_s{sfx}={r['largest_gang_max_wait_s']:.0f}")
         shares = [r["share"] for r in d["rows"]]  # type: ignore[union-attr]
         print(f"{tag}clairvoyant_share_mean={statistics.fmean(shares):.4f} min={min(shares):.4f} max={max(shares):.4f}")
         print(f"{tag}clairvoyant_seeds_share_ge_0.99={d['seeds_share_ge_goal']}/{len(shares)}")
     CLAIRVOYANT_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    CLAIRVOYANT_RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    kept = json.loads(CLAIRVOYANT_RESULTS.read_text()) if CLAIRVOYANT_RESULTS.exists() else {}
+    CLAIRVOYANT_RESULTS.write_text(json.dumps({**kept, **out}, indent=2) + "\n")  # one entry per scenario
     print(f"\nwrote {CLAIRVOYANT_RESULTS}")
 
 
@@ -490,7 +502,8 @@ def main(argv: list[str]) -> None:
     """Both scenarios (or only those named in ``argv``: then nothing is written). ``--seeds 0-5 [scenario ...]``:
     the seed spread of gang vs greedy instead (default scenario: the Kalos mix), written to gang_seeds.json (the
     entries of scenarios not run are kept). ``--hold-check [scenario ...]``: :func:`hold_check`, written to
-    gang_hold.json."""
+    gang_hold.json. ``--clairvoyant [SEEDS] [scenario ...]``: :func:`clairvoyant` (default: the scenario's own
+    seed, -1, on the Kalos mix), written to gang_clairvoyant.json (entries of scenarios not run are kept)."""
     if argv[:1] == ["--drain-fill"]:
         if len(argv) < 2 or not re.fullmatch(r"\d+-\d+|-?\d+(,-?\d+)*", argv[1]):
             raise SystemExit("--drain-fill needs seeds, e.g. --drain-fill 0-5 or --drain-fill -1 (the scenario's)")

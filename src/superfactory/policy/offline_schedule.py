@@ -26,7 +26,8 @@ failures and no preemption:
   sweep* (:func:`plan_in_order`'s ``sweep``): at each slot where room frees up or a job is released, the waiting
   jobs, in the sweep order, start there if they fit for their whole hold, inside or outside the lane (in the
   lane only up to the next planned big start: exact runtimes), and never reserve (so they never drain).
-  :func:`best_plan` tries the sweep orders of :data:`SWEEPS` and then swaps of two big gangs in the order.
+  :func:`best_plan` tries two big-gang thresholds and the sweep orders of :data:`SWEEPS`, then swaps of two big
+  gangs in the order.
 
 :func:`check_plan` validates a plan at exact times (capacity per domain at every instant, whole units inside
 domains, whole gangs, releases, hold lengths, starts inside the horizon) and returns the violations found.
@@ -222,15 +223,20 @@ def lane_plan(jobs: Sequence[OfflineJob], big_sequence: Sequence[int], domains: 
 
 def best_plan(jobs: Sequence[OfflineJob], domains: int, per_domain: int, horizon_s: int, slot_s: int = 60,
               big_nodes: int = 512, max_swaps: int = 12) -> OfflinePlan:
-    """The best clairvoyant plan this module finds: :func:`lane_plan` with the big gangs in release order and
-    each sweep order of :data:`SWEEPS`, then a local search over the big gangs' order with the best sweep (swaps
-    of two big gangs, first improvement, at most ``max_swaps`` plans tried). The plan with the most held
-    node-time wins; ties keep the earlier. Its ``order`` names the sweep and the swaps kept."""
-    big = [i for i in _order(jobs, "release", big_nodes) if jobs[i].nodes >= big_nodes]
-    plans = [lane_plan(jobs, big, domains, per_domain, horizon_s, slot_s, big_nodes, sw, f"lane, {sw} sweep")
-             for sw in SWEEPS]
+    """The best clairvoyant plan this module finds: :func:`lane_plan` with the big gangs in release order, for a
+    big-gang threshold of ``big_nodes`` and of twice that, and each sweep order of :data:`SWEEPS`; then a local
+    search over the best one's big-gang order (swaps of two big gangs, first improvement, at most ``max_swaps``
+    plans tried). The plan with the most held node-time wins; ties keep the earlier. Its ``order`` names the
+    threshold, the sweep and the swaps kept."""
+    plans, keys = [], []
+    for threshold in (big_nodes, 2 * big_nodes):
+        big = [i for i in _order(jobs, "release", threshold) if jobs[i].nodes >= threshold]
+        for sw in SWEEPS:
+            plans.append(lane_plan(jobs, big, domains, per_domain, horizon_s, slot_s, threshold, sw,
+                                   f"lane of gangs >= {threshold} nodes, {sw} sweep"))
+            keys.append((threshold, sw, big))
     best = max(plans, key=lambda p: p.held_node_s)  # max keeps the first of equals
-    sweep = SWEEPS[plans.index(best)]
+    threshold, sweep, big = keys[plans.index(best)]
     tried = kept = 0
     for a in range(len(big)):
         for b in range(a + 1, len(big)):
@@ -239,8 +245,8 @@ def best_plan(jobs: Sequence[OfflineJob], domains: int, per_domain: int, horizon
             seq = list(big)
             seq[a], seq[b] = seq[b], seq[a]
             tried += 1
-            p = lane_plan(jobs, seq, domains, per_domain, horizon_s, slot_s, big_nodes, sweep,
-                          f"lane, {sweep} sweep, {kept + 1} swap(s) of big gangs")
+            p = lane_plan(jobs, seq, domains, per_domain, horizon_s, slot_s, threshold, sweep,
+                          f"lane of gangs >= {threshold} nodes, {sweep} sweep, {kept + 1} swap(s) of big gangs")
             if p.held_node_s > best.held_node_s:
                 best, big, kept = p, seq, kept + 1
     return best
