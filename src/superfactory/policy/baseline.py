@@ -171,7 +171,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
         free_of = self._free_of
         placed_n = 0  # len(touched)
         memo: _Failed | None
-        redo: set[int] | None  # factories to evaluate (None: every candidate)
+        redo: frozenset[int] | None  # factories to evaluate (None: every candidate)
         for view in self._queue(snapshot.pending):
             job = view.job
             shape: tuple[object, ...] | None
@@ -201,12 +201,13 @@ class _FirstFitPlanner(PolicyBase, ABC):
                 memo = failed.get(shape)
                 if memo is not None:
                     if memo.serial == serial:
-                        redo = set(touched[memo.placed:])
+                        redo = frozenset(touched[memo.placed:])
                     else:
                         redo = self._changed_since(memo, states, since)
-                        redo.update(touched)
+                        if placed_n:
+                            redo = redo.union(touched)
                     if redo:  # a factory the shape can never use refuses it again, for the same reason
-                        redo &= self._possible_for(job, factories)
+                        redo = redo & self._possible_for(job, factories)
                 if memo is not None and not redo:
                     clear[shape] = (placed_n, memo)
                     if memo.refused:
@@ -301,7 +302,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
         return [(job_id, factories[i].id, reason) for i, reason in _in_order(memo.refused, cands)]
 
     def _changed_since(self, memo: _Failed, states: tuple[FactoryState, ...],
-                       since: dict[int, frozenset[int]]) -> set[int]:
+                       since: dict[int, frozenset[int]]) -> frozenset[int]:
         """Factories whose state object differs from when ``memo`` was computed: the union of the recent
         decisions' changes when the log reaches back that far (kept in ``since`` for the rest of this decision:
         the memos of one decision share their serial), else a comparison of every factory."""
@@ -314,9 +315,9 @@ class _FirstFitPlanner(PolicyBase, ABC):
                     if s > memo.serial:
                         out.update(changed)
                 got = since[memo.serial] = frozenset(out)
-            return set(got)
+            return got
         old = memo.states
-        return {i for i in range(len(states)) if states[i] is not old[i] and _moved(old[i], states[i])}
+        return frozenset(i for i in range(len(states)) if states[i] is not old[i] and _moved(old[i], states[i]))
 
     def _possible_for(self, job: TrainingJob, factories: tuple[Factory, ...]) -> frozenset[int]:
         """Factories where ``job``'s shape passes the static filters (accelerator and size, sovereignty)."""
