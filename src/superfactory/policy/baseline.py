@@ -88,7 +88,8 @@ class _FirstFitPlanner(PolicyBase, ABC):
     def __init__(self) -> None:
         super().__init__()
         self._order_of: tuple[tuple[JobView, ...], list[JobView]] | None = None
-        self._shape_of: dict[str, tuple[object, ...]] = {}  # job id -> its shape (shared candidates)
+        self._shape_of: dict[str, _Shape] = {}  # job id -> its shape (shared candidates)
+        self._shape_by_key: dict[tuple[object, ...], _Shape] = {}  # one _Shape per shape
         self._qkeys: dict[str, tuple[int, int, str]] = {}  # job id -> its queue key (see _queue)
         # (factory index, accelerator) -> (the state it was counted on, free nodes of that accelerator there)
         self._free_of: dict[tuple[int, str], tuple[FactoryState, int]] = {}
@@ -139,7 +140,7 @@ class _FirstFitPlanner(PolicyBase, ABC):
         factories, states = snapshot.factories, snapshot.states
         if factories is not self._fleet:  # another fleet: nothing kept applies
             self._shapes, self._failed, self._possible, self._at, self._fleet = {}, {}, {}, {}, factories
-            self._shape_of, self._free_of = {}, {}
+            self._shape_of, self._free_of, self._shape_by_key = {}, {}, {}
             self._prev_states, self._log = (), deque(maxlen=16)
         self._serial += 1
         serial = self._serial
@@ -162,12 +163,13 @@ class _FirstFitPlanner(PolicyBase, ABC):
         refusals: list[tuple[str, str, str]] = []
         # shape -> (placements of this plan then, its memo): the memo was found still valid for an earlier job of
         # the shape in this decision; while the plan places nothing more, the next job of the shape waits the same
+        # (per-job candidates only: with shared candidates the shape's _Shape holds it, read without hashing)
         clear: dict[tuple[object, ...], tuple[int, _Failed]] = {}
         since: dict[int, frozenset[int]] = {}  # decision serial -> factories changed since (see _changed_since)
         shared = None if self.candidates_per_job or not snapshot.pending else self.candidates(
             snapshot, snapshot.pending[0])
         shared_t = tuple(shared) if shared is not None else ()
-        shape_of = self._shape_of
+        shape_of, shape_by_key = self._shape_of, self._shape_by_key
         free_of = self._free_of
         placed_n = 0  # len(touched)
         memo: _Failed | None
@@ -175,22 +177,29 @@ class _FirstFitPlanner(PolicyBase, ABC):
         for view in self._queue(snapshot.pending):
             job = view.job
             shape: tuple[object, ...] | None
+            sh: _Shape | None = None
             if shared is not None:
                 jid = job.id
-                shape = shape_of.get(jid)
-                if shape is None:  # the job's shape, kept; () when it has a carbon budget (always evaluated in full)
-                    shape = shape_of[jid] = ((job.accelerator, job.gpus, job.tp_size, job.sovereignty, None)
-                                             if job.carbon_budget_tco2 is None else ())
-                if shape:
-                    hit = clear.get(shape)
-                    if hit is not None and hit[0] == placed_n:  # the fast path: waits as the last one did
-                        memo = hit[1]
+                sh = shape_of.get(jid)
+                if sh is None:  # the job's shape, kept (one object per shape); _IN_FULL when it has a carbon budget
+                    if job.carbon_budget_tco2 is None:
+                        new_key = (job.accelerator, job.gpus, job.tp_size, job.sovereignty, None)
+                        sh = shape_by_key.get(new_key)
+                        if sh is None:
+                            sh = shape_by_key[new_key] = _Shape(new_key)
+                    else:
+                        sh = _IN_FULL
+                    shape_of[jid] = sh
+                if sh is not _IN_FULL:
+                    if sh.serial == serial and sh.placed == placed_n:  # the fast path: waits as the last one did
+                        memo = sh.memo
                         if memo.refused:
                             refusals.extend(self._refusals_of(memo, jid, factories, shared, shared_t))
                         waiting.append((jid, memo.why))
                         continue
+                    shape = sh.key
                 else:
-                    shape = None
+                    shape, sh = None, None
                 cands = shared
             else:
                 cands = self.candidates(snapshot, view)
@@ -209,7 +218,10 @@ class _FirstFitPlanner(PolicyBase, ABC):
                     if redo:  # a factory the shape can never use refuses it again, for the same reason
                         redo = redo & self._possible_for(job, factories)
                 if memo is not None and not redo:
-                    clear[shape] = (placed_n, memo)
+                    if sh is not None:
+                        sh.serial, sh.placed, sh.memo = serial, placed_n, memo
+                    else:
+                        clear[shape] = (placed_n, memo)
                     if memo.refused:
                         refusals.extend(self._refusals_of(memo, job.id, factories, cands, shared_t))
                     waiting.append((job.id, memo.why))
@@ -287,7 +299,10 @@ class _FirstFitPlanner(PolicyBase, ABC):
             waiting.append((job.id, why))
             if shape is not None:
                 new = failed[shape] = _Failed(states, serial, len(actions), reasons, tuple(refused), why, shared_t)
-                clear[shape] = (placed_n, new)
+                if sh is not None:
+                    sh.serial, sh.placed, sh.memo = serial, placed_n, new
+                else:
+                    clear[shape] = (placed_n, new)
         return Plan(tuple(actions), tuple(waiting), tuple(refusals))
 
     @staticmethod
@@ -336,6 +351,21 @@ class _FirstFitPlanner(PolicyBase, ABC):
         return got
 
 
+class _Shape:
+    """A job shape with shared candidates (``key``: accelerator, GPUs, TP, data classes, None), one object per shape,
+    and what the current decision found for it: in decision ``serial``, with ``placed`` placements made, its memo
+    was (found) valid, so the next job of the shape waits the same while the plan places nothing more (issue 12,
+    session 7: two attribute reads instead of hashing the shape tuple in a per-decision dict, per waiting job)."""
+
+    __slots__ = ("key", "memo", "placed", "serial")
+
+    def __init__(self, key: tuple[object, ...]) -> None:
+        self.key = key
+        self.serial = -1
+        self.placed = -1
+        self.memo: _Failed = _NO_MEMO
+
+
 @dataclass(slots=True)
 class _Failed:
     """A job shape's outcome where it fit nowhere: the snapshot states and the point of the plan (decision
@@ -350,6 +380,11 @@ class _Failed:
     why: str
     order: tuple[int, ...]
     by_job: dict[str, tuple[tuple[str, str, str], ...]] = field(default_factory=dict)  # refusals per job id
+
+
+_NO_MEMO = _Failed((), -1, -1, {}, (), "", ())
+#: the shape of a job with a carbon budget: never kept (evaluated in full at every decision)
+_IN_FULL = _Shape(())
 
 
 def _moved(a: FactoryState, b: FactoryState) -> bool:
