@@ -243,7 +243,9 @@ class DecisionLoop:
     def _decide(self, s: _Slot) -> Plan:
         s.dirty = False
         snapshot = self.view.snapshot()
-        plan = _stamp(s.policy.decide(snapshot, s.rng), f"{s.prefix}:{s.decisions}")
+        plan = s.policy.decide(snapshot, s.rng)
+        if plan.actions:  # (the prefix string only when there is something to stamp)
+            plan = _stamp(plan, f"{s.prefix}:{s.decisions}")
         s.decisions += 1
         self.cycles += 1
         name = s.policy.name

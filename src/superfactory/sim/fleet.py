@@ -10,6 +10,7 @@ tests catch them instead of silently corrupting capacity.
 from __future__ import annotations
 
 import heapq
+import math
 import operator
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
@@ -283,9 +284,10 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
             states_l.append(st)
         states = self._states if not fresh and self._states is not None else tuple(states_l)
         self._states = states  # every factory's state the same objects: the same tuple (policies compare by identity)
-        down = frozenset(self.links_down)
+        down = self.links_down  # compared as a set: a frozenset copy only when it moved
         if self._links_cache is None or self._links_cache[0] != down:
-            self._links_cache = (down, tuple(lk for lk in self.links if (lk.a, lk.b) not in down))
+            kept = frozenset(down)
+            self._links_cache = (kept, tuple(lk for lk in self.links if (lk.a, lk.b) not in kept))
         links = self._links_cache[1]
         pset = self.pending
         if self._pending_cache is None or self._pending_cache[0] != pset.version:
@@ -541,7 +543,7 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
         self._schedule_running(jr, tok, now + jr.job.checkpoint.interval_s + jitter_s)
         if self.model.planned_rate_per_gpu_hour > 0:
             rate_per_s = self.model.planned_rate_per_gpu_hour * jr.job.gpus / HOUR_S
-            gap = max(1, int(np.ceil(self.planned_rng.exponential(1.0 / rate_per_s))))
+            gap = max(1, math.ceil(self.planned_rng.exponential(1.0 / rate_per_s)))  # = int(np.ceil(x)), a float
             self.k.after(gap, PRIO_FAILURE, self._planned_stop, jr, jr.incarnation, jr.held_since_s)
 
     def _complete(self, jr: JobRuntime, tok: int) -> None:

@@ -80,7 +80,7 @@ class KernelClock:
         self.k = kernel
 
     def now_s(self) -> int:
-        return self.k.now_s()
+        return self.k.now  # (the attribute: one call fewer per request and wake)
 
     def call_at(self, time_s: int, callback: Callable[[], None]) -> None:
         self.k.at(time_s, PRIO_DECIDE, callback)
