@@ -5,7 +5,6 @@ These are the reference points the smarter policies are measured against. Neithe
 
 from __future__ import annotations
 
-import operator
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
@@ -43,19 +42,9 @@ def _why(snapshot: FleetSnapshot, accelerator: str, reasons: dict[int, str]) -> 
     return "; ".join(parts)
 
 
-_JOB_ID = operator.attrgetter("job.id")
-_BY_SUBMISSION = operator.attrgetter("job.submit_s", "job.id")
-_BY_PRIORITY = operator.attrgetter("job.priority")
-
-
 def _queue_order(pending: tuple[JobView, ...]) -> list[JobView]:
-    """Higher priority first, then earlier submission (a requeued job keeps its place), then id: the order of
-    ``sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))``, as two stable sorts on keys
-    read in C (issue 12: the waiting queue of a fleet-year is sorted at most decisions; a Python key function
-    cost ~3 % of the run). A descending sort keeps equal keys in their order, so the result is the same."""
-    order = sorted(pending, key=_BY_SUBMISSION)
-    order.sort(key=_BY_PRIORITY, reverse=True)
-    return order
+    """Higher priority first, then earlier submission (a requeued job keeps its place), then id."""
+    return sorted(pending, key=lambda v: (-v.job.priority, v.job.submit_s, v.job.id))
 
 
 class _FirstFitPlanner(PolicyBase, ABC):
@@ -90,7 +79,6 @@ class _FirstFitPlanner(PolicyBase, ABC):
         self._order_of: tuple[tuple[JobView, ...], list[JobView]] | None = None
         self._shape_of: dict[str, _Shape] = {}  # job id -> its shape (shared candidates)
         self._shape_by_key: dict[tuple[object, ...], _Shape] = {}  # one _Shape per shape
-        self._qkeys: dict[str, tuple[int, int, str]] = {}  # job id -> its queue key (see _queue)
         # (factory index, accelerator) -> (the state it was counted on, free nodes of that accelerator there)
         self._free_of: dict[tuple[int, str], tuple[FactoryState, int]] = {}
         # (factory index, accelerator, GPUs, data classes) -> shape_check, for the factories of _fleet
@@ -114,24 +102,10 @@ class _FirstFitPlanner(PolicyBase, ABC):
         """Factory indices to try for ``view``, best first."""
 
     def _queue(self, pending: tuple[JobView, ...]) -> list[JobView]:
-        """``_queue_order(pending)``, kept while the world shows the same tuple. Otherwise sorted on each job's key
-        ``(-priority, submit_s, id)``, made once per job id (a job id is one job for the planner's life, as for
-        its kept shapes) and looked up and sorted by C-level calls (issue 12, session 7: a fleet-year sorts ~70k
-        queues of ~55 jobs). Keys are unique (ids are), so the order is exactly the plain sort's."""
         memo = self._order_of
         if memo is not None and memo[0] is pending:
             return memo[1]
-        keys = self._qkeys
-        ids = list(map(_JOB_ID, pending))
-        try:
-            ks = list(map(keys.__getitem__, ids))
-        except KeyError:  # jobs seen for the first time
-            for v in pending:
-                j = v.job
-                if j.id not in keys:
-                    keys[j.id] = (-j.priority, j.submit_s, j.id)
-            ks = list(map(keys.__getitem__, ids))
-        order = list(map(pending.__getitem__, sorted(range(len(ks)), key=ks.__getitem__)))
+        order = _queue_order(pending)
         self._order_of = (pending, order)
         return order
 
