@@ -46,10 +46,16 @@ large gang's reservation is chosen by drain cost, see ``GangReservations._handof
 the work seen, a gang that never ran is reserved, i.e. drained for, only after waiting ``reserve_after_s``;
 on such a mix the starving gang also queues just behind the top class, as with ``guard_behind_top``; see
 :meth:`GangScheduler._drain_worthy`; ``reserve_after_s`` 0 turns both off; ``reserve_mix_band``: the mode,
-set at the first work seen, changes only when the share leaves ``reserve_mix_share`` +- the band, hysteresis).
+set at the first work seen, changes only when the share leaves ``reserve_mix_share`` +- the band, hysteresis),
+``rolling_plan`` (off; the clairvoyant planner's rules online, :mod:`superfactory.policy.gang_rolling`: at each
+decision the snapshot is planned, big gangs of at least ``rolling_big_gpus`` in a lane, the rest most work first
+where it fits for its whole run; only the plan's starts for now are placed, on its units per domain, and the
+waiting jobs get no reservation and no preemption; ``rolling_horizon_s``, ``rolling_slot_s``,
+``rolling_priority``, ``rolling_down_s``, ``rolling_lane_last``, ``rolling_lane_slack``, ``rolling_promise``).
 
 Code: this module (the decision walk), :mod:`superfactory.policy.gang_placement` (placement, hot swap,
 degraded domains), :mod:`superfactory.policy.gang_reservations` (reservations, preemption),
+:mod:`superfactory.policy.gang_rolling` (the rolling plan),
 :mod:`superfactory.policy.gang_site` (queue order, per-factory state, helpers).
 """
 
@@ -62,7 +68,7 @@ import numpy as np
 from superfactory.domain.fleet import FleetSnapshot, JobView, Place, Plan, Preempt, SwapNodes
 from superfactory.domain.outcome import ActionOutcome
 from superfactory.policy.feasibility import ShapeCheck
-from superfactory.policy.gang_placement import GangPlacement
+from superfactory.policy.gang_rolling import GangRolling
 from superfactory.policy.gang_site import GangSite, expected_run_s, hold_claims, queue_order, starving
 from superfactory.policy.gangfit import GangShape
 from superfactory.policy.preemption import PreemptionCosts, PreemptionLedger
@@ -78,7 +84,7 @@ _SEEN_PRUNE_S = 3_600
 
 
 @register("gang")
-class GangScheduler(GangPlacement):
+class GangScheduler(GangRolling):
     """Topology-aware gang scheduling: NVLink-domain TP groups, leaf/spine packing, reservations, backfill,
     preemption, hot-swap and an all-reduce bandwidth check."""
 
@@ -96,7 +102,10 @@ class GangScheduler(GangPlacement):
                  handoff_delay_weight: float = 0.5, fill_reserved: bool = False,
                  largest_first: bool = True, largest_first_min_gpus: int = 0,
                  reserve_after_s: float = 3600.0, reserve_mix_share: float = 0.4,
-                 reserve_mix_band: float = 0.05) -> None:
+                 reserve_mix_band: float = 0.05, rolling_plan: bool = False, rolling_big_gpus: int = 2048,
+                 rolling_horizon_s: int = 86_400, rolling_slot_s: int = 60,
+                 rolling_priority: bool = False, rolling_down_s: int = 86_400, rolling_lane_last: bool = True,
+                 rolling_lane_slack: float = 0.125, rolling_promise: bool = True) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -142,6 +151,21 @@ class GangScheduler(GangPlacement):
             raise ValueError("reserve_mix_band must be >= 0")
         self.reserve_mix_band = float(reserve_mix_band)
         self._large_mix: bool | None = None  # the mix's mode, latched with hysteresis (see _drain_worthy)
+        if rolling_big_gpus <= 0 or rolling_horizon_s <= 0 or rolling_slot_s <= 0:
+            raise ValueError("rolling_big_gpus, rolling_horizon_s and rolling_slot_s must be > 0")
+        self.rolling_plan = rolling_plan  # see superfactory.policy.gang_rolling
+        self.rolling_big_gpus = rolling_big_gpus
+        self.rolling_horizon_s = rolling_horizon_s
+        self.rolling_slot_s = rolling_slot_s
+        self.rolling_priority = rolling_priority
+        self.rolling_down_s = rolling_down_s
+        self.rolling_lane_last = rolling_lane_last
+        self.rolling_lane_slack = max(0.0, rolling_lane_slack)  # extra lane domains (down or degraded ones)
+        self.rolling_promise = rolling_promise
+        self._lane_domains = 0  # the rolling plan's lane: the widest big gang seen, latched
+        # the rolling plan's promise: the earliest planned start of a waiting big gang, kept while it waits, so a
+        # later plan that slipped cannot let long work into the lane past it (a self-fulfilling delay)
+        self._lane_promise_s = float("inf")
         # job id -> when it was last pending or running; its work is counted once, on first sight. Ids unseen for
         # _SEEN_KEEP_S are dropped (hourly), so a long live run keeps only recent jobs' ids, not every job's
         self._seen_s: dict[str, int] = {}
@@ -208,8 +232,13 @@ class GangScheduler(GangPlacement):
         drain_worthy = self.reserve_after_s <= 0 or self._drain_worthy(snapshot)
         # on a small-gang mix the top class goes first: the starving gang waits just behind it
         behind_top = self.guard_behind_top or not drain_worthy
-        for view in queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s, behind_top,
-                                self.largest_first, self.largest_first_min_gpus):
+        order = queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s, behind_top,
+                            self.largest_first, self.largest_first_min_gpus)
+        rolling = self._rolling(snapshot, sites, running_by_site) if self.rolling_plan else None
+        if rolling is not None:  # the plan's order, so its starts are placed as it placed them
+            rank = {jid: k for k, jid in enumerate(rolling.ranked)}
+            order.sort(key=lambda v: rank.get(v.job.id, len(rank)))
+        for view in order:
             if head is not None:
                 waiting.append((view.job.id, f"queued behind {head} (strict priority order, backfill off)"))
                 continue
@@ -219,6 +248,9 @@ class GangScheduler(GangPlacement):
                     actions.append(swap)
                     self.stats["hot_swaps"] += 1
                     continue
+            if rolling is not None:
+                self._place_planned(snapshot, sites, view, rolling, actions, waiting, refusals)
+                continue
             placed, reason = self._place(snapshot, sites, view, refusals)
             if placed is not None:
                 if view is guard:

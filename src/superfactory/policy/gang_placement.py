@@ -166,6 +166,8 @@ class GangPlacement(GangReservations):
         if not self.degraded_backfill or not site.bad_domains:
             return None
         pool = site.free & ~site.spare & site.accel_mask(job.accelerator) & site.bad_nodes()
+        if site.only is not None:  # the rolling plan's nodes
+            pool &= site.only
         for nodes, start_s, owner in site.reserved:
             if end_s > start_s and owner != job.id:
                 pool &= ~nodes

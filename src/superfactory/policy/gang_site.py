@@ -83,6 +83,7 @@ class GangSite:
     link_factor: dict[int, float]
     it_power_w: float
     reserved: list[tuple[BoolArray, float, str]] = field(default_factory=list)  # (nodes, start_s, job id)
+    only: BoolArray | None = None  # when set, placements use only these nodes (the rolling plan's domains)
     # per-decision caches: the nodes of ``bad_domains`` (keyed by that set), running jobs' expected ends, and
     # placements that failed: (accelerator, shape) -> (earliest expected end that failed, reason)
     _bad_key: frozenset[int] = frozenset()
@@ -212,6 +213,8 @@ class GangBase(PolicyBase):
                 usable &= ~nodes
         if site.bad_domains:
             usable &= ~site.bad_nodes()
+        if site.only is not None:
+            usable &= site.only
         return usable
 
     def _shape(self, site: GangSite, job: TrainingJob) -> GangShape | None:

@@ -127,19 +127,31 @@ def _order(jobs: Sequence[OfflineJob], order: str, big_nodes: int) -> list[int]:
 
 def plan_in_order(jobs: Sequence[OfflineJob], sequence: Sequence[int], domains: int, per_domain: int,
                   horizon_s: int, slot_s: int = 60, label: str = "custom", big_nodes: int = 512,
-                  lane_domains: int = 0, sweep: Sequence[int] = ()) -> OfflinePlan:
+                  lane_domains: int = 0, sweep: Sequence[int] = (),
+                  initial_free: npt.NDArray[np.int16] | None = None, sweep_slots: int | None = None,
+                  lane_last: bool = False) -> OfflinePlan:
     """Conservative backfill of ``jobs`` taken in ``sequence`` (indices into ``jobs``; see the module docstring),
     then a greedy time sweep of ``sweep`` (indices not in ``sequence``): at each slot where room frees up, the
     released jobs not yet started, in ``sweep`` order, start there if they fit for their whole hold (never a
     reservation, so they never drain). With ``lane_domains`` > 0, jobs of at least ``big_nodes`` nodes only use
     the first ``lane_domains`` domains (when they fit there). Jobs that cannot start before the horizon, or
-    whose unit does not fit a domain, are left out."""
+    whose unit does not fit a domain, are left out. ``initial_free`` (``domains`` x ``ceil(horizon_s / slot_s)``
+    nodes free per domain and slot, each in ``[0, per_domain]``) starts the plan from domains already partly
+    held (running jobs with their expected ends: the rolling plan of :mod:`superfactory.policy.gang_rolling`);
+    ``sweep_slots`` stops the sweep after that many slots (the rolling plan only acts on the first); with
+    ``lane_last`` the jobs below ``big_nodes`` take domains outside the lane first (online, where big gangs not
+    yet released cannot be planned, this keeps the lane for them)."""
     if domains <= 0 or per_domain <= 0 or horizon_s <= 0 or slot_s <= 0:
         raise ValueError("domains, per_domain, horizon_s and slot_s must be > 0")
     n_slots = -(-horizon_s // slot_s)
     widths = [min(n_slots, max(1, -(-int(np.ceil(j.hold_s)) // slot_s))) for j in jobs]
     # padding past the horizon is unconstrained: a job running past it needs no room there
     free = np.full((domains, n_slots + max(widths, default=1)), per_domain, dtype=np.int16)
+    if initial_free is not None:
+        if initial_free.shape != (domains, n_slots) or initial_free.min(initial=0) < 0 \
+                or initial_free.max(initial=0) > per_domain:
+            raise ValueError(f"initial_free must be {domains} x {n_slots} counts in [0, {per_domain}]")
+        free[:, :n_slots] = initial_free
     starts: list[PlannedJob] = []
     held = 0.0
 
@@ -156,7 +168,9 @@ def plan_in_order(jobs: Sequence[OfflineJob], sequence: Sequence[int], domains: 
         j = jobs[i]
         col_fit = col_room // j.unit_nodes
         need, placement = j.units, []
-        for d in np.lexsort((np.arange(domains), col_room)):  # tightest domain first, then lowest index
+        in_lane = np.arange(domains) < (lane_domains if lane_last and j.nodes < big_nodes else 0)
+        # (lane_last: outside the lane first), then the tightest domain, then the lowest index
+        for d in np.lexsort((np.arange(domains), col_room, in_lane)):
             if col_fit[d] <= 0:
                 continue
             take = int(min(col_fit[d], need))
@@ -183,7 +197,7 @@ def plan_in_order(jobs: Sequence[OfflineJob], sequence: Sequence[int], domains: 
             start(i, first + int(ok[0]), room[:, int(ok[0])])
     waiting = [i for i in sweep if usable(jobs[i])]
     releases = {-(-jobs[i].release_s // slot_s) for i in waiting}
-    for s in range(n_slots):
+    for s in range(n_slots if sweep_slots is None else min(n_slots, sweep_slots)):
         if not waiting or (s and s not in releases and not (free[:, s] > free[:, s - 1]).any()):
             continue  # nothing freed up and nothing released
         left = []

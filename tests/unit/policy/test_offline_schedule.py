@@ -5,6 +5,7 @@ to the next big gang."""
 from __future__ import annotations
 
 import hypothesis.strategies as st
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -18,6 +19,7 @@ from superfactory.policy.offline_schedule import (
     lane_plan,
     offline_jobs,
     plan,
+    plan_in_order,
 )
 from superfactory.scenario.loader import parse_scenario
 
@@ -90,3 +92,22 @@ def test_plans_are_valid_and_never_beat_the_occupancy_bound(specs: list[tuple[in
     assert check_plan(p, oj, 2, 18, sc.duration_s) == []
     bound = occupancy_bound(sc.factories, sc.jobs, sc.duration_s, topology=True).occupancy
     assert p.occupancy <= bound + 1e-6
+
+
+def test_a_plan_can_start_from_domains_already_held() -> None:
+    # the rolling plan's use: 3 domains of 4 nodes, domain 0 held until slot 10 (600 s), the others free. The
+    # 2-domain big gang (lane of 2 domains: 0 and 1) is planned at 600 s; a 1-domain job that ends before then
+    # starts now, and with lane_last it takes domain 2 (outside the lane) first
+    free = np.full((3, 60), 4, dtype=np.int16)
+    free[0, :10] = 0
+    jobs = [OfflineJob("big", 0, 1200.0, 2, 4), OfflineJob("small", 0, 300.0, 1, 4)]
+    p = plan_in_order(jobs, [0], 3, 4, 3600, 60, "rolling", 8, 2, [1], initial_free=free, sweep_slots=1,
+                      lane_last=True)
+    starts = {s.job: s for s in p.starts}
+    assert starts["big"].start_s == 600 and {d for d, _ in starts["big"].placement} == {0, 1}
+    assert starts["small"].start_s == 0 and starts["small"].placement == ((2, 1),)
+    # without lane_last the tightest-first rule puts it in the lane's gap before the big start (domain 1)
+    p2 = plan_in_order(jobs, [0], 3, 4, 3600, 60, "rolling", 8, 2, [1], initial_free=free, sweep_slots=1)
+    assert {s.job: s for s in p2.starts}["small"].placement == ((1, 1),)
+    with pytest.raises(ValueError, match="initial_free"):
+        plan_in_order(jobs, [0], 3, 4, 3600, 60, initial_free=np.full((3, 60), 5, dtype=np.int16))
