@@ -105,7 +105,7 @@ class GangScheduler(GangRolling):
                  reserve_mix_band: float = 0.05, rolling_plan: bool = False, rolling_big_gpus: int = 2048,
                  rolling_horizon_s: int = 86_400, rolling_slot_s: int = 60,
                  rolling_priority: bool = False, rolling_down_s: int = 86_400, rolling_lane_last: bool = True,
-                 rolling_lane_slack: float = 0.125, rolling_promise: bool = True) -> None:
+                 rolling_lane_slack: float = 0.125, rolling_promise: bool = False) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations

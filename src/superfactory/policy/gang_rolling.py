@@ -159,6 +159,8 @@ class GangRolling(GangPlacement):
         if not plan.later or any(v.job.gpus >= self.rolling_big_gpus for v in snapshot.pending
                                  if v.job.id in plan.now):
             self._lane_promise_s = float("inf")  # a big gang starts now (or none waits): the promise is kept
+        if self._lane_promise_s <= snapshot.now_s:
+            self._lane_promise_s = float("inf")  # overdue (the big gang slipped): renewed from this plan
         if plan.later:
             self._lane_promise_s = min(self._lane_promise_s, float(min(plan.later.values())))
         if self._lane_promise_s == float("inf") or not self.rolling_promise:
