@@ -126,9 +126,9 @@ class CheckpointMixin:
         (void once undone before its begin). ``tok`` >= 0: no begin event follows the window; if nothing
         rescheduled the job since (its token is still ``tok``), this commit opens the next window early.
 
-        The hottest path of a fleet-year (~2 M commits): :func:`~superfactory.sim.records.committed_event` and
-        :meth:`_open_window` are inlined here (session 7: the same statements in the same order, one Python call
-        fewer each, the job's fields read once)."""
+        The hottest path of a fleet-year (~2 M commits): :func:`~superfactory.sim.records.committed_event` is
+        inlined here (session 7: the same statements in the same order, one Python call fewer, the job's fields
+        read once); the next window is opened by :meth:`_open_window`, the one place that schedules a window."""
         if cell is not None:
             if cell[0] is False:
                 return  # its window was undone before it began: this checkpoint never happened
@@ -158,34 +158,9 @@ class CheckpointMixin:
         run_since = jr.run_since_s
         progress = jr.progress_s
         jr.early_cell = early = [True, progress, run_since, began]
-        speed = jr.speed
         if began > run_since:
-            progress += (began - run_since) * speed
-            jr.progress_s = progress
-        # _open_window(jr, began, tok + 1, early), inlined
-        tok += 1
-        until = began + jr.ckpt_blocking_s
-        jr.token = tok
-        jr.ckpt_began_s, jr.ckpt_until_s, jr.run_since_s = began, until, until
-        jr.checkpoint_stall_s += until - began
-        write_s = jr.ckpt_write_s
-        heap, seq = self._heap, self._next_seq
-        nxt = began + jr.ckpt_interval_s
-        if nxt <= until:
-            nxt = until + 1
-        jr.next_ckpt_s = nxt
-        commit_s = until + write_s
-        run_s = _ceil((jr.work_s - progress) / speed)
-        finish_s = until + (run_s if run_s > 0 else 0)
-        prio = _PRIO_ASYNC if write_s else PRIO_JOB
-        if finish_s <= nxt:
-            _heappush(heap, (commit_s, prio, seq(), self._chain_cb, (jr, jr.incarnation, progress, early, -1)))
-            _heappush(heap, (finish_s, PRIO_JOB, seq(), self._complete_cb, (jr, tok)))
-        elif commit_s <= nxt:
-            _heappush(heap, (commit_s, prio, seq(), self._chain_cb, (jr, jr.incarnation, progress, early, tok)))
-        else:
-            _heappush(heap, (commit_s, prio, seq(), self._chain_cb, (jr, jr.incarnation, progress, early, -1)))
-            _heappush(heap, (nxt, PRIO_JOB, seq(), self._begin_cb, (jr, tok)))
+            jr.progress_s = progress + (began - run_since) * jr.speed
+        self._open_window(jr, began, tok + 1, early)
 
     def _cut_window(self, jr: JobRuntime) -> None:
         """The job leaves RUNNING/CHECKPOINTING now: if a folded checkpoint is still blocking, it never unblocked,
