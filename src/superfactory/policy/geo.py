@@ -56,6 +56,7 @@ from superfactory.policy import solver as S
 from superfactory.policy.forecast import SeasonalForecaster
 from superfactory.policy.geo_cadence import SolveCadence
 from superfactory.policy.geo_columns import HOUR_S, STARVED_USD_PER_GPU_H, _Col
+from superfactory.policy.geo_packing import GangPacker, PackingParams
 from superfactory.policy.geo_plan import GeoPlanning, pick_nodes
 from superfactory.policy.geo_signals import GeoSignals
 from superfactory.policy.migration import MigrationGovernor
@@ -77,7 +78,9 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
                  value_usd_per_gpu_hour: float | None = None, max_wait_s: int = 6 * HOUR_S,
                  restart_weight: float = 2.0, min_move_interval_s: int = HOUR_S,
                  material_change: float = 0.05, capacity_change: float = 0.10, full_resolve_s: int = 4 * HOUR_S,
-                 lns_pairs: int = 0) -> None:
+                 lns_pairs: int = 0, pack_big_gangs: bool = False, pack_min_gpus: int = 2048,
+                 pack_max_hold_s: int = 6 * HOUR_S, pack_scan_s: int = 900, pack_pending: bool = True,
+                 pack_running: bool = True, pack_cooldown_s: int = 24 * HOUR_S) -> None:
         if not 0.0 < capacity_share <= 1.0:
             raise ValueError("capacity_share must be in (0, 1]")
         if value_usd_per_gpu_hour is not None and value_usd_per_gpu_hour < 0:
@@ -109,6 +112,14 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         if lns_pairs < 0:
             raise ValueError("lns_pairs must be >= 0")
         self.lns_pairs = int(lns_pairs)
+        # packing-aware option (:mod:`.geo_packing`, off by default): hold a cheap factory's freed nodes for a big
+        # gang; every placement then reads free nodes less the held ones
+        packing = PackingParams(int(pack_min_gpus), int(pack_max_hold_s), int(pack_scan_s), bool(pack_pending),
+                                int(pack_cooldown_s), bool(pack_running))
+        self._packer: GangPacker | None = None
+        if pack_big_gangs:
+            self._packer = GangPacker(packing, self._free_nodes)
+            self._free_nodes = self._packer.free_nodes  # type: ignore[method-assign]
         self._work_s: dict[str, tuple[float, float]] = {}  # job -> (its work, s; its drain, h): job properties
         self._cum: tuple[object, list[list[float]]] = (None, [])  # (paths, cumulative forecast per factory)
         self._col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]], bool]] = {}
@@ -189,6 +200,11 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         rate24, rate0 = self._rates
         if self._factory_gpus[0] is not snap.factories:  # (a property summing clusters: asked at every decision)
             self._factory_gpus = (snap.factories, [f.gpus for f in snap.factories])
+        if self._packer is not None:  # (the option: a held gang's move or start is the whole decision)
+            packed = self._packer.step(self, snap)
+            if packed is not None:
+                self._last_wait_plan = Plan()
+                return packed
         # (free GPUs per factory are counted only when the answer depends on them)
         full = self.cadence.due(now, ups, rate24, rate0, lambda: self._free_gpus(snap), self._factory_gpus[1])
         if not full:
