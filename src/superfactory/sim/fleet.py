@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 import operator
+from array import array
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
@@ -112,22 +113,50 @@ class _PendingSet(dict[int, JobRuntime]):
         self.stale.append(key)
 
 
+#: a history list's floats are re-made side by side in memory once this many new ones have come (:class:`_History`)
+_DENSE_BLOCK = 256
+
+
 class _History(Mapping[str, tuple[float, ...]]):
     """Hourly histories as a snapshot shows them: for each series, its values so far (the lists, which only ever
-    grow, read up to their length now) and the value in force now, as one tuple built on first read."""
+    grow, read up to their length now) and the value in force now, as one tuple built on first read.
 
-    __slots__ = ("_built", "_lens", "_lists", "_now")
+    A read costs one pass over the series' h values (a tuple of a year's history is h references), and geo
+    reads every market each hour, so the passes add up to O(h^2) over a run (issue 12). Two things keep that
+    pass cheap, neither changing a value: the tuple is made from the list itself in one pass (the value now
+    appended for the copy and removed again) rather than by slicing, unpacking and converting it; and the
+    list's floats, appended one an hour between everything else the run allocates (one cache miss each when
+    a pass touches them), are re-made side by side in blocks of :data:`_DENSE_BLOCK` (equal floats, the same
+    bits; ``dense`` keeps, per series, how far that has been done across the hours' snapshots).
+    """
 
-    def __init__(self, lists: dict[str, list[float]], now: dict[str, float]) -> None:
+    __slots__ = ("_built", "_dense", "_lens", "_lists", "_now")
+
+    def __init__(self, lists: dict[str, list[float]], now: dict[str, float], dense: dict[str, int] | None = None
+                 ) -> None:
         self._lists = lists
         self._lens = {k: len(v) for k, v in lists.items()}
         self._now = now
         self._built: dict[str, tuple[float, ...]] = {}
+        self._dense = dense if dense is not None else {}
 
     def __getitem__(self, key: str) -> tuple[float, ...]:
         got = self._built.get(key)
         if got is None:
-            got = self._built[key] = (*self._lists[key][:self._lens[key]], self._now[key])
+            lst, n = self._lists[key], self._lens[key]
+            if len(lst) == n:  # the usual case: the list has not grown since the snapshot
+                done = self._dense.get(key, 0)
+                if n - done >= _DENSE_BLOCK:
+                    lst[done:n] = array("d", lst[done:n]).tolist()
+                    self._dense[key] = n
+                lst.append(self._now[key])
+                try:
+                    got = tuple(lst)
+                finally:
+                    lst.pop()  # the list is as it was
+            else:
+                got = (*lst[:n], self._now[key])
+            self._built[key] = got
         return got
 
     def __iter__(self) -> Iterator[str]:
@@ -183,6 +212,7 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
         self.price_factor: dict[str, float] = dict.fromkeys(prices, 1.0)
         self._price_hist: dict[str, list[float]] = {m: [] for m in prices}
         self._carbon_hist: dict[str, list[float]] = {g: [] for g in carbon}
+        self._hist_dense: tuple[dict[str, int], dict[str, int]] = ({}, {})
         self._hist_cache: tuple[int, Mapping[str, tuple[float, ...]], Mapping[str, tuple[float, ...]]] | None = None
         # (from, until, prices, carbon intensities): the signals in force over [from, until) (see _signals_now)
         self._signals: tuple[int, int, dict[str, float], dict[str, float]] | None = None
@@ -332,8 +362,9 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
         cache = self._hist_cache
         if cache is not None and cache[0] == hour:
             return cache[1], cache[2]
-        prices = _History(self._price_hist, {m: self.price_at(m, now) for m in self._price_hist})
-        carbon = _History(self._carbon_hist, {g: self.carbon[g].at(now) for g in self._carbon_hist})
+        prices = _History(self._price_hist, {m: self.price_at(m, now) for m in self._price_hist}, self._hist_dense[0])
+        carbon = _History(self._carbon_hist, {g: self.carbon[g].at(now) for g in self._carbon_hist},
+                          self._hist_dense[1])
         if all(len(v) == hour for v in self._price_hist.values()):
             self._hist_cache = (hour, prices, carbon)
         return prices, carbon
