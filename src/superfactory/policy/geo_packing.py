@@ -118,6 +118,7 @@ class GangPacker:
     _last_scan_s: int = -(10**12)
     _last_free: list[int] = field(default_factory=list)
     _week: tuple[int, list[float]] = (-1, [])
+    _expired: dict[tuple[str, int], int] = field(default_factory=dict)  # (job, factory) -> when its hold ran out
     _moved: dict[str, int] = field(default_factory=dict)  # job -> when the packer last moved or started it
     _fits: dict[tuple[int, str, int], tuple[float, float]] = field(default_factory=dict)  # (one scan's)
 
@@ -162,6 +163,8 @@ class GangPacker:
             elif v is None or (h.running and (v.factory_id == snap.factories[i].id or v.state not in MOVABLE)):
                 why = "gone"
             if why:
+                if why == "expired":
+                    self._expired[(h.job_id, i)] = now
                 del self.holds[i]
                 self.log.append((now, f"release:{why}", h.job_id, snap.factories[i].id))
                 changed = True
@@ -305,6 +308,10 @@ class GangPacker:
         t_fit_h, idle_gpu_h = fit
         if t_fit_h * HOUR_S > self.params.max_hold_s or (t_fit_h == 0.0 and not running):
             return None  # (a pending gang that fits here now is geo's own placement to make)
+        if t_fit_h > 0.0 and snap.now_s - self._expired.get((job.id, i), -(10**12)) < self.params.max_hold_s:
+            return None  # a hold that ran out is not renewed at once (the bound is per wait, not per hold)
+        if running and not pol.governor.may_move(job.id, snap.now_s + int(t_fit_h * HOUR_S)):
+            return None  # the governor's rate limit would bar the move when the nodes are free
         remaining_h = max(0.0, (job.work_s - v.progress_s) / HOUR_S - t_fit_h)
         first_h = min(remaining_h, 24.0)
         move_usd = 0.0
