@@ -161,6 +161,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
                                 tuple[tuple[int, int, float, float], ...]] = {}
         self._pick_memo: dict[tuple[str, int], tuple[bytes, Factory, tuple[int, ...] | None]] = {}
         self._site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]] = {}
+        self._fit_key: dict[str, tuple[int, str]] = {}  # job -> its key in _fit_memo's answers (_fits_somewhere)
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
         """Moves recorded at decision time that did not take effect are cancelled in the governor (quota back,

@@ -97,6 +97,7 @@ class GeoColumns:
     _site_intern: dict[tuple[tuple[int, int, float, float], ...], tuple[tuple[int, int, float, float], ...]]
     _sites_of: tuple[Factory, ...] | None
     _site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]]
+    _fit_key: dict[str, tuple[int, str]]  # job -> its key in the fit memo (valid for the factories _sites_of)
 
     def _latency_ms(self, snap: FleetSnapshot, a: str | None, b: str) -> float:
         if a is None or a == b:
@@ -128,15 +129,20 @@ class GeoColumns:
         # snapshot shows up
         return route_bandwidth_gbps(snap.links, a, b)
 
+    def _new_factories(self, snap: FleetSnapshot) -> None:
+        """Forget what was kept per job about the last set of factories (sites, interned tuples, fit keys)."""
+        self._sites_of = snap.factories
+        self._site_cache.clear()
+        self._site_intern.clear()
+        self._fit_key.clear()
+
     def _sites(self, snap: FleetSnapshot, job: TrainingJob
                ) -> tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]:
         """Factories ``job`` may ever run in, as (index, nodes, extra IT W, extra facility MW), and the
         sovereignty refusals ``(factory id, rule)`` of the factories that have its accelerator but are not
         cleared for all its data classes (cached per job: factories, clearances and jobs never change)."""
         if self._sites_of is not snap.factories:
-            self._sites_of = snap.factories
-            self._site_cache.clear()
-            self._site_intern.clear()
+            self._new_factories(snap)
         hit = self._site_cache.get(job.id)
         if hit is not None:
             return hit
@@ -362,13 +368,24 @@ class GeoColumns:
 
     def _fits_somewhere(self, snap: FleetSnapshot, job: TrainingJob) -> bool:
         """Whether some lawful factory that is up has enough free nodes of the job's accelerator for it (the
-        free counts are kept for the rest of the snapshot's decision: asked for every waiting job)."""
+        free counts are kept for the rest of the snapshot's decision: asked for every waiting job). Jobs with the
+        same accelerator and lawful sites share one answer per snapshot; each job's key to it is kept in
+        ``_fit_key`` (cleared with the per-job sites when the factories change)."""
         memo = self._fit_memo
-        if memo[0] is not snap:
+        if memo[0] is snap:  # the fast path: this job's key, and its answer at this decision, are known
+            key = self._fit_key.get(job.id)
+            if key is not None:
+                ans = memo[3].get(key)
+                if ans is not None:
+                    return ans
+        else:
+            if self._sites_of is not snap.factories:
+                self._new_factories(snap)
             memo = self._fit_memo = (snap, {}, [st.up for st in snap.states], {})
         acc = job.accelerator
         sites = self._sites(snap, job)[0]
         key = (id(sites), acc)  # jobs with equal sites share one interned tuple (kept alive by the intern table)
+        self._fit_key[job.id] = key
         ans = memo[3].get(key)
         if ans is not None:
             return ans

@@ -87,20 +87,23 @@ class GeoSignals:
         paths: list[npt.NDArray[np.float64]] = []
         carbon = self.beta != 0.0
         asks: list[tuple[str, str, tuple[float, ...], float]] = []
-        for f, st in zip(snap.factories, snap.states, strict=True):
-            asks.append(("p", f.market, snap.price_history.get(f.market, ()), st.price_usd_per_mwh))
+        # each history read once per factory (the snapshot may build the tuple on every read)
+        price_h = [snap.price_history.get(f.market, ()) for f in snap.factories]
+        carbon_h = [snap.carbon_history.get(f.grid, ()) for f in snap.factories] if carbon else []
+        for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
+            asks.append(("p", f.market, price_h[i], st.price_usd_per_mwh))
             if carbon:
-                asks.append(("c", f.grid, snap.carbon_history.get(f.grid, ()), st.carbon_g_per_kwh))
+                asks.append(("c", f.grid, carbon_h[i], st.carbon_g_per_kwh))
         self._prefetch(asks)
         self._carbon_mean.clear()
         self._carbon_of = snap
-        for f, st in zip(snap.factories, snap.states, strict=True):
-            pm, pp = self._signal("p", f.market, snap.price_history.get(f.market, ()), st.price_usd_per_mwh)
+        for i, (f, st) in enumerate(zip(snap.factories, snap.states, strict=True)):
+            pm, pp = self._signal("p", f.market, price_h[i], st.price_usd_per_mwh)
             if not carbon:
                 means.append(self.alpha * pm + 0.0)
                 paths.append(self.alpha * pp + 0.0)
                 continue
-            cm, cp = self._signal("c", f.grid, snap.carbon_history.get(f.grid, ()), st.carbon_g_per_kwh)
+            cm, cp = self._signal("c", f.grid, carbon_h[i], st.carbon_g_per_kwh)
             self._carbon_mean.append(cm)
             # carbon: g/kWh == kg/MWh -> t/MWh is /1000
             means.append(self.alpha * pm + self.beta * cm / 1000.0)
