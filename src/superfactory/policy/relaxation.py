@@ -18,13 +18,20 @@ from dataclasses import dataclass
 
 import highspy
 import numpy as np
+import numpy.typing as npt
 
 from superfactory.policy.assignment import AssignmentProblem, FloatArray, IntArray
 
+_ModelArrays = tuple[int, int, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
+                     npt.NDArray[np.int32], npt.NDArray[np.int32], FloatArray]
 
-def highs_model(p: AssignmentProblem) -> highspy.HighsLp:
-    """Columns = the problem's columns; rows = one equality per job, then the resource rows."""
+
+def _model_arrays(p: AssignmentProblem) -> _ModelArrays:
+    """The arrays of :func:`highs_model`: (columns, rows, cost, col lower, col upper, row lower, row upper,
+    column starts, row indices, values), column-wise."""
     n, k = p.n_jobs, p.n_cols
+    if k <= _SMALL_COLS:
+        return _model_lists(p)
     has = p.col_rows >= 0
     nnz_col = 1 + has.sum(axis=1)
     start = np.zeros(k + 1, dtype=np.int32)
@@ -37,19 +44,70 @@ def highs_model(p: AssignmentProblem) -> highspy.HighsLp:
     pos = start[:-1, None] + np.cumsum(has, axis=1)
     index[pos[has]] = (n + p.col_rows[has]).astype(np.int32)
     value[pos[has]] = p.col_use[has]
+    row_lower = np.concatenate([np.ones(n), np.full(p.row_cap.size, -highspy.kHighsInf)])
+    row_upper = np.concatenate([np.ones(n), p.row_cap.astype(np.float64)])
+    return (k, n + p.row_cap.size, p.col_cost.astype(np.float64), np.zeros(k), np.ones(k), row_lower, row_upper,
+            start, index, value)
+
+
+#: problems with at most this many columns have their model arrays made from plain Python values
+_SMALL_COLS = 256
+
+
+def _model_lists(p: AssignmentProblem) -> _ModelArrays:
+    """:func:`_model_arrays` of a small problem, entry by entry in the same order (each column: its job's
+    row, then its resource rows in slot order): numpy's per-call cost was most of a small model's build."""
+    n, k = p.n_jobs, p.n_cols
+    ptr = p.job_ptr.tolist()
+    rows_of = p.col_rows.tolist()
+    use_of = p.col_use.tolist()
+    start = [0]
+    index: list[int] = []
+    value: list[float] = []
+    for j in range(n):
+        for c in range(ptr[j], ptr[j + 1]):
+            index.append(j)
+            value.append(1.0)
+            for r, u in zip(rows_of[c], use_of[c], strict=True):
+                if r >= 0:
+                    index.append(n + r)
+                    value.append(u)
+            start.append(len(index))
+    nr = p.row_cap.size
+    return (k, n + nr, p.col_cost.astype(np.float64), np.zeros(k), np.ones(k),
+            np.array([1.0] * n + [-highspy.kHighsInf] * nr, dtype=np.float64),
+            np.array([1.0] * n + p.row_cap.tolist(), dtype=np.float64), np.array(start, dtype=np.int32),
+            np.array(index, dtype=np.int32), np.array(value, dtype=np.float64))
+
+
+def highs_model(p: AssignmentProblem) -> highspy.HighsLp:
+    """Columns = the problem's columns; rows = one equality per job, then the resource rows."""
+    k, rows, cost, col_lower, col_upper, row_lower, row_upper, start, index, value = _model_arrays(p)
     lp = highspy.HighsLp()
     lp.num_col_ = k
-    lp.num_row_ = n + p.row_cap.size
-    lp.col_cost_ = p.col_cost.astype(np.float64)
-    lp.col_lower_ = np.zeros(k)
-    lp.col_upper_ = np.ones(k)
-    lp.row_lower_ = np.concatenate([np.ones(n), np.full(p.row_cap.size, -highspy.kHighsInf)])
-    lp.row_upper_ = np.concatenate([np.ones(n), p.row_cap.astype(np.float64)])
+    lp.num_row_ = rows
+    lp.col_cost_ = cost
+    lp.col_lower_ = col_lower
+    lp.col_upper_ = col_upper
+    lp.row_lower_ = row_lower
+    lp.row_upper_ = row_upper
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = start
     lp.a_matrix_.index_ = index
     lp.a_matrix_.value_ = value
     return lp
+
+
+_COLWISE = int(highspy.MatrixFormat.kColwise)
+_MINIMIZE = int(highspy.ObjSense.kMinimize)
+
+
+def _pass_model(h: highspy.Highs, p: AssignmentProblem) -> None:
+    """``h.passModel(highs_model(p))`` without the :class:`highspy.HighsLp` object: the same model passed as
+    arrays (setting the object's fields one by one cost more than the LP of a small problem; issue 12)."""
+    k, rows, cost, col_lower, col_upper, row_lower, row_upper, start, index, value = _model_arrays(p)
+    h.passModel(k, rows, int(index.size), _COLWISE, _MINIMIZE, 0.0, cost, col_lower, col_upper, row_lower,
+                row_upper, start, index, value, np.zeros(k, dtype=np.int32))  # every column continuous
 
 
 #: HiGHS's basis statuses by their integer code, and back (a warm start converts a basis each way per solve)
@@ -98,7 +156,7 @@ def lp_relaxation(p: AssignmentProblem, time_limit_s: float | None = None) -> Lp
     included: ``time_limit_s=0`` always returns ``None``)."""
     h = new_highs(time_limit_s)
     h.setOptionValue("solver", "simplex")
-    h.passModel(highs_model(p))
+    _pass_model(h, p)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
@@ -156,7 +214,7 @@ class PersistentLP:
         else:
             h = new_highs(time_limit_s)
             h.setOptionValue("solver", "simplex")
-        h.passModel(highs_model(p))
+        _pass_model(h, p)
         col_keys, job_keys = self._keys(p)
         if self._col_keys is not None and self._n_res == p.row_cap.size:
             assert self._col_status is not None and self._row_status is not None

@@ -67,8 +67,19 @@ class _Capacity:
         np.subtract.at(self.left, rows[m], sign * self.p.col_use[c][m])
 
 
+#: problems with at most this many columns are rounded on plain Python values (:func:`_round_small`)
+SMALL_COLS = 256
+
+
 def round_lp(p: AssignmentProblem, x: FloatArray) -> IntArray:
     """LP-guided rounding (stage 2 of the module docstring; no repair, see :func:`improve`)."""
+    if p.n_cols <= SMALL_COLS:
+        return _round_small(p, x)
+    return _round_arrays(p, x)
+
+
+def _round_arrays(p: AssignmentProblem, x: FloatArray) -> IntArray:
+    """:func:`round_lp` on the problem's arrays."""
     n = p.n_jobs
     wait = wait_cols(p)
     cap = _Capacity(p)
@@ -97,6 +108,72 @@ def round_lp(p: AssignmentProblem, x: FloatArray) -> IntArray:
         if choice[j] < 0:
             choice[j] = wait[j]
     return choice
+
+
+def _round_small(p: AssignmentProblem, x: FloatArray) -> IntArray:
+    """:func:`_round_arrays`'s plan, on plain Python values: the same comparisons on the same floats, and the
+    capacity left per row made by the same additions and subtractions in the same order (``np.add.at`` and
+    ``np.subtract.at`` apply their entries one by one, in order), without numpy's per-call cost, which is most
+    of a geo full solve's rounding (1-10 jobs, ~12-40 columns; issue 12). Equal to it (tested)."""
+    n = p.n_jobs
+    ptr = p.job_ptr.tolist()
+    cost = p.col_cost.tolist()
+    rows_of = p.col_rows.tolist()
+    use_of = p.col_use.tolist()
+    xl = x.tolist()
+    xr = np.round(x, 6).tolist()  # numpy's rounding, element by element as on the slices
+    wait = _wait_small(ptr, cost, rows_of) if not np.isnan(p.col_cost).any() else wait_cols(p).tolist()
+    choice = [-1] * n
+    best_x = [0.0] * n
+    hi_x = 1 - EPS
+    for j in range(n):
+        b = 0.0
+        for c in range(ptr[j], ptr[j + 1]):
+            v = xl[c]
+            b = max(b, v)  # (np.maximum.at from 0.0; equal values compare equal in the sort)
+            if v > hi_x:
+                choice[j] = c  # (the last such column, as numpy's assignment with repeated indices)
+        best_x[j] = b
+    use = [0.0] * p.row_cap.size
+    for j in range(n):
+        c = choice[j] if choice[j] >= 0 else wait[j]
+        for r, u in zip(rows_of[c], use_of[c], strict=True):
+            if r >= 0:
+                use[r] += u
+    left = [cap - u for cap, u in zip(p.row_cap.astype(np.float64).tolist(), use, strict=True)]
+    frac = [j for j in range(n) if choice[j] < 0]
+    frac.sort(key=lambda j: -best_x[j])  # stable, as argsort(kind="stable")
+    for j in frac:
+        lo, hi = ptr[j], ptr[j + 1]
+        wait_cost = cost[wait[j]]
+        for c in sorted(range(lo, hi), key=lambda c: (-xr[c], cost[c])):  # np.lexsort: stable, by index
+            if xl[c] <= EPS and cost[c] > wait_cost:
+                break  # beyond the LP's support, nothing cheaper than waiting remains in this order
+            rows, uses = rows_of[c], use_of[c]
+            if all(u <= left[r] + EPS for r, u in zip(rows, uses, strict=True) if r >= 0):
+                choice[j] = c
+                for r, u in zip(rows, uses, strict=True):
+                    if r >= 0:
+                        left[r] -= 1.0 * u
+                break
+        if choice[j] < 0:
+            choice[j] = wait[j]
+    return np.array(choice, dtype=np.int64)
+
+
+def _wait_small(ptr: list[int], cost: list[float], rows_of: list[list[int]]) -> list[int]:
+    """:func:`~superfactory.policy.assignment.wait_cols` on plain values (costs without NaN): per job, its
+    cheapest column that uses no row, the lowest index among equal costs."""
+    out: list[int] = []
+    for j in range(len(ptr) - 1):
+        best = -1
+        for c in range(ptr[j], ptr[j + 1]):
+            if (best < 0 or cost[c] < cost[best]) and all(r < 0 for r in rows_of[c]):
+                best = c
+        if best < 0:
+            raise ValueError(f"job {j} has no wait column (bin -1, no resources)")
+        out.append(best)
+    return out
 
 
 def regret_greedy(costs: Sequence[Sequence[float]], place: Callable[[int, int], bool]) -> list[int]:
