@@ -154,7 +154,7 @@ class _IdleMeter(GangScheduler):
         topo = topology_of(snapshot.factories[0])
         bad = np.isin(topo.node_domain, [pr.domain for pr in st0.link_probes])
         promised = np.zeros_like(free)
-        for book in (self._sticky, self._claims, self._evac):
+        for book in (self._sticky, self._claims, self._evac, self._cuts):
             for entry in book.values():
                 promised[list(entry[1])] = True
         now = {"down": int((status == NODE_DOWN).sum()), "degraded": int((free & bad).sum()),

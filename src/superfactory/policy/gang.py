@@ -51,11 +51,22 @@ set at the first work seen, changes only when the share leaves ``reserve_mix_sha
 decision the snapshot is planned, big gangs of at least ``rolling_big_gpus`` in a lane, the rest most work first
 where it fits for its whole run; only the plan's starts for now are placed, on its units per domain, and the
 waiting jobs get no reservation and no preemption; ``rolling_horizon_s``, ``rolling_slot_s``,
-``rolling_priority``, ``rolling_down_s``, ``rolling_lane_last``, ``rolling_lane_slack``, ``rolling_promise``).
+``rolling_priority``, ``rolling_down_s``, ``rolling_lane_last``, ``rolling_lane_slack``, ``rolling_promise``;
+``rolling_healthy_lane``: the lane is the healthiest domains, :func:`~superfactory.policy.gang_lane.choose_lane`;
+``rolling_lane_hold_slack``, ``rolling_lane_pad_s``: other work enters the lane only if a pessimistic hold ends
+before the planned big start; ``rolling_promise_slip_s``: the promise may slip that far). Session 8, all off
+and measured (docs/gang.md): ``lane`` (a lane for gangs of ``lane_min_gpus``, ``lane_spare`` domains more than
+the widest needs, the healthiest; other work outside it first, ``lane_last``; :mod:`~superfactory.policy.gang_lane`),
+``drain_cut_gpus`` (a reserved gang that large preempts the jobs ending last on its nodes while each saves
+``drain_cut_margin`` x its cost in drained node-time: ``GangReservations._cut_drain``), ``claims_withhold`` (a
+preemptor's and an evacuee's promised nodes are withheld from every other job; by default only from other
+gangs' reservations) and ``save_short_s`` (work expected to run that long or less, below the top class, waits up
+to ``save_short_wait_s`` for a drain window instead of taking other free nodes: ``GangLane._place_saving``).
 
 Code: this module (the decision walk), :mod:`superfactory.policy.gang_placement` (placement, hot swap,
 degraded domains), :mod:`superfactory.policy.gang_reservations` (reservations, preemption),
-:mod:`superfactory.policy.gang_rolling` (the rolling plan),
+:mod:`superfactory.policy.gang_rolling` (the rolling plan), :mod:`superfactory.policy.gang_lane` (the lane,
+short work saved for drain windows),
 :mod:`superfactory.policy.gang_site` (queue order, per-factory state, helpers).
 """
 
@@ -105,7 +116,12 @@ class GangScheduler(GangRolling):
                  reserve_mix_band: float = 0.05, rolling_plan: bool = False, rolling_big_gpus: int = 2048,
                  rolling_horizon_s: int = 86_400, rolling_slot_s: int = 60,
                  rolling_priority: bool = False, rolling_down_s: int = 86_400, rolling_lane_last: bool = True,
-                 rolling_lane_slack: float = 0.125, rolling_promise: bool = False) -> None:
+                 rolling_lane_slack: float = 0.125, rolling_promise: bool = False, lane: bool = False,
+                 lane_min_gpus: int = 4096, lane_spare: int = 8, lane_last: bool = True,
+                 rolling_healthy_lane: bool = False, rolling_lane_hold_slack: float = 0.0,
+                 rolling_lane_pad_s: float = 0.0, rolling_promise_slip_s: float = float("inf"),
+                 drain_cut_gpus: int = 0, drain_cut_margin: float = 2.0, claims_withhold: bool = False,
+                 save_short_s: float = 0.0, save_short_wait_s: float = 2 * 3600) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -162,10 +178,39 @@ class GangScheduler(GangRolling):
         self.rolling_lane_last = rolling_lane_last
         self.rolling_lane_slack = max(0.0, rolling_lane_slack)  # extra lane domains (down or degraded ones)
         self.rolling_promise = rolling_promise
+        if rolling_lane_hold_slack < 0 or rolling_lane_pad_s < 0 or rolling_promise_slip_s < 0:
+            raise ValueError("rolling_lane_hold_slack, rolling_lane_pad_s and rolling_promise_slip_s must be >= 0")
+        self.rolling_healthy_lane = rolling_healthy_lane  # the lane: the healthiest domains (gang_lane.choose_lane)
+        self.rolling_lane_hold_slack = rolling_lane_hold_slack  # other work enters the lane only if it ends in time
+        self.rolling_lane_pad_s = rolling_lane_pad_s  # ... with its hold x (1 + slack) + pad (a pessimistic end)
+        self.rolling_promise_slip_s = rolling_promise_slip_s  # the promise may slip this far past its first value
+        self._lane_promise0_s = float("inf")
+        if drain_cut_gpus < 0 or drain_cut_margin < 0:
+            raise ValueError("drain_cut_gpus and drain_cut_margin must be >= 0")
+        self.drain_cut_gpus = drain_cut_gpus  # 0: off; else gangs this large cut their drains by preempting
+        self.drain_cut_margin = float(drain_cut_margin)
+        self._cuts: dict[str, tuple[str, tuple[int, ...], int]] = {}  # drain cuts' claims (always withheld)
+        # a preemptor's (and an evacuee's) promised nodes: with claims_withhold no other job may use them until it
+        # starts; without (the old behaviour) a job ending before... any time may still backfill onto them
+        self.claim_start_s = float("-inf") if claims_withhold else float("inf")
+        if save_short_s < 0 or save_short_wait_s < 0:
+            raise ValueError("save_short_s and save_short_wait_s must be >= 0")
+        self.save_short_s = float(save_short_s)  # 0: off; short work is saved for drain windows (gang_lane)
+        self.save_short_wait_s = float(save_short_wait_s)
+        self._hole_misses = {}
         self._lane_domains = 0  # the rolling plan's lane: the widest big gang seen, latched
         # the rolling plan's promise: the earliest planned start of a waiting big gang, kept while it waits, so a
         # later plan that slipped cannot let long work into the lane past it (a self-fulfilling delay)
         self._lane_promise_s = float("inf")
+        if lane_min_gpus <= 0 or lane_spare < 0:
+            raise ValueError("lane_min_gpus must be > 0 and lane_spare >= 0")
+        self.lane = lane  # the big gangs' lane (superfactory.policy.gang_lane)
+        self.lane_min_gpus = lane_min_gpus
+        self.lane_spare = lane_spare
+        self.lane_last = lane_last
+        self._lane_width = self._lane_need = 0
+        self._lane_prev = None
+        self._outside_misses = {}
         # job id -> when it was last pending or running; its work is counted once, on first sight. Ids unseen for
         # _SEEN_KEEP_S are dropped (hourly), so a long live run keeps only recent jobs' ids, not every job's
         self._seen_s: dict[str, int] = {}
@@ -210,9 +255,10 @@ class GangScheduler(GangRolling):
         self._guarded &= held_ids | pending_ids
         for vid in [v for v, p in self._victim_of.items() if v not in held_ids or p not in pending_ids]:
             del self._victim_of[vid]
-        hold_claims(self._claims, pending_ids, snapshot, sites)
+        hold_claims(self._claims, pending_ids, snapshot, sites, self.claim_start_s)
+        hold_claims(self._cuts, pending_ids, snapshot, sites, float("-inf"))
         actions: list[Place | Preempt | SwapNodes] = []
-        hold_claims(self._evac, pending_ids | held_ids, snapshot, sites)
+        hold_claims(self._evac, pending_ids | held_ids, snapshot, sites, self.claim_start_s)
         if self.evacuate_degraded:
             actions.extend(self._evacuations(snapshot, sites))
         waiting: list[tuple[str, str]] = []
@@ -235,9 +281,14 @@ class GangScheduler(GangRolling):
         order = queue_order(snapshot.pending, snapshot.now_s, self.starve_after_s, behind_top,
                             self.largest_first, self.largest_first_min_gpus)
         rolling = self._rolling(snapshot, sites, running_by_site) if self.rolling_plan else None
+        if self.lane and rolling is None:
+            self._set_lane(snapshot, sites)
+            self._outside_misses = {}
         if rolling is not None:  # the plan's order, so its starts are placed as it placed them
             rank = {jid: k for k, jid in enumerate(rolling.ranked)}
             order.sort(key=lambda v: rank.get(v.job.id, len(rank)))
+        self._hole_misses = {}
+        top = max((v.job.priority for v in snapshot.pending), default=0)
         for view in order:
             if head is not None:
                 waiting.append((view.job.id, f"queued behind {head} (strict priority order, backfill off)"))
@@ -251,7 +302,13 @@ class GangScheduler(GangRolling):
             if rolling is not None:
                 self._place_planned(snapshot, sites, view, rolling, actions, waiting, refusals)
                 continue
-            placed, reason = self._place(snapshot, sites, view, refusals)
+            saved = self._place_saving(snapshot, sites, view, refusals, top) if self.save_short_s else None
+            if saved is not None and saved[0] is None:
+                waiting.append((view.job.id, saved[1]))
+                continue
+            placed, reason = saved if saved is not None else (
+                self._place_lane(snapshot, sites, view, refusals) if sites[0].lane is not None
+                else self._place(snapshot, sites, view, refusals))
             if placed is not None:
                 if view is guard:
                     self._guarded.add(view.job.id)

@@ -80,7 +80,7 @@ class GangPlacement(GangReservations):
                 mask = np.zeros(site.factory.nodes, dtype=bool)
                 mask[list(target)] = True
                 site.free &= ~mask
-                site.reserved.append((mask, float("inf"), v.job.id))
+                site.reserved.append((mask, self.claim_start_s, v.job.id))
                 self._evac[v.job.id] = (site.factory.id, target, snapshot.now_s + CLAIM_S)
                 self.stats["evacuations"] += 1
                 self.ledger.record(site.factory.id, v.job.id, snapshot.now_s)
@@ -163,7 +163,7 @@ class GangPlacement(GangReservations):
         moved) off them when that pays, but only with healthy nodes left over after the queue walk (see
         ``_evacuations``), and speeds up anyway when the domain heals. Reservations are honoured as for any
         backfill."""
-        if not self.degraded_backfill or not site.bad_domains:
+        if not self.degraded_backfill or not site.bad_domains or not site.slow_ok:
             return None
         pool = site.free & ~site.spare & site.accel_mask(job.accelerator) & site.bad_nodes()
         if site.only is not None:  # the rolling plan's nodes

@@ -56,6 +56,13 @@ class GangReservations(GangBase):
             if res is not None and not reserve:
                 self._sticky.pop(job.id, None)
                 return "no reservation yet (it may still start as nodes free up)", []
+            if job.id in self._cuts:
+                return "waiting for the gangs preempted to cut its drain to finish their checkpoints", []
+            if res is not None and self.drain_cut_gpus and job.gpus >= self.drain_cut_gpus:
+                cut = self._cut_drain(site, running, view, res[0], res[1], victims, snapshot.now_s)
+                if cut:
+                    return (f"cutting its drain: preempting {', '.join(p.job_id for p in cut)} (they end last on "
+                            "its reserved nodes; they checkpoint first)"), cut
             if res is not None:
                 nodes, start_s = res
                 site.reserved.append((nodes, max(start_s, deadline_s), job.id))
@@ -76,6 +83,9 @@ class GangReservations(GangBase):
                 base &= ~nodes
         if site.bad_domains:
             base &= ~site.bad_nodes()
+        lane = self._lane_of(site, job)
+        if lane is not None:  # a big gang is reserved inside the lane only
+            base &= lane
         if site.ends is None:  # the same for every gang of this decision
             site.ends = sorted(
                 (snapshot.now_s + expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s, v.job.id, v.nodes)
@@ -86,7 +96,8 @@ class GangReservations(GangBase):
         if sticky is not None and sticky[0] == site.factory.id:
             held = np.zeros(site.factory.nodes, dtype=bool)
             held[list(sticky[1])] = True
-            if not (held & (site.status == NODE_DOWN)).any() and not (held & ~base & site.free).any():
+            if (not (held & (site.status == NODE_DOWN)).any() and not (held & ~base & site.free).any()
+                    and (lane is None or not (held & ~lane).any())):
                 start_s = float(snapshot.now_s)
                 for end_s, _, job_nodes in ends:
                     if held[list(job_nodes)].any():
@@ -97,6 +108,8 @@ class GangReservations(GangBase):
         for nodes, _, owner in site.reserved:
             if owner != job.id:
                 taken |= nodes
+        if lane is not None:
+            taken |= ~lane
         hypo = base.copy()
         freed: list[npt.NDArray[np.intp]] = []  # nodes of the running jobs, in the order they are expected to end
         for end_s, _, job_nodes in ends:
@@ -118,6 +131,70 @@ class GangReservations(GangBase):
             self._sticky[job.id] = (site.factory.id, chosen)
             return mask, start_s
         return None
+
+    def _cut_drain(self, site: GangSite, running: list[JobView], view: JobView, nodes: BoolArray, start_s: float,
+                   victims: set[str], now_s: int) -> list[Preempt]:
+        """Drain-cutting preemption (``drain_cut_gpus``): a reserved gang's nodes sit idle from when each frees
+        up until its start ``start_s`` (the drain: ``sum(start - free_at)`` over its nodes). The running job
+        that ends last on those nodes sets the start; preempting it (a final checkpoint, then requeued with
+        its progress kept) moves the start to the next-latest end. Victims are taken latest-ending first while
+        each saves more idle node-seconds than ``drain_cut_margin`` x what it costs (its nodes x (checkpoint +
+        restart)), within the factory's rate limit; any priority may be a victim (no work is lost, and the top
+        class's first-start waits are untouched), but never a gang the guard started, one cooling down, a
+        non-preemptible one, or one in a hot swap. The gang then holds its nodes as a claim (no backfill)."""
+        room = self._room(site, now_s, None)
+        if room <= 0:
+            return []
+        free_at = np.full(site.factory.nodes, float(now_s))
+        over: list[tuple[float, JobView]] = []
+        for v in running:
+            if not v.nodes:
+                continue
+            end_s = max(float(now_s), now_s + expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s)
+            free_at[list(v.nodes)] = end_s
+            if nodes[list(v.nodes)].any():
+                over.append((end_s, v))
+        over.sort(key=lambda e: (-e[0], e[1].job.id))
+        idx = np.flatnonzero(nodes)
+
+        def drain(t_s: float) -> float:
+            return float(np.clip(t_s - free_at[idx], 0.0, None).sum())
+
+        chosen: list[JobView] = []
+        t_s = start_s
+        for k, (end_s, v) in enumerate(over):
+            if end_s < t_s or len(chosen) >= room:
+                break
+            ck = v.job.checkpoint
+            stop_s = float(ck.blocking_s + ck.async_write_s)
+            if (not v.job.preemptible or v.state not in RUNNING_STATES or v.job.id in victims
+                    or v.job.id in self._guarded or self.ledger.cooling(v.job.id, now_s)):
+                break
+            before = drain(t_s)
+            kept = free_at[list(v.nodes)].copy()
+            free_at[list(v.nodes)] = now_s + stop_s
+            rest = [e for e, w in over[k + 1:] if w not in chosen]
+            t_new = max([now_s + stop_s, *rest[:1]])
+            saved = before - drain(t_new)
+            cost = len(v.nodes) * (stop_s + v.job.recovery.restart_s)
+            if saved < self.drain_cut_margin * cost:
+                free_at[list(v.nodes)] = kept
+                break
+            chosen.append(v)
+            t_s = t_new
+        if not chosen:
+            return []
+        site.reserved.append((nodes.copy(), float("-inf"), view.job.id))  # withheld from every other job
+        self._cuts[view.job.id] = (site.factory.id, tuple(int(n) for n in idx), now_s + CLAIM_S)
+        victims.update(v.job.id for v in chosen)
+        self._victim_of.update((v.job.id, view.job.id) for v in chosen)
+        self.stats["preemptions"] += len(chosen)
+        self.stats["drain_cuts"] = self.stats.get("drain_cuts", 0) + len(chosen)
+        for v in chosen:
+            self.ledger.record(site.factory.id, v.job.id, now_s)
+        return [Preempt(v.job.id, f"preempted to cut the drain of {view.job.id}'s reservation (it ends last on "
+                                  f"its nodes; start ~{(t_s - now_s) / 60:.0f} min instead of "
+                                  f"~{(start_s - now_s) / 60:.0f} min)") for v in chosen]
 
     def _handoff(self, snapshot: FleetSnapshot, site: GangSite, ends: list[tuple[float, str, tuple[int, ...]]],
                  taken: BoolArray, shape: GangShape, chosen: tuple[int, ...], start_s: float
@@ -246,6 +323,9 @@ class GangReservations(GangBase):
         healthy = site.status != NODE_DOWN
         if site.bad_domains:
             healthy = healthy & ~site.bad_nodes()
+        lane = self._lane_of(site, job)
+        if lane is not None:  # a big gang preempts inside the lane only
+            healthy = healthy & lane
         usable &= healthy
         # victims already draining for this gang count as free: never evict twice for one gang
         for v in running:
@@ -256,7 +336,7 @@ class GangReservations(GangBase):
             if target is not None:
                 mask = np.zeros(site.factory.nodes, dtype=bool)
                 mask[list(target)] = True
-                site.reserved.append((mask, float("inf"), job.id))
+                site.reserved.append((mask, self.claim_start_s, job.id))
                 return [], ""
         chosen: list[JobView] = []
         hypo = usable.copy()
@@ -293,7 +373,7 @@ class GangReservations(GangBase):
             return None, "no placement after preempting"
         mask = np.zeros(site.factory.nodes, dtype=bool)
         mask[list(target)] = True
-        site.reserved.append((mask, float("inf"), job.id))  # nobody backfills onto the preemptor's nodes
+        site.reserved.append((mask, self.claim_start_s, job.id))  # see claims_withhold
         self._claims[job.id] = (site.factory.id, target, now_s + CLAIM_S)
         victims.update(v.job.id for v in chosen)
         self._victim_of.update((v.job.id, job.id) for v in chosen)

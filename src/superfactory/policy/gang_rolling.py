@@ -31,11 +31,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-from superfactory.domain.fleet import FleetSnapshot, JobView, Place, Preempt, SwapNodes
+from superfactory.domain.fleet import NODE_DOWN, FleetSnapshot, JobView, Place, Preempt, SwapNodes
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.topology import FactoryTopology
-from superfactory.policy.gang_placement import GangPlacement
+from superfactory.policy.gang_lane import GangLane, choose_lane, lane_width
 from superfactory.policy.gang_site import BoolArray, GangSite, expected_run_s
 from superfactory.policy.gangfit import GangShape
 from superfactory.policy.offline_schedule import OfflineJob, plan_in_order
@@ -53,16 +54,11 @@ class RollingPlan:
     ranked: tuple[str, ...]
 
 
-def lane_width(shape: GangShape, per_domain: int) -> int:
-    """The fewest domains of ``per_domain`` nodes that hold ``shape`` (whole units per domain)."""
-    per = max(1, per_domain // shape.unit_nodes)
-    return -(-shape.units // per)
-
-
 def rolling_plan(topo: FactoryTopology, per_domain: int, usable_now: BoolArray, running: Sequence[JobView],
                  pending: Sequence[JobView], shape: Callable[[TrainingJob], GangShape | None], now_s: int,
                  big_nodes: int, lane_domains: int, horizon_s: int = 86_400, slot_s: int = 60,
-                 priority_first: bool = False, down_s: int = 3600, lane_last: bool = True
+                 priority_first: bool = False, down_s: int = 3600, lane_last: bool = True,
+                 lane: npt.NDArray[np.bool_] | None = None, lane_slack: float = 0.0, lane_pad_s: float = 0.0
                  ) -> RollingPlan | None:
     """Plan from the snapshot (see the module docstring). ``usable_now`` marks the nodes usable now; ``running``
     are the jobs holding nodes in this factory. ``None`` when the factory is not made of whole domains of
@@ -70,7 +66,10 @@ def rolling_plan(topo: FactoryTopology, per_domain: int, usable_now: BoolArray, 
     ``priority_first`` the jobs outside the lane go higher priority first, then most node-seconds. Nodes neither
     usable now nor held by a running job (down, draining, degraded, promised) count as back after ``down_s``
     (the plan is redone at every decision: an optimistic guess only moves the planned start of a big gang).
-    ``lane_last``: the other jobs take domains outside the lane first."""
+    ``lane_last``: the other jobs take domains outside the lane first. ``lane``: the lane's domains (a mask over
+    domains, e.g. the healthiest: :func:`~superfactory.policy.gang_lane.choose_lane`); default the first
+    ``lane_domains``. ``lane_slack``, ``lane_pad_s``: other jobs enter the lane only where they fit for a
+    pessimistic hold (:func:`~superfactory.policy.offline_schedule.plan_in_order`)."""
     dom = topo.node_domain
     if per_domain <= 1 or dom.size == 0:
         return None
@@ -91,6 +90,14 @@ def rolling_plan(topo: FactoryTopology, per_domain: int, usable_now: BoolArray, 
         other[list(v.nodes)] = False
     delta[:, min(n_slots, -(-down_s // slot_s))] += np.bincount(dom[other], minlength=domains)
     free = np.clip(np.cumsum(delta, axis=1)[:, :n_slots], 0, per_domain).astype(np.int16)
+    # the planner's lane is its first domains: put the chosen lane there (and map the placements back)
+    perm = np.arange(domains)
+    if lane is not None:
+        if lane.shape != (domains,):
+            raise ValueError(f"lane must be a mask over the {domains} domains")
+        perm = np.concatenate([np.flatnonzero(lane), np.flatnonzero(~lane)])
+        lane_domains = int(lane.sum())
+        free = free[perm]
     jobs: list[OfflineJob] = []
     subs: list[tuple[int, str]] = []
     prio: list[int] = []
@@ -107,13 +114,13 @@ def rolling_plan(topo: FactoryTopology, per_domain: int, usable_now: BoolArray, 
                   key=lambda i: (prio[i], -jobs[i].nodes * jobs[i].hold_s, subs[i]))
     p = plan_in_order(jobs, big, domains, per_domain, horizon_s, slot_s, "rolling", big_nodes,
                       min(lane_domains, domains), rest, initial_free=free, sweep_slots=1,
-                      lane_last=lane_last)
-    now = {s.job: s.placement for s in p.starts if s.start_s == 0}
+                      lane_last=lane_last, lane_slack=lane_slack, lane_pad_s=lane_pad_s)
+    now = {s.job: tuple(sorted((int(perm[d]), u) for d, u in s.placement)) for s in p.starts if s.start_s == 0}
     later = {s.job: now_s + s.start_s for s in p.starts if s.start_s > 0}
     return RollingPlan(now, later, tuple(jobs[i].id for i in (*big, *rest)))
 
 
-class GangRolling(GangPlacement):
+class GangRolling(GangLane):
     """The ``gang`` scheduler's use of the rolling plan (its knobs are set by
     :class:`superfactory.policy.gang.GangScheduler`'s constructor)."""
 
@@ -126,6 +133,11 @@ class GangRolling(GangPlacement):
     rolling_lane_last: bool
     rolling_lane_slack: float
     rolling_promise: bool
+    rolling_healthy_lane: bool
+    rolling_lane_pad_s: float
+    rolling_lane_hold_slack: float
+    rolling_promise_slip_s: float
+    _lane_promise0_s: float
     _lane_domains: int
     _lane_promise_s: float
 
@@ -145,15 +157,32 @@ class GangRolling(GangPlacement):
                 if sh is not None:
                     width = int(np.ceil(lane_width(sh, per_domain) * (1 + self.rolling_lane_slack)))
                     self._lane_domains = max(self._lane_domains, width)
+                    self._lane_need = max(self._lane_need, sh.unit_nodes)
         usable = site.free & ~site.spare
         for nodes, _, _ in site.reserved:
             usable &= ~nodes
         if site.bad_domains:
             usable &= ~site.bad_nodes()
+        lane = None
+        if self.rolling_healthy_lane and self._lane_domains:  # the healthiest domains, latched (gang_lane)
+            dom = site.topo.node_domain
+            domains = int(dom.max()) + 1
+            ok = site.status != NODE_DOWN
+            if site.bad_domains:
+                ok &= ~site.bad_nodes()
+            held = np.zeros(domains, dtype=bool)
+            for v in running_by_site.get(0, []):
+                if v.job.gpus >= self.rolling_big_gpus and v.nodes:
+                    held[dom[list(v.nodes)]] = True
+            prev = self._lane_prev if self._lane_prev is not None and self._lane_prev.size == domains \
+                else np.zeros(domains, dtype=bool)
+            lane = self._lane_prev = choose_lane(np.bincount(dom[ok], minlength=domains), held, prev,
+                                                 self._lane_domains, self._lane_need)
         plan = rolling_plan(site.topo, per_domain, usable, running_by_site.get(0, []), snapshot.pending,
                             lambda j: self._shape(site, j), snapshot.now_s, big_nodes, self._lane_domains,
                             self.rolling_horizon_s, self.rolling_slot_s, self.rolling_priority,
-                            self.rolling_down_s, self.rolling_lane_last)
+                            self.rolling_down_s, self.rolling_lane_last, lane, self.rolling_lane_hold_slack,
+                            self.rolling_lane_pad_s)
         if plan is None:
             return None
         if not plan.later or any(v.job.gpus >= self.rolling_big_gpus for v in snapshot.pending
@@ -162,7 +191,12 @@ class GangRolling(GangPlacement):
         if self._lane_promise_s <= snapshot.now_s:
             self._lane_promise_s = float("inf")  # overdue (the big gang slipped): renewed from this plan
         if plan.later:
-            self._lane_promise_s = min(self._lane_promise_s, float(min(plan.later.values())))
+            planned_s = float(min(plan.later.values()))
+            if self._lane_promise_s == float("inf"):
+                self._lane_promise0_s = planned_s
+            # a bounded slip: the promise follows the plan, but never past the first promise + the slip
+            self._lane_promise_s = min(planned_s, self._lane_promise0_s + self.rolling_promise_slip_s) \
+                if self.rolling_promise_slip_s < float("inf") else min(self._lane_promise_s, planned_s)
         if self._lane_promise_s == float("inf") or not self.rolling_promise:
             return plan
         # other work starting in the lane must end by the promise, even if this plan's big start slipped
@@ -170,7 +204,8 @@ class GangRolling(GangPlacement):
         now = {}
         for jid, placement in plan.now.items():
             v = pending[jid]
-            if (v.job.gpus < self.rolling_big_gpus and any(d < self._lane_domains for d, _ in placement)
+            if (v.job.gpus < self.rolling_big_gpus
+                    and any((lane[d] if lane is not None else d < self._lane_domains) for d, _ in placement)
                     and snapshot.now_s + expected_run_s(v.job, v.progress_s) > self._lane_promise_s):
                 continue
             now[jid] = placement

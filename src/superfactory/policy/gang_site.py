@@ -84,6 +84,8 @@ class GangSite:
     it_power_w: float
     reserved: list[tuple[BoolArray, float, str]] = field(default_factory=list)  # (nodes, start_s, job id)
     only: BoolArray | None = None  # when set, placements use only these nodes (the rolling plan's domains)
+    lane: BoolArray | None = None  # the big gangs' lane (``lane``, policy/gang_lane.py): their only nodes
+    slow_ok: bool = True  # whether a placement may fall back to probed-degraded domains (``_on_degraded``)
     # per-decision caches: the nodes of ``bad_domains`` (keyed by that set), running jobs' expected ends, and
     # placements that failed: (accelerator, shape) -> (earliest expected end that failed, reason)
     _bad_key: frozenset[int] = frozenset()
@@ -107,9 +109,11 @@ class GangSite:
 
 
 def hold_claims(claims: dict[str, tuple[str, tuple[int, ...], int]], live_ids: set[str],
-                 snapshot: FleetSnapshot, sites: list[GangSite]) -> None:
+                 snapshot: FleetSnapshot, sites: list[GangSite], start_s: float = float("inf")) -> None:
     """Reserve, on this decision's ``sites``, the nodes each claim ``job -> (factory, nodes, expires_s)`` holds;
-    drop (in place) the claims whose job is not in ``live_ids`` or that expired."""
+    drop (in place) the claims whose job is not in ``live_ids`` or that expired. ``start_s`` is the reservation's
+    start as ``GangSite.reserved`` reads it: other jobs ending before it may still use the nodes, so ``inf``
+    keeps them out of other gangs' reservations only, and ``-inf`` withholds them from every other job."""
     for jid, (fid, nodes, expires_s) in list(claims.items()):
         if jid not in live_ids or snapshot.now_s >= expires_s:
             del claims[jid]
@@ -117,7 +121,7 @@ def hold_claims(claims: dict[str, tuple[str, tuple[int, ...], int]], live_ids: s
         site = sites[snapshot.factory_index(fid)]
         mask = np.zeros(site.factory.nodes, dtype=bool)
         mask[list(nodes)] = True
-        site.reserved.append((mask, float("inf"), jid))
+        site.reserved.append((mask, start_s, jid))
 
 
 class GangBase(PolicyBase):
@@ -150,6 +154,11 @@ class GangBase(PolicyBase):
     largest_first_min_gpus: int
     reserve_after_s: float
     reserve_mix_share: float
+    lane_min_gpus: int
+    drain_cut_gpus: int
+    claim_start_s: float
+    _cuts: dict[str, tuple[str, tuple[int, ...], int]]
+    drain_cut_margin: float
     _evac: dict[str, tuple[str, tuple[int, ...], int]]
     _declined: dict[str, tuple[int, str]]
     _victim_of: dict[str, str]
@@ -216,6 +225,10 @@ class GangBase(PolicyBase):
         if site.only is not None:
             usable &= site.only
         return usable
+
+    def _lane_of(self, site: GangSite, job: TrainingJob) -> BoolArray | None:
+        """The lane's nodes if ``job`` is a big gang confined to it (``lane``, policy/gang_lane.py), else None."""
+        return site.lane if site.lane is not None and job.gpus >= self.lane_min_gpus else None
 
     def _shape(self, site: GangSite, job: TrainingJob) -> GangShape | None:
         """The job's :class:`GangShape` in ``site``'s factory (static: cached per job and factory)."""

@@ -129,7 +129,7 @@ def plan_in_order(jobs: Sequence[OfflineJob], sequence: Sequence[int], domains: 
                   horizon_s: int, slot_s: int = 60, label: str = "custom", big_nodes: int = 512,
                   lane_domains: int = 0, sweep: Sequence[int] = (),
                   initial_free: npt.NDArray[np.int16] | None = None, sweep_slots: int | None = None,
-                  lane_last: bool = False) -> OfflinePlan:
+                  lane_last: bool = False, lane_slack: float = 0.0, lane_pad_s: float = 0.0) -> OfflinePlan:
     """Conservative backfill of ``jobs`` taken in ``sequence`` (indices into ``jobs``; see the module docstring),
     then a greedy time sweep of ``sweep`` (indices not in ``sequence``): at each slot where room frees up, the
     released jobs not yet started, in ``sweep`` order, start there if they fit for their whole hold (never a
@@ -140,13 +140,21 @@ def plan_in_order(jobs: Sequence[OfflineJob], sequence: Sequence[int], domains: 
     held (running jobs with their expected ends: the rolling plan of :mod:`superfactory.policy.gang_rolling`);
     ``sweep_slots`` stops the sweep after that many slots (the rolling plan only acts on the first); with
     ``lane_last`` the jobs below ``big_nodes`` take domains outside the lane first (online, where big gangs not
-    yet released cannot be planned, this keeps the lane for them)."""
+    yet released cannot be planned, this keeps the lane for them). ``lane_slack`` and ``lane_pad_s``: a job
+    below ``big_nodes`` may use a lane domain only where it has room for a *pessimistic* hold,
+    ``hold x (1 + lane_slack) + lane_pad_s`` (online, holds overrun: failures, slow domains), so it ends before the
+    next planned big start even when it runs late (its profile is still charged its expected hold)."""
     if domains <= 0 or per_domain <= 0 or horizon_s <= 0 or slot_s <= 0:
         raise ValueError("domains, per_domain, horizon_s and slot_s must be > 0")
     n_slots = -(-horizon_s // slot_s)
+    if lane_slack < 0 or lane_pad_s < 0:
+        raise ValueError("lane_slack and lane_pad_s must be >= 0")
     widths = [min(n_slots, max(1, -(-int(np.ceil(j.hold_s)) // slot_s))) for j in jobs]
+    padded = lane_domains > 0 and (lane_slack > 0 or lane_pad_s > 0)
+    lane_widths = [min(n_slots, max(1, -(-int(np.ceil(j.hold_s * (1 + lane_slack) + lane_pad_s)) // slot_s)))
+                   for j in jobs] if padded else widths
     # padding past the horizon is unconstrained: a job running past it needs no room there
-    free = np.full((domains, n_slots + max(widths, default=1)), per_domain, dtype=np.int16)
+    free = np.full((domains, n_slots + max(lane_widths, default=1)), per_domain, dtype=np.int16)
     if initial_free is not None:
         if initial_free.shape != (domains, n_slots) or initial_free.min(initial=0) < 0 \
                 or initial_free.max(initial=0) > per_domain:
@@ -161,6 +169,9 @@ def plan_in_order(jobs: Sequence[OfflineJob], sequence: Sequence[int], domains: 
         if 0 < lane_domains < domains and j.nodes >= big_nodes and j.units <= lane_domains * (per_domain
                                                                                               // j.unit_nodes):
             room[lane_domains:] = 0  # the big gangs' lane: they run only on the first lane_domains domains
+        elif padded and j.nodes < big_nodes and lane_widths[i] > width:  # room in the lane for a late end
+            late = _window_min(free[:lane_domains, first: last + lane_widths[i] - 1], lane_widths[i])
+            room[:lane_domains] = np.minimum(room[:lane_domains], late)
         return room
 
     def start(i: int, s: int, col_room: npt.NDArray[np.int16]) -> None:

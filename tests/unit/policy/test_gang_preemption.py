@@ -65,3 +65,42 @@ def test_a_preemptible_low_priority_gang_is_preempted_when_it_pays() -> None:
 
 def test_preemptible_false_is_never_touched() -> None:
     assert _run(False) == []
+
+
+def test_a_drain_is_cut_by_preempting_the_job_that_ends_last_only_when_it_pays() -> None:
+    # one NVL72 rack; a waiting gang is reserved on trays 0-15: "early" holds 0-7 until 600 s, "late" 8-15 until
+    # ``late_s``. Trays 0-7 would sit idle from 600 s to late_s (the drain); preempting "late" (20 s checkpoint +
+    # 300 s restart on 8 trays) moves the start to 600 s
+    import numpy as np
+
+    from superfactory.domain.factory import Factory, build_clusters
+    from superfactory.domain.fleet import JobView
+    from superfactory.domain.job import CheckpointSpec, RecoverySpec, TrainingJob
+    from superfactory.domain.lifecycle import JobLifecycle
+    from superfactory.domain.topology import topology_of
+    from superfactory.policy.gang import GangScheduler, GangSite
+
+    f = Factory("f", "r", "MISO", "MISO", 1e12, 1e12, 1.1, frozenset(), "US", build_clusters([("gb200-nvl72", 18)]))
+    ck, rec = CheckpointSpec(1e9, 20, 1e12, 800), RecoverySpec(60, 300)
+
+    per_flop_s = TrainingJob("x", "GB200", 32, 1e18, 0.4, 0, ck, rec).work_s / 1e18
+
+    def running(jid: str, nodes: range, end_s: float) -> JobView:  # expected to end at end_s
+        j = TrainingJob(jid, "GB200", 32, end_s / per_flop_s, 0.4, 0, ck, rec, priority=2)
+        return JobView(j, "f", tuple(nodes), 0.0, -1, state=JobLifecycle.RUNNING)
+
+    def cut(late_s: float) -> tuple[list[str], GangScheduler, GangSite]:
+        sched = GangScheduler(drain_cut_gpus=64)
+        site = GangSite(0, f, topology_of(f), np.ones(f.nodes, dtype=np.uint8), np.zeros(f.nodes, dtype=bool),
+                        np.zeros(f.nodes, dtype=bool), set(), {}, 0.0)
+        gang = JobView(TrainingJob("g", "GB200", 64, 3600.0, 0.4, 0, ck, rec, tp_size=64), None, (), 0.0, 0)
+        reserved = np.zeros(f.nodes, dtype=bool)
+        reserved[:16] = True
+        out = sched._cut_drain(site, [running("early", range(8), 600.0), running("late", range(8, 16), late_s)],
+                               gang, reserved, late_s, set(), 0)
+        return [p.job_id for p in out], sched, site
+
+    victims, sched, site = cut(7200.0)  # saves ~48,000 idle tray-s for 2,560 tray-s of checkpoint and restart
+    assert victims == ["late"] and "g" in sched._cuts
+    assert any(owner == "g" and start == float("-inf") for _, start, owner in site.reserved)  # withheld
+    assert cut(900.0)[0] == []  # 300 s of drain on 8 trays does not pay for it

@@ -289,3 +289,24 @@ def test_the_mix_mode_is_latched_with_hysteresis_around_the_threshold() -> None:
     assert _mix_modes(0.0, shares) == [True, False, True, False, False, True, True, True]
     with pytest.raises(ValueError, match="reserve_mix_band"):
         GangScheduler(reserve_mix_band=-0.1)
+
+
+def test_a_withheld_claim_keeps_every_other_job_off_the_promised_nodes() -> None:
+    # nodes a preemptor was promised (a claim) on a free rack: with claims_withhold no other job may place there,
+    # however short; without it (the old rule, start = inf) any job may still backfill onto them
+    from superfactory.policy.gang_site import hold_claims
+
+    f = Factory("f", "r", "MISO", "MISO", 1e12, 1e12, 1.1, frozenset(), "US", build_clusters([("gb200-nvl72", 18)]))
+    other = TrainingJob("o", "GB200", 8, 600.0, 0.4, 0, CheckpointSpec(1800, 20, 1e12, 800), RecoverySpec(120, 300))
+    snap = SimpleNamespace(now_s=0, factory_index=lambda fid: 0)
+    usable = {}
+    for withhold in (False, True):
+        sched = GangScheduler(claims_withhold=withhold)
+        site = GangSite(0, f, topology_of(f), np.zeros(f.nodes, dtype=np.uint8), np.ones(f.nodes, dtype=bool),
+                        np.zeros(f.nodes, dtype=bool), set(), {}, 0.0)
+        claims = {"p": ("f", tuple(range(16)), 3600)}
+        hold_claims(claims, {"p"}, snap, [site], sched.claim_start_s)
+        usable[withhold] = int(sched._usable(site, other, 600.0).sum())
+        assert sched._usable(site, TrainingJob("p", "GB200", 64, 600.0, 0.4, 0, CheckpointSpec(1800, 20, 1e12, 800),
+                                               RecoverySpec(120, 300)), 600.0).sum() == 18  # the owner's own
+    assert usable == {False: 18, True: 2}

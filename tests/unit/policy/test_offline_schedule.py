@@ -111,3 +111,24 @@ def test_a_plan_can_start_from_domains_already_held() -> None:
     assert {s.job: s for s in p2.starts}["small"].placement == ((1, 1),)
     with pytest.raises(ValueError, match="initial_free"):
         plan_in_order(jobs, [0], 3, 4, 3600, 60, initial_free=np.full((3, 60), 5, dtype=np.int16))
+
+
+def test_a_pessimistic_hold_keeps_late_work_out_of_the_lane() -> None:
+    # 3 domains of 4 nodes; the lane is domains 0-1; domain 0 is held until 600 s and domain 2 all along, so the
+    # 2-domain big gang is planned at 600 s and the only room now is the lane's gap on domain 1. A 540 s job fits
+    # that gap exactly; padded by 25 % (675 s, a late end would delay the big start) it must not enter it
+    free = np.full((3, 60), 4, dtype=np.int16)
+    free[0, :10] = 0
+    free[2, :] = 0
+    jobs = [OfflineJob("big", 0, 1200.0, 2, 4), OfflineJob("small", 0, 540.0, 1, 4)]
+
+    def starts(**kw: float) -> dict[str, int]:
+        p = plan_in_order(jobs, [0], 3, 4, 3600, 60, "rolling", 8, 2, [1], initial_free=free, sweep_slots=1, **kw)
+        return {s.job: s.start_s for s in p.starts}
+
+    assert starts() == {"big": 600, "small": 0}
+    assert starts(lane_slack=0.25) == {"big": 600}  # waits: no room for a late end before the big start
+    assert starts(lane_pad_s=120.0) == {"big": 600}
+    assert starts(lane_pad_s=60.0) == {"big": 600, "small": 0}  # 600 s still ends by the big start
+    with pytest.raises(ValueError, match="lane_slack"):
+        plan_in_order(jobs, [0], 3, 4, 3600, 60, lane_slack=-0.1)
