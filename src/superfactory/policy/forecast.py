@@ -115,10 +115,15 @@ class SeasonalForecaster:
         period = WEEK_H if n >= 2 * WEEK_H else DAY_H
         seasons = min(self.max_seasons, n // period)
         base = n - seasons * period
-        srt = np.sort(y[:, base:].reshape(m, seasons, period), axis=1)
         s = seasons
-        profile = srt[:, s // 2] + 0.0 if s % 2 else (srt[:, s // 2 - 1] + srt[:, s // 2]) / 2 + 0.0
-        resid = y - profile[:, (np.arange(n) - base) % period]
+        past = y[:, base:].reshape(m, seasons, period)
+        if s == 4:  # (a window of five weeks: every hour of a long run) the two middle values without a sort
+            profile = _middle_of_four(past) / 2 + 0.0
+        else:
+            srt = np.sort(past, axis=1)
+            profile = srt[:, s // 2] + 0.0 if s % 2 else (srt[:, s // 2 - 1] + srt[:, s // 2]) / 2 + 0.0
+        hist_ix, future_ix = _season_index(n, period, base, horizon_h)
+        resid = y - profile[:, hist_ix]
         w, w_sum = _ewma_weights(self.alpha, n)
         level = (w * resid).sum(axis=1) / w_sum
         dev = resid - level[:, None]
@@ -130,7 +135,7 @@ class SeasonalForecaster:
             with np.errstate(divide="ignore", invalid="ignore"):
                 rho = np.where(den <= 0.0, 0.0, np.clip((a * b).sum(axis=1) / den, 0.0, self.max_rho))
         k = np.arange(1, horizon_h + 1)
-        fc = profile[:, (n - 1 + k - base) % period] + level[:, None] + rho[:, None] ** k * dev[:, -1:]
+        fc = profile[:, future_ix] + level[:, None] + rho[:, None] ** k * dev[:, -1:]
         return list(fc)
 
     def mean_over(self, history: Sequence[float], horizon_h: int) -> float:
@@ -139,6 +144,35 @@ class SeasonalForecaster:
             return float(history[-1])
         fc = self.forecast(history, horizon_h - 1)
         return float((history[-1] + fc.sum()) / horizon_h)
+
+
+def _middle_of_four(past: FloatArray) -> FloatArray:
+    """Sum of the two middle values of the four along axis 1 of ``(m, 4, period)`` finite values: the sorted
+    ``srt[:, 1] + srt[:, 2]``, bit for bit (the middle two of four are max(lower pair mins) and min(upper pair
+    maxes); float addition is commutative, and a signed zero there is made +0 by the median's ``+ 0.0``)."""
+    a, b, c, d = past[:, 0], past[:, 1], past[:, 2], past[:, 3]
+    return np.maximum(np.minimum(a, b), np.minimum(c, d)) + np.minimum(np.maximum(a, b), np.maximum(c, d))
+
+
+#: (n, period, base, horizon) -> (season position of each of the n past hours, of each of the horizon hours)
+_SEASON_INDEX: dict[tuple[int, int, int, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+
+
+def _season_index(n: int, period: int, base: int, horizon_h: int
+                  ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(np.arange(n) - base) % period`` and ``(n - 1 + k - base) % period`` for k = 1..horizon (cached: a
+    windowed forecaster asks the same ones every hour)."""
+    key = (n, period, base, horizon_h)
+    hit = _SEASON_INDEX.get(key)
+    if hit is None:
+        if len(_SEASON_INDEX) > 256:
+            _SEASON_INDEX.clear()
+        k = np.arange(1, horizon_h + 1)
+        hist_ix, future_ix = (np.arange(n) - base) % period, (n - 1 + k - base) % period
+        hist_ix.flags.writeable = False
+        future_ix.flags.writeable = False
+        hit = _SEASON_INDEX[key] = (hist_ix, future_ix)
+    return hit
 
 
 def _median_rows(past: FloatArray) -> FloatArray:
