@@ -155,3 +155,43 @@ def test_reference_catches_a_wrong_tie_break() -> None:
     usable[36:54] = True  # domain 2 (leaf 1) is whole
     shape = GangShape(2, 2, 1)
     assert place_gang(topo, usable, shape) == ref_place_gang(topo, usable, shape) == (0, 1, 2, 3)
+
+
+# ------------------------------------------------------ the cheaper forms of session 8 (issue 12) on their own
+
+@settings(max_examples=150, deadline=None)
+@given(blocks=_blocks, busy_p=st.floats(0.0, 0.9), seed=st.integers(0, 2**31), units=st.integers(1, 120),
+       unit_nodes=st.sampled_from([1, 2, 3, 6]), seg=st.sampled_from([1, 1, 2, 3]),
+       few=st.sampled_from([0, 10**6]))
+def test_both_fragments_first_forms_equal_the_reference(blocks: list[tuple[int, int, int, int]], busy_p: float,
+                                                        seed: int, units: int, unit_nodes: int, seg: int,
+                                                        few: int) -> None:
+    """Fragments-first on plain ints (few domains in the chosen leaves) and in numpy passes (many) each give the
+    reference's nodes: ``few`` forces one form for every gang."""
+    from superfactory.policy import gangfit
+
+    f = _factory(blocks)
+    topo = topology_of(f)
+    usable = np.random.default_rng(seed).random(f.nodes) >= busy_p
+    shape = GangShape(-(-units // seg) * seg, unit_nodes, seg)
+    old = gangfit._FEW_LEAF_DOMAINS
+    gangfit._FEW_LEAF_DOMAINS = few
+    try:
+        assert place_gang(topo, usable, shape) == ref_place_gang(topo, usable, shape)
+    finally:
+        gangfit._FEW_LEAF_DOMAINS = old
+
+
+@settings(max_examples=150, deadline=None)
+@given(domains=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 12)), min_size=1, max_size=3),
+       busy_p=st.floats(0.0, 0.95), seed=st.integers(0, 2**31), units=st.integers(1, 200))
+def test_one_node_domains_take_each_leafs_first_usable_nodes(domains: list[tuple[int, int]], busy_p: float,
+                                                              seed: int, units: int) -> None:
+    """DGX-style factories (NVLink inside one node: every domain is one node) take a shortcut: in each chosen
+    leaf, its first usable nodes. Gangs spanning leaves and halls give the reference's nodes."""
+    f = _factory([(1, n, 0, per_leaf) for n, per_leaf in domains])
+    topo = topology_of(f)
+    assert (topo.domain_nodes == 1).all()
+    usable = np.random.default_rng(seed).random(f.nodes) >= busy_p
+    shape = GangShape(units, 1, 1)
+    assert place_gang(topo, usable, shape) == ref_place_gang(topo, usable, shape)
