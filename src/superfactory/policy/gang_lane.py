@@ -17,6 +17,9 @@ whole factory. Online, with ``lane: true``, gang keeps such a lane too:
 - **Other jobs** take nodes outside the lane first (``lane_last``) and enter it only when they fit nowhere
   else; inside it, the big gang's reservation admits them only if they are expected to end before its start
   (gang's EASY rule).
+
+Also here: short work saved for drain windows (``save_short_s``, :meth:`GangLane._place_saving`). Both are off by
+default; measured on the Kalos day, neither beat gang's default (docs/gang.md, "Eighth session").
 """
 
 from __future__ import annotations
