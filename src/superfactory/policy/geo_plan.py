@@ -179,15 +179,28 @@ class GeoPlanning(GeoColumns):
             k = self._keys[job_id] = len(self._keys)
         return k
 
-    def _wait_reason(self, snap: FleetSnapshot, v: JobView, chosen: _Col, cols: list[_Col]) -> str:
+    @staticmethod
+    def _cheapest_runs(cols: list[_Col]) -> dict[int, _Col]:
+        """Per job, its cheapest column in a factory (the first of equal costs, in ``cols`` order)."""
+        best: dict[int, _Col] = {}
+        for c in cols:
+            if c.factory >= 0:
+                b = best.get(c.job)
+                if b is None or c.cost < b.cost:
+                    best[c.job] = c
+        return best
+
+    def _wait_reason(self, snap: FleetSnapshot, v: JobView, chosen: _Col, cols: list[_Col],
+                     cheapest: dict[int, _Col] | None = None) -> str:
         """Why a pending job waits, with the figures compared: its cheapest lawful run (USD per hour of power,
-        carbon and latency) against the value of waiting (its GPUs x the value of a GPU-hour, aged)."""
+        carbon and latency) against the value of waiting (its GPUs x the value of a GPU-hour, aged).
+        ``cheapest``: :meth:`_cheapest_runs` of ``cols`` when the caller has it (one pass for every waiting
+        job instead of one per job)."""
         wait_usd_h = chosen.cost
-        runs = [c for c in cols if c.job == chosen.job and c.factory >= 0]
+        best = (cheapest if cheapest is not None else self._cheapest_runs(cols)).get(chosen.job)
         lam = self._lam.get(v.job.accelerator, math.inf)
-        if not runs:
+        if best is None:
             return "geo: no lawful factory with room for it is up"
-        best = min(runs, key=lambda c: c.cost)
         site = snap.factories[best.factory].id
         if best.cost <= wait_usd_h:
             return (f"geo: waiting for free capacity (running in {site} costs {best.cost:.2f} USD/h <= waiting "
@@ -225,6 +238,7 @@ class GeoPlanning(GeoColumns):
             memo[(job.id, i)] = (b, f, got)
             return got
         actions: list[Place | Migrate | Preempt] = []
+        cheapest: dict[int, _Col] | None = None  # (made when the first waiting job needs its reason)
         best_move: dict[int, _Col] = {}
         for c in cols:
             if c.migrating and c.job in running and (c.job not in best_move or c.cost < best_move[c.job].cost):
@@ -258,7 +272,10 @@ class GeoPlanning(GeoColumns):
                 actions.append(Migrate(job.id, f.id, nodes, "geo: cheaper forecast power"))
                 continue
             if c.factory < 0:
-                waiting.setdefault(job.id, self._wait_reason(snap, v, c, cols))
+                if job.id not in waiting:  # (a reason already given stands)
+                    if cheapest is None:
+                        cheapest = self._cheapest_runs(cols)
+                    waiting[job.id] = self._wait_reason(snap, v, c, cols, cheapest)
                 continue
             f = snap.factories[c.factory]
             nodes = nodes_for(c.factory, job)
