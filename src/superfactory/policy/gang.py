@@ -61,7 +61,9 @@ the widest needs, the healthiest; other work outside it first, ``lane_last``; :m
 ``drain_cut_margin`` x its cost in drained node-time: ``GangReservations._cut_drain``), ``claims_withhold`` (a
 preemptor's and an evacuee's promised nodes are withheld from every other job; by default only from other
 gangs' reservations) and ``save_short_s`` (work expected to run that long or less, below the top class, waits up
-to ``save_short_wait_s`` for a drain window instead of taking other free nodes: ``GangLane._place_saving``).
+to ``save_short_wait_s`` for a drain window instead of taking other free nodes: ``GangLane._place_saving``)
+and ``swaps_honour_reservations`` (the waiting gangs' sticky reservations are entered before the degraded-domain
+swaps, which run before the walk, so a swap cannot take a drain window: ``GangReservations._hold_sticky``).
 
 Code: this module (the decision walk), :mod:`superfactory.policy.gang_placement` (placement, hot swap,
 degraded domains), :mod:`superfactory.policy.gang_reservations` (reservations, preemption),
@@ -121,7 +123,8 @@ class GangScheduler(GangRolling):
                  rolling_healthy_lane: bool = False, rolling_lane_hold_slack: float = 0.0,
                  rolling_lane_pad_s: float = 0.0, rolling_promise_slip_s: float = float("inf"),
                  drain_cut_gpus: int = 0, drain_cut_margin: float = 2.0, claims_withhold: bool = False,
-                 save_short_s: float = 0.0, save_short_wait_s: float = 2 * 3600) -> None:
+                 save_short_s: float = 0.0, save_short_wait_s: float = 2 * 3600,
+                 swaps_honour_reservations: bool = False) -> None:
         if reservations < 0 or spare_pool < 0 or not 0 < min_bandwidth_ratio <= 1:
             raise ValueError("reservations and spare_pool must be >= 0, min_bandwidth_ratio in (0, 1]")
         self.reservations = reservations
@@ -198,6 +201,7 @@ class GangScheduler(GangRolling):
         self.save_short_s = float(save_short_s)  # 0: off; short work is saved for drain windows (gang_lane)
         self.save_short_wait_s = float(save_short_wait_s)
         self._hole_misses = {}
+        self.swaps_honour_reservations = swaps_honour_reservations  # see _hold_sticky
         self._lane_domains = 0  # the rolling plan's lane: the widest big gang seen, latched
         # the rolling plan's promise: the earliest planned start of a waiting big gang, kept while it waits, so a
         # later plan that slipped cannot let long work into the lane past it (a self-fulfilling delay)
@@ -260,7 +264,13 @@ class GangScheduler(GangRolling):
         actions: list[Place | Preempt | SwapNodes] = []
         hold_claims(self._evac, pending_ids | held_ids, snapshot, sites, self.claim_start_s)
         if self.evacuate_degraded:
+            # the waiting gangs' reservations are entered only later, in the walk: with swaps_honour_reservations
+            # their last nodes are entered here too, so a swap off a degraded domain cannot take a drain window
+            added = self._hold_sticky(snapshot, sites) if self.swaps_honour_reservations else []
             actions.extend(self._evacuations(snapshot, sites))
+            if added:
+                for site in sites:
+                    site.reserved = [r for r in site.reserved if not any(r is a for a in added)]
         waiting: list[tuple[str, str]] = []
         refusals: list[tuple[str, str, str]] = []
         running_by_site: dict[int, list[JobView]] = {}

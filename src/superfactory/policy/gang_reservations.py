@@ -196,6 +196,32 @@ class GangReservations(GangBase):
                                   f"its nodes; start ~{(t_s - now_s) / 60:.0f} min instead of "
                                   f"~{(start_s - now_s) / 60:.0f} min)") for v in chosen]
 
+    def _hold_sticky(self, snapshot: FleetSnapshot, sites: list[GangSite]) -> list[tuple[BoolArray, float, str]]:
+        """Enter every waiting gang's sticky reservation (its nodes from the last decision) in its site's
+        ``reserved`` list, starting when the running jobs on those nodes are expected to end, and return the
+        entries added (``swaps_honour_reservations``: the degraded-domain swaps run before the walk re-makes the
+        reservations, and would otherwise take a drain window's free nodes, pushing the big start back)."""
+        added: list[tuple[BoolArray, float, str]] = []
+        node_end: dict[str, npt.NDArray[np.float64]] = {}
+        for v in snapshot.running:
+            if v.factory_id is None or not v.nodes:
+                continue
+            site = sites[snapshot.factory_index(v.factory_id)]
+            ends = node_end.setdefault(v.factory_id, np.full(site.factory.nodes, float(snapshot.now_s)))
+            ends[list(v.nodes)] = snapshot.now_s + expected_run_s(v.job, v.progress_s) - v.job.recovery.restart_s
+        for jid, (fid, nodes) in self._sticky.items():
+            if not any(f.id == fid for f in snapshot.factories):
+                continue
+            site = sites[snapshot.factory_index(fid)]
+            mask = np.zeros(site.factory.nodes, dtype=bool)
+            mask[list(nodes)] = True
+            ends = node_end.get(fid)
+            start_s = float(ends[list(nodes)].max()) if ends is not None else float(snapshot.now_s)
+            entry = (mask, start_s, jid)
+            site.reserved.append(entry)
+            added.append(entry)
+        return added
+
     def _handoff(self, snapshot: FleetSnapshot, site: GangSite, ends: list[tuple[float, str, tuple[int, ...]]],
                  taken: BoolArray, shape: GangShape, chosen: tuple[int, ...], start_s: float
                  ) -> tuple[tuple[int, ...], float]:

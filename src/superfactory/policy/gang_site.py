@@ -157,6 +157,7 @@ class GangBase(PolicyBase):
     lane_min_gpus: int
     drain_cut_gpus: int
     claim_start_s: float
+    swaps_honour_reservations: bool
     _cuts: dict[str, tuple[str, tuple[int, ...], int]]
     drain_cut_margin: float
     _evac: dict[str, tuple[str, tuple[int, ...], int]]

@@ -310,3 +310,31 @@ def test_a_withheld_claim_keeps_every_other_job_off_the_promised_nodes() -> None
         assert sched._usable(site, TrainingJob("p", "GB200", 64, 600.0, 0.4, 0, CheckpointSpec(1800, 20, 1e12, 800),
                                                RecoverySpec(120, 300)), 600.0).sum() == 18  # the owner's own
     assert usable == {False: 18, True: 2}
+
+
+def test_sticky_reservations_are_entered_before_the_degraded_swaps_when_asked() -> None:
+    # a waiting gang's sticky reservation on trays 0-15, where a running job holds 8-15 until ~2 h: entered for the
+    # swaps that run before the walk, it starts at that job's expected end, so a long swap target cannot take the
+    # free trays 0-7 (a drain window) while a short job still may
+    from superfactory.domain.lifecycle import JobLifecycle
+
+    f = Factory("f", "r", "MISO", "MISO", 1e12, 1e12, 1.1, frozenset(), "US", build_clusters([("gb200-nvl72", 18)]))
+    ck, rec = CheckpointSpec(1e9, 20, 1e12, 800), RecoverySpec(60, 300)
+    per_flop_s = TrainingJob("x", "GB200", 8, 1e18, 0.4, 0, ck, rec).work_s / 1e18
+
+    def tj(jid: str, work_s: float) -> TrainingJob:
+        return TrainingJob(jid, "GB200", 8, work_s / per_flop_s, 0.4, 0, ck, rec)
+
+    holder = JobView(tj("h", 7200.0), "f", tuple(range(8, 16)), 0.0, -1, state=JobLifecycle.RUNNING)
+    snap = SimpleNamespace(now_s=0, running=(holder,), factories=(f,), factory_index=lambda fid: 0)
+    sched = GangScheduler(swaps_honour_reservations=True)
+    sched._sticky["g"] = ("f", tuple(range(16)))
+    free = np.zeros(f.nodes, dtype=bool)
+    free[:8] = True
+    free[16:] = True
+    site = GangSite(0, f, topology_of(f), np.zeros(f.nodes, dtype=np.uint8), free, np.zeros(f.nodes, dtype=bool),
+                    set(), {}, 0.0)
+    added = sched._hold_sticky(snap, [site])
+    assert len(added) == 1 and added[0][2] == "g" and abs(added[0][1] - 7200.0) < 1.0
+    assert int(sched._usable(site, tj("long", 3 * 3600.0), 3 * 3600.0).sum()) == 2  # only trays 16-17
+    assert int(sched._usable(site, tj("short", 3600.0), 3600.0).sum()) == 10  # ends before the gang's start
