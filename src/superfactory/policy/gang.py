@@ -317,7 +317,7 @@ class GangScheduler(GangRolling):
                 waiting.append((view.job.id, saved[1]))
                 continue
             placed, reason = saved if saved is not None else (
-                self._place_lane(snapshot, sites, view, refusals) if sites[0].lane is not None
+                self._place_lane(snapshot, sites, view, refusals) if sites and sites[0].lane is not None
                 else self._place(snapshot, sites, view, refusals))
             if placed is not None:
                 if view is guard:
