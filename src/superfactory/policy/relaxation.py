@@ -15,12 +15,13 @@ Pure: no I/O, no clock; the only time source is HiGHS's own ``time_limit`` optio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import highspy
 import numpy as np
 import numpy.typing as npt
 
-from superfactory.policy.assignment import AssignmentProblem, FloatArray, IntArray
+from superfactory.policy.assignment import AssignmentProblem, FloatArray
 
 _ModelArrays = tuple[int, int, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray,
                      npt.NDArray[np.int32], npt.NDArray[np.int32], FloatArray]
@@ -110,9 +111,8 @@ def _pass_model(h: highspy.Highs, p: AssignmentProblem) -> None:
                 row_upper, start, index, value, np.zeros(k, dtype=np.int32))  # every column continuous
 
 
-#: HiGHS's basis statuses by their integer code, and back (a warm start converts a basis each way per solve)
+#: HiGHS's basis statuses by their integer code (index = code)
 _STATUSES = list(highspy.HighsBasisStatus.__members__.values())
-_STATUS_CODE = {st: int(st) for st in _STATUSES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +134,12 @@ class LpSolution:
     run_time_s: float
 
 
-def _lp_solution(h: highspy.Highs, started_s: float = 0.0) -> LpSolution:
+def _lp_solution(h: highspy.Highs, started_s: float = 0.0, info: highspy.HighsInfo | None = None) -> LpSolution:
     """The solution of the last run; ``started_s``: ``h``'s run-time counter before it (the counter adds up
-    over the runs of one instance)."""
+    over the runs of one instance); ``info``: ``h.getInfo()`` when the caller has it."""
     sol = h.getSolution()
-    return LpSolution(np.asarray(sol.col_value, dtype=np.float64), float(h.getInfo().objective_function_value),
+    info = h.getInfo() if info is None else info
+    return LpSolution(np.asarray(sol.col_value, dtype=np.float64), float(info.objective_function_value),
                       np.asarray(sol.col_dual, dtype=np.float64), float(h.getRunTime()) - started_s)
 
 
@@ -179,10 +180,12 @@ class PersistentLP:
     """
 
     def __init__(self) -> None:
-        self._col_keys: IntArray | None = None
-        self._row_keys: IntArray | None = None
-        self._col_status: IntArray | None = None
-        self._row_status: IntArray | None = None
+        # the last optimal basis: column keys (job key, bin) and job keys with HiGHS's statuses, as plain lists
+        # (the statuses are HiGHS's own enum values, handed back to it unconverted)
+        self._col_keys: list[int] | None = None
+        self._row_keys: list[int] | None = None
+        self._col_status: list[highspy.HighsBasisStatus] | None = None
+        self._row_status: list[highspy.HighsBasisStatus] | None = None
         self._n_res = -1
         self.warm_solves = 0
         self.last_iterations = 0
@@ -192,10 +195,14 @@ class PersistentLP:
         self._highs: highspy.Highs | None = None
 
     @staticmethod
-    def _keys(p: AssignmentProblem) -> tuple[IntArray, IntArray]:
+    def _keys(p: AssignmentProblem) -> tuple[list[int], list[int]]:
+        """(key of every column: job key x span + bin + 1, key of every job) as Python ints."""
         span = int(p.col_bin.max(initial=0)) + 2
-        col_keys = p.job_keys[p.col_job()] * span + (p.col_bin + 1)
-        return col_keys, p.job_keys.astype(np.int64)
+        job_keys = p.job_keys.astype(np.int64).tolist()
+        ptr = p.job_ptr.tolist()
+        bins = p.col_bin.tolist()
+        col_keys = [job_keys[j] * span + bins[c] + 1 for j in range(len(ptr) - 1) for c in range(ptr[j], ptr[j + 1])]
+        return col_keys, job_keys
 
     def solve(self, p: AssignmentProblem, time_limit_s: float | None = None) -> tuple[FloatArray, float] | None:
         """Warm solve as ``(x, objective)``, or ``None`` (see :meth:`solve_full`)."""
@@ -219,13 +226,11 @@ class PersistentLP:
         if self._col_keys is not None and self._n_res == p.row_cap.size:
             assert self._col_status is not None and self._row_status is not None
             assert self._row_keys is not None
-            col_st = _remap(self._col_keys, self._col_status, col_keys, default=0)
-            job_st = _remap(self._row_keys, self._row_status[: self._row_keys.size], job_keys, default=1)
-            res_st = self._row_status[self._row_keys.size:]
+            n_old = len(self._row_keys)
             basis = highspy.HighsBasis()
-            statuses = _STATUSES
-            basis.col_status = [statuses[s] for s in col_st.tolist()]
-            basis.row_status = [statuses[s] for s in np.concatenate([job_st, res_st]).tolist()]
+            basis.col_status = _remap(self._col_keys, self._col_status, col_keys, _STATUSES[0])
+            basis.row_status = (_remap(self._row_keys, self._row_status[:n_old], job_keys, _STATUSES[1])
+                                + self._row_status[n_old:])
             basis.valid = True
             basis.alien = True  # may be rank-deficient after arrivals: let HiGHS repair it
             h.setBasis(basis)
@@ -237,21 +242,19 @@ class PersistentLP:
             return None
         b = h.getBasis()
         self._col_keys, self._row_keys, self._n_res = col_keys, job_keys, p.row_cap.size
-        code = _STATUS_CODE
-        self._col_status = np.array([code[s] for s in b.col_status], dtype=np.int64)
-        self._row_status = np.array([code[s] for s in b.row_status], dtype=np.int64)
-        self.last_iterations = int(h.getInfo().simplex_iteration_count)
-        return _lp_solution(h, started_s)
+        self._col_status = b.col_status
+        self._row_status = b.row_status
+        info = h.getInfo()
+        self.last_iterations = int(info.simplex_iteration_count)
+        return _lp_solution(h, started_s, info)
 
 
-def _remap(old_keys: IntArray, old_vals: IntArray, new_keys: IntArray, default: int) -> IntArray:
-    order = np.argsort(old_keys, kind="stable")
-    sk = old_keys[order]
-    pos = np.searchsorted(sk, new_keys)
-    pos_c = np.minimum(pos, max(sk.size - 1, 0))
-    out = np.full(new_keys.size, default, dtype=np.int64)
-    if sk.size == 0:
-        return out
-    hit = (pos < sk.size) & (sk[pos_c] == new_keys)
-    out[hit] = old_vals[order][pos_c[hit]]
-    return out
+_S = TypeVar("_S")
+
+
+def _remap(old_keys: list[int], old_vals: list[_S], new_keys: list[int], default: _S) -> list[_S]:
+    """Per new key, the value of its first occurrence among the old keys, else ``default``."""
+    first: dict[int, _S] = {}
+    for k, v in zip(old_keys, old_vals, strict=True):
+        first.setdefault(k, v)
+    return [first.get(k, default) for k in new_keys]
