@@ -291,9 +291,15 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
 
     def _set_deadline(self, snap: FleetSnapshot, now: int, placed: set[str]) -> None:
         """The next instant a pending job not ``placed`` now reaches its wait bound (``wants_cycle`` asks then)."""
-        self._next_deadline_s = min((v.waiting_since_s + self.max_wait_s for v in snap.pending
-                                     if v.job.id not in placed and v.waiting_since_s >= 0
-                                     and v.waiting_since_s + self.max_wait_s > now), default=10**18)
+        bound_s = self.max_wait_s
+        best = 10**18  # (one pass, the job's id looked up only for a deadline that would be the new minimum)
+        for v in snap.pending:
+            since = v.waiting_since_s
+            if since >= 0:
+                due = since + bound_s
+                if now < due < best and v.job.id not in placed:
+                    best = due
+        self._next_deadline_s = best
 
     def _note_wanted(self, views: list[JobView], running: set[int], chosen: list[_Col], cols: list[_Col],
                      plan: Plan) -> None:

@@ -64,3 +64,23 @@ def test_keys_are_forgotten_when_the_factories_change() -> None:
     new = _snapshot(_FACTORIES, 1, 0.0, (huge, h100), -1)
     assert not pol._fits_somewhere(new, huge)  # asked first: the answer of "no site", for H100 jobs, is no
     assert pol._fits_somewhere(new, h100)  # an idle H100 factory holds it
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 50_000), st.booleans()), max_size=30), st.integers(0, 80_000),
+       st.integers(-1, 29))
+def test_next_deadline_is_the_earliest_bound_still_ahead(jobs: list[tuple[int, bool]], now: int, at: int) -> None:
+    """``_set_deadline``'s one pass gives the earliest ``waiting_since_s + max_wait_s`` after ``now`` among waiting
+    jobs not placed now (the plain min over them; no such job: 10**18). ``at``: ``now`` is exactly that job's
+    bound (a job at its bound now is not ahead)."""
+    pol = GeoPolicy(max_wait_s=6 * 3600)
+    if 0 <= at < len(jobs) and jobs[at][0] >= 0:
+        now = jobs[at][0] + pol.max_wait_s
+    views = tuple(JobView(dataclasses.replace(_JOBS[0], id=f"j{i}"), None, (), 0.0, since)
+                  for i, (since, _p) in enumerate(jobs))
+    placed = {f"j{i}" for i, (_s, p) in enumerate(jobs) if p}
+    snap = _snapshot(_FACTORIES, 0, 0.0, (), -1)
+    pol._set_deadline(dataclasses.replace(snap, pending=views), now, placed)
+    want = min((v.waiting_since_s + pol.max_wait_s for v in views if v.job.id not in placed
+                and v.waiting_since_s >= 0 and v.waiting_since_s + pol.max_wait_s > now), default=10**18)
+    assert pol._next_deadline_s == want
