@@ -55,6 +55,7 @@ from superfactory.domain.fleet import FleetSnapshot, JobView, Plan
 from superfactory.domain.outcome import ActionOutcome
 from superfactory.policy import solver as S
 from superfactory.policy.forecast import SeasonalForecaster
+from superfactory.policy.geo_align import AlignParams, align_columns
 from superfactory.policy.geo_cadence import SolveCadence
 from superfactory.policy.geo_columns import HOUR_S, STARVED_USD_PER_GPU_H, _Col
 from superfactory.policy.geo_packing import GangPacker, PackingParams
@@ -81,7 +82,8 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
                  material_change: float = 0.05, capacity_change: float = 0.10, full_resolve_s: int = 4 * HOUR_S,
                  lns_pairs: int = 0, pack_big_gangs: bool = False, pack_min_gpus: int = 2048,
                  pack_max_hold_s: int = 6 * HOUR_S, pack_scan_s: int = 900, pack_pending: bool = True,
-                 pack_running: bool = True, pack_cooldown_s: int = 24 * HOUR_S) -> None:
+                 pack_running: bool = True, pack_cooldown_s: int = 24 * HOUR_S, align_big_gangs: bool = False,
+                 align_min_gpus: int = 4096, align_weight: float = 1.0) -> None:
         if not 0.0 < capacity_share <= 1.0:
             raise ValueError("capacity_share must be in (0, 1]")
         if value_usd_per_gpu_hour is not None and value_usd_per_gpu_hour < 0:
@@ -118,6 +120,9 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         packing = PackingParams(int(pack_min_gpus), int(pack_max_hold_s), int(pack_scan_s), bool(pack_pending),
                                 int(pack_cooldown_s), bool(pack_running))
         self._packer: GangPacker | None = None
+        # size-aligned option (:mod:`.geo_align`, off by default): a small job pays for breaking a free gang block
+        align = AlignParams(int(align_min_gpus), float(align_weight))
+        self._align: AlignParams | None = align if align_big_gangs else None
         if pack_big_gangs:
             self._packer = GangPacker(packing, self._free_nodes)
             self._free_nodes = self._packer.free_nodes  # type: ignore[method-assign]
@@ -255,6 +260,8 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         cols = self._columns(snap, views, running, paths, emergency, waiting, refusals, settled)
         if settled is not None:
             views, running, cols = self._without_settled(views, running, cols, frozenset(settled))
+        if self._align is not None:  # (the option: a block-breaking run column pays the block's power gap)
+            cols = align_columns(self, self._align, snap, views, cols, rate24)
         if not full and snap.wan is None:
             chosen = self._greedy_pending(snap, views, cols)  # S.greedy's answer, without building arrays
         else:
