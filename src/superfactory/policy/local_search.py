@@ -13,6 +13,8 @@ HiGHS, no clock, ties broken by index). Pure: no I/O.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from superfactory.policy.assignment import EPS, AssignmentProblem, FloatArray, IntArray
@@ -151,6 +153,8 @@ def improve(p: AssignmentProblem, choice: IntArray, reduced_cost: FloatArray | N
     every job not on its cheapest column tries its cheaper columns. Each job tries at most ``max_targets``
     columns (the most promising: lowest reduced cost, else lowest cost). At most ``max_passes`` sweeps.
     """
+    if p.n_cols <= SMALL_COLS and _plain_ok(p, reduced_cost):
+        return _improve_small(p, choice, reduced_cost, max_passes, max_targets)
     plan = _Plan(p, choice)
     cost = p.col_cost
     min_cost = np.minimum.reduceat(cost, p.job_ptr[:-1]) if p.n_jobs else np.zeros(0)
@@ -181,3 +185,151 @@ def improve(p: AssignmentProblem, choice: IntArray, reduced_cost: FloatArray | N
         if moved == 0:
             break
     return plan.choice
+
+
+#: problems with at most this many columns are repaired on plain Python values (:func:`_improve_small`)
+SMALL_COLS = 256
+
+
+def _plain_ok(p: AssignmentProblem, reduced_cost: FloatArray | None) -> bool:
+    """Whether :func:`_improve_small` gives :func:`improve`'s array answer for ``p``: finite costs (Python's
+    ``min``/comparisons and numpy's agree on them), every job with a column, and no column using one row twice
+    (a row's use is then a single term, so no sum depends on numpy's order of addition)."""
+    if not np.isfinite(p.col_cost).all() or (reduced_cost is not None and not np.isfinite(reduced_cost).all()):
+        return False
+    if p.n_jobs and not (np.diff(p.job_ptr) > 0).all():
+        return False  # (a job without columns: numpy's reduceat and Python's min disagree)
+    rows = p.col_rows
+    if rows.shape[1] < 2:
+        return True
+    srt = np.sort(rows, axis=1)
+    return not ((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)).any()
+
+
+def _improve_small(p: AssignmentProblem, choice: IntArray, reduced_cost: FloatArray | None, max_passes: int,
+                   max_targets: int) -> IntArray:
+    """:func:`improve` on plain Python values: the same passes, candidates, orders and tie-breaks, and the
+    capacity left per row changed by the same additions and subtractions in the same order, without numpy's
+    per-call cost (most of a geo full solve's repair: 1-10 jobs, ~12-40 columns; issue 12). Equal to the array
+    version on the problems :func:`_plain_ok` admits (tested)."""
+    n = p.n_jobs
+    ptr = p.job_ptr.tolist()
+    cost = p.col_cost.tolist()
+    rows_of = p.col_rows.tolist()
+    use_of = p.col_use.tolist()
+    slots = [[(r, u) for r, u in zip(rows_of[c], use_of[c], strict=True) if r >= 0] for c in range(len(cost))]
+    rc = reduced_cost.tolist() if reduced_cost is not None else None
+    col_job = [j for j in range(n) for _ in range(ptr[j], ptr[j + 1])]
+    ch = choice.tolist()
+    use = [0.0] * p.row_cap.size
+    members: list[set[int]] = [set() for _ in use]
+    for j in range(n):
+        for r, u in slots[ch[j]]:
+            use[r] += u
+            members[r].add(j)
+    left = [cap - u for cap, u in zip(p.row_cap.astype(np.float64).tolist(), use, strict=True)]
+    min_cost = [min(cost[ptr[j]:ptr[j + 1]]) for j in range(n)]
+    scale = 1e-9 * max(1.0, max((abs(c) for c in cost), default=0.0))
+    eps = EPS
+
+    def move(j: int, c: int) -> None:
+        for r, u in slots[ch[j]]:
+            left[r] += u
+            members[r].discard(j)
+        for r, u in slots[c]:
+            left[r] -= u
+            members[r].add(j)
+        ch[j] = c
+
+    def rel_of(a: int, k_slots: list[tuple[int, float]]) -> list[float]:
+        """Per row slot of column ``a``: what the column ``k_slots`` came from frees there (one term at most)."""
+        return [sum(u for rk, u in k_slots if rk == r) if r >= 0 else 0.0 for r in rows_of[a]]
+
+    def fits_after(a: int, rel: list[float], room: list[float]) -> bool:
+        return all(r < 0 or u <= room[r] + e + eps for r, u, e in zip(rows_of[a], use_of[a], rel, strict=True))
+
+    def shift_pass() -> int:
+        cand: list[tuple[int, int, float]] = []  # (column, job, saving) of cheaper columns that fit now
+        for c in range(len(cost)):
+            j = col_job[c]
+            own = ch[j]
+            if cost[c] < cost[own] - scale and fits_after(c, rel_of(c, slots[own]), left):
+                cand.append((c, j, cost[c] - cost[own]))
+        if not cand:
+            return 0
+        by_job = sorted(range(len(cand)), key=lambda i: (cand[i][1], cand[i][2]))  # np.lexsort: stable
+        top: list[int] = []
+        last_job, rank = -1, 0
+        for i in by_job:
+            rank = rank + 1 if cand[i][1] == last_job else 0
+            last_job = cand[i][1]
+            if rank < 3:
+                top.append(i)
+        top.sort(key=lambda i: cand[i][2])  # stable: equal savings keep the order above
+        moved = 0
+        done: set[int] = set()
+        for i in top:
+            c, j, _delta = cand[i]
+            if j in done:
+                continue
+            # (the job's own column only changes when it moves, and then it is done: the freed use holds)
+            if fits_after(c, rel_of(c, slots[ch[j]]), left):
+                move(j, c)
+                done.add(j)
+                moved += 1
+        return moved
+
+    def best_ejection(j: int, c: int, g_j: float, floor: float) -> tuple[float, int, int]:
+        room = left[:]
+        for r, u in slots[ch[j]]:
+            room[r] += u
+        for r, u in slots[c]:
+            room[r] -= u
+        over = [r for r, _u in slots[c] if room[r] < -eps]
+        if not over:
+            return (g_j, -1, -1) if g_j > floor else (floor, -1, -1)
+        cand = set.intersection(*(members[r] for r in over))
+        cand.discard(j)
+        ks = [k for k in sorted(cand) if g_j + cost[ch[k]] - min_cost[k] > floor]
+        best_gain, best_k, best_a = -math.inf, -1, -1
+        first = True
+        for k in ks:
+            ck = ch[k]
+            k_slots = slots[ck]
+            if not all(room[r] + sum(u for rk, u in k_slots if rk == r) >= -eps for r in over):
+                continue
+            for a in range(ptr[k], ptr[k + 1]):
+                fits = a != ck and fits_after(a, [sum(u for rk, u in k_slots if rk == r) for r in rows_of[a]], room)
+                gain = g_j + cost[ck] - cost[a] if fits else -math.inf
+                if first or gain > best_gain:
+                    best_gain, best_k, best_a, first = gain, k, a, False
+        if not first and best_gain > floor:
+            return best_gain, best_k, best_a
+        return floor, -1, -1
+
+    for _ in range(max_passes):
+        moved = shift_pass()
+        key = [rc[ch[j]] for j in range(n)] if rc is not None else [cost[ch[j]] - min_cost[j] for j in range(n)]
+        js = [j for j in range(n) if key[j] > scale]
+        js.sort(key=lambda j: -key[j])
+        for j in js:
+            cur = ch[j]
+            lo, hi = ptr[j], ptr[j + 1]
+            floor = max(scale, 1e-9 * abs(cost[cur]))
+            best: tuple[float, int, int, int] = (floor, -1, -1, -1)
+            key_c = rc[lo:hi] if rc is not None else cost[lo:hi]
+            bar = key_c[cur - lo] - scale
+            targets = [lo + i for i in range(hi - lo) if key_c[i] < bar]
+            targets.sort(key=lambda c: key_c[c - lo])
+            for c in targets[:max_targets]:
+                gain, k, a = best_ejection(j, c, cost[cur] - cost[c], best[0])
+                if gain > best[0]:
+                    best = (gain, c, k, a)
+            if best[1] >= 0:
+                if best[2] >= 0:
+                    move(best[2], best[3])
+                move(j, best[1])
+                moved += 1
+        if moved == 0:
+            break
+    return np.array(ch, dtype=np.int64)

@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from superfactory.policy import local_search as L
 from superfactory.policy import relaxation as R
 from superfactory.policy import solver as S
 
@@ -109,3 +110,39 @@ def test_model_passed_as_arrays_solves_as_the_lp_object() -> None:
         np.testing.assert_array_equal(a.x, b.x)
         np.testing.assert_array_equal(a.reduced_cost, b.reduced_cost)
         assert a.objective == b.objective
+
+
+def _improve_arrays(p: S.AssignmentProblem, choice: np.ndarray, rc: np.ndarray | None) -> np.ndarray:
+    saved = L.SMALL_COLS
+    L.SMALL_COLS = -1  # the array version, as for a large problem
+    try:
+        return L.improve(p, choice, rc)
+    finally:
+        L.SMALL_COLS = saved
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 12), m=st.integers(1, 5), ties=st.booleans(),
+       start=st.sampled_from(["rounding", "wait", "greedy"]), with_rc=st.booleans())
+def test_small_repair_equals_the_array_repair(seed: int, n: int, m: int, ties: bool, start: str,
+                                              with_rc: bool) -> None:
+    """From the LP's rounding, from every job waiting, or from the greedy plan, with the LP's reduced costs or
+    without: the plain-Python repair returns the array version's plan, column for column."""
+    p = _problem(seed, n, m, ties)
+    res = R.lp_relaxation(p)
+    assert res is not None
+    choice = {"rounding": lambda: S._round_arrays(p, res.x), "wait": lambda: S.wait_cols(p),
+              "greedy": lambda: S.greedy(p)}[start]()
+    rc = res.reduced_cost if with_rc else None
+    assert L._plain_ok(p, rc)
+    np.testing.assert_array_equal(L._improve_small(p, choice, rc, 3, 4), _improve_arrays(p, choice, rc))
+    np.testing.assert_array_equal(L.improve(p, choice, rc), _improve_arrays(p, choice, rc))
+
+
+def test_repair_of_a_column_using_a_row_twice_takes_the_array_path() -> None:
+    p = _problem(5, 4, 2, ties=False)
+    rows = p.col_rows.copy()
+    rows[0, 2] = rows[0, 0] if rows[0, 0] >= 0 else 0
+    rows[0, 0] = rows[0, 2]
+    q = S.AssignmentProblem(p.job_ptr, p.col_bin, p.col_cost, rows, p.col_use, p.row_cap, p.job_keys, p.current)
+    assert not L._plain_ok(q, None)
