@@ -395,5 +395,6 @@ class GangScheduler(GangRolling):
             preemptor = self._victim_of.pop(o.job_id, None)
             if preemptor is not None:
                 self._claims.pop(preemptor, None)
+                self._cuts.pop(preemptor, None)
                 for v in [v for v, p in self._victim_of.items() if p == preemptor]:
                     del self._victim_of[v]
