@@ -13,7 +13,8 @@ where ``gap`` is the largest 24-h cost difference, per MWh, between a wanting ga
 job's own (extra facility power per node of its accelerator at the site). That is the power a block of big-gang
 work would pay extra for running elsewhere while the job holds the block, less the job's own nodes (which are
 busy in either case). A job that fits into the site's fragment (free nodes mod block >= its nodes: it takes no
-whole free block) pays nothing; nor does a job of at least the block, nor one at a site that no gang wants.
+whole free block) pays nothing; nor does a job of at least the block, nor one at a site that no gang wants, nor a job
+with no unpenalised site that has room for it now (the option moves small jobs; it never makes one wait).
 
 A gang *wants* a site when it has at least ``min_gpus`` GPUs, the job's accelerator, the site among its lawful
 sites, and either is pending, or runs at a site whose 24-h cost is higher than this one's. With weight 1 a small
@@ -104,25 +105,31 @@ def align_columns(geo: _Geo, params: AlignParams, snap: FleetSnapshot, views: li
     if not demand:
         return cols
     free: dict[tuple[int, str], int] = {}
-    out: list[_Col] = []
-    for c in cols:
+
+    def free_at(i: int, acc: str) -> int:
+        got = free.get((i, acc))
+        if got is None:
+            got = free[(i, acc)] = geo._free_nodes(snap, i, acc)
+        return got
+
+    penalty: dict[int, float] = {}  # column index -> its penalty
+    alt: set[int] = set()  # jobs with an unpenalised run column at a site with room for them now
+    for k, c in enumerate(cols):
         if c.factory < 0 or c.nodes == 0:
-            out.append(c)
             continue
-        acc = views[c.job].job.accelerator
-        key = (c.factory, acc)
-        want = demand.get(key)
-        if want is None or c.nodes >= want[0]:
-            out.append(c)
+        job = views[c.job].job
+        acc = job.accelerator
+        want = demand.get((c.factory, acc))
+        room = free_at(c.factory, acc)
+        if want is None or c.nodes >= want[0] or room % want[0] >= c.nodes:  # no block broken
+            if room >= c.nodes:
+                alt.add(c.job)
             continue
         block, gap = want
-        got = free.get(key)
-        if got is None:
-            got = free[key] = geo._free_nodes(snap, c.factory, acc)
-        if got % block >= c.nodes:  # fits into the fragment: takes no whole free block
-            out.append(c)
-            continue
-        mw_per_node = next(mw for i, n, _w, mw in geo._sites(snap, views[c.job].job)[0] if i == c.factory) / c.nodes
-        penalty = params.weight * gap * mw_per_node * (block - c.nodes)
-        out.append(c._replace(cost=c.cost + penalty))
-    return out
+        mw_per_node = next(mw for i, _n, _w, mw in geo._sites(snap, job)[0] if i == c.factory) / c.nodes
+        penalty[k] = params.weight * gap * mw_per_node * (block - c.nodes)
+    if not penalty:
+        return cols
+    # a job with nowhere else to go now keeps its columns: the option moves small jobs, it never makes one wait
+    return [c._replace(cost=c.cost + penalty[k]) if k in penalty and c.job in alt else c
+            for k, c in enumerate(cols)]
