@@ -215,8 +215,8 @@ class GangReservations(GangBase):
             site = sites[snapshot.factory_index(fid)]
             mask = np.zeros(site.factory.nodes, dtype=bool)
             mask[list(nodes)] = True
-            ends = node_end.get(fid)
-            start_s = float(ends[list(nodes)].max()) if ends is not None else float(snapshot.now_s)
+            fid_ends = node_end.get(fid)
+            start_s = float(fid_ends[list(nodes)].max()) if fid_ends is not None else float(snapshot.now_s)
             entry = (mask, start_s, jid)
             site.reserved.append(entry)
             added.append(entry)
