@@ -227,7 +227,8 @@ class GangScheduler(GangRolling):
         # gangs whose preemption was declined: (re-evaluate after, why)
         self._declined: dict[str, tuple[int, str]] = {}
         self._victim_of: dict[str, str] = {}  # victim job id -> the gang it is draining for
-        # nodes a preemptor was promised (factory id, nodes, expiry): withheld from everyone else until it starts
+        # nodes a preemptor was promised (factory id, nodes, expiry) until it starts: kept out of other gangs'
+        # reservations; backfill may still use them unless claims_withhold (measured in docs/gang.md)
         self._claims: dict[str, tuple[str, tuple[int, ...], int]] = {}
         # reservations stick to their nodes across decisions, so backfill cannot keep pushing their start back
         self._sticky: dict[str, tuple[str, tuple[int, ...]]] = {}
