@@ -2,7 +2,8 @@
 big-gang block whole.
 
 Two DGX H100 sites of 8 nodes on flat prices (a CSV of constant hourly prices): ``cheap`` (20 USD/MWh) and
-``dear`` (200 USD/MWh).
+``dear`` (60 USD/MWh: running there beats waiting for ``cheap``, so the option may divert a small job there; it
+never makes one wait).
 
 - ``cheap`` starts full: four 1-node jobs only it is cleared for that run all day, and four that end together
   after 40 min (a whole free block of 4 nodes).
@@ -13,7 +14,9 @@ Two DGX H100 sites of 8 nodes on flat prices (a CSV of constant hourly prices): 
 
 Without the option the small jobs take ``cheap``'s block (the cheapest site with room), so ``big`` runs at
 ``dear`` all day. With ``align_big_gangs`` breaking the block costs them the power ``big`` would lose, so they
-start at ``dear`` and ``big`` moves to ``cheap`` at its next full solve: power cost per productive GPU-hour falls.
+start at ``dear``, stay there (a move into the block is priced the same way), and ``big`` moves to ``cheap`` at
+its next full solve: power cost per productive GPU-hour falls. With the option off the two runs are the same, so
+the test fails.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ BASE = {"full_resolve_s": 1800, "align_min_gpus": 32}
 
 def _run(tmp: Path, params: dict[str, Any]) -> TwinResult:
     csv = tmp / "flat.csv"
-    csv.write_text("cheap,dear\n" + "20,200\n" * 24 * 7)
+    csv.write_text("cheap,dear\n" + "20,60\n" * 24 * 7)
     markets = {m: {"csv": {"csv": str(csv), "column": col}} for m, col in (("PJM", "cheap"), ("MISO", "dear"))}
     local = [job(f"loc{i}", gpus=8, work=("40min" if i < 4 else "2d"), sovereignty=["CHEAP_ONLY"])
              for i in range(8)]

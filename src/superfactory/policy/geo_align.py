@@ -14,7 +14,8 @@ job's own (extra facility power per node of its accelerator at the site). That i
 work would pay extra for running elsewhere while the job holds the block, less the job's own nodes (which are
 busy in either case). A job that fits into the site's fragment (free nodes mod block >= its nodes: it takes no
 whole free block) pays nothing; nor does a job of at least the block, nor one at a site that no gang wants, nor a job
-with no unpenalised site that has room for it now (the option moves small jobs; it never makes one wait).
+with no unpenalised site that has room for it now at a cost below its wait (or pause) column (the option moves
+small jobs; it never makes one wait for price).
 
 A gang *wants* a site when it has at least ``min_gpus`` GPUs, the job's accelerator, the site among its lawful
 sites, and either is pending, or runs at a site whose 24-h cost is higher than this one's. With weight 1 a small
@@ -24,6 +25,7 @@ less than the block's). Pure: reads the snapshot and geo's columns, changes noth
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -113,23 +115,30 @@ def align_columns(geo: _Geo, params: AlignParams, snap: FleetSnapshot, views: li
         return got
 
     penalty: dict[int, float] = {}  # column index -> its penalty
-    alt: set[int] = set()  # jobs with an unpenalised run column at a site with room for them now
+    alt: dict[int, float] = {}  # job -> its cheapest unpenalised column at a site with room for it now, or stay
     for k, c in enumerate(cols):
-        if c.factory < 0 or c.nodes == 0:
+        if c.factory < 0:
+            continue
+        if c.nodes == 0:  # a running job's staying column: always open to it
+            if c.cost < alt.get(c.job, math.inf):
+                alt[c.job] = c.cost
             continue
         job = views[c.job].job
         acc = job.accelerator
         want = demand.get((c.factory, acc))
         room = free_at(c.factory, acc)
         if want is None or c.nodes >= want[0] or room % want[0] >= c.nodes:  # no block broken
-            if room >= c.nodes:
-                alt.add(c.job)
+            if room >= c.nodes and c.cost < alt.get(c.job, math.inf):
+                alt[c.job] = c.cost
             continue
         block, gap = want
         mw_per_node = next(mw for i, _n, _w, mw in geo._sites(snap, job)[0] if i == c.factory) / c.nodes
         penalty[k] = params.weight * gap * mw_per_node * (block - c.nodes)
     if not penalty:
         return cols
-    # a job with nowhere else to go now keeps its columns: the option moves small jobs, it never makes one wait
-    return [c._replace(cost=c.cost + penalty[k]) if k in penalty and c.job in alt else c
+    # only a job with somewhere else to go now, cheaper than its wait (or pause) column, is penalised: the
+    # option moves small jobs, it never makes one wait for price
+    wait = {c.job: c.cost for c in cols if c.factory < 0}
+    return [c._replace(cost=c.cost + penalty[k])
+            if k in penalty and alt.get(c.job, math.inf) < wait.get(c.job, math.inf) else c
             for k, c in enumerate(cols)]
