@@ -1,7 +1,8 @@
 """geo's pending fit filter keeps each job's key to the per-snapshot answers (issue 12, session 8): asking
 ``_fits_somewhere`` for many waiting jobs costs two dict lookups per job once its key's answer is known. The kept
 keys must give the same answers as a policy that has never seen the jobs, on every snapshot, including after the
-set of factories changes (the keys belong to the factories they were made for)."""
+set of factories changes (the keys belong to the factories they were made for). Also the next wait bound
+(``_set_deadline``, one pass over the pending jobs at every cheap decision) against the plain min."""
 
 from __future__ import annotations
 
