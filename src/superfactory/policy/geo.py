@@ -39,7 +39,9 @@ event) and named in the job's waiting reason (prefixed ``sovereignty:``).
 The policy is one class in four modules, by noun: this one (state, the decision cycle), :mod:`.geo_signals`
 (forecast cost signals, the value of a GPU-hour), :mod:`.geo_columns` (the columns and free-capacity counts) and
 :mod:`.geo_plan` (rows, the cheap placement, actions); :mod:`.geo_cadence` says when a full solve runs;
-:mod:`.geo_packing` is the opt-in packing option (``pack_big_gangs``, off by default: holds for big gangs).
+:mod:`.geo_packing` and :mod:`.geo_align` are opt-in options, off by default and measured as not helping on
+real-2023 (docs/geo.md): holds of freed capacity for big gangs (``pack_big_gangs``), and a price on small jobs
+that break a free big-gang block (``align_big_gangs``).
 """
 
 from __future__ import annotations
