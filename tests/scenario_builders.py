@@ -29,3 +29,14 @@ def scenario(factories: list[dict[str, Any]], jobs: list[dict[str, Any]], durati
     d: dict[str, Any] = {"name": "t", "duration": duration, "seed": 1, "factories": factories, "jobs": jobs}
     d.update(extra)
     return yaml.safe_dump(d, sort_keys=False)
+
+
+def first_placed(events: Any) -> dict[str, int]:
+    """Each job's first placement time (s) in a run's event log (``JOB_PLACED`` events)."""
+    from superfactory.domain.events import EventKind
+
+    first: dict[str, int] = {}
+    for e in events:
+        if e.kind is EventKind.JOB_PLACED:
+            first.setdefault(e.job, e.time_s)
+    return first

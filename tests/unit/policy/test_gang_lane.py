@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from superfactory.domain.events import EventKind
 from superfactory.policy.gang import GangScheduler
 from superfactory.policy.gang_lane import choose_lane
 from superfactory.scenario.loader import parse_scenario
 from superfactory.sim.twin import run_twin
 
-from scenario_builders import factory, job, scenario
+from scenario_builders import factory, first_placed, job, scenario
 
 
 def test_the_lane_is_the_healthiest_domains_and_keeps_its_big_gang() -> None:
@@ -47,11 +46,7 @@ def _saving_run(params: dict[str, object]) -> dict[str, int]:
     sc = parse_scenario(scenario([factory("f", nodes=36, system="gb200-nvl72")], jobs, duration="12h",
                                  failures={"rate_scale": 0.0, "planned": False}))
     result = run_twin(sc, policy="gang", policy_params={"preemption": False, **params}, check_invariants=True)
-    first: dict[str, int] = {}
-    for e in result.events:
-        if e.kind is EventKind.JOB_PLACED:
-            first.setdefault(e.job, e.time_s)
-    return first
+    return first_placed(result.events)
 
 
 def test_short_work_is_saved_for_the_drain_window_before_a_big_start() -> None:

@@ -19,16 +19,8 @@ from superfactory.policy.gangfit import shape_of
 from superfactory.scenario.loader import parse_scenario
 from superfactory.sim.twin import run_twin
 
-from scenario_builders import factory, job, scenario
+from scenario_builders import factory, first_placed, job, scenario
 
-
-def _first_placed(events) -> dict[str, int]:
-    """Each job's first placement time (s) in a run's event log."""
-    first: dict[str, int] = {}
-    for e in events:
-        if e.kind is EventKind.JOB_PLACED:
-            first.setdefault(e.job, e.time_s)
-    return first
 
 def _view(jid: str, priority: int, submit_s: int, gpus: int = 8) -> JobView:
     j = TrainingJob(jid, "GB200", gpus, 3600.0, 0.4, submit_s, CheckpointSpec(1800, 20, 1e12, 800),
@@ -81,7 +73,7 @@ def _deadline_run(deadline_s: float) -> dict[str, int]:
                                  failures={"rate_scale": 0.0, "planned": False}))
     result = run_twin(sc, policy="gang", policy_params={"starve_after_s": 3600, "guard_deadline_s": deadline_s,
                                                         "preemption": False})
-    return _first_placed(result.events)
+    return first_placed(result.events)
 
 
 def test_a_starving_gangs_deadline_lets_shorter_work_use_its_reserved_nodes() -> None:
@@ -104,7 +96,7 @@ def _guard_run(guard_preemptions: int) -> tuple[dict[str, int], list[str]]:
     result = run_twin(sc, policy="gang", policy_params={"starve_after_s": 3600,
                                                         "guard_preemptions_per_day": guard_preemptions})
     preempted = [f"{e.job}: {e.cause}" for e in result.events if e.kind is EventKind.JOB_PREEMPTED]
-    return _first_placed(result.events), preempted
+    return first_placed(result.events), preempted
 
 
 def test_a_starving_gang_preempts_lower_than_top_priority_work_from_its_own_budget() -> None:
@@ -159,7 +151,7 @@ def _backlog_run(largest_first: bool) -> dict[str, int]:
     sc = parse_scenario(scenario([factory("f", nodes=18, system="gb200-nvl72")], jobs, duration="12h",
                                  failures={"rate_scale": 0.0, "planned": False}))
     result = run_twin(sc, policy="gang", policy_params={"largest_first": largest_first, "preemption": False})
-    return _first_placed(result.events)
+    return first_placed(result.events)
 
 
 def test_largest_first_starts_the_big_gang_of_a_backlog_on_the_empty_factory_without_a_drain() -> None:
@@ -179,7 +171,7 @@ def _mix_run(mix_share: float) -> dict[str, int]:
     sc = parse_scenario(scenario([factory("f", nodes=36, system="gb200-nvl72")], jobs, duration="6h",
                                  failures={"rate_scale": 0.0, "planned": False}))
     result = run_twin(sc, policy="gang", policy_params={"reserve_mix_share": mix_share, "preemption": False})
-    return _first_placed(result.events)
+    return first_placed(result.events)
 
 
 def test_on_a_small_gang_mix_a_gang_is_reserved_only_after_reserve_after_s() -> None:
@@ -206,7 +198,7 @@ def _guard_order(mix_share: float) -> dict[str, int]:
                                  failures={"rate_scale": 0.0, "planned": False}))
     result = run_twin(sc, policy="gang", policy_params={"reserve_mix_share": mix_share, "preemption": False,
                                                         "starve_after_s": 1800})
-    return _first_placed(result.events)
+    return first_placed(result.events)
 
 
 def test_on_a_small_gang_mix_the_top_class_goes_before_the_starving_gang() -> None:

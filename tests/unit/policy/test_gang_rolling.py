@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from superfactory.domain.events import EventKind
 from superfactory.policy.gang import GangScheduler
 from superfactory.scenario.loader import parse_scenario
 from superfactory.sim.twin import run_twin
 
-from scenario_builders import factory, job, scenario
+from scenario_builders import factory, first_placed, job, scenario
 
 
 def _first_starts(params: dict[str, object]) -> dict[str, int]:
@@ -26,11 +25,7 @@ def _first_starts(params: dict[str, object]) -> dict[str, int]:
     sc = parse_scenario(scenario([factory("f", nodes=36, system="gb200-nvl72")], jobs, duration="8h",
                                  policy="gang", failures={"rate_scale": 0.0, "planned": False}))
     result = run_twin(sc, policy="gang", policy_params=params, check_invariants=True)
-    first: dict[str, int] = {}
-    for e in result.events:
-        if e.kind is EventKind.JOB_PLACED:
-            first.setdefault(e.job, e.time_s)
-    return first
+    return first_placed(result.events)
 
 
 def test_the_rolling_plan_fills_the_gap_before_a_big_start_with_the_longest_work() -> None:
