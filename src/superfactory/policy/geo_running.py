@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 from superfactory.domain.fleet import FleetSnapshot, JobView
+from superfactory.domain.job import TrainingJob
 from superfactory.domain.lifecycle import MOVABLE
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class RunCtx(NamedTuple):
     ups: tuple[bool, ...]
     backs_of: dict[str, tuple[str, ...]]  # the governor's backoffs per job at ``now``
     site_table: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]]
+    wait_best: dict[tuple[int, float, float, int], float]  # best pause per (site, wait rate, MW, hours)
 
 
 def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int, drain_h: float,
@@ -69,9 +71,10 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
     if hit is not None and hit[0] == ckey:
         if settled is not None and hit[2]:
             settled.add(jx)
-        else:
+            return
+        if hit[1] is not None:  # (None: kept as settled only, by the quick test below; built afresh here)
             cols.extend([col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1]])
-        return
+            return
     lam = lam_of.get(job.accelerator, _BIG)
     lam_eff = lam if lam < _BIG else 1.0
     fids = ctx.fids
@@ -83,6 +86,11 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
     gamma = pol.gamma
     home = job.home_factory
     gpus = job.gpus
+    if settled is not None and not gamma and cur >= 0 and _settles(pol, ctx, job, sites, cur, span, drain_h, lam,
+                                                                  lam_eff, may, locked, forced_run, backs):
+        pol._col_cache[jid] = (ckey, None, True)
+        settled.add(jx)
+        return
     out: list[ColTuple] = []
     resume_mw = 0.0
     stay: float | None = None  # its staying cost and its cheapest other column (what geo_columns.stays finds)
@@ -146,3 +154,67 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
         settled.add(jx)
     else:
         cols.extend([col(jx, f, c, n, w, m) for f, c, n, w, m in out])
+
+
+def _settles(pol: GeoColumns, ctx: RunCtx, job: TrainingJob, sites: tuple[tuple[int, int, float, float], ...],
+             cur: int, span: int, drain_h: float, lam: float, lam_eff: float, may: bool, locked: bool,
+             forced_run: bool, backs: tuple[str, ...]) -> bool:
+    """Whether staying is strictly the cheapest column of a running job at factory ``cur`` (no latency
+    price), found without building its columns: each cost is the same floating-point expression
+    :func:`running_columns` evaluates, and the first column that is not dearer than staying ends the test
+    (False: the caller builds the columns). The best pause of a job is kept per decision for every job with the
+    same site, wait rate, power and pause hours (``ctx.wait_best``)."""
+    stay = -1.0
+    resume_mw = 0.0
+    for i, _nodes, _it_w, mw in sites:
+        if i == cur:
+            resume_mw = mw
+            stay = mw * ctx.cum[i][span] / span
+            break
+    else:
+        return False  # (no staying column)
+    cum = ctx.cum
+    if may and not locked:
+        fids = ctx.fids
+        fid = fids[cur]
+        snap = ctx.snap
+        mkey = (fid, snap.links, lam_eff, span)  # the one-off move costs, kept as running_columns keeps them
+        mhit = pol._mig_cache.get(job.id)
+        if mhit is None or mhit[0] != mkey:
+            mhit = pol._mig_cache[job.id] = (mkey, {})
+        mig_of = mhit[1]
+        up_now = ctx.up_now
+        hysteresis = pol.hysteresis
+        for i, nodes, _it_w, mw in sites:
+            if not up_now[i] or i == cur:
+                continue
+            dest = fids[i]
+            if dest in backs:
+                continue
+            if nodes == 0:
+                return False  # (never: a move takes nodes)
+            mig_span = mig_of.get(i)
+            if mig_span is None:
+                bw = ctx.gbps.get((fid, dest))
+                if bw is None:
+                    bw = ctx.gbps[(fid, dest)] = pol._bandwidth_gbps(snap, fid, dest)
+                xfer_h = job.checkpoint.size_bytes * 8 / (bw * 1e9) / HOUR_S
+                mig_usd = (drain_h + xfer_h) * job.gpus * lam_eff
+                mig_span = mig_of[i] = mig_usd / span
+            energy = mw * cum[i][span]
+            run_rate = energy / span + 0.0
+            margin = hysteresis * abs(energy) / span
+            if not stay < run_rate + margin + mig_span:
+                return False
+    if forced_run or locked:
+        return True  # (a staying column exists: no pause column)
+    gpus = job.gpus
+    wait_rate = gpus * lam * (1.0 + 0.02 * job.priority)
+    restart_usd = drain_h * gpus * lam_eff
+    k_max = min(span, pol.horizon_h)
+    wkey = (cur, wait_rate, resume_mw, k_max)
+    best = ctx.wait_best.get(wkey)
+    if best is None:
+        cr = cum[cur]
+        best = ctx.wait_best[wkey] = min([wait_rate * k - resume_mw * cr[k] for k in range(1, k_max + 1)])
+    return stay < (best + resume_mw * cum[cur][span] + restart_usd) / span
