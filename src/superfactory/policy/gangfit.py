@@ -67,13 +67,28 @@ class GangShape:
         return self.units * self.unit_nodes
 
 
+#: (gpus, tp_size, segment_gpus, gpus_per_node, domain_nodes) -> the shape (a function of those five only)
+_SHAPES: dict[tuple[int, int, int, int, int], GangShape] = {}
+
+
 def shape_of(job: TrainingJob, gpus_per_node: int, domain_nodes: int) -> GangShape:
-    """The :class:`GangShape` of ``job`` on nodes of ``gpus_per_node`` GPUs in domains of ``domain_nodes``."""
-    nodes = -(-job.gpus // gpus_per_node)
-    k = min(tp_nodes(gpus_per_node, job.gpus, job.tp_size), domain_nodes)
+    """The :class:`GangShape` of ``job`` on nodes of ``gpus_per_node`` GPUs in domains of ``domain_nodes``
+    (kept per job shape: the gang size, TP size and segment, and the system)."""
+    key = (job.gpus, job.tp_size, job.segment_gpus, gpus_per_node, domain_nodes)
+    got = _SHAPES.get(key)
+    if got is None:
+        if len(_SHAPES) >= 4096:
+            _SHAPES.clear()
+        got = _SHAPES[key] = _shape(*key)
+    return got
+
+
+def _shape(gpus: int, tp_size: int, segment_gpus: int, gpus_per_node: int, domain_nodes: int) -> GangShape:
+    """:func:`shape_of` uncached, on the job's gang size, TP size and segment."""
+    nodes = -(-gpus // gpus_per_node)
+    k = min(tp_nodes(gpus_per_node, gpus, tp_size), domain_nodes)
     seg_units = 1
-    segment_gpus = job.segment_gpus
-    if segment_gpus and segment_gpus < job.gpus:
+    if segment_gpus and segment_gpus < gpus:
         seg_nodes = -(-segment_gpus // gpus_per_node)
         if seg_nodes <= domain_nodes:
             k = max(k, seg_nodes)

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, JobView, Migrate, Place, Plan, Preempt
 from superfactory.domain.job import TrainingJob
-from superfactory.domain.topology import topology_of
+from superfactory.domain.topology import FactoryTopology, topology_of
 from superfactory.policy import solver as S
 from superfactory.policy.assignment import EPS
 from superfactory.policy.gangfit import place_gang, shape_of
@@ -30,19 +30,68 @@ from superfactory.policy.nodes import tp_aligned_fit
 from superfactory.policy.wan_capacity import with_checkpoint_sync_rows
 
 
-def pick_nodes(f: Factory, status: npt.NDArray[np.uint8], job: TrainingJob) -> tuple[int, ...] | None:
+def pick_nodes(f: Factory, status: npt.NDArray[np.uint8], job: TrainingJob,
+               node_bytes: bytes | None = None) -> tuple[int, ...] | None:
     """Topology-aware nodes for ``job`` in ``f`` (smallest subtree, TP groups inside NVLink domains, see
     :mod:`.gangfit`), falling back to TP-aligned first fit; ``None`` if no placement keeps every TP group inside
-    one NVLink domain (a split group runs at a fraction of its speed: better to wait or go elsewhere)."""
-    cl = f.clusters_of(job.accelerator)
-    if not cl:
+    one NVLink domain (a split group runs at a fraction of its speed: better to wait or go elsewhere).
+
+    ``node_bytes``: optional, the snapshot's node status bytes that ``status`` is an unchanged copy of; the
+    usable mask is then kept per (factory, accelerator) while those bytes are the same object."""
+    site = _site_of(f, job.accelerator)
+    if site is None:
         return None
-    s = cl[0].system
-    usable = np.zeros(f.nodes, dtype=bool)
-    for c in cl:
-        usable[c.node_offset:c.node_end] = status[c.node_offset:c.node_end] == NODE_FREE
-    nodes = place_gang(topology_of(f), usable, shape_of(job, s.gpus_per_node, s.nodes_per_domain))
+    topo, in_acc, gpus_per_node, domain_nodes = site
+    usable = None
+    key = (id(f), job.accelerator)
+    if node_bytes is not None:
+        hit = _USABLE.get(key)
+        if hit is not None and hit[0] is f and hit[1] is node_bytes:
+            usable, n_usable = hit[2], hit[3]
+    if usable is None:
+        usable = status == NODE_FREE
+        if in_acc is not None:  # the factory has other accelerators' nodes too
+            usable &= in_acc
+        n_usable = int(np.count_nonzero(usable))
+        if node_bytes is not None:
+            if len(_USABLE) >= 256:
+                _USABLE.clear()
+            _USABLE[key] = (f, node_bytes, usable, n_usable)
+    if n_usable * gpus_per_node < job.gpus:  # fewer usable nodes than the gang needs: neither placement can
+        return None
+    nodes = place_gang(topo, usable, shape_of(job, gpus_per_node, domain_nodes))
     return nodes if nodes is not None else tp_aligned_fit(f, status, job.accelerator, job.gpus, job.tp_size)
+
+
+#: per factory and accelerator, what :func:`pick_nodes` reads of the factory itself: its topology (built once per
+#: factory value by :func:`~superfactory.domain.topology.topology_of`, here looked up by identity instead of
+#: hashing the whole frozen ``Factory``), the mask of the accelerator's nodes (None when they are all the
+#: factory's nodes), and the first cluster's GPUs per node and nodes per NVLink domain. The factory is kept so its
+#: id cannot be reused while cached.
+_Site = tuple[FactoryTopology, "npt.NDArray[np.bool_] | None", int, int]
+_SITES: dict[tuple[int, str], tuple[Factory, _Site | None]] = {}
+#: (id(factory), accelerator) -> (factory, node bytes, usable mask on them, its count); see :func:`pick_nodes`
+_USABLE: dict[tuple[int, str], tuple[Factory, bytes, npt.NDArray[np.bool_], int]] = {}
+
+
+def _site_of(f: Factory, accelerator: str) -> _Site | None:
+    key = (id(f), accelerator)
+    hit = _SITES.get(key)
+    if hit is not None and hit[0] is f:
+        return hit[1]
+    cl = f.clusters_of(accelerator)
+    site: _Site | None = None
+    if cl:
+        mask = np.zeros(f.nodes, dtype=bool)
+        for c in cl:
+            mask[c.node_offset:c.node_end] = True
+        in_acc = None if mask.all() else mask
+        s = cl[0].system
+        site = (topology_of(f), in_acc, s.gpus_per_node, s.nodes_per_domain)
+    if len(_SITES) >= 256:
+        _SITES.clear()
+    _SITES[key] = (f, site)
+    return site
 
 
 class GeoPlanning(GeoColumns):
@@ -234,7 +283,7 @@ class GeoPlanning(GeoColumns):
             hit = memo.get((job.id, i))
             if hit is not None and hit[0] is b and hit[1] is f:
                 return hit[2]
-            got = pick_nodes(f, status(i), job)
+            got = pick_nodes(f, status(i), job, b)
             memo[(job.id, i)] = (b, f, got)
             return got
         actions: list[Place | Migrate | Preempt] = []

@@ -40,7 +40,7 @@ def _to_python(node: yaml.Node, path: Loc, lines: dict[Loc, int], source: str, b
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
+            key = _scalar(key_node)
             where = f"{source}:{key_node.start_mark.line + 1}: {_fmt(path) or '<top>'}"
             if not isinstance(key, str | int | float | bool) and key is not None:
                 raise ScenarioError(f"{where}: a key must be a plain name, got {type(key).__name__} {key!r}")
@@ -50,7 +50,22 @@ def _to_python(node: yaml.Node, path: Loc, lines: dict[Loc, int], source: str, b
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, (*path, i), lines, source, budget) for i, v in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+    return _scalar(node)
+
+
+#: composing with libyaml (when PyYAML was built with it) gives the same nodes, tags and line marks as the pure
+#: Python composer, ~10x faster on the big built-ins (fleet-200 is ~85 kB)
+_COMPOSE_LOADER: Any = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """The Python value of one composed node, as ``yaml.safe_load(yaml.serialize(node))`` would give it.
+
+    The node's tag was resolved when it was composed; the safe constructor builds the value from that tag
+    directly (unknown tags raise ``ConstructorError``, a ``YAMLError``, as the re-load would) instead of
+    emitting the node as a one-node document and parsing it again.
+    """
+    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
 
 
 def _fmt(loc: Loc) -> str:
@@ -140,7 +155,7 @@ def parse_scenario(text: str, source: str = "<string>", base_dir: Path | None = 
     """
     lines: dict[Loc, int] = {}
     try:
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=_COMPOSE_LOADER)
         if root is None:
             raise ScenarioError(f"{source}: the file is empty; see `superfactory scenario show default` for an "
                                 "example")

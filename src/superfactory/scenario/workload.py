@@ -20,6 +20,7 @@ drawn; a spec that would generate more (a tiny median duration on a big fleet) i
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from typing import NoReturn
 
 import numpy as np
@@ -69,19 +70,24 @@ def generate_jobs(spec: WorkloadSpec, factories: tuple[Factory, ...], duration_s
         t = 0.0
         backlog_gpus = 0
         n = 0
+        size_cdf = _cdf(weights)
+        homes = _Homes(acc, factories, spec.sovereign_class)
+        lo, hi, sigma = spec.min_duration, spec.max_duration, spec.duration_sigma
+        scale = 1.0 / rate_per_s
+        backlog_goal = spec.backlog * capacity
         while True:
-            if backlog_gpus < spec.backlog * capacity:
+            if backlog_gpus < backlog_goal:
                 submit = 0
             else:
-                t += rng.exponential(1.0 / rate_per_s)
+                t += rng.exponential(scale)
                 submit = int(t)
                 if submit >= duration_s:
                     break
-            pick = int(rng.choice(len(sizes), p=weights))
+            pick = bisect_right(size_cdf, rng.random())  # == rng.choice(len(sizes), p=weights), same draw
             gpus = int(gpus_opts[pick])
-            dur = float(np.clip(rng.lognormal(mu, spec.duration_sigma), spec.min_duration, spec.max_duration))
+            dur = float(min(max(rng.lognormal(mu, sigma), lo), hi))  # == np.clip for a non-NaN draw
             sovereign = rng.random() < spec.sovereign_share
-            job = _make_job(f"{acc.lower()}-{n:04d}", acc, gpus, dur, submit, sovereign, spec, factories,
+            job = _make_job(f"{acc.lower()}-{n:04d}", acc, gpus, dur, submit, sovereign, spec, homes,
                             defaults, rng, sizes[pick].tp_size)
             if job is not None:
                 jobs.append(job)
@@ -105,19 +111,61 @@ def _clipped_lognormal_mean(mu: float, sigma: float, lo: float, hi: float, rng: 
     return float(sample.mean())
 
 
+def _cdf(p: np.ndarray) -> list[float]:
+    """The cumulative table ``Generator.choice(len(p), p=p)`` searches, as plain floats.
+
+    numpy's ``choice`` with ``p`` and no size computes ``cdf = p.cumsum(); cdf /= cdf[-1]``, draws one
+    ``random()`` and returns ``cdf.searchsorted(u, side="right")``: ``bisect_right(_cdf(p), rng.random())``
+    is the same index from the same single draw, so the generator's stream is unchanged
+    (tests/unit/scenario/test_workload_draws.py checks it against ``choice``).
+    """
+    cdf = np.asarray(p, dtype=float).cumsum()
+    cdf /= cdf[-1]
+    return [float(x) for x in cdf]
+
+
+class _Homes:
+    """The candidate home factories of one accelerator's jobs, per (gang size, sovereign), computed once.
+
+    Each entry is ``(classes, homes, cdf)`` exactly as a per-job scan of the factories would build them:
+    ``homes`` are the factories (in scenario order) with at least ``gpus`` of the accelerator and every class
+    in ``classes``; ``cdf`` is their draw table in proportion to their GPUs of the accelerator.
+    """
+
+    __slots__ = ("_cache", "_factories", "_sovereign")
+
+    def __init__(self, acc: str, factories: tuple[Factory, ...], sovereign_class: str) -> None:
+        self._factories = [(f, f.gpus_of(acc)) for f in factories]
+        self._sovereign = frozenset({sovereign_class})
+        self._cache: dict[tuple[int, bool], tuple[frozenset[str], list[Factory], list[float] | None]] = {}
+
+    def get(self, gpus: int, sovereign: bool) -> tuple[frozenset[str], list[Factory], list[float] | None]:
+        key = (gpus, sovereign)
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._cache[key] = self._build(gpus, sovereign)
+        return entry
+
+    def _build(self, gpus: int, sovereign: bool) -> tuple[frozenset[str], list[Factory], list[float] | None]:
+        classes: frozenset[str] = self._sovereign if sovereign else frozenset()
+        homes = [(f, g) for f, g in self._factories if g >= gpus and classes <= f.clearances]
+        if not homes and classes:
+            # no cleared factory has this accelerator: the job carries no regulated data in this fleet
+            classes = frozenset()
+            homes = [(f, g) for f, g in self._factories if g >= gpus]
+        if not homes:
+            return classes, [], None
+        w = np.array([g for _, g in homes], dtype=float)
+        return classes, [f for f, _ in homes], _cdf(w / w.sum())
+
+
 def _make_job(job_id: str, acc: str, gpus: int, duration_s: float, submit_s: int, sovereign: bool,
-              spec: WorkloadSpec, factories: tuple[Factory, ...], defaults: JobDefaults,
+              spec: WorkloadSpec, homes_of: _Homes, defaults: JobDefaults,
               rng: np.random.Generator, tp_size: int | None = None) -> TrainingJob | None:
-    classes = frozenset({spec.sovereign_class}) if sovereign else frozenset()
-    homes = [f for f in factories if f.gpus_of(acc) >= gpus and classes <= f.clearances]
-    if not homes and classes:
-        # no cleared factory has this accelerator: the job carries no regulated data in this fleet
-        classes = frozenset()
-        homes = [f for f in factories if f.gpus_of(acc) >= gpus]
-    if not homes:
+    classes, homes, cdf = homes_of.get(gpus, sovereign)
+    if cdf is None:
         return None
-    w = np.array([f.gpus_of(acc) for f in homes], dtype=float)
-    home = homes[int(rng.choice(len(homes), p=w / w.sum()))]
+    home = homes[bisect_right(cdf, rng.random())]  # == rng.choice(len(homes), p=...), same single draw
     mfu = defaults.mfu
     flop = duration_s * gpus * ACCELERATORS[acc].bf16_dense_tflops * 1e12 * mfu
     ck = defaults.checkpoint
