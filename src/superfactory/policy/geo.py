@@ -130,8 +130,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
             self._free_nodes = self._packer.free_nodes  # type: ignore[method-assign]
         self._work_s: dict[str, tuple[float, float]] = {}  # job -> (its work, s; its drain, h): job properties
         self._cum: tuple[object, list[list[float]]] = (None, [])  # (paths, cumulative forecast per factory)
-        self._col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]] | None,
-                                         bool]] = {}  # (None: settled, columns not built)
+        self._col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]], bool]] = {}
         # pending job -> (what its run columns are computed from, those columns): they are re-priced at every
         # decision while the job waits, mostly from the same inputs
         self._pend_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]] = {}

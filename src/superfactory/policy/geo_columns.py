@@ -87,7 +87,7 @@ class GeoColumns:
     _paused: set[str]
     _work_s: dict[str, tuple[float, float]]
     _cum: tuple[object, list[list[float]]]
-    _col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]] | None, bool]]
+    _col_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]], bool]]
     _pend_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]]
     _mig_cache: dict[str, tuple[tuple[object, ...], dict[int, float]]]
     _free: dict[tuple[int, str], tuple[bytes, int]]
@@ -218,7 +218,8 @@ class GeoColumns:
                 if run_ctx is None:
                     if self._sites_of is not snap.factories:  # (what _sites checks: a new set of factories)
                         self._sites(snap, job)
-                    run_ctx = RunCtx(snap, now, cum, up_now, fids, gbps, lat_ms, ups, backs_of, self._site_cache, {})
+                    run_ctx = RunCtx(snap, now, cum, up_now, fids, gbps, lat_ms, ups, backs_of, self._site_cache,
+                                     {}, {})
                 running_columns(self, run_ctx, jx, v, span, drain_h, cols, settled, _Col)
                 continue
             # a running job may move this decision (its rate limit and, below, its backoffs allowing)

@@ -49,6 +49,7 @@ class RunCtx(NamedTuple):
     backs_of: dict[str, tuple[str, ...]]  # the governor's backoffs per job at ``now``
     site_table: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]]
     wait_best: dict[tuple[int, float, float, int], float]  # best pause per (site, wait rate, MW, hours)
+    settles_of: dict[tuple[object, ...], bool]  # the quick settled test's answer per class of running job
 
 
 def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int, drain_h: float,
@@ -64,6 +65,25 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
     locked = v.state not in _MOVABLE  # starting, draining, migrating or failing: it keeps its nodes
     forced_run = jid in pol._forced
     fid = v.factory_id
+    if settled is not None and fid is not None and not pol.gamma:
+        # the quick settled test (no columns built), its answer shared at this decision by every running job of
+        # the same class: what _settles reads of a job is its sites, where it runs, span, accelerator, GPUs,
+        # priority, drain hours, checkpoint size, whether it may move, whether it may pause, and its backoffs
+        site_hit = ctx.site_table.get(jid)
+        if site_hit is not None:
+            acc = job.accelerator
+            movable = may and not locked
+            skey = (id(site_hit[0]), fid, span, acc, job.gpus, job.priority, drain_h, job.checkpoint.size_bytes,
+                    movable, forced_run or locked, backs if movable else ())
+            ans = ctx.settles_of.get(skey)
+            if ans is None:
+                lam_q = pol._lam.get(acc, _BIG)
+                ans = ctx.settles_of[skey] = _settles(pol, ctx, job, site_hit[0], ctx.fids.index(fid), span, drain_h,
+                                                      lam_q, lam_q if lam_q < _BIG else 1.0, may, locked,
+                                                      forced_run, backs)
+            if ans:
+                settled.add(jx)
+                return
     lam_of = pol._lam
     ckey = (pol._sig_key, ctx.ups, ctx.snap.links, lam_of.get(job.accelerator), fid, span, locked, may,
             forced_run, backs)
@@ -71,10 +91,9 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
     if hit is not None and hit[0] == ckey:
         if settled is not None and hit[2]:
             settled.add(jx)
-            return
-        if hit[1] is not None:  # (None: kept as settled only, by the quick test below; built afresh here)
+        else:
             cols.extend([col(jx, f, c, n, w, m) for f, c, n, w, m in hit[1]])
-            return
+        return
     lam = lam_of.get(job.accelerator, _BIG)
     lam_eff = lam if lam < _BIG else 1.0
     fids = ctx.fids
@@ -86,11 +105,6 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
     gamma = pol.gamma
     home = job.home_factory
     gpus = job.gpus
-    if settled is not None and not gamma and cur >= 0 and _settles(pol, ctx, job, sites, cur, span, drain_h, lam,
-                                                                  lam_eff, may, locked, forced_run, backs):
-        pol._col_cache[jid] = (ckey, None, True)
-        settled.add(jx)
-        return
     out: list[ColTuple] = []
     resume_mw = 0.0
     stay: float | None = None  # its staying cost and its cheapest other column (what geo_columns.stays finds)
