@@ -125,19 +125,21 @@ def _cdf(p: np.ndarray) -> list[float]:
 
 
 class _Homes:
-    """The candidate home factories of one accelerator's jobs, per (gang size, sovereign), computed once.
+    """The candidate home factories of one accelerator's jobs, per (gang size, sovereign), computed once (and
+    the jobs' checkpoint and recovery records per gang size, :meth:`specs`).
 
     Each entry is ``(classes, homes, cdf)`` exactly as a per-job scan of the factories would build them:
     ``homes`` are the factories (in scenario order) with at least ``gpus`` of the accelerator and every class
     in ``classes``; ``cdf`` is their draw table in proportion to their GPUs of the accelerator.
     """
 
-    __slots__ = ("_cache", "_factories", "_sovereign")
+    __slots__ = ("_cache", "_factories", "_sovereign", "_specs")
 
     def __init__(self, acc: str, factories: tuple[Factory, ...], sovereign_class: str) -> None:
         self._factories = [(f, f.gpus_of(acc)) for f in factories]
         self._sovereign = frozenset({sovereign_class})
         self._cache: dict[tuple[int, bool], tuple[frozenset[str], list[Factory], list[float] | None]] = {}
+        self._specs: dict[int, tuple[CheckpointSpec, RecoverySpec]] = {}
 
     def get(self, gpus: int, sovereign: bool) -> tuple[frozenset[str], list[Factory], list[float] | None]:
         key = (gpus, sovereign)
@@ -145,6 +147,18 @@ class _Homes:
         if entry is None:
             entry = self._cache[key] = self._build(gpus, sovereign)
         return entry
+
+    def specs(self, gpus: int, spec: WorkloadSpec, defaults: JobDefaults) -> tuple[CheckpointSpec, RecoverySpec]:
+        """The checkpoint and recovery records of a gang of ``gpus`` (frozen values: one shared record per gang
+        size, equal to a new one per job)."""
+        got = self._specs.get(gpus)
+        if got is None:
+            ck = defaults.checkpoint
+            rc = defaults.recovery
+            got = self._specs[gpus] = (
+                CheckpointSpec(ck.interval, ck.blocking, spec.checkpoint_per_gpu * gpus, ck.write_bandwidth),
+                RecoverySpec(rc.detect, rc.restart, rc.hot_swap))
+        return got
 
     def _build(self, gpus: int, sovereign: bool) -> tuple[frozenset[str], list[Factory], list[float] | None]:
         classes: frozenset[str] = self._sovereign if sovereign else frozenset()
@@ -168,8 +182,7 @@ def _make_job(job_id: str, acc: str, gpus: int, duration_s: float, submit_s: int
     home = homes[bisect_right(cdf, rng.random())]  # == rng.choice(len(homes), p=...), same single draw
     mfu = defaults.mfu
     flop = duration_s * gpus * ACCELERATORS[acc].bf16_dense_tflops * 1e12 * mfu
-    ck = defaults.checkpoint
-    rc = defaults.recovery
+    checkpoint, recovery = homes_of.specs(gpus, spec, defaults)
     return TrainingJob(
         id=job_id,
         accelerator=acc,
@@ -177,8 +190,8 @@ def _make_job(job_id: str, acc: str, gpus: int, duration_s: float, submit_s: int
         work_flop=flop,
         mfu=mfu,
         submit_s=submit_s,
-        checkpoint=CheckpointSpec(ck.interval, ck.blocking, spec.checkpoint_per_gpu * gpus, ck.write_bandwidth),
-        recovery=RecoverySpec(rc.detect, rc.restart, rc.hot_swap),
+        checkpoint=checkpoint,
+        recovery=recovery,
         priority=int(rng.integers(spec.priority_levels)),
         tp_size=tp_size or 8,
         sovereignty=classes,
