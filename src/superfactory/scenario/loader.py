@@ -58,6 +58,18 @@ def _to_python(node: yaml.Node, path: Loc, lines: dict[Loc, int], source: str, b
 _COMPOSE_LOADER: Any = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
 
 
+def _compose(text: str) -> yaml.Node | None:
+    """The composed document, by libyaml when available; on any YAML error the pure Python composer decides, so
+    errors read as they always have (its messages name the offending character) and a document only libyaml
+    refuses (an unknown ``%`` directive) still loads."""
+    try:
+        return yaml.compose(text, Loader=_COMPOSE_LOADER)
+    except yaml.YAMLError:
+        if _COMPOSE_LOADER is yaml.SafeLoader:
+            raise
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 def _scalar(node: yaml.Node) -> Any:
     """The Python value of one composed node, as ``yaml.safe_load(yaml.serialize(node))`` would give it.
 
@@ -155,7 +167,7 @@ def parse_scenario(text: str, source: str = "<string>", base_dir: Path | None = 
     """
     lines: dict[Loc, int] = {}
     try:
-        root = yaml.compose(text, Loader=_COMPOSE_LOADER)
+        root = _compose(text)
         if root is None:
             raise ScenarioError(f"{source}: the file is empty; see `superfactory scenario show default` for an "
                                 "example")

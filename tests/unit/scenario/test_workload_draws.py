@@ -166,3 +166,21 @@ def test_scalars_equal_safe_load_of_the_reserialised_node(values: list[object], 
         return
     got = loader._to_python(yaml.compose(text, Loader=loader._COMPOSE_LOADER), (), {}, "t", [10**9])
     assert got == want
+
+
+@pytest.mark.parametrize("text", ["a: b: c", "a: [1, 2", "a:\n\t- b", "name: x\n  bad: 1\n", "a: \x07",
+                                  "%FOO bar\n---\nname: 1", "%YAML 1.3\n---\nname: 1"])
+def test_yaml_errors_and_directives_as_the_pure_python_loader(text: str) -> None:
+    # libyaml words errors differently (and refuses unknown directives): the pure Python composer decides then
+    try:
+        want: object = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        want = str(e)
+    try:
+        got: object = loader._compose(text)
+    except yaml.YAMLError as e:
+        got = str(e)
+    if isinstance(want, str):
+        assert got == want
+    else:
+        assert isinstance(got, yaml.Node) and yaml.serialize(got) == yaml.serialize(want)  # type: ignore[arg-type]
