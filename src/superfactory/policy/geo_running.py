@@ -13,7 +13,10 @@ order, and without the branches that only pending jobs or carbon budgets take:
 - **pause** for the best ``k <= horizon_h`` hours then run on where it is (drain and restart over ``T``).
 
 A job whose columns were built from the same inputs (:data:`RunCtx` and the job's key) reuses them; a settled job
-(staying strictly cheapest) adds only its index to ``settled`` when the caller drops settled jobs.
+(staying strictly cheapest) adds only its index to ``settled`` when the caller drops settled jobs. At a full solve
+without a latency price, :func:`_settles` first asks whether the job is settled without building any column (the
+same float expressions, stopping at the first column not dearer than staying); its answer is shared at that
+decision by every running job of the same class (``RunCtx.settles_of``), ~3 in 4 running jobs on fleet-year.
 """
 
 from __future__ import annotations
