@@ -64,6 +64,7 @@ def _cases(draw: st.DrawFn) -> tuple[FleetSnapshot, list[np.ndarray], dict[str, 
         view = JobView(job, fid, (n,), max(progress, 0.0), -1, state=draw(st.sampled_from(_STATES)))
         running.append(view)
         running.extend(_variant(draw, view, k) for k in range(draw(st.integers(0, 5))))
+    running = draw(st.permutations(running))  # a copy may come first: the first of a class answers for it
     snap = FleetSnapshot(0, _FACTORIES, states, (), (), tuple(running))
     lam = {"H100-SXM": draw(st.sampled_from([0.5, 2.0, 5.0, 1e12]) | st.floats(0.05, 20.0)),
            "GB200": draw(st.sampled_from([1.0, 4.0]) | st.floats(0.05, 20.0))}  # near pausing's break-even too
@@ -143,3 +144,40 @@ def test_copies_of_a_job_share_one_answer_and_others_do_not() -> None:
     assert 0 < len(calls) <= 40
     assert any(calls) and not all(calls)
     assert settled and len(settled) < len(views) and cols
+
+
+def _settled_quick_and_full(views: list[JobView], paths: list[np.ndarray], lam: dict[str, float],
+                            params: dict[str, object]) -> tuple[set[int] | None, set[int] | None]:
+    states = tuple(FactoryState(f.id, True, bytes(np.full(f.nodes, NODE_FREE, np.uint8)), 50.0, 300.0, 0.0)
+                   for f in _FACTORIES)
+    snap = FleetSnapshot(0, _FACTORIES, states, (), (), tuple(views))
+    quick = _columns(snap, paths, lam, params)[1][1]  # (the second solve: the jobs' sites are kept by then)
+    real = geo_running._settles
+    geo_running._settles = lambda *a: False  # type: ignore[assignment]
+    try:
+        full = _columns(snap, paths, lam, params)[1][1]
+    finally:
+        geo_running._settles = real
+    return quick, full
+
+
+def test_a_settled_copy_answers_only_for_its_own_class() -> None:
+    """The first job of a class answers for it: a locked copy (no pause column: settled) must not answer for the
+    computing job after it, which pauses through a dear spell; a copy whose checkpoint is too big to move must not
+    answer for the job after it, which moves to a cheap site (the bigger checkpoint also lengthens the drain)."""
+    job = next(j for j in _JOBS if j.accelerator == "GB200" and j.gpus >= 512)
+    home = _LAWFUL[job.id][0]
+    cur = next(i for i, f in enumerate(_FACTORIES) if f.id == home)
+    dear = [np.full(25, 40.0) for _ in _FACTORIES]
+    dear[cur] = np.full(25, 90_000.0)  # staying costs far more than pausing or moving
+    run = JobView(job, home, (0,), 0.0, -1, state=JobLifecycle.RUNNING)
+    locked = dataclasses.replace(run, job=dataclasses.replace(job, id="locked-copy"), state=JobLifecycle.STARTING)
+    quick, full = _settled_quick_and_full([locked, run], dear, {"H100-SXM": 2.0, "GB200": 2.0}, {"migrate": False})
+    assert full == {0} and quick == full
+    big = dataclasses.replace(job, id="big-copy", checkpoint=dataclasses.replace(
+        job.checkpoint, size_bytes=job.checkpoint.size_bytes * 10**7))
+    moved = [np.full(25, 40.0) for _ in _FACTORIES]
+    moved[cur] = np.full(25, 400.0)
+    quick, full = _settled_quick_and_full([dataclasses.replace(run, job=big), run], moved,
+                                          {"H100-SXM": 1e12, "GB200": 1e12}, {"hysteresis": 0.0})
+    assert full == {0} and quick == full
