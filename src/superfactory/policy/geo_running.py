@@ -55,6 +55,15 @@ class RunCtx(NamedTuple):
     settles_of: dict[tuple[object, ...], bool]  # the quick settled test's answer per class of running job
 
 
+def _move_costs(pol: GeoColumns, jid: str, mkey: tuple[object, ...]) -> dict[int, float]:
+    """The job's one-off move costs per destination, kept in ``pol._mig_cache`` while ``mkey`` (its site, the
+    links, its value of a GPU-hour, its span) is unchanged; a new key starts an empty table."""
+    mhit = pol._mig_cache.get(jid)
+    if mhit is None or mhit[0] != mkey:
+        mhit = pol._mig_cache[jid] = (mkey, {})
+    return mhit[1]
+
+
 def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int, drain_h: float,
                     cols: list[_Col], settled: set[int] | None, col: type[_Col]) -> None:
     """Append the columns of running job ``views[jx] = v`` (no carbon budget) to ``cols``, or, when ``settled``
@@ -119,11 +128,7 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
             stay = mw * cum[i][span] / span + lat
             out.append((i, stay, 0, 0.0, False))
     if may and not locked:  # moving: each other lawful factory that is up and not backed off from
-        mkey = (fid, snap.links, lam_eff, span)
-        mhit = pol._mig_cache.get(jid)
-        if mhit is None or mhit[0] != mkey:
-            mhit = pol._mig_cache[jid] = (mkey, {})
-        mig_of = mhit[1]
+        mig_of = _move_costs(pol, jid, (fid, snap.links, lam_eff, span))
         up_now = ctx.up_now
         hysteresis = pol.hysteresis
         for i, nodes, it_w, mw in sites:
@@ -195,11 +200,7 @@ def _settles(pol: GeoColumns, ctx: RunCtx, job: TrainingJob, sites: tuple[tuple[
         fids = ctx.fids
         fid = fids[cur]
         snap = ctx.snap
-        mkey = (fid, snap.links, lam_eff, span)  # the one-off move costs, kept as running_columns keeps them
-        mhit = pol._mig_cache.get(job.id)
-        if mhit is None or mhit[0] != mkey:
-            mhit = pol._mig_cache[job.id] = (mkey, {})
-        mig_of = mhit[1]
+        mig_of = _move_costs(pol, job.id, (fid, snap.links, lam_eff, span))  # (shared with running_columns)
         up_now = ctx.up_now
         hysteresis = pol.hysteresis
         for i, nodes, _it_w, mw in sites:
