@@ -85,6 +85,7 @@ class _Slot:
     next_cycle_s: int = -1
     dirty: bool = False
     decisions: int = 0
+    planned_s: int = -1  # the periodic wake-up asked of the clock for this slot (exact clocks: _plan)
 
 
 def _strip(a: Action) -> Action:
@@ -158,6 +159,9 @@ class DecisionLoop:
             self._shadows.setdefault(p.role, []).append(
                 _Slot(p, np.random.default_rng(ss), ROLES[p.role], SHADOW_PREFIX + p.name, shadow=True))
         self._wakes: set[int] = set()
+        #: the clock calls back exactly at the instant asked (a simulated clock): quiet periodic ticks are then
+        #: checked ahead instead of each being a wake-up of its own (:meth:`_plan`)
+        self._exact = bool(getattr(clock, "exact", False))
         self._in_flight: dict[str, _Slot] = {}
         self._started = False
         self.waiting_reasons: dict[str, str] = {}
@@ -188,7 +192,7 @@ class DecisionLoop:
         now = self.clock.now_s()
         for s in self._slots:
             if s.policy.cycle_s > 0:
-                s.next_cycle_s = now
+                s.next_cycle_s = s.planned_s = now
                 self._schedule(now)
 
     def request(self, role: str | None = None) -> None:
@@ -208,6 +212,8 @@ class DecisionLoop:
         if slot is None:
             raise KeyError(f"outcome for unknown or already settled action {outcome.action_id!r}")
         self._settle(slot, (outcome,))
+        if self._exact and slot.policy.cycle_s > 0 and not slot.shadow:
+            self._plan(slot, self.clock.now_s())  # observe may change what its wants_cycle answers
 
     def step(self) -> Plan:
         """Run every acting policy once now, in precedence order, regardless of schedules (tests, tools);
@@ -231,6 +237,9 @@ class DecisionLoop:
     def _wake(self, t: int) -> None:
         self._wakes.discard(t)
         now = self.clock.now_s()
+        if self._exact:
+            self._wake_exact(now)
+            return
         for s in self._slots:
             cycle = s.policy.cycle_s
             periodic_due = cycle > 0 and 0 <= s.next_cycle_s <= now
@@ -239,6 +248,53 @@ class DecisionLoop:
                 self._schedule(s.next_cycle_s)
             if s.dirty or (periodic_due and s.policy.wants_cycle(now)):
                 self._decide(s)
+
+    #: grid ticks :meth:`_plan` checks ahead at most before it asks for a wake-up anyway
+    PLAN_AHEAD = 16
+
+    def _wake_exact(self, now: int) -> None:
+        """:meth:`_wake` on an exact clock (issue 12). A periodic slot's ticks stay on their grid (start +
+        k * ``cycle_s``, the clock calls back exactly then), but a wake-up is asked only for the first tick where
+        ``wants_cycle`` answers yes (:meth:`_plan`); the ticks before it are *quiet*: with the policy's state as
+        it is, ``wants_cycle`` said no there, and a quiet tick does nothing else (a geo fleet-year had ~10^6 of
+        them, one kernel event each). A wake-up at any instant first passes the quiet ticks before now; one at a
+        grid instant is that tick, exactly as before. ``wants_cycle`` is therefore asked ahead of time: it must
+        answer from ``now_s`` and the state ``decide`` and ``observe`` leave (every policy's does), and after
+        either of them the ticks ahead are checked again."""
+        for s in self._slots:
+            cycle = s.policy.cycle_s
+            periodic_due = False
+            nxt = s.next_cycle_s
+            if cycle > 0 and 0 <= nxt <= now:
+                if nxt < now:  # quiet ticks passed (wants_cycle said no at each)
+                    nxt += (now - nxt) // cycle * cycle
+                if nxt == now:
+                    periodic_due = True
+                    nxt += cycle
+                else:
+                    nxt += cycle
+                s.next_cycle_s = nxt
+            if s.dirty or (periodic_due and s.policy.wants_cycle(now)):
+                self._decide(s)  # (plans the ticks ahead again)
+            elif cycle > 0 and 0 <= s.planned_s <= now:
+                self._plan(s, now)  # this was the planned wake-up: plan the next one
+
+    def _plan(self, s: _Slot, now: int) -> None:
+        """Ask for slot ``s``'s next periodic wake-up on an exact clock: at the first tick from now on where its
+        policy wants a cycle, or :attr:`PLAN_AHEAD` ticks on (then it looks again). See :meth:`_wake_exact`."""
+        cycle = s.policy.cycle_s
+        t = s.next_cycle_s
+        if cycle <= 0 or t < 0:
+            return
+        if t < now:  # quiet ticks passed
+            t += -(-(now - t) // cycle) * cycle
+        wants = s.policy.wants_cycle
+        n = self.PLAN_AHEAD
+        while n and not wants(t):
+            t += cycle
+            n -= 1
+        s.planned_s = t
+        self._schedule(t)
 
     def _decide(self, s: _Slot) -> Plan:
         s.dirty = False
@@ -260,6 +316,8 @@ class DecisionLoop:
         self._note_waiting(snapshot.now_s, plan)
         for sh in shadows:
             self._shadow(sh, snapshot, plan)
+        if self._exact and s.policy.cycle_s > 0:
+            self._plan(s, snapshot.now_s)  # its state moved: check the ticks ahead again
         return plan
 
     def _settle(self, s: _Slot, outcomes: Sequence[ActionOutcome], pop: bool = False) -> None:

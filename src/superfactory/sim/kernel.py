@@ -64,6 +64,19 @@ class Kernel:
             raise SimulationError(f"cannot schedule {fn.__name__} {delay_s} s before now ({self.now} s)")
         _push(self._heap, (self.now + delay_s, priority, self.next_seq(), fn, args))
 
+    def prune(self, fn: Callable[..., None], dead: Callable[..., bool]) -> int:
+        """Remove the scheduled calls of ``fn`` (the same object) whose arguments ``dead(*args)`` says would return
+        at once whenever they ran (a stale token: issue 12, the fleet's planned stops). Every other entry pops in
+        the same order as before, since entries are ordered by their unique ``(time, priority, sequence)``; the
+        removed ones are not counted in :attr:`processed`. Returns how many were removed."""
+        heap = self._heap
+        kept = [e for e in heap if e[3] is not fn or not dead(*e[4])]
+        removed = len(heap) - len(kept)
+        if removed:
+            heap[:] = kept  # the same list: a running loop holds it
+            heapq.heapify(heap)
+        return removed
+
     def run(self, until_s: int, on_progress: Callable[[int], None] | None = None,
             after_each: Callable[[], None] | None = None) -> None:
         """Process events with time < ``until_s``; the clock ends at ``until_s``.

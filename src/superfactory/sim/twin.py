@@ -76,6 +76,10 @@ class KernelClock:
 
     __slots__ = ("k",)
 
+    #: a callback runs exactly at the instant asked (the loop then checks quiet periodic ticks ahead instead of
+    #: waking for each: loop/decision.py ``DecisionLoop._wake_exact``)
+    exact = True
+
     def __init__(self, kernel: Kernel) -> None:
         self.k = kernel
 
