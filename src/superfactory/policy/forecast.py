@@ -109,8 +109,43 @@ class SeasonalForecaster:
                 out[r] = fc
         return [o if o is not None else np.empty(0) for o in out]
 
+    def forecast_windows(self, windows: Sequence[FloatArray], horizon_h: int) -> FloatArray:
+        """:meth:`forecast` of every window (float64 arrays already cut to the last ``window_h`` values, as
+        :class:`SignalWindows` keeps them), bit for bit, as one ``(len(windows), horizon_h)`` array: groups of
+        two or more windows of one length (at least a day, finite values) in one pass of array operations
+        (:meth:`_forecast_block`), any other window through :meth:`forecast` itself (as :meth:`forecast_many`
+        does)."""
+        out = np.empty((len(windows), max(horizon_h, 0)))
+        if horizon_h <= 0:
+            return out
+        groups: dict[int, list[int]] = {}
+        for r, w in enumerate(windows):
+            groups.setdefault(len(w), []).append(r)
+        for n, rows in groups.items():
+            if n >= DAY_H and len(rows) > 1 and (self.window_h is None or n <= self.window_h):
+                y = np.stack([windows[r] for r in rows]) if len(rows) < len(windows) else np.stack(windows)
+                if np.isfinite(y).all():
+                    out[rows] = self._forecast_block(y, horizon_h)
+                    continue
+            for r in rows:
+                out[r] = self.forecast(windows[r], horizon_h)
+        return out
+
     def _forecast_rows(self, y: FloatArray, horizon_h: int) -> list[FloatArray]:
         """:meth:`forecast` of each row of ``y`` (finite values, at least a day, already windowed)."""
+        return list(self._forecast_block(y, horizon_h))
+
+    def _forecast_block(self, y: FloatArray, horizon_h: int) -> FloatArray:
+        """:meth:`forecast` of each row of ``y`` (finite values, at least a day, already windowed), as rows of one
+        array. The same element-wise operations and row sums as :meth:`forecast`; fewer array calls (issue 12,
+        each is exact):
+
+        - a window of whole seasons (every hour of a long run: 840 = 5 weeks) takes its profile by broadcasting
+          over a ``(rows, seasons, period)`` view instead of gathering it by index: the same subtractions;
+        - ``rho`` is made per row on Python floats (``nu / de`` is the same IEEE division; the clip is numpy's
+          rule: below 0 gives 0, above the cap gives the cap, a NaN or a signed zero passes; ``de <= 0`` gives
+          0.0 as ``np.where`` did).
+        """
         m, n = y.shape
         period = WEEK_H if n >= 2 * WEEK_H else DAY_H
         seasons = min(self.max_seasons, n // period)
@@ -123,7 +158,10 @@ class SeasonalForecaster:
             srt = np.sort(past, axis=1)
             profile = srt[:, s // 2] + 0.0 if s % 2 else (srt[:, s // 2 - 1] + srt[:, s // 2]) / 2 + 0.0
         hist_ix, future_ix = _season_index(n, period, base, horizon_h)
-        resid = y - profile[:, hist_ix]
+        if n % period == 0:  # (then base % period == 0: hour i sits at season position i % period)
+            resid = (y.reshape(m, n // period, period) - profile[:, None, :]).reshape(m, n)
+        else:
+            resid = y - profile[:, hist_ix]
         w, w_sum = _ewma_weights(self.alpha, n)
         level = (w * resid).sum(axis=1) / w_sum
         dev = resid - level[:, None]
@@ -131,12 +169,20 @@ class SeasonalForecaster:
             rho = np.zeros(m)
         else:
             a, b = dev[:, :-1], dev[:, 1:]
-            den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rho = np.where(den <= 0.0, 0.0, np.clip((a * b).sum(axis=1) / den, 0.0, self.max_rho))
+            den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1)).tolist()
+            num = (a * b).sum(axis=1).tolist()
+            cap = self.max_rho
+            rhos: list[float] = []
+            for nu, de in zip(num, den, strict=True):
+                if de <= 0.0:
+                    rhos.append(0.0)
+                    continue
+                # (max/min keep r unless the bound is strictly beyond it: a NaN or -0.0 passes, as in np.clip)
+                rhos.append(min(max(nu / de, 0.0), cap))
+            rho = np.array(rhos)
         k = np.arange(1, horizon_h + 1)
-        fc = profile[:, future_ix] + level[:, None] + rho[:, None] ** k * dev[:, -1:]
-        return list(fc)
+        fc: FloatArray = profile[:, future_ix] + level[:, None] + rho[:, None] ** k * dev[:, -1:]
+        return fc
 
     def mean_over(self, history: Sequence[float], horizon_h: int) -> float:
         """Forecast mean over the next ``horizon_h`` hours, the current hour included."""
@@ -144,6 +190,58 @@ class SeasonalForecaster:
             return float(history[-1])
         fc = self.forecast(history, horizon_h - 1)
         return float((history[-1] + fc.sum()) / horizon_h)
+
+
+class SignalWindows:
+    """Per series, the window a forecaster reads at the current hour as a float64 array, made from the last one
+    by a shift (issue 12: converting ~840 Python floats per series every hour was a third of geo's hourly
+    forecast).
+
+    :meth:`window` gives ``np.asarray(list(history[a:-1]) + [now_value])`` with ``a = max(0, len(history) -
+    window_h)``, bit for bit: the values it keeps from the last call's array are used only when that call's
+    history holds, at the same hours, values equal to this one's (tuple comparison: the same objects or equal
+    floats) and none of them is a zero (equal non-zero floats have the same bits; 0.0 == -0.0 do not: the last
+    hour holding a zero is kept with the window). Otherwise, and for a new series, it converts the whole window.
+    """
+
+    __slots__ = ("_kept", "window_h")
+
+    def __init__(self, window_h: int | None) -> None:
+        self.window_h = window_h
+        # series -> (its history at the last call, the window's first hour there, the window, the last past hour
+        # of that window holding a zero or -1)
+        self._kept: dict[object, tuple[Sequence[float], int, FloatArray, int]] = {}
+
+    def window(self, key: object, history: Sequence[float], now_value: float) -> FloatArray:
+        """The forecaster's window of ``history`` (oldest first, current hour last; at least one value) with
+        the current hour's value replaced by ``now_value`` (class docstring)."""
+        n = len(history)
+        a = n - self.window_h if self.window_h is not None and n > self.window_h else 0
+        length = n - a
+        kept = self._kept.get(key)
+        arr: FloatArray | None = None
+        zero_h = -1
+        if kept is not None:
+            k_hist, k_a, k_arr, zero_h = kept
+            shift = a - k_a
+            overlap = len(k_hist) - 1 - a  # past hours both windows hold: a .. len(k_hist) - 2
+            if (zero_h < a and shift >= 0 and 0 < overlap <= length - 1
+                    and k_hist[a:a + overlap] == history[a:a + overlap]):
+                arr = np.empty(length)
+                arr[:overlap] = k_arr[shift:shift + overlap]
+                fresh = history[a + overlap:n - 1]
+                arr[overlap:length - 1] = fresh
+                arr[length - 1] = now_value
+                for j, x in enumerate(fresh):
+                    if x == 0.0:
+                        zero_h = a + overlap + j
+        if arr is None:
+            arr = np.array(history[a:n - 1], dtype=np.float64) if length > 1 else np.empty(0)
+            zeros = np.flatnonzero(arr == 0.0)
+            zero_h = a + int(zeros[-1]) if zeros.size else -1
+            arr = np.append(arr, now_value)
+        self._kept[key] = (history, a, arr, zero_h)
+        return arr
 
 
 def _middle_of_four(past: FloatArray) -> FloatArray:

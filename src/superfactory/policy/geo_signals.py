@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from superfactory.domain.fleet import NODE_DOWN, FleetSnapshot
 from superfactory.models.tco import capital_usd_per_gpu_hour
-from superfactory.policy.forecast import SeasonalForecaster
+from superfactory.policy.forecast import SeasonalForecaster, SignalWindows
 from superfactory.policy.geo_columns import _BIG, _system
 
 
@@ -56,9 +56,10 @@ class GeoSignals:
         return out
 
     def _prefetch(self, asks: list[tuple[str, str, tuple[float, ...], float]]) -> None:
-        """Forecast, in one batch (:meth:`~.forecast.SeasonalForecaster.forecast_many`), the signals of ``asks``
-        (kind, name, history, current value) that :meth:`_signal` has not cached, and cache them as it would:
-        the same paths, in the same order."""
+        """Forecast, in one batch (:meth:`~.forecast.SeasonalForecaster.forecast_windows`), the signals of
+        ``asks`` (kind, name, history, current value) that :meth:`_signal` has not cached, and cache them as it
+        would: the same paths and means, bit for bit, in the same order (issue 12: the windows are kept from hour
+        to hour, :class:`~.forecast.SignalWindows`, and the paths made as rows of one array)."""
         todo: dict[tuple[str, str, int, float], tuple[tuple[float, ...], float]] = {}
         for kind, name, history, now_value in asks:
             key = (kind, name, len(history), now_value)
@@ -66,16 +67,25 @@ class GeoSignals:
                 todo.setdefault(key, (history, now_value))
         if len(todo) < 2:
             return  # nothing to batch: _signal forecasts it alone
-        hists: list[list[float]] = []
-        for history, now_value in todo.values():
-            hist = list(history[-(5 * 168 + 1):])  # what the forecaster reads (its window_h), current hour last
-            hist[-1] = now_value
-            hists.append(hist)
-        for (key, (_h, now_value)), fc in zip(todo.items(), self.forecaster.forecast_many(hists, 23), strict=True):
-            path = np.maximum(np.concatenate([[now_value], fc]), 0.0)
+        # each series' window as the forecaster reads it (the last window_h of the last 5 * 168 + 1 hours, the
+        # current one at ``now_value``), kept from hour to hour by SignalWindows (the same float64 values)
+        wins = self.__dict__.get("_fc_windows")
+        if wins is None:
+            cut = self.forecaster.window_h
+            wins = self.__dict__["_fc_windows"] = SignalWindows(5 * 168 + 1 if cut is None else min(cut, 5 * 168 + 1))
+        windows = [wins.window(key[:2], history, now_value) for key, (history, now_value) in todo.items()]
+        fc = self.forecaster.forecast_windows(windows, 23)
+        # the paths as rows of one array: np.maximum of [now_value, forecast...] with 0.0, and the horizon means
+        # as row means of a contiguous copy (numpy sums each row as it sums that row alone: the same bits)
+        paths = np.empty((len(windows), 24))
+        paths[:, 0] = [now_value for _h, now_value in todo.values()]
+        paths[:, 1:] = fc
+        np.maximum(paths, 0.0, out=paths)
+        means = np.ascontiguousarray(paths[:, : self.horizon_h]).mean(axis=1).tolist()
+        for r, key in enumerate(todo):
             if len(self._fc_cache) > 4096:
                 self._fc_cache.clear()
-            self._fc_cache[key] = (float(path[: self.horizon_h].mean()), path)
+            self._fc_cache[key] = (means[r], paths[r])
 
     def _usd_per_mwh(self, snap: FleetSnapshot) -> tuple[list[float], list[npt.NDArray[np.float64]]]:
         """Per factory: forecast-mean effective cost (USD per facility MWh) and its 24 h path.
