@@ -124,6 +124,7 @@ class _Tables:
     leaf_dom_l: list[int]  # leaf_dom and hall_leaf as plain ints (choices among few leaves and halls use lists)
     hall_leaf_l: list[int]
     one_node_domains: bool  # every domain is one node (DGX-style systems: NVLink inside the node)
+    node_is_domain: bool  # domain d is node d for every node (then free nodes per domain are the usable mask)
     most_units: dict[int, tuple[int, int]]  # unit nodes -> (most units one domain, one leaf could hold)
 
 
@@ -154,6 +155,8 @@ def _tables_of(topo: FactoryTopology) -> _Tables:
         leaf_dom_l=leaf_dom.tolist(),
         hall_leaf_l=hall_leaf.tolist(),
         one_node_domains=bool((topo.domain_nodes == 1).all()),
+        node_is_domain=bool(topo.node_domain.size == topo.domain_first_node.size
+                            and (topo.node_domain == np.arange(topo.node_domain.size)).all()),
         most_units={},
     )
     if len(_TABLES) >= 256:
@@ -250,7 +253,9 @@ def place_gang(topo: FactoryTopology, usable: BoolArray, shape: GangShape) -> tu
     t = _tables_of(topo)
     ub = usable if usable.dtype == np.bool_ else usable != 0  # (nonzero on booleans is ~3x faster than on bytes)
     u8 = ub.view(np.uint8)
-    if n_usable * _SPARSE < u8.size:  # few usable nodes: count them by domain
+    if t.node_is_domain:  # (DGX-style: each node its own domain, numbered as the nodes: no per-domain sums)
+        free_d = u8.astype(np.int64)
+    elif n_usable * _SPARSE < u8.size:  # few usable nodes: count them by domain
         free_d = np.bincount(topo.node_domain[ub.nonzero()[0]], minlength=t.dom_first.size).astype(np.int64)
     else:
         free_d = np.add.reduceat(u8, t.dom_first).astype(np.int64)

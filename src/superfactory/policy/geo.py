@@ -170,6 +170,8 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._pick_memo: dict[tuple[str, int], tuple[bytes, Factory, tuple[int, ...] | None]] = {}
         self._site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]] = {}
         self._fit_key: dict[str, tuple[int, str]] = {}  # job -> its key in _fit_memo's answers (_fits_somewhere)
+        self._fit_rows: tuple[object, list[tuple[JobView, str, tuple[int, str]]]] = (None, [])
+        self._pend_ids: tuple[object, tuple[str, ...], frozenset[str]] = (None, (), frozenset())
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
         """Moves recorded at decision time that did not take effect are cancelled in the governor (quota back,
@@ -198,9 +200,10 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         snap = snapshot
         now = snap.now_s
         self._any_pending = bool(snap.pending)
-        ups = tuple(s.up for s in snap.states)
-        key = (now // HOUR_S, tuple(s.price_usd_per_mwh for s in snap.states),
-               tuple(s.carbon_g_per_kwh for s in snap.states))
+        states = snap.states  # (list displays, not generators: the same tuples, made at every decision)
+        ups = tuple([s.up for s in states])
+        key = (now // HOUR_S, tuple([s.price_usd_per_mwh for s in states]),
+               tuple([s.carbon_g_per_kwh for s in states]))
         if key != self._sig_key:  # forecasts move only with the hour or a price/carbon change
             self._sig_key = key
             self._paths = self._usd_per_mwh(snap)[1]
@@ -222,7 +225,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
             # where they are
             if not snap.pending:
                 return self._last_wait_plan
-            quick = (tuple(v.job.id for v in snap.pending), tuple(hash(st.node_status) for st in snap.states))
+            quick = (self._pending_ids(snap)[0], tuple([hash(st.node_status) for st in states]))
             if (quick == self._last_quick and now - self._last_eval_s < self.resolve_s
                     and now < self._next_deadline_s):
                 return self._last_wait_plan
@@ -235,21 +238,17 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
             self.solves += 1
             # a pending job that fits nowhere now cannot be placed by this plan either (the rows hold only the
             # nodes free in the snapshot): it keeps its reason, as between full solves
-            views = list(snap.running) + [v for v in snap.pending if v.job.id not in self._reasons
-                                          or self._fits_somewhere(snap, v.job)]
+            pviews, waiting = self._split_pending(snap, self._reasons)
+            views = list(snap.running) + pviews
             running = set(range(len(snap.running)))
             self._last_quick = ()
         else:
             # a pending job that fits nowhere now keeps the reason it was given (it can only wait); the rest,
             # and every job not yet seen, are priced afresh
-            views = [v for v in snap.pending if v.job.id not in self._reasons or self._fits_somewhere(snap, v.job)]
+            views, waiting = self._split_pending(snap, self._reasons)
             running = set()
         emergency = ({jx for jx, v in enumerate(views) if jx not in running and v.last_factory_id is not None
                       and not ups[snap.factory_index(v.last_factory_id)]} if not all(ups) else set())
-        waiting: dict[str, str] = {}
-        if len(views) < len(snap.pending) + (len(running) if full else 0):
-            priced = {v.job.id for v in views}
-            waiting.update((v.job.id, self._reasons[v.job.id]) for v in snap.pending if v.job.id not in priced)
         if not views:  # (between full solves, nothing to price: every pending job keeps its reason)
             self._reasons = dict(sorted(waiting.items()))
             self._last_wait_plan = Plan((), tuple(self._reasons.items()))

@@ -98,6 +98,10 @@ class GeoColumns:
     _sites_of: tuple[Factory, ...] | None
     _site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]]
     _fit_key: dict[str, tuple[int, str]]  # job -> its key in the fit memo (valid for the factories _sites_of)
+    # (pending tuple, [(view, job id, fit key)] of its jobs): kept while the snapshot's pending tuple is the same
+    # object (the twin rebuilds it only when the pending set changes); forgotten with the fit keys
+    _fit_rows: tuple[object, list[tuple[JobView, str, tuple[int, str]]]]
+    _pend_ids: tuple[object, tuple[str, ...], frozenset[str]]  # (pending tuple, its job ids; as a set)
 
     def _latency_ms(self, snap: FleetSnapshot, a: str | None, b: str) -> float:
         if a is None or a == b:
@@ -135,6 +139,7 @@ class GeoColumns:
         self._site_cache.clear()
         self._site_intern.clear()
         self._fit_key.clear()
+        self._fit_rows = (None, [])
 
     def _sites(self, snap: FleetSnapshot, job: TrainingJob
                ) -> tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]:
@@ -402,6 +407,63 @@ class GeoColumns:
                     break
         memo[3][key] = ans
         return ans
+
+    def _pending_ids(self, snap: FleetSnapshot) -> tuple[tuple[str, ...], frozenset[str]]:
+        """The ids of ``snap``'s pending jobs, in order and as a set (kept while the snapshot's pending tuple is
+        the same object: the twin rebuilds it only when the pending set changes; the tuple is held, so its id
+        cannot be reused while kept)."""
+        hit = self._pend_ids
+        if hit[0] is not snap.pending or type(snap.pending) is not tuple:  # (kept only for an immutable tuple)
+            ids = tuple([v.job.id for v in snap.pending])
+            hit = self._pend_ids = (snap.pending, ids, frozenset(ids))
+        return hit[1], hit[2]
+
+    def _split_pending(self, snap: FleetSnapshot, reasons: dict[str, str]) -> tuple[list[JobView], dict[str, str]]:
+        """The pending jobs of ``snap`` to price at this decision, in pending order, and the waiting reasons
+        (from ``reasons``, the last decision's) of the rest: a job with no reason yet is priced, one with a
+        reason is priced only if it fits somewhere (:meth:`_fits_somewhere`), else it keeps its reason.
+
+        The same answer as ``[v for v in snap.pending if v.job.id not in reasons or self._fits_somewhere(snap,
+        v.job)]`` and the reasons of the others, in one pass: each pending job's fit key is kept with the pending
+        tuple (the twin keeps that tuple while the pending set is unchanged: at a decision that only saw nodes
+        freed, the keys are read back, not looked up job by job), and the answer per key is asked once per
+        decision (the keys are what :meth:`_fits_somewhere` files its answers under, so an answer read here is
+        the one it would give)."""
+        if self._sites_of is not snap.factories:
+            self._new_factories(snap)
+        pend = snap.pending
+        hit = self._fit_rows
+        if hit[0] is pend and type(pend) is tuple:  # (kept only for an immutable tuple)
+            rows = hit[1]
+        else:
+            fit_key = self._fit_key
+            rows = []
+            for v in pend:
+                job = v.job
+                key = fit_key.get(job.id)
+                if key is None:  # (as _fits_somewhere files it: the interned sites tuple and the accelerator)
+                    key = fit_key[job.id] = (id(self._sites(snap, job)[0]), job.accelerator)
+                rows.append((v, job.id, key))
+            self._fit_rows = (pend, rows)
+        memo = self._fit_memo
+        if memo[0] is not snap:
+            memo = self._fit_memo = (snap, {}, [st.up for st in snap.states], {})
+        answers = memo[3]
+        views: list[JobView] = []
+        waiting: dict[str, str] = {}
+        for v, jid, key in rows:
+            why = reasons.get(jid)
+            if why is None:
+                views.append(v)
+                continue
+            ans = answers.get(key)
+            if ans is None:
+                ans = self._fits_somewhere(snap, v.job)
+            if ans:
+                views.append(v)
+            else:
+                waiting[jid] = why
+        return views, waiting
 
     def _free_gpus(self, snap: FleetSnapshot) -> list[int]:
         """Free GPUs per factory, recounted only for factories whose node bytes changed (the twin reuses a

@@ -22,6 +22,7 @@ from superfactory.domain.factory import Factory
 from superfactory.domain.fleet import NODE_FREE, FleetSnapshot, JobView, Migrate, Place, Plan, Preempt
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.topology import FactoryTopology, topology_of
+from superfactory.models.collective import nodes_array
 from superfactory.policy import solver as S
 from superfactory.policy.assignment import EPS
 from superfactory.policy.gangfit import place_gang, shape_of
@@ -262,11 +263,19 @@ class GeoPlanning(GeoColumns):
                  cols: list[_Col], rng: np.random.Generator, waiting: dict[str, str]) -> Plan:
         now = snap.now_s
         copies: dict[int, npt.NDArray[np.uint8]] = {}
+        # nodes this plan has put work on per factory, not yet written into its copy: the copy is made, and they
+        # are written, only when a later pick in the same factory reads it (most plans place one job in a
+        # factory, and then no copy is needed at all). A pick reads the same status either way.
+        fills: dict[int, list[tuple[int, ...]]] = {}
 
         def status(i: int) -> npt.NDArray[np.uint8]:  # node status of factory i, as this plan fills it
             got = copies.get(i)
             if got is None:
                 got = copies[i] = np.frombuffer(snap.states[i].node_status, dtype=np.uint8).copy()
+            todo = fills.pop(i, None)
+            if todo is not None:
+                for placed in todo:
+                    got[nodes_array(placed)] = 1
             return got
 
         filled: set[int] = set()  # factories this plan has put work on (their status differs from the snapshot's)
@@ -283,7 +292,8 @@ class GeoPlanning(GeoColumns):
             hit = memo.get((job.id, i))
             if hit is not None and hit[0] is b and hit[1] is f:
                 return hit[2]
-            got = pick_nodes(f, status(i), job, b)
+            # (an unfilled factory's status is the snapshot's bytes: read in place, no copy; pick_nodes only reads)
+            got = pick_nodes(f, np.frombuffer(b, dtype=np.uint8), job, b)
             memo[(job.id, i)] = (b, f, got)
             return got
         actions: list[Place | Migrate | Preempt] = []
@@ -314,7 +324,7 @@ class GeoPlanning(GeoColumns):
                 nodes = nodes_for(c.factory, job)
                 if nodes is None:
                     continue
-                status(c.factory)[list(nodes)] = 1
+                fills.setdefault(c.factory, []).append(nodes)
                 filled.add(c.factory)
                 self.governor.record_move(job.id, f.id, job.gpus, now)
                 self._gpus[job.id] = job.gpus
@@ -331,7 +341,7 @@ class GeoPlanning(GeoColumns):
             if nodes is None:
                 waiting[job.id] = f"{f.id}: not enough free {job.accelerator} nodes"
                 continue
-            status(c.factory)[list(nodes)] = 1
+            fills.setdefault(c.factory, []).append(nodes)
             filled.add(c.factory)
             if c.migrating or (v.last_factory_id is not None and v.last_factory_id != f.id):
                 self.governor.record_move(job.id, f.id, job.gpus, now)
@@ -341,5 +351,7 @@ class GeoPlanning(GeoColumns):
             waiting.pop(job.id, None)
             self._paused.discard(job.id)
             actions.append(Place(job.id, f.id, nodes))
-        pending_ids = {v.job.id for v in snap.pending}
+        pending_ids = self._pending_ids(snap)[1]
+        if waiting.keys() <= pending_ids:  # (the usual case: no reason given for a job not pending)
+            return Plan(tuple(actions), tuple(sorted(waiting.items())))
         return Plan(tuple(actions), tuple(sorted((j, r) for j, r in waiting.items() if j in pending_ids)))
