@@ -281,7 +281,8 @@ class DecisionLoop:
 
     def _plan(self, s: _Slot, now: int) -> None:
         """Ask for slot ``s``'s next periodic wake-up on an exact clock: at the first tick from now on where its
-        policy wants a cycle, or :attr:`PLAN_AHEAD` ticks on (then it looks again). See :meth:`_wake_exact`."""
+        policy wants a cycle, or :attr:`PLAN_AHEAD` ticks on (then it looks again), or at the wake-up already
+        asked for when that comes first (it looks again there). See :meth:`_wake_exact`."""
         cycle = s.policy.cycle_s
         t = s.next_cycle_s
         if cycle <= 0 or t < 0:
@@ -289,10 +290,11 @@ class DecisionLoop:
         if t < now:  # quiet ticks passed
             t += -(-(now - t) // cycle) * cycle
         wants = s.policy.wants_cycle
-        n = self.PLAN_AHEAD
-        while n and not wants(t):
+        stop = s.planned_s
+        if stop < t or stop not in self._wakes:  # no wake-up ahead yet (the planned one is this one, or past)
+            stop = t + self.PLAN_AHEAD * cycle
+        while t < stop and not wants(t):
             t += cycle
-            n -= 1
         s.planned_s = t
         self._schedule(t)
 

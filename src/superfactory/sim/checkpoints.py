@@ -44,6 +44,7 @@ class CheckpointMixin:
     wan: CheckpointReplication | None
     fold_checkpoints: bool
     _heap: list[tuple[int, int, int, Callable[..., None], tuple[Any, ...]]]
+    _fids: tuple[str, ...]  # the factories' ids, then "" (so index -1, a job in no factory, reads "")
     _next_seq: Callable[[], int]
     _chain_cb: Callable[..., None]
     _complete_cb: Callable[..., None]
@@ -139,12 +140,11 @@ class CheckpointMixin:
             jr.checkpoints += 1
             if jr.index in self.pending:
                 self.pending.touch(jr.index)
-            fi = jr.factory
             e = _new_object(_EventShell)  # committed_event(now, job id, factory id, progress_s), inlined
             e.time_s = self.k.now
             e.kind = _COMMITTED
             e.job = jr.job.id
-            e.factory = self.factories[fi].id if fi >= 0 else ""
+            e.factory = self._fids[jr.factory]  # (index -1, no factory: "")
             e.node = -1
             e.cause = ""
             e.value = progress_s

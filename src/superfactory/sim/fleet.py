@@ -41,7 +41,7 @@ from superfactory.domain.job import TrainingJob
 from superfactory.domain.outcome import ActionOutcome, OutcomeStatus
 from superfactory.domain.reliability import FailureModel
 from superfactory.domain.signals import StepSeries
-from superfactory.domain.topology import topology_of
+from superfactory.domain.topology import FactoryTopology, topology_of
 from superfactory.domain.units import HOUR_S
 from superfactory.errors import SimulationError
 from superfactory.models.collective import nodes_array, placement_throughput
@@ -197,7 +197,9 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
         self.links = links
         self.links_down: set[tuple[str, str]] = set()
         self.rt = [FactoryRuntime(f, i) for i, f in enumerate(factories)]
+        self._topos: list[FactoryTopology | None] = [None] * len(factories)  # topology_of, per factory (_place)
         self.by_id = {f.id: i for i, f in enumerate(factories)}
+        self._fids = (*(f.id for f in factories), "")  # factory ids by index; [-1] (no factory) is ""
         self.jobs = [JobRuntime(j, i, kernel=kernel) for i, j in enumerate(jobs)]
         self.job_by_id = {j.id: r for j, r in zip(jobs, self.jobs, strict=True)}
         self.prices = prices
@@ -469,7 +471,10 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
             jr.first_start_s = now
         tok = jr.bump(JobState.STARTING)
         jr.restart_cost_s = restart_s
-        jr.speed = placement_throughput(topology_of(f), a.nodes, jr.job, self.link_factors[fi])
+        topo = self._topos[fi]
+        if topo is None:  # (topology_of hashes the whole Factory value at each call: once per factory here)
+            topo = self._topos[fi] = topology_of(f)
+        jr.speed = placement_throughput(topo, a.nodes, jr.job, self.link_factors[fi])
         self.emit(new_event(now, EventKind.JOB_PLACED, jr.job.id, f.id, cause="hot-swap" if a.hot_swap else "",
                         value=float(gpus)))
         if self.wan is not None:  # away from every copy of its checkpoint it also waits for a RESTORE (issue 16)
@@ -563,7 +568,7 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
                 self.emit(new_event(until_s, EventKind.JOB_PROGRESS, jr.job.id, self._fid(jr), value=jr.progress_s))
 
     def _fid(self, jr: JobRuntime) -> str:
-        return self.factories[jr.factory].id if jr.factory >= 0 else ""
+        return self._fids[jr.factory]  # (index -1, no factory: "")
 
     def _submit(self, jr: JobRuntime) -> None:
         now = self.k.now_s()
