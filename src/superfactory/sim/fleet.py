@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
 _heappush = heapq.heappush
 _first = operator.itemgetter(0)
-_RUNNING, _PENDING = JobState.RUNNING, JobState.PENDING
+_RUNNING, _PENDING, _CHECKPOINTING = JobState.RUNNING, JobState.PENDING, JobState.CHECKPOINTING
 
 #: period of the fleet's all-reduce probe sweep over every NVLink domain, s (60 s, as the source asks; issue 19)
 PROBE_INTERVAL_S = 60
@@ -200,6 +200,7 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
         self._topos: list[FactoryTopology | None] = [None] * len(factories)  # topology_of, per factory (_place)
         self.by_id = {f.id: i for i, f in enumerate(factories)}
         self._fids = (*(f.id for f in factories), "")  # factory ids by index; [-1] (no factory) is ""
+        self._fids_none: tuple[str | None, ...] = (*(f.id for f in factories), None)  # the same, [-1] is None
         self.jobs = [JobRuntime(j, i, kernel=kernel) for i, j in enumerate(jobs)]
         self.job_by_id = {j.id: r for j, r in zip(jobs, self.jobs, strict=True)}
         self.prices = prices
@@ -362,9 +363,50 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
         return price, carbon
 
     def _running_views(self, now: int, changes: int) -> tuple[JobView, ...]:
-        if self.k.now_s() != now or self._changes != changes:
+        """The views of the jobs holding nodes: :meth:`_view` of each, with ``JobRuntime.state``,
+        ``progress_now`` and ``before_early_window`` inlined (issue 12, session 9: geo reads every running job
+        at each full solve, ~10^6 views a year; the same values, the same cache on the job)."""
+        k = self.k
+        if k.now != now or self._changes != changes:
             raise SimulationError("a snapshot's running jobs were first read after the fleet changed")
-        return tuple(self._view(jr, now) for jr in self.holding.values())
+        prio = k.prio
+        early_ok = prio >= PRIO_JOB  # at a window's begin instant: inside it (sim/jobstate.py)
+        late_ok = prio < PRIO_JOB  # at a window's end instant: still inside it
+        fids = self._fids_none
+        out: list[JobView] = []
+        append = out.append
+        for jr in self.holding.values():
+            state = jr._state  # jr.state: CHECKPOINTING inside a folded window
+            until = jr.ckpt_until_s
+            if state is _RUNNING and until >= 0:
+                b = jr.ckpt_began_s
+                if (now < until or (now == until and late_ok)) and (now > b or (now == b and early_ok)):
+                    state = _CHECKPOINTING
+            running = state is _RUNNING
+            key = (jr.token, jr.committed_s, jr.carbon_g, now if running else -1)
+            if jr.view_key == key:
+                append(jr.view)  # type: ignore[arg-type]
+                continue
+            cell = jr.early_cell
+            if cell is None:
+                progress = jr.progress_s + ((now - jr.run_since_s) * jr.speed if running else 0)
+            else:  # jr.progress_now(now)
+                b = jr.ckpt_began_s
+                if now < b or (now == b and late_ok):  # before the early-opened window
+                    progress = cell[1] + (now - cell[2]) * jr.speed  # type: ignore[operator]
+                elif running:
+                    progress = jr.progress_s + (now - jr.run_since_s) * jr.speed
+                else:
+                    progress = jr.progress_s
+            jr.view_key = key
+            pending = state is _PENDING
+            jr.view = view = new_job_view(
+                jr.job, fids[jr.factory], jr.nodes, progress, jr.waiting_since_s if pending else -1,
+                fids[jr.last_factory], jr.last_nodes, jr.recovering and pending, jr.committed_s, state,
+                jr.carbon_g / 1e6,
+            )
+            append(view)
+        return tuple(out)
 
     def price_at(self, market: str, t_s: int) -> float:
         """The price in force at ``t_s`` (scripted shocks applied); only ever asked for t <= now."""
