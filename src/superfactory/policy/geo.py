@@ -163,6 +163,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._sites_of: tuple[Factory, ...] | None = None
         self._factory_gpus: tuple[object, list[int]] = (None, [])  # (factories, their GPUs)
         self._free: dict[tuple[int, str], tuple[bytes, int]] = {}
+        self._cl_free: dict[int, tuple[bytes, Factory, list[int]]] = {}
         self._fit_memo: tuple[object, dict[tuple[int, str], int], list[bool], dict[tuple[int, str], bool]] = (
             None, {}, [], {})
         self._site_intern: dict[tuple[tuple[int, int, float, float], ...],
@@ -172,6 +173,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._fit_key: dict[str, tuple[int, str]] = {}  # job -> its key in _fit_memo's answers (_fits_somewhere)
         self._fit_rows: tuple[object, list[tuple[JobView, str, tuple[int, str]]]] = (None, [])
         self._pend_ids: tuple[object, tuple[str, ...], frozenset[str]] = (None, (), frozenset())
+        self._it_caps: tuple[object, list[float]] = (None, [])
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
         """Moves recorded at decision time that did not take effect are cancelled in the governor (quota back,

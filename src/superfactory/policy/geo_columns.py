@@ -91,6 +91,7 @@ class GeoColumns:
     _pend_cache: dict[str, tuple[tuple[object, ...], list[tuple[int, float, int, float, bool]]]]
     _mig_cache: dict[str, tuple[tuple[object, ...], dict[int, float]]]
     _free: dict[tuple[int, str], tuple[bytes, int]]
+    _cl_free: dict[int, tuple[bytes, Factory, list[int]]]  # factory index -> (node bytes, factory, free per cluster)
     _free_gpu_of: list[tuple[bytes, int]]
     # (snapshot, free nodes, up, answer per (interned sites, accelerator)) of one decision
     _fit_memo: tuple[object, dict[tuple[int, str], int], list[bool], dict[tuple[int, str], bool]]
@@ -117,9 +118,22 @@ class GeoColumns:
         b = snap.states[i].node_status
         hit = self._free.get((i, acc))
         if hit is None or hit[0] is not b:
-            hit = self._free[(i, acc)] = (b, sum(b.count(NODE_FREE, c.node_offset, c.node_end)
-                                                 for c in snap.factories[i].clusters_of(acc)))
+            f = snap.factories[i]
+            counts = self._cluster_free(f, i, b)
+            if len(f.clusters) == 1:  # (one cluster: it is the accelerator's, or the factory has none of it)
+                n = counts[0] if f.clusters[0].accelerator == acc else 0
+            else:
+                n = sum(counts[k] for k, c in enumerate(f.clusters) if c.accelerator == acc)
+            hit = self._free[(i, acc)] = (b, n)
         return hit[1]
+
+    def _cluster_free(self, f: Factory, i: int, b: bytes) -> list[int]:
+        """Free nodes of each cluster of factory ``f`` (index ``i``) in its node bytes ``b``, counted once per
+        bytes object for both :meth:`_free_nodes` (per accelerator) and :meth:`_free_gpus` (per factory)."""
+        hit = self._cl_free.get(i)
+        if hit is None or hit[0] is not b or hit[1] is not f:
+            hit = self._cl_free[i] = (b, f, [b.count(NODE_FREE, c.node_offset, c.node_end) for c in f.clusters])
+        return hit[2]
 
     def _latency_cached(self, snap: FleetSnapshot, cache: dict[tuple[str | None, str], float], a: str | None,
                         b: str) -> float:
@@ -271,7 +285,7 @@ class GeoColumns:
                         resume_mw = mw
                         lat = self.gamma * mw * self._latency_cached(snap, lat_ms, home, fids[i]) if self.gamma else 0.0
                         cols.append(_Col(jx, i, mw * cum[i][span] / span + lat, 0, 0.0, False))
-            else:
+            elif not forced:  # (a forced job waits at the starved rate below: where it would resume is not read)
                 # resume where it could start now: waiting for a dear site's neighbour to free up would bet on
                 # capacity (running now and moving later costs a move, not hours of idle GPUs)
                 # (and where it may start: a site the governor bars it from this hour is no place to resume)
@@ -349,7 +363,9 @@ class GeoColumns:
                                                    for c in cols[run_start:]])
             # wait (pending) or pause (running) for the best k hours, then run at ``resume``
             restart_usd = drain_h * job.gpus * lam_eff if is_run else 0.0
-            if resume >= 0:
+            if forced:
+                wait = 0.0  # (not read: its wait column is the starved rate)
+            elif resume >= 0:
                 cr = cum[resume]  # wait k = 1..k_max hours, then run for the rest of the span
                 best = min([wait_rate * k - resume_mw * cr[k] for k in range(1, k_max + 1)])
                 wait = (best + resume_mw * cr[span] + restart_usd) / span
@@ -476,8 +492,8 @@ class GeoColumns:
             b = st.node_status
             if cache[i][0] is not b:
                 free = 0
-                for cl in f.clusters:
-                    free += b.count(NODE_FREE, cl.node_offset, cl.node_end) * cl.system.gpus_per_node
+                for cl, n in zip(f.clusters, self._cluster_free(f, i, b), strict=True):
+                    free += n * cl.system.gpus_per_node
                 cache[i] = (b, free)
             out.append(cache[i][1])
         return out

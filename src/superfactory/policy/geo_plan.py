@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,9 @@ from superfactory.policy.gangfit import place_gang, shape_of
 from superfactory.policy.geo_columns import HOUR_S, GeoColumns, _Col
 from superfactory.policy.nodes import tp_aligned_fit
 from superfactory.policy.wan_capacity import with_checkpoint_sync_rows
+
+#: the order of a job's columns for the greedy: by job, then factory (wait first); the key ``(c.job, c.factory)``
+_JOB_FACTORY = itemgetter(0, 1)
 
 
 def pick_nodes(f: Factory, status: npt.NDArray[np.uint8], job: TrainingJob,
@@ -102,6 +106,7 @@ class GeoPlanning(GeoColumns):
     _gpus: dict[str, int]
     # (job, factory index) -> (the factory's node bytes, the factory, pick_nodes' answer) on those bytes
     _pick_memo: dict[tuple[str, int], tuple[bytes, Factory, tuple[int, ...] | None]]
+    _it_caps: tuple[object, list[float]]  # (factories, each one's IT-power cap: min(power cap / PUE, cooling))
 
     @staticmethod
     def _without_settled(views: list[JobView], running: set[int], cols: list[_Col], known: frozenset[int] = frozenset()
@@ -138,15 +143,17 @@ class GeoPlanning(GeoColumns):
         the problem's arrays (building those costs more than the placement). The cheap placement between full
         solves; equal to the array version's plan (tested)."""
         by_job: list[list[_Col]] = [[] for _ in views]
-        for c in sorted(cols, key=lambda c: (c.job, c.factory)):
+        for c in sorted(cols, key=_JOB_FACTORY):
             by_job[c.job].append(c)
         biggest = [0] * len(snap.factories)
         for c in cols:
             if c.migrating and c.factory >= 0:
                 biggest[c.factory] = max(biggest[c.factory], views[c.job].job.gpus)
         nodes_left: dict[tuple[int, str], float] = {}
-        head = [max(0.0, min(f.power_cap_w / f.pue, f.cooling_capacity_w) - st.it_power_w)
-                for f, st in zip(snap.factories, snap.states, strict=True)]
+        if self._it_caps[0] is not snap.factories:  # (the factories' IT-power caps, the same expression)
+            self._it_caps = (snap.factories, [min(f.power_cap_w / f.pue, f.cooling_capacity_w)
+                                              for f in snap.factories])
+        head = [max(0.0, cap - st.it_power_w) for cap, st in zip(self._it_caps[1], snap.states, strict=True)]
         quota: dict[int, float] = {}
         eps = EPS
 

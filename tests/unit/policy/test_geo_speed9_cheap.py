@@ -22,8 +22,17 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from superfactory.domain.fleet import (NODE_BUSY, NODE_FREE, FactoryState, FleetSnapshot, JobView, Migrate, Place,
-                                       Plan, Preempt)
+from superfactory.domain.fleet import (
+    NODE_BUSY,
+    NODE_FREE,
+    FactoryState,
+    FleetSnapshot,
+    JobView,
+    Migrate,
+    Place,
+    Plan,
+    Preempt,
+)
 from superfactory.domain.job import TrainingJob
 from superfactory.domain.topology import topology_of
 from superfactory.policy import gangfit
@@ -255,3 +264,54 @@ def test_node_is_domain_counts_equal_the_per_domain_sums(busy_p: float, seed: in
     finally:
         gangfit._TABLES[id(topo)] = (topo, t)
     assert got == want
+
+
+# -- free counts, once per cluster for both the per-accelerator and the per-factory figures ---------------------------
+def _mixed_factory(blocks: list[tuple[int, int]], name: str) -> Any:
+    """A factory of clusters ``(system 0..3, domains)``; system i is accelerator ``ACC{i % 2}``."""
+    from superfactory.domain.accelerator import SystemSpec
+    from superfactory.domain.factory import Cluster, Factory
+    systems = [(4, 18), (8, 1), (2, 4), (4, 6)]
+    clusters = []
+    node_off = dom_off = 0
+    for si, (sys_ix, domains) in enumerate(blocks):
+        gpn, npd = systems[sys_ix]
+        spec = SystemSpec(f"sys{si}", f"ACC{sys_ix % 2}", gpus_per_node=gpn, nodes_per_domain=npd,
+                          max_power_w=1000.0)
+        c = Cluster(spec, domains * npd, node_off, dom_off, npd, npd, 2, 2.0)
+        clusters.append(c)
+        node_off += c.nodes
+        dom_off += c.domains
+    return Factory(name, "r", "PJM", "PJM", 1e12, 1e12, 1.1, frozenset(), "US", tuple(clusters))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 6)), min_size=1, max_size=3), min_size=1,
+                max_size=3),
+       st.lists(st.tuples(st.integers(0, 2**31), st.floats(0.0, 1.0), st.booleans()), min_size=1, max_size=5))
+def test_free_counts_per_cluster_equal_plain_counts(layouts: list[list[tuple[int, int]]],
+                                                    steps: list[tuple[int, float, bool]]) -> None:
+    """``_free_nodes`` (per accelerator) and ``_free_gpus`` (per factory) share one count per cluster per node bytes
+    object: both equal plain counts over the bytes, as the bytes change or stay the same object, and when new
+    factories (other clusters) come at the same indices."""
+    pol = GeoPolicy()
+    factories = tuple(_mixed_factory(b, f"f{i}") for i, b in enumerate(layouts))
+    states: tuple[FactoryState, ...] = ()
+    for seed, busy_p, new_factories in steps:
+        if new_factories:  # the layouts rebuilt: new factory objects at the same indices, with new node bytes
+            factories = tuple(_mixed_factory(list(reversed(b)), f"g{i}") for i, b in enumerate(layouts))
+            states = ()  # (the counts are kept per node bytes object: a factory's bytes belong to that factory)
+        rng = np.random.default_rng(seed)
+        states = tuple(st if st is not None and rng.random() < 0.3 and st.node_status and len(st.node_status) == f.nodes
+                       else FactoryState(f.id, True, bytes(np.where(rng.random(f.nodes) < busy_p, NODE_BUSY,
+                                                                    NODE_FREE).astype(np.uint8)), 50.0, 300.0, 0.0)
+                       for f, st in zip(factories, states or (None,) * len(factories), strict=True))
+        snap = FleetSnapshot(0, factories, states, (), (), ())
+        for _ask in range(2):
+            for i, (f, s) in enumerate(zip(factories, states, strict=True)):
+                for acc in ("ACC0", "ACC1", "ACC9"):
+                    want = sum(s.node_status.count(NODE_FREE, c.node_offset, c.node_end) for c in f.clusters_of(acc))
+                    assert pol._free_nodes(snap, i, acc) == want
+            assert pol._free_gpus(snap) == [sum(s.node_status.count(NODE_FREE, c.node_offset, c.node_end)
+                                                * c.system.gpus_per_node for c in f.clusters)
+                                            for f, s in zip(factories, states, strict=True)]
