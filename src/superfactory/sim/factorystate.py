@@ -68,6 +68,9 @@ class FactoryRuntime:
     #: bumped by every change of what a snapshot shows of the factory (status, up, IT power; the fleet bumps it
     #: for probe readings too), so an unchanged factory's FactoryState is reused between decisions
     version: int = 0
+    #: where a bump of :attr:`version` is told (the index appended): the fleet shares one list between its
+    #: factories, so a snapshot revisits only the factories changed since the last one (issue 12, fleet-200)
+    touched: list[int] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         f = self.factory
@@ -109,6 +112,7 @@ class FactoryRuntime:
     def refresh(self, node: int) -> None:
         """Recompute the public status byte of ``node``."""
         self.version += 1
+        self.touched.append(self.index)
         if self.down[node]:
             self.status[node] = NODE_DOWN
         elif self.node_job[node] >= 0 or self.reserved[node]:
@@ -121,6 +125,7 @@ class FactoryRuntime:
         """Give free nodes to a job (vectorised: a 16k-GPU gang is 2,048 nodes). Nodes that are down stay down
         and add no power. (With none down — the usual case — the masks are skipped: the same sums, bit for bit.)"""
         self.version += 1
+        self.touched.append(self.index)
         down = self.down[nodes]
         if not _count_nonzero(down):
             if self.up:
@@ -139,6 +144,7 @@ class FactoryRuntime:
     def release(self, nodes: np.ndarray) -> None:
         """Return a job's nodes; nodes that failed meanwhile stay down (none down: no masks, as in :meth:`hold`)."""
         self.version += 1
+        self.touched.append(self.index)
         down = self.down[nodes]
         if not _count_nonzero(down):
             if self.up:
@@ -156,6 +162,7 @@ class FactoryRuntime:
 
     def set_down(self, node: int, is_down: bool) -> None:
         self.version += 1
+        self.touched.append(self.index)
         before = self._node_power_w(node)
         held = self.node_job[node] >= 0 or self.reserved[node]
         if held and self.up and self.down[node] != is_down:
@@ -166,6 +173,7 @@ class FactoryRuntime:
 
     def set_up(self, up: bool) -> None:
         self.version += 1
+        self.touched.append(self.index)
         self.up = up
         if up:
             live = ~self.down
@@ -182,6 +190,7 @@ class FactoryRuntime:
     def reserve(self, nodes: np.ndarray) -> None:
         """Mark free nodes as held by a non-job owner (caller checked they are free and live)."""
         self.version += 1
+        self.touched.append(self.index)
         if self.up:
             self.it_power_w += float((self.node_power_busy_w[nodes] - self.node_power_idle_w[nodes]).sum())
             self.busy_gpus += int(self.node_gpus[nodes].sum())
@@ -191,6 +200,7 @@ class FactoryRuntime:
     def unreserve(self, nodes: np.ndarray) -> None:
         """Return reserved nodes; nodes that failed meanwhile stay down."""
         self.version += 1
+        self.touched.append(self.index)
         live = ~self.down[nodes]
         if self.up:
             self.it_power_w -= float((self.node_power_busy_w[nodes] - self.node_power_idle_w[nodes])[live].sum())

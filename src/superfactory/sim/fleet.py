@@ -197,6 +197,9 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
         self.links = links
         self.links_down: set[tuple[str, str]] = set()
         self.rt = [FactoryRuntime(f, i) for i, f in enumerate(factories)]
+        self._touched: list[int] = []  # factories whose version moved since the last snapshot (see snapshot)
+        for r in self.rt:
+            r.touched = self._touched
         self._topos: list[FactoryTopology | None] = [None] * len(factories)  # topology_of, per factory (_place)
         self.by_id = {f.id: i for i, f in enumerate(factories)}
         self._fids = (*(f.id for f in factories), "")  # factory ids by index; [-1] (no factory) is ""
@@ -245,6 +248,7 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
         self._links_cache: tuple[frozenset[tuple[str, str]], tuple[WanLink, ...]] | None = None
         self._pending_cache: tuple[int, tuple[JobView, ...]] | None = None
         self._states: tuple[FactoryState, ...] | None = None
+        self._states_signals: object = None  # the _signals tuple the states were last fully checked against
         # inference capacity (sim/inference.py): nodes wanted per (factory, accelerator) from jobs being
         # preempted for it, and nodes handed over to it when those jobs released them
         self.claims: dict[tuple[int, str], int] = {}
@@ -311,6 +315,54 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
         now = self.k.now
         price, carbon_now = self._signals_now(now)
         cache = self._state_cache
+        touched = self._touched
+        if self._states is not None and self._signals is self._states_signals:
+            # the same prices and carbon as the last snapshot (the same objects): only the factories whose version
+            # moved since can differ from their cached state (fleet-200: 200 factories, a few touched a decision)
+            if touched:
+                states_l = list(self._states)
+                fresh = False
+                for fi in set(touched):
+                    r = self.rt[fi]
+                    f = r.factory
+                    key = (r.version, price[f.market], carbon_now[f.grid])
+                    hit = cache[fi]
+                    if hit is not None and hit[0] == key:
+                        continue
+                    fresh = True
+                    st = new_factory_state(f.id, r.up, r.status.tobytes(), key[1], key[2], r.it_power_w,
+                                           tuple(self.link_probes[fi][d] for d in sorted(self.link_probes[fi])))
+                    cache[fi] = (key, st)
+                    states_l[fi] = st
+                touched.clear()
+                if fresh:
+                    self._states = tuple(states_l)
+            states = self._states
+        else:
+            states = self._factory_states(price, carbon_now)
+        down = self.links_down  # compared as a set: a frozenset copy only when it moved
+        if self._links_cache is None or self._links_cache[0] != down:
+            kept = frozenset(down)
+            self._links_cache = (kept, tuple(lk for lk in self.links if (lk.a, lk.b) not in kept))
+        links = self._links_cache[1]
+        pset = self.pending
+        if self._pending_cache is None or self._pending_cache[0] != pset.version:
+            views = pset.views
+            for idx in pset.stale:
+                if idx in views:
+                    views[idx] = self._view(pset[idx], now)
+            pset.stale.clear()
+            self._pending_cache = (pset.version, tuple(views.values()))  # type: ignore[arg-type]
+        pending = self._pending_cache[1]
+        running = LazyViews(partial(self._running_views, now, self._changes))
+        prices, carbon = self._histories(now)
+        inference = self.serving.state() if self.serving is not None else None
+        return new_snapshot(now, self.factories, states, links, pending, running, prices, carbon, inference, None)
+
+    def _factory_states(self, price: dict[str, float], carbon_now: dict[str, float]) -> tuple[FactoryState, ...]:
+        """Every factory's state for :meth:`snapshot`, each reused while its ``version``, price and carbon are
+        unchanged; the same tuple when all are. Notes the signals it was built for (``_states_signals``)."""
+        cache = self._state_cache
         states_l: list[FactoryState] = []
         fresh = False
         for r in self.rt:
@@ -331,24 +383,9 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
             states_l.append(st)
         states = self._states if not fresh and self._states is not None else tuple(states_l)
         self._states = states  # every factory's state the same objects: the same tuple (policies compare by identity)
-        down = self.links_down  # compared as a set: a frozenset copy only when it moved
-        if self._links_cache is None or self._links_cache[0] != down:
-            kept = frozenset(down)
-            self._links_cache = (kept, tuple(lk for lk in self.links if (lk.a, lk.b) not in kept))
-        links = self._links_cache[1]
-        pset = self.pending
-        if self._pending_cache is None or self._pending_cache[0] != pset.version:
-            views = pset.views
-            for idx in pset.stale:
-                if idx in views:
-                    views[idx] = self._view(pset[idx], now)
-            pset.stale.clear()
-            self._pending_cache = (pset.version, tuple(views.values()))  # type: ignore[arg-type]
-        pending = self._pending_cache[1]
-        running = LazyViews(partial(self._running_views, now, self._changes))
-        prices, carbon = self._histories(now)
-        inference = self.serving.state() if self.serving is not None else None
-        return new_snapshot(now, self.factories, states, links, pending, running, prices, carbon, inference, None)
+        self._states_signals = self._signals
+        self._touched.clear()
+        return states
 
     def _signals_now(self, now: int) -> tuple[dict[str, float], dict[str, float]]:
         """Every market's price and every grid's carbon intensity now, kept until the next step of any series
@@ -761,7 +798,9 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
         now = self.k.now_s()
         factor = self.link_factors[fi].get(domain, 1.0)
         known = self.link_probes[fi].get(domain)
-        self.rt[fi].version += 1  # snapshots show probe readings
+        r = self.rt[fi]
+        r.version += 1  # snapshots show probe readings
+        r.touched.append(fi)
         if factor < 1.0:
             self.link_probes[fi][domain] = LinkProbe(domain, factor, now)
         elif known is not None:
