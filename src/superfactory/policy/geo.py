@@ -171,7 +171,11 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._pick_memo: dict[tuple[str, int], tuple[bytes, Factory, tuple[int, ...] | None]] = {}
         self._site_cache: dict[str, tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]] = {}
         self._fit_key: dict[str, tuple[int, str]] = {}  # job -> its key in _fit_memo's answers (_fits_somewhere)
-        self._fit_rows: tuple[object, list[tuple[JobView, str, tuple[int, str]]]] = (None, [])
+        self._fit_rows: tuple[object, list[tuple[JobView, str, int]]] = (None, [])
+        self._fit_codes: dict[tuple[tuple[tuple[int, int], ...], str], int] = {}
+        self._fit_shapes: list[tuple[tuple[tuple[int, int], ...], str]] = []
+        self._fit_job_code: dict[str, int] = {}
+        self._fit_answers: tuple[object, dict[int, bool]] = (None, {})
         self._pend_ids: tuple[object, tuple[str, ...], frozenset[str]] = (None, (), frozenset())
         self._it_caps: tuple[object, list[float]] = (None, [])
 

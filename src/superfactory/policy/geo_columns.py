@@ -101,7 +101,13 @@ class GeoColumns:
     _fit_key: dict[str, tuple[int, str]]  # job -> its key in the fit memo (valid for the factories _sites_of)
     # (pending tuple, [(view, job id, fit key)] of its jobs): kept while the snapshot's pending tuple is the same
     # object (the twin rebuilds it only when the pending set changes); forgotten with the fit keys
-    _fit_rows: tuple[object, list[tuple[JobView, str, tuple[int, str]]]]
+    _fit_rows: tuple[object, list[tuple[JobView, str, int]]]
+    # fit shapes (:meth:`_split_pending`): ((factory, nodes needed) per lawful site, accelerator) -> code, the shapes
+    # by code, each job's code (all for the factories _sites_of), and the answers per code at one snapshot
+    _fit_codes: dict[tuple[tuple[tuple[int, int], ...], str], int]
+    _fit_shapes: list[tuple[tuple[tuple[int, int], ...], str]]
+    _fit_job_code: dict[str, int]
+    _fit_answers: tuple[object, dict[int, bool]]
     _pend_ids: tuple[object, tuple[str, ...], frozenset[str]]  # (pending tuple, its job ids; as a set)
 
     def _latency_ms(self, snap: FleetSnapshot, a: str | None, b: str) -> float:
@@ -154,6 +160,10 @@ class GeoColumns:
         self._site_intern.clear()
         self._fit_key.clear()
         self._fit_rows = (None, [])
+        self._fit_codes = {}
+        self._fit_shapes = []
+        self._fit_job_code = {}
+        self._fit_answers = (None, {})
 
     def _sites(self, snap: FleetSnapshot, job: TrainingJob
                ) -> tuple[tuple[tuple[int, int, float, float], ...], tuple[tuple[str, str], ...]]:
@@ -437,14 +447,16 @@ class GeoColumns:
     def _split_pending(self, snap: FleetSnapshot, reasons: dict[str, str]) -> tuple[list[JobView], dict[str, str]]:
         """The pending jobs of ``snap`` to price at this decision, in pending order, and the waiting reasons
         (from ``reasons``, the last decision's) of the rest: a job with no reason yet is priced, one with a
-        reason is priced only if it fits somewhere (:meth:`_fits_somewhere`), else it keeps its reason.
+        reason is priced only if it fits somewhere (some lawful factory that is up has enough free nodes of its
+        accelerator), else it keeps its reason.
 
         The same answer as ``[v for v in snap.pending if v.job.id not in reasons or self._fits_somewhere(snap,
-        v.job)]`` and the reasons of the others, in one pass: each pending job's fit key is kept with the pending
-        tuple (the twin keeps that tuple while the pending set is unchanged: at a decision that only saw nodes
-        freed, the keys are read back, not looked up job by job), and the answer per key is asked once per
-        decision (the keys are what :meth:`_fits_somewhere` files its answers under, so an answer read here is
-        the one it would give)."""
+        v.job)]`` and the reasons of the others, in one pass. Whether a job fits depends only on its accelerator
+        and its lawful sites' (factory, nodes needed) pairs (the fit shape: :meth:`_fits_somewhere`'s loop reads
+        nothing else of the sites), so jobs of one shape share one answer per decision (many jobs of one size,
+        few shapes), and each pending job's shape code is kept with the pending tuple (the twin keeps that tuple
+        while the pending set is unchanged; the tuple is held, so its id is not reused). The codes are forgotten
+        with the per-job sites when the set of factories changes."""
         if self._sites_of is not snap.factories:
             self._new_factories(snap)
         pend = snap.pending
@@ -452,29 +464,50 @@ class GeoColumns:
         if hit[0] is pend and type(pend) is tuple:  # (kept only for an immutable tuple)
             rows = hit[1]
         else:
-            fit_key = self._fit_key
+            job_code = self._fit_job_code
+            codes = self._fit_codes
             rows = []
             for v in pend:
                 job = v.job
-                key = fit_key.get(job.id)
-                if key is None:  # (as _fits_somewhere files it: the interned sites tuple and the accelerator)
-                    key = fit_key[job.id] = (id(self._sites(snap, job)[0]), job.accelerator)
-                rows.append((v, job.id, key))
+                code = job_code.get(job.id)
+                if code is None:
+                    shape = (tuple([(i, n) for i, n, _w, _mw in self._sites(snap, job)[0]]), job.accelerator)
+                    code = codes.get(shape)
+                    if code is None:
+                        code = codes[shape] = len(self._fit_shapes)
+                        self._fit_shapes.append(shape)
+                    job_code[job.id] = code
+                rows.append((v, job.id, code))
             self._fit_rows = (pend, rows)
         memo = self._fit_memo
         if memo[0] is not snap:
             memo = self._fit_memo = (snap, {}, [st.up for st in snap.states], {})
-        answers = memo[3]
+        ans_of = self._fit_answers
+        if ans_of[0] is not snap:
+            ans_of = self._fit_answers = (snap, {})
+        answers = ans_of[1]
+        free, up = memo[1], memo[2]
+        shapes = self._fit_shapes
         views: list[JobView] = []
         waiting: dict[str, str] = {}
-        for v, jid, key in rows:
+        for v, jid, code in rows:
             why = reasons.get(jid)
             if why is None:
                 views.append(v)
                 continue
-            ans = answers.get(key)
-            if ans is None:
-                ans = self._fits_somewhere(snap, v.job)
+            ans = answers.get(code)
+            if ans is None:  # (as _fits_somewhere: a site that is up with enough free nodes of the accelerator)
+                pairs, acc = shapes[code]
+                ans = False
+                for i, n in pairs:
+                    if up[i]:
+                        got = free.get((i, acc))
+                        if got is None:
+                            got = free[(i, acc)] = self._free_nodes(snap, i, acc)
+                        if got >= n:
+                            ans = True
+                            break
+                answers[code] = ans
             if ans:
                 views.append(v)
             else:

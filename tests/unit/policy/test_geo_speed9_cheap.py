@@ -315,3 +315,24 @@ def test_free_counts_per_cluster_equal_plain_counts(layouts: list[list[tuple[int
             assert pol._free_gpus(snap) == [sum(s.node_status.count(NODE_FREE, c.node_offset, c.node_end)
                                                 * c.system.gpus_per_node for c in f.clusters)
                                             for f, s in zip(factories, states, strict=True)]
+
+
+def test_split_counts_a_site_with_exactly_enough_free_nodes() -> None:
+    """A waiting job fits where a lawful factory that is up has exactly the nodes it needs free (>=, not >), and
+    not with one node fewer; shape answers are per decision (the next snapshot is asked afresh)."""
+    pol = GeoPolicy()
+    job = next(j for j in _JOBS if j.accelerator == "H100-SXM" and j.gpus <= 1024)
+    site = next(s for s in pol._sites(FleetSnapshot(0, _FACTORIES, _states(_FACTORIES, 0, 0.0, -1), (), (), ()),
+                                      job)[0])
+    i, n = site[0], site[1]
+    pending = (JobView(job, None, (), 0.0, 0),)
+    for free, fits in ((n, True), (n - 1, False), (n, True)):
+        states = []
+        for k, f in enumerate(_FACTORIES):
+            b = np.full(f.nodes, NODE_BUSY, dtype=np.uint8)
+            if k == i:
+                b[:free] = NODE_FREE
+            states.append(FactoryState(f.id, True, b.tobytes(), 50.0, 300.0, 0.0))
+        snap = FleetSnapshot(0, _FACTORIES, tuple(states), (), pending, ())
+        views, waiting = pol._split_pending(snap, {job.id: "waits"})
+        assert ([v.job.id for v in views] == [job.id]) is fits and (waiting == {job.id: "waits"}) is not fits
