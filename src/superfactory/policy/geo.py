@@ -47,6 +47,7 @@ that break a free big-gang block (``align_big_gangs``).
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 
 import numpy as np
@@ -177,6 +178,8 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._fit_job_code: dict[str, int] = {}
         self._fit_answers: tuple[object, dict[int, bool]] = (None, {})
         self._pend_ids: tuple[object, tuple[str, ...], frozenset[str]] = (None, (), frozenset())
+        # (pending tuple, max_wait_s, [(bound, job id)] ascending, the bounds): _set_deadline
+        self._dues: tuple[object, int, list[tuple[int, str]], list[int]] = (None, 0, [], [])
         self._it_caps: tuple[object, list[float]] = (None, [])
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
@@ -306,14 +309,19 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
     def _set_deadline(self, snap: FleetSnapshot, now: int, placed: set[str]) -> None:
         """The next instant a pending job not ``placed`` now reaches its wait bound (``wants_cycle`` asks then)."""
         bound_s = self.max_wait_s
-        best = 10**18  # (one pass, the job's id looked up only for a deadline that would be the new minimum)
-        for v in snap.pending:
-            since = v.waiting_since_s
-            if since >= 0:
-                due = since + bound_s
-                if now < due < best and v.job.id not in placed:
-                    best = due
-        self._next_deadline_s = best
+        pend = snap.pending
+        hit = self._dues
+        if hit[0] is not pend or hit[1] != bound_s or type(pend) is not tuple:
+            # every waiting job's bound, ascending (kept while the pending tuple is the same object: the twin
+            # rebuilds it only when the pending set changes, and a job's waiting_since_s is in its view)
+            dues = sorted([(v.waiting_since_s + bound_s, v.job.id) for v in pend if v.waiting_since_s >= 0])
+            hit = self._dues = (pend, bound_s, dues, [d for d, _j in dues])
+        dues, keys = hit[2], hit[3]
+        # the earliest bound after now of a job not placed now: the first such in ascending order (the plain min)
+        k = bisect_right(keys, now)
+        while k < len(dues) and dues[k][1] in placed:
+            k += 1
+        self._next_deadline_s = dues[k][0] if k < len(dues) and dues[k][0] < 10**18 else 10**18
 
     def _note_wanted(self, views: list[JobView], running: set[int], chosen: list[_Col], cols: list[_Col],
                      plan: Plan) -> None:

@@ -33,6 +33,9 @@ _BIG = 1e12
 #: so it runs wherever lawful capacity exists (a finite number keeps the LP well scaled)
 STARVED_USD_PER_GPU_H = 1e4
 _MOVABLE = MOVABLE  # states in which a world accepts Migrate and Preempt
+#: ``_tnew(_Col, (job, factory, ...))`` is ``_Col(job, factory, ...)`` (what the named tuple's own ``__new__`` does,
+#: without its Python-level call): for the kept columns re-read at every decision
+_tnew = tuple.__new__
 
 
 class _Col(NamedTuple):
@@ -319,7 +322,7 @@ class GeoColumns:
                         v.last_factory_id is None or governor.may_move(job.id, now), jx in emergency)
                 phit = self._pend_cache.get(job.id)
                 if phit is not None and phit[0] == pkey:
-                    cols.extend([_Col(jx, i, c, n, w, m) for i, c, n, w, m in phit[1]])
+                    cols.extend([_tnew(_Col, (jx, i, c, n, w, m)) for i, c, n, w, m in phit[1]])
                     skip_sites = True
                     pkey = None
             run_start = len(cols)

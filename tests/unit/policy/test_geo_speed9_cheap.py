@@ -336,3 +336,29 @@ def test_split_counts_a_site_with_exactly_enough_free_nodes() -> None:
         snap = FleetSnapshot(0, _FACTORIES, tuple(states), (), pending, ())
         views, waiting = pol._split_pending(snap, {job.id: "waits"})
         assert ([v.job.id for v in views] == [job.id]) is fits and (waiting == {job.id: "waits"}) is not fits
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 50_000), st.booleans()), max_size=30),
+       st.lists(st.tuples(st.integers(0, 80_000), st.integers(-1, 29), st.booleans()), min_size=1, max_size=6))
+def test_kept_bounds_give_the_earliest_bound_still_ahead(jobs: list[tuple[int, bool]],
+                                                         asks: list[tuple[int, int, bool]]) -> None:
+    """``_set_deadline`` keeps the pending jobs' bounds sorted while the pending tuple is the same object and asks
+    it again at other instants and with other jobs placed (``at``: ``now`` exactly on a job's bound; ``fresh``: a
+    new pending tuple, part of the last one): always the plain min over waiting jobs not placed whose bound is
+    after now."""
+    pol = GeoPolicy(max_wait_s=6 * 3600)
+    views = tuple(JobView(dataclasses.replace(_JOBS[0], id=f"j{i}"), None, (), 0.0, since)
+                  for i, (since, _p) in enumerate(jobs))
+    base = FleetSnapshot(0, _FACTORIES, _states(_FACTORIES, 0, 0.0, -1), (), views, ())
+    for k, (now, at, fresh) in enumerate(asks):
+        if 0 <= at < len(jobs) and jobs[at][0] >= 0:
+            now = jobs[at][0] + pol.max_wait_s
+        placed = {f"j{i}" for i, (_s, p) in enumerate(jobs) if p != bool(k % 2)}
+        # (fresh: a new pending tuple, every other job of the last one's: the kept bounds must not be read)
+        snap = dataclasses.replace(base, pending=tuple(base.pending[k % 2::2])) if fresh else base
+        base = snap
+        pol._set_deadline(snap, now, placed)
+        want = min((v.waiting_since_s + pol.max_wait_s for v in snap.pending if v.job.id not in placed
+                    and v.waiting_since_s >= 0 and v.waiting_since_s + pol.max_wait_s > now), default=10**18)
+        assert pol._next_deadline_s == want
