@@ -181,6 +181,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         # (pending tuple, max_wait_s, [(bound, job id)] ascending, the bounds): _set_deadline
         self._dues: tuple[object, int, list[tuple[int, str]], list[int]] = (None, 0, [], [])
         self._it_caps: tuple[object, list[float]] = (None, [])
+        self._reason_memo: dict[str, tuple[tuple[object, ...], str]] = {}
 
     def observe(self, outcomes: Sequence[ActionOutcome]) -> None:
         """Moves recorded at decision time that did not take effect are cancelled in the governor (quota back,
@@ -259,7 +260,10 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         emergency = ({jx for jx, v in enumerate(views) if jx not in running and v.last_factory_id is not None
                       and not ups[snap.factory_index(v.last_factory_id)]} if not all(ups) else set())
         if not views:  # (between full solves, nothing to price: every pending job keeps its reason)
-            self._reasons = dict(sorted(waiting.items()))
+            if len(waiting) != len(self._reasons):
+                self._reasons = dict(sorted(waiting.items()))
+            # (else every job with a reason is still pending and keeps it: the same reasons, already sorted by job;
+            # _reasons is only ever made from a sorted list)
             self._last_wait_plan = Plan((), tuple(self._reasons.items()))
             self._set_deadline(snap, now, set())
             return self._last_wait_plan

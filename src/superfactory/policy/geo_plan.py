@@ -107,6 +107,8 @@ class GeoPlanning(GeoColumns):
     # (job, factory index) -> (the factory's node bytes, the factory, pick_nodes' answer) on those bytes
     _pick_memo: dict[tuple[str, int], tuple[bytes, Factory, tuple[int, ...] | None]]
     _it_caps: tuple[object, list[float]]  # (factories, each one's IT-power cap: min(power cap / PUE, cooling))
+    _reason_memo: dict[str, tuple[tuple[object, ...], str]]  # job -> (the figures of its waiting reason, the text)
+    max_wait_s: int
 
     @staticmethod
     def _without_settled(views: list[JobView], running: set[int], cols: list[_Col], known: frozenset[int] = frozenset()
@@ -259,11 +261,29 @@ class GeoPlanning(GeoColumns):
         if best is None:
             return "geo: no lawful factory with room for it is up"
         site = snap.factories[best.factory].id
-        if best.cost <= wait_usd_h:
-            return (f"geo: waiting for free capacity (running in {site} costs {best.cost:.2f} USD/h <= waiting "
+        # the text is a function of these figures only: kept per job while they are equal (a waiting job's columns
+        # are mostly re-read from its kept run columns, and a forced one waits at a constant rate). Equal floats
+        # format alike except zeros of either sign ("-0.00"): a zero figure is never read from the memo (NaN
+        # never equals itself: never read either)
+        if not (best.cost and wait_usd_h and lam):
+            return self._reason_text(site, best.cost, wait_usd_h, lam, v.waiting_since_s)
+        key = (site, best.cost, wait_usd_h, lam, v.waiting_since_s, self.max_wait_s)
+        hit = self._reason_memo.get(v.job.id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        text = self._reason_text(site, best.cost, wait_usd_h, lam, v.waiting_since_s)
+        if len(self._reason_memo) >= 4096:
+            self._reason_memo.clear()
+        self._reason_memo[v.job.id] = (key, text)
+        return text
+
+    def _reason_text(self, site: str, best_cost: float, wait_usd_h: float, lam: float, since_s: int) -> str:
+        """:meth:`_wait_reason`'s text for a job whose cheapest lawful run is in ``site`` at ``best_cost``."""
+        if best_cost <= wait_usd_h:
+            return (f"geo: waiting for free capacity (running in {site} costs {best_cost:.2f} USD/h <= waiting "
                     f"{wait_usd_h:.2f} USD/h; value of a GPU-hour {lam:.3f} USD)")
-        return (f"geo: waiting for cheaper power (running in {site} costs {best.cost:.2f} USD/h > waiting "
-                f"{wait_usd_h:.2f} USD/h; value of a GPU-hour {lam:.3f} USD; since {v.waiting_since_s} s, at most "
+        return (f"geo: waiting for cheaper power (running in {site} costs {best_cost:.2f} USD/h > waiting "
+                f"{wait_usd_h:.2f} USD/h; value of a GPU-hour {lam:.3f} USD; since {since_s} s, at most "
                 f"{self.max_wait_s / HOUR_S:.1f} h)")
 
     def _actions(self, snap: FleetSnapshot, views: list[JobView], running: set[int], chosen: list[_Col],

@@ -362,3 +362,66 @@ def test_kept_bounds_give_the_earliest_bound_still_ahead(jobs: list[tuple[int, b
         want = min((v.waiting_since_s + pol.max_wait_s for v in snap.pending if v.job.id not in placed
                     and v.waiting_since_s >= 0 and v.waiting_since_s + pol.max_wait_s > now), default=10**18)
         assert pol._next_deadline_s == want
+
+
+# -- waiting reasons ------------------------------------------------------------------------------------------------
+def _reference_reason(pol: GeoPolicy, site: str, best_cost: float, wait_usd_h: float, lam: float,
+                      since_s: int) -> str:
+    """GeoPlanning._wait_reason's text as it was before session 9 (every call formatted afresh)."""
+    if best_cost <= wait_usd_h:
+        return (f"geo: waiting for free capacity (running in {site} costs {best_cost:.2f} USD/h <= waiting "
+                f"{wait_usd_h:.2f} USD/h; value of a GPU-hour {lam:.3f} USD)")
+    return (f"geo: waiting for cheaper power (running in {site} costs {best_cost:.2f} USD/h > waiting "
+            f"{wait_usd_h:.2f} USD/h; value of a GPU-hour {lam:.3f} USD; since {since_s} s, at most "
+            f"{pol.max_wait_s / 3600:.1f} h)")
+
+
+_figures = st.sampled_from([0.0, -0.0, 1.0, 1.004, 1.006, -2.5, 1e4, float("inf"), float("nan"), 3.14159])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4), _figures, _figures, _figures,
+                          st.sampled_from([0, 10, 3600])), min_size=1, max_size=12))
+def test_kept_reason_texts_equal_fresh_ones(asks: list[tuple[int, int, float, float, float, int]]) -> None:
+    """A job's waiting reason, kept while its figures are equal, is the text formatted afresh: also for zeros of
+    either sign (formatted "-0.00" and "0.00", yet equal), NaN and infinities, and as figures change back and
+    forth for the same job."""
+    pol = GeoPolicy()
+    snap = FleetSnapshot(0, _FACTORIES, _states(_FACTORIES, 0, 0.0, -1), (), (), ())
+    for j, fx, best, wait, lam, since in asks:
+        v = JobView(dataclasses.replace(_JOBS[0], id=f"j{j}"), None, (), 0.0, since)
+        pol._lam = {v.job.accelerator: lam}
+        chosen = _Col(0, -1, wait, 0, 0.0, False)
+        cols = [_Col(0, fx, best, 1, 0.0, False), chosen]
+        got = pol._wait_reason(snap, v, chosen, cols)
+        assert got == _reference_reason(pol, _FACTORIES[fx].id, best, wait, lam, since)
+
+
+def test_reasons_kept_when_nothing_is_priced_are_the_sorted_reasons() -> None:
+    """Between full solves, a decision that prices nothing keeps every pending job's reason: the plan's reasons are
+    the jobs' reasons sorted by job, the same as re-sorting them, also after a job left the queue."""
+    jobs = [dataclasses.replace(j, id=f"z{k:02d}" if k % 2 else f"a{k:02d}") for k, j in enumerate(_JOBS[:8])]
+    pol = GeoPolicy()
+    busy = tuple(FactoryState(f.id, True, bytes([NODE_BUSY]) * f.nodes, 50.0, 300.0, 0.0) for f in _FACTORIES)
+    rng = np.random.default_rng(0)
+    views = tuple(JobView(j, None, (), 0.0, 0) for j in jobs)
+    first = pol.decide(FleetSnapshot(60, _FACTORIES, busy, (), views, ()), rng)
+    assert first.actions == () and [j for j, _r in first.waiting] == sorted(j.id for j in jobs)
+    reasons = dict(first.waiting)
+    again = tuple(FactoryState(s.factory_id, True, bytes(s.node_status), 50.0, 300.0, 0.0) for s in busy)
+    for now, pend in ((1000, views), (2000, views[1:]), (3000, views[1:])):  # new bytes: not the quick answer
+        again = tuple(FactoryState(s.factory_id, True, bytes(s.node_status), 50.0, 300.0, 0.0) for s in again)
+        plan = pol.decide(FleetSnapshot(now, _FACTORIES, again, (), pend, ()), rng)
+        want = tuple(sorted((v.job.id, reasons[v.job.id]) for v in pend))
+        assert plan.actions == () and plan.waiting == want
+
+
+def test_a_kept_reason_is_not_served_for_a_zero_of_the_other_sign() -> None:
+    pol = GeoPolicy()
+    snap = FleetSnapshot(0, _FACTORIES, _states(_FACTORIES, 0, 0.0, -1), (), (), ())
+    v = JobView(_JOBS[0], None, (), 0.0, 10)
+    pol._lam = {v.job.accelerator: 2.0}
+    for best, wait in ((0.0, 5.0), (-0.0, 5.0), (7.0, 0.0), (7.0, -0.0), (-0.0, 5.0)):
+        chosen = _Col(0, -1, wait, 0, 0.0, False)
+        got = pol._wait_reason(snap, v, chosen, [_Col(0, 1, best, 1, 0.0, False), chosen])
+        assert got == _reference_reason(pol, _FACTORIES[1].id, best, wait, 2.0, 10)
