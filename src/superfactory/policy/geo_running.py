@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from superfactory.policy.geo_columns import GeoColumns, _Col
 
 HOUR_S = 3600
-_INF = float("inf")
 _BIG = 1e12  # the same "no value of a GPU-hour" marker as geo_columns
 _MOVABLE = MOVABLE
 
@@ -179,9 +178,9 @@ def running_columns(pol: GeoColumns, ctx: RunCtx, jx: int, v: JobView, span: int
         cols.extend([col(jx, f, c, n, w, m) for f, c, n, w, m in out])
 
 
-def _settles_exact(pol: GeoColumns, ctx: RunCtx, job: TrainingJob,
-                   sites: tuple[tuple[int, int, float, float], ...], cur: int, span: int, drain_h: float, lam: float,
-                   lam_eff: float, may: bool, locked: bool, forced_run: bool, backs: tuple[str, ...]) -> bool:
+def _settles(pol: GeoColumns, ctx: RunCtx, job: TrainingJob, sites: tuple[tuple[int, int, float, float], ...],
+             cur: int, span: int, drain_h: float, lam: float, lam_eff: float, may: bool, locked: bool,
+             forced_run: bool, backs: tuple[str, ...]) -> bool:
     """Whether staying is strictly the cheapest column of a running job at factory ``cur`` (no latency
     price), found without building its columns: each cost is the same floating-point expression
     :func:`running_columns` evaluates, and the first column that is not dearer than staying ends the test
@@ -237,116 +236,3 @@ def _settles_exact(pol: GeoColumns, ctx: RunCtx, job: TrainingJob,
         cr = cum[cur]
         best = ctx.wait_best[wkey] = min([wait_rate * k - resume_mw * cr[k] for k in range(1, k_max + 1)])
     return stay < (best + resume_mw * cum[cur][span] + restart_usd) / span
-
-
-#: an :func:`_energy_of` answer for a movable job with a destination that takes no nodes (never in a run)
-_Energy = tuple[int, float, float, tuple[tuple[int, str, float], ...], bool]
-_NO_NODES: _Energy = (-1, 0.0, 0.0, (), False)
-
-
-def _settles(pol: GeoColumns, ctx: RunCtx, job: TrainingJob, sites: tuple[tuple[int, int, float, float], ...],
-             cur: int, span: int, drain_h: float, lam: float, lam_eff: float, may: bool, locked: bool,
-             forced_run: bool, backs: tuple[str, ...]) -> bool:
-    """:func:`_settles_exact`'s answer for a running job at factory ``cur`` (``lam``: its value of a GPU-hour,
-    ``lam_eff`` the one its one-off costs use), with the part that depends only on the job's sites, factory, span
-    and backoffs made once per decision for every running job that shares them (:func:`_energy_of`: staying's
-    cost and each destination's run rate plus hysteresis margin, ``E``).
-
-    Why it is exact: a move costs ``E + mig`` (the same float sum as :func:`running_columns`, ``(run_rate +
-    margin) + mig_span``), and ``mig >= 0`` (never NaN) when the value of a GPU-hour is positive and finite, the
-    drain hours and the checkpoint size are not negative, the job has GPUs and every route has bandwidth; then
-    ``stay < E`` implies ``stay < E + mig`` (rounding to nearest is monotone: ``fl(E + mig) >= E``), so only the
-    destinations with ``stay >= E`` need the job's own move cost. Any other job goes to :func:`_settles_exact`.
-    The pause test is :func:`_settles_exact`'s own. The move-cost table is filled only for the destinations
-    looked at: its values depend on its key alone, so a later read computes the same ones (issue 12, session 9:
-    ~40 % of the running jobs' cost at a full solve)."""
-    fid = ctx.fids[cur]
-    movable = may and not locked
-    memo: tuple[object, dict[tuple[object, ...], _Energy]] | None = pol.__dict__.get("_energy_memo")
-    if memo is None or memo[0] is not ctx.settles_of:  # (one table per decision: the context's own dict)
-        memo = pol.__dict__["_energy_memo"] = (ctx.settles_of, {})
-    table = memo[1]
-    ekey = (id(sites), cur, span, backs if movable else None)
-    got = table.get(ekey)
-    if got is None:
-        got = table[ekey] = _energy_of(pol, ctx, sites, cur, span, movable, backs)
-    cur, stay, resume_mw, unclear, routes_ok = got
-    if cur < 0:
-        return False  # no staying column, or (a movable job) a destination without nodes: as _settles_exact
-    cum = ctx.cum
-    if movable:
-        if not (routes_ok and 0.0 < lam_eff < _INF and drain_h >= 0.0 and job.checkpoint.size_bytes >= 0
-                and job.gpus > 0):
-            return _settles_exact(pol, ctx, job, sites, cur, span, drain_h, lam, lam_eff, may, locked, forced_run,
-                                  backs)
-        if unclear:
-            snap = ctx.snap
-            mig_of = _move_costs(pol, job.id, (fid, snap.links, lam_eff, span))  # (shared with running_columns)
-            for i, dest, e_i in unclear:
-                mig_span = mig_of.get(i)
-                if mig_span is None:
-                    bw = ctx.gbps[(fid, dest)]  # (made by _energy_of)
-                    xfer_h = job.checkpoint.size_bytes * 8 / (bw * 1e9) / HOUR_S
-                    mig_usd = (drain_h + xfer_h) * job.gpus * lam_eff
-                    mig_span = mig_of[i] = mig_usd / span
-                if not stay < e_i + mig_span:
-                    return False
-    if forced_run or locked:
-        return True  # (a staying column exists: no pause column)
-    gpus = job.gpus
-    wait_rate = gpus * lam * (1.0 + 0.02 * job.priority)
-    restart_usd = drain_h * gpus * lam_eff
-    k_max = min(span, pol.horizon_h)
-    wkey = (cur, wait_rate, resume_mw, k_max)
-    best = ctx.wait_best.get(wkey)
-    if best is None:
-        cr = cum[cur]
-        best = ctx.wait_best[wkey] = min([wait_rate * k - resume_mw * cr[k] for k in range(1, k_max + 1)])
-    return bool(stay < (best + resume_mw * cum[cur][span] + restart_usd) / span)
-
-
-def _energy_of(pol: GeoColumns, ctx: RunCtx, sites: tuple[tuple[int, int, float, float], ...], cur: int, span: int,
-               movable: bool, backs: tuple[str, ...]) -> _Energy:
-    """What :func:`_settles_exact` computes that depends only on the job's sites, its factory ``cur``, span and (when
-    ``movable``) its backoffs: (its factory's index or -1 without a staying column, staying's cost, its MW there,
-    the destinations whose run rate plus margin ``E`` is not above staying as (index, factory, ``E``), whether
-    every destination's route has a positive bandwidth). The same float expressions as :func:`_settles_exact`.
-    :data:`_NO_NODES` when a destination takes no nodes."""
-    fids = ctx.fids
-    fid = fids[cur]
-    cum = ctx.cum
-    stay = -1.0
-    resume_mw = 0.0
-    for i, _nodes, _it_w, mw in sites:
-        if i == cur:
-            resume_mw = mw
-            stay = mw * cum[i][span] / span
-            break
-    else:
-        return (-1, 0.0, 0.0, (), True)  # (no staying column)
-    unclear: list[tuple[int, str, float]] = []
-    routes_ok = True
-    if movable:
-        snap = ctx.snap
-        up_now = ctx.up_now
-        hysteresis = pol.hysteresis
-        for i, nodes, _it_w, mw in sites:
-            if not up_now[i] or i == cur:
-                continue
-            dest = fids[i]
-            if dest in backs:
-                continue
-            if nodes == 0:
-                return _NO_NODES
-            bw = ctx.gbps.get((fid, dest))
-            if bw is None:
-                bw = ctx.gbps[(fid, dest)] = pol._bandwidth_gbps(snap, fid, dest)
-            if not bw > 0.0:
-                routes_ok = False
-            energy = mw * cum[i][span]
-            run_rate = energy / span + 0.0
-            margin = hysteresis * abs(energy) / span
-            e_i = run_rate + margin
-            if not stay < e_i:
-                unclear.append((i, dest, e_i))
-    return (cur, stay, resume_mw, tuple(unclear), routes_ok)
