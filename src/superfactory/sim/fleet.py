@@ -330,8 +330,9 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
                     if hit is not None and hit[0] == key:
                         continue
                     fresh = True
+                    probes = self.link_probes[fi]  # (mostly none: the empty tuple, as tuple() of nothing gives)
                     st = new_factory_state(f.id, r.up, r.status.tobytes(), key[1], key[2], r.it_power_w,
-                                           tuple(self.link_probes[fi][d] for d in sorted(self.link_probes[fi])))
+                                           tuple(probes[d] for d in sorted(probes)) if probes else ())
                     cache[fi] = (key, st)
                     states_l[fi] = st
                 touched.clear()
@@ -377,8 +378,9 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
                 st = new_factory_state(f.id, r.up, hit[1].node_status, key[1], key[2], r.it_power_w,
                                        hit[1].link_probes)
             else:
+                probes = self.link_probes[r.index]
                 st = new_factory_state(f.id, r.up, r.status.tobytes(), key[1], key[2], r.it_power_w,
-                                       tuple(self.link_probes[r.index][d] for d in sorted(self.link_probes[r.index])))
+                                       tuple(probes[d] for d in sorted(probes)) if probes else ())
             cache[r.index] = (key, st)
             states_l.append(st)
         states = self._states if not fresh and self._states is not None else tuple(states_l)
