@@ -432,7 +432,7 @@ class SimulatedFleet(CheckpointMixin, MigrationMixin, ReservedCapacityMixin, Acc
             else:  # jr.progress_now(now)
                 b = jr.ckpt_began_s
                 if now < b or (now == b and late_ok):  # before the early-opened window
-                    progress = cell[1] + (now - cell[2]) * jr.speed  # type: ignore[operator]
+                    progress = cell[1] + (now - cell[2]) * jr.speed
                 elif running:
                     progress = jr.progress_s + (now - jr.run_since_s) * jr.speed
                 else:
