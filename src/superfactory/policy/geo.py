@@ -180,6 +180,7 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         self._pend_ids: tuple[object, tuple[str, ...], frozenset[str]] = (None, (), frozenset())
         # (pending tuple, max_wait_s, [(bound, job id)] ascending, the bounds): _set_deadline
         self._dues: tuple[object, int, list[tuple[int, str]], list[int]] = (None, 0, [], [])
+        self._dues_seen: object = None  # the last pending tuple _set_deadline saw (sorted only when seen again)
         self._it_caps: tuple[object, list[float]] = (None, [])
         self._reason_memo: dict[str, tuple[tuple[object, ...], str]] = {}
 
@@ -316,8 +317,21 @@ class GeoPolicy(GeoSignals, GeoPlanning, PolicyBase):
         pend = snap.pending
         hit = self._dues
         if hit[0] is not pend or hit[1] != bound_s or type(pend) is not tuple:
-            # every waiting job's bound, ascending (kept while the pending tuple is the same object: the twin
-            # rebuilds it only when the pending set changes, and a job's waiting_since_s is in its view)
+            if self._dues_seen is not pend or type(pend) is not tuple:
+                # a pending tuple seen for the first time (most are seen once): one plain pass, the job's id looked
+                # up only for a bound that would be the new minimum
+                self._dues_seen = pend
+                best = 10**18
+                for v in pend:
+                    since = v.waiting_since_s
+                    if since >= 0:
+                        due = since + bound_s
+                        if now < due < best and v.job.id not in placed:
+                            best = due
+                self._next_deadline_s = best
+                return
+            # seen again: every waiting job's bound, ascending (kept while the pending tuple is the same object: the
+            # twin rebuilds it only when the pending set changes, and a job's waiting_since_s is in its view)
             dues = sorted([(v.waiting_since_s + bound_s, v.job.id) for v in pend if v.waiting_since_s >= 0])
             hit = self._dues = (pend, bound_s, dues, [d for d, _j in dues])
         dues, keys = hit[2], hit[3]
