@@ -63,7 +63,12 @@ class Policy(Protocol):
         ...
 
     def wants_cycle(self, now_s: int) -> bool:
-        """Whether a periodic cycle at ``now_s`` may change anything (asked before a snapshot is built)."""
+        """Whether a periodic cycle at ``now_s`` may change anything (asked before a snapshot is built).
+
+        Must be a pure function of ``now_s`` and the state ``decide`` and ``observe`` leave: a simulated (exact)
+        clock asks it ahead of time, for the ticks to come, right after each ``decide``/``observe``, and wakes the
+        policy only at the first tick where it answers yes (:mod:`superfactory.loop.decision`). No side effects;
+        no wall clock or other object read."""
         ...
 
     def decide(self, snapshot: FleetSnapshot, rng: np.random.Generator) -> Plan:
