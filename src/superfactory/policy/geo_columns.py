@@ -11,7 +11,7 @@ Also the free-capacity counts the columns and the rows read (recounted only when
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -424,18 +424,22 @@ class GeoColumns:
         ans = memo[3].get(key)
         if ans is not None:
             return ans
-        free, up = memo[1], memo[2]
-        ans = False
-        for i, n, _w, _mw in sites:
+        ans = self._fits_at(snap, [(i, n) for i, n, _w, _mw in sites], acc, memo[1], memo[2])
+        memo[3][key] = ans
+        return ans
+
+    def _fits_at(self, snap: FleetSnapshot, pairs: Sequence[tuple[int, int]], acc: str,
+                 free: dict[tuple[int, str], int], up: list[bool]) -> bool:
+        """Whether some (factory index, nodes needed) pair of ``pairs`` is up with at least that many free nodes
+        of ``acc``; free counts are read from and kept in ``free`` (per decision)."""
+        for i, n in pairs:
             if up[i]:
                 got = free.get((i, acc))
                 if got is None:
                     got = free[(i, acc)] = self._free_nodes(snap, i, acc)
                 if got >= n:
-                    ans = True
-                    break
-        memo[3][key] = ans
-        return ans
+                    return True
+        return False
 
     def _pending_ids(self, snap: FleetSnapshot) -> tuple[tuple[str, ...], frozenset[str]]:
         """The ids of ``snap``'s pending jobs, in order and as a set (kept while the snapshot's pending tuple is
@@ -501,16 +505,7 @@ class GeoColumns:
             ans = answers.get(code)
             if ans is None:  # (as _fits_somewhere: a site that is up with enough free nodes of the accelerator)
                 pairs, acc = shapes[code]
-                ans = False
-                for i, n in pairs:
-                    if up[i]:
-                        got = free.get((i, acc))
-                        if got is None:
-                            got = free[(i, acc)] = self._free_nodes(snap, i, acc)
-                        if got >= n:
-                            ans = True
-                            break
-                answers[code] = ans
+                ans = answers[code] = self._fits_at(snap, pairs, acc, free, up)
             if ans:
                 views.append(v)
             else:
